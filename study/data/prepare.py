@@ -1,0 +1,221 @@
+"""`prepare`: read a source once, validate every file, fix the splits, write Parquet + manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from study.data.decode import MIN_SIDE, BadImage, inspect_image
+from study.data.registry import get_dataset
+from study.data.sources import SourceItem
+from study.data.splits import SPLITS, assign_splits
+
+FORMAT_VERSION = 1  # bump when the on-disk layout changes
+IMAGES_FILE = "images.parquet"
+MANIFEST_FILE = "manifest.json"
+
+
+class PrepareError(ValueError):
+    """Bad files were found; the message lists every one with its reason."""
+
+    def __init__(self, name: str, problems: list[tuple[str, str]]):
+        self.problems = problems
+        lines = "\n".join(f"  {p}: {r}" for p, r in problems)
+        super().__init__(
+            f"prepare {name}: {len(problems)} bad file(s); nothing was written.\n{lines}\n"
+            "Fix or remove them, or pass --skip-bad to leave them out (they are listed in the manifest)."
+        )
+
+
+@dataclass
+class PrepareResult:
+    out_dir: Path
+    manifest: dict
+    summary: str
+    reused: bool = False
+    table: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("STUDY_DATA_DIR", "data"))
+
+
+def _inspect_all(items: list[SourceItem], workers: int) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Read and decode every file exactly once (threads: PIL releases the GIL while decoding)."""
+
+    def one(item: SourceItem) -> dict | tuple[str, str]:
+        try:
+            data = item.read()
+            facts = inspect_image(data, MIN_SIDE)
+        except BadImage as e:
+            return (item.path, str(e))
+        except OSError as e:
+            return (item.path, f"cannot be read ({e.strerror or e})")
+        return {
+            "path": item.path,
+            "label": item.label,
+            "group": item.group,
+            "sha256": facts.sha256,
+            "width": facts.width,
+            "height": facts.height,
+            "format": facts.format,
+            "mode": facts.mode,
+            "dhash": facts.dhash,
+            "image": data,
+        }
+
+    rows, bad = [], []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for r in pool.map(one, items):
+            (bad if isinstance(r, tuple) else rows).append(r)
+    return rows, bad
+
+
+def _near_duplicates(df: pd.DataFrame) -> list[dict]:
+    """Different files with the same perceptual hash in different splits (likely leakage)."""
+    out = []
+    for h, rows in df.groupby("dhash"):
+        if rows["sha256"].nunique() > 1 and rows["split"].nunique() > 1:
+            out.append({"dhash": f"{int(h):016x}", "paths": sorted(rows["path"]),
+                        "splits": sorted(rows["split"].unique())})
+    return out
+
+
+def _version(df: pd.DataFrame, rule: str, seed: int) -> str:
+    h = hashlib.sha256(f"{FORMAT_VERSION}|{rule}|{seed}".encode())
+    for row in df[["path", "sha256", "label", "group", "split"]].itertuples(index=False):
+        h.update("|".join(map(str, row)).encode() + b"\n")
+    return h.hexdigest()[:12]
+
+
+def summarise(manifest: dict, table: pd.DataFrame) -> str:
+    counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
+    counts = counts.reindex(columns=[*[s for s in SPLITS if s in counts.columns], "total"])
+    lines = [
+        f"data set {manifest['name']} (version {manifest['version']}) from {manifest['source']}",
+        f"split rule {manifest['split_rule']}, seed {manifest['seed']}; images per class x split:",
+        counts.to_string(),
+        "formats: " + ", ".join(f"{k} {v}" for k, v in manifest["formats"].items()),
+        "modes: " + ", ".join(f"{k} {v}" for k, v in manifest["modes"].items()),
+        f"exact duplicates: {len(manifest['duplicates'])} group(s) (kept within one split); "
+        f"near-duplicates across splits: {len(manifest['near_duplicates'])}",
+        f"skipped files: {len(manifest['skipped'])}",
+    ]
+    lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
+    return "\n".join(lines)
+
+
+def prepare(
+    name: str,
+    source: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    split: str | None = None,
+    seed: int = 0,
+    skip_bad: bool = False,
+    out_name: str | None = None,
+    overwrite: bool = False,
+    workers: int | None = None,
+) -> PrepareResult:
+    spec = get_dataset(name)
+    split = split or spec.default_split
+    if split not in ("stratified", "by-group"):
+        raise ValueError(f"--split {split!r}: expected 'stratified' or 'by-group'")
+    source = source if source is not None else spec.default_source
+    if source is None:
+        raise ValueError(f"prepare {name}: --source PATH is required ({spec.description})")
+    out_dir = Path(data_dir or default_data_dir()) / (out_name or name)
+
+    items, problems = spec.reader(str(source), seed)
+    items = list(items)
+    if spec.classes is not None:
+        found = {i.label for i in items}
+        unexpected = sorted(found - set(spec.classes))
+        problems += [(i.path, f"class {i.label!r} is not one of {', '.join(spec.classes)}")
+                     for i in items if i.label in unexpected]
+        items = [i for i in items if i.label not in unexpected]
+    rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2))
+    problems = sorted(problems + bad)
+    if problems and not skip_bad:
+        raise PrepareError(name, problems)
+    if not rows:
+        raise ValueError(f"prepare {name}: no usable images in {source}")
+
+    df = pd.DataFrame(rows).sort_values("path", kind="stable").reset_index(drop=True)
+    classes = list(spec.classes) if spec.classes else sorted(df["label"].unique())
+    missing = [c for c in classes if c not in set(df["label"])]
+    if missing:
+        raise ValueError(f"prepare {name}: no images for class(es) {', '.join(missing)} in {source}")
+    df["label_id"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
+    df["split"] = assign_splits(df, split, seed)
+    version = _version(df, split, seed)
+
+    dups = [sorted(g["path"]) for _, g in df.groupby("sha256") if len(g) > 1]
+    manifest = {
+        "name": out_name or name,
+        "dataset": name,
+        "version": version,
+        "format_version": FORMAT_VERSION,
+        "source": str(source),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "split_rule": split,
+        "classes": classes,
+        "groups": sorted(g for g in df["group"].unique() if g),
+        "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
+        "class_counts": {c: {s: int(((df["label"] == c) & (df["split"] == s)).sum()) for s in SPLITS}
+                         for c in classes},
+        "formats": df["format"].value_counts().sort_index().to_dict(),
+        "modes": df["mode"].value_counts().sort_index().to_dict(),
+        "duplicates": dups,
+        "near_duplicates": _near_duplicates(df),
+        "skipped": [{"path": p, "reason": r} for p, r in problems],
+        "versions": {"python": platform.python_version(), "pyarrow": pa.__version__,
+                     "pandas": pd.__version__},
+    }
+    table = df.drop(columns=["image"])
+    summary = summarise(manifest, table)
+
+    old = out_dir / MANIFEST_FILE
+    if old.exists():
+        prev = json.loads(old.read_text())
+        if prev.get("version") == version:
+            return PrepareResult(out_dir, prev, summary, reused=True, table=table)
+        if not overwrite:
+            raise FileExistsError(
+                f"{out_dir} already holds version {prev.get('version')} of {name} (this source gives "
+                f"{version}); studies that used it would silently change. Pass --overwrite to replace "
+                "it, or --name to prepare under another name."
+            )
+    _write_atomically(out_dir, df, manifest)
+    return PrepareResult(out_dir, manifest, summary, table=table)
+
+
+def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict) -> None:
+    """Write into a temporary sibling and rename, so a failure never leaves half a data set."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        cols = ["path", "label", "label_id", "group", "split", "sha256", "width", "height",
+                "format", "mode", "dhash", "image"]
+        table = pa.Table.from_pandas(df[cols].astype({"dhash": "uint64"}), preserve_index=False)
+        # row groups of ~1k images keep reads of a column subset cheap
+        pq.write_table(table, tmp / IMAGES_FILE, row_group_size=1024)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

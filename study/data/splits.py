@@ -1,0 +1,75 @@
+"""Split rules. Splits are decided once, at prepare time, and stored with the data set."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "test")
+DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+
+
+def _units(df: pd.DataFrame, by_group: bool) -> pd.Series:
+    """Rows that must share a split: exact duplicates (same sha256), and for by-group whole characters.
+
+    Union-find over sha256 (and group) so that a duplicate pair never straddles two splits.
+    """
+    parent = list(range(len(df)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    keys = ["sha256", "group"] if by_group else ["sha256"]
+    for key in keys:
+        for idx in df.groupby(key, sort=False).indices.values():
+            for j in idx[1:]:
+                parent[find(j)] = find(idx[0])
+    return pd.Series([find(i) for i in range(len(df))], index=df.index)
+
+
+def _cut(n: int, fractions: tuple[float, float, float]) -> list[int]:
+    """Sizes of train/val/test for n units; val and test get at least one unit when n >= 3."""
+    n_val = round(n * fractions[1])
+    n_test = round(n * fractions[2])
+    if n >= 3:
+        n_val, n_test = max(n_val, 1), max(n_test, 1)
+    return [n - n_val - n_test, n_val, n_test]
+
+
+def assign_splits(
+    df: pd.DataFrame,
+    rule: str,
+    seed: int,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+) -> pd.Series:
+    """Return the split of every row of `df` (columns label, group, sha256)."""
+    if rule not in ("stratified", "by-group"):
+        raise ValueError(f"--split {rule!r}: expected 'stratified' or 'by-group'")
+    rng = np.random.default_rng(seed)
+    unit = _units(df, by_group=rule == "by-group")
+    split = pd.Series("", index=df.index, dtype=object)
+    if rule == "by-group":
+        groups = sorted(df["group"].unique())
+        if len(groups) < 3 or "" in groups:
+            raise ValueError(
+                f"--split by-group needs at least 3 named groups (characters); found {len(groups)}"
+            )
+        order = [groups[i] for i in rng.permutation(len(groups))]
+        sizes = _cut(len(order), fractions)
+        bounds = np.cumsum([0, *sizes])
+        for s, name in enumerate(SPLITS):
+            split[df["group"].isin(order[bounds[s] : bounds[s + 1]])] = name
+        # a duplicate image shared by two characters follows the first one's split
+        return split.groupby(unit).transform("first")
+    # stratified: shuffle the units of each class and cut them by the fractions
+    first = df.groupby(unit, sort=True).head(1)
+    for _, rows in first.groupby("label", sort=True):
+        units = rows.index.map(unit).to_numpy()
+        units = units[rng.permutation(len(units))]
+        bounds = np.cumsum([0, *_cut(len(units), fractions)])
+        for s, name in enumerate(SPLITS):
+            split[unit.isin(units[bounds[s] : bounds[s + 1]])] = name
+    return split
