@@ -1,0 +1,1 @@
+"""One define-by-run search space per file; `python -m study.run --list` shows them."""

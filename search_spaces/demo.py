@@ -1,0 +1,36 @@
+"""Demo: small GoogLeNet variants vs the vanilla CNN on the embedded toon faces (no download)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search_spaces import _axes
+from study.spaces import SpaceSettings
+
+SETTINGS = SpaceSettings(
+    dataset="toon",
+    description="GoogLeNet x0.25 variants vs vanilla CNN on embedded toon faces, 64 px, ASHA",
+    max_epochs=9,
+    grace_period=1,
+    reduction_factor=3,
+    num_samples=12,
+    image_size=64,
+    top_k=3,
+    roles=_axes.SCIENTIFIC,
+    smoke={"image_size": 32, "width_mult": 0.125, "width": 8},
+)
+
+
+def space(trial: optuna.Trial) -> dict[str, Any]:
+    model = trial.suggest_categorical("model", ["googlenet", "vanilla_cnn"])
+    if model == "googlenet":
+        cfg = _axes.googlenet(trial, width_mult=0.25)
+    else:
+        cfg = _axes.vanilla_cnn(trial, width=24)
+    # a narrow nuisance range keeps a 5-10 minute CPU demo meaningful
+    cfg |= {"optimizer": "adam", "batch_size": 32,
+            "lr": trial.suggest_float("lr", 5e-4, 5e-3, log=True),
+            "aug_strength": trial.suggest_float("aug_strength", 0.0, 0.5)}
+    return cfg

@@ -1,0 +1,74 @@
+"""The typed view of a trial's config dict: training options; everything else goes to the model.
+
+A trial reads nothing but its config (plus the prepared data handed over once), so every knob that
+changes a result is in here, recorded in trials.parquet, and reproducible from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    max_epochs: int = 10
+    image_size: int = 64
+    seed: int = 0
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9  # sgd only
+    weight_decay: float = 0.0  # decoupled (AdamW) / coupled (SGD, Adam) as the optimiser defines
+    l2: float = 0.0  # explicit Keras-style kernel penalty: loss += l2 * sum(w^2)
+    batch_size: int = 32
+    lr_schedule: str = "cosine"
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    class_weights: bool = False  # weight the loss by inverse class frequency (manga is imbalanced)
+    aug_strength: float = 0.0  # 0..1, see study.data.AugmentConfig.from_strength
+    patience: int = 0  # early stopping on the metric, as the seed did; 0 = off
+    metric: str = "val_acc"
+    mode: str = "max"
+    compile: bool = False  # torch.compile (GPU runs; slow to start on CPU)
+    num_threads: int = 0  # torch threads per trial; 0 = leave torch's default
+    # where the cuda OOM / NaN fault tests inject failures (tests only; never set by spaces)
+    fault: str = ""
+    # the raw suggest_* values behind this config, recorded for the report; training ignores them
+    suggested: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        def bad(name: str, expected: str) -> ValueError:
+            return ValueError(f"config {name}={getattr(self, name)!r}: expected {expected}")
+
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise bad("lr_schedule", f"one of {', '.join(SCHEDULES)}")
+        if not self.lr > 0:
+            raise bad("lr", "a positive number")
+        if self.batch_size < 1:
+            raise bad("batch_size", "an integer >= 1")
+        if self.max_epochs < 1:
+            raise bad("max_epochs", "an integer >= 1")
+        if self.image_size < 32:
+            raise bad("image_size", "an integer >= 32")
+        if not 0 <= self.label_smoothing < 1:
+            raise bad("label_smoothing", "a value in [0, 1)")
+        if self.mode not in ("max", "min"):
+            raise bad("mode", "'max' or 'min'")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TrainConfig:
+        """Training keys become fields; all other keys are model options (create_model rejects
+        unknown ones, so a typo in a space is an error, not a silently ignored knob)."""
+        names = {f.name for f in fields(cls)} - {"model_options"}
+        if "model" not in config:
+            raise ValueError("config has no 'model' key (every space must set the model name)")
+        train = {k: v for k, v in config.items() if k in names}
+        options = {k: v for k, v in config.items() if k not in names}
+        return cls(**train, model_options=options)

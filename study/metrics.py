@@ -1,0 +1,49 @@
+"""Classification metrics shared by the trainable, the test evaluation and the report (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts with rows = true class, columns = predicted class."""
+    idx = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
+    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def precision_recall_f1(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class precision, recall, F1 (0 where undefined, as scikit-learn's zero_division=0)."""
+    m = np.asarray(counts, dtype=np.float64)
+    tp, predicted, support = np.diag(m), m.sum(axis=0), m.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(support > 0, tp / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
+def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
+    """Mean F1 over the classes present in `labels` (absent classes would only add zeros)."""
+    counts = confusion_counts(labels, preds, num_classes)
+    present = counts.sum(axis=1) > 0
+    return float(precision_recall_f1(counts)[2][present].mean()) if present.any() else 0.0
+
+
+def bootstrap_ci(
+    correct: np.ndarray, n_resamples: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    """Accuracy and its percentile-bootstrap CI over per-image correctness (0/1 values)."""
+    x = np.asarray(correct, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("bootstrap_ci needs at least one prediction")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_resamples)
+    # resample in chunks so a large test split does not need n_resamples * n indices at once
+    chunk = max(1, 2_000_000 // x.size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(n_resamples, start + chunk)
+        idx = rng.integers(0, x.size, size=(stop - start, x.size))
+        means[start:stop] = x[idx].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(x.mean()), float(low), float(high)

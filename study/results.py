@@ -1,0 +1,168 @@
+"""The study directory's tables: trials / epochs / predictions Parquet files and study.json.
+
+Written from the driver as results arrive (a Tune callback), atomically (write + rename), so a crash
+loses nothing already finished and a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from ray import tune
+
+TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
+    "trials.parquet", "epochs.parquet", "predictions.parquet", "gradcam.parquet", "study.json")
+EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "val_macro_f1", "epoch_s", "images_per_s", "lr", "time"]
+
+
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
+    os.close(fd)
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def write_json(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+    os.replace(tmp, path)
+
+
+def read_table(study_dir: Path, name: str) -> pd.DataFrame | None:
+    p = Path(study_dir) / name
+    return pd.read_parquet(p) if p.exists() else None
+
+
+def config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """`config/<name>` columns for the config and the raw suggested values behind it (so every
+    hyperparameter in study.json has a column); lists as JSON so each column has one type."""
+    flat = {**config.get("suggested", {}), **{k: v for k, v in config.items() if k != "suggested"}}
+    return {f"config/{k}": json.dumps(v) if isinstance(v, list | dict) else v
+            for k, v in sorted(flat.items())}
+
+
+def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") -> tuple[str, str]:
+    """(status, reason) from how a trial ended: its own end_reason, an error, or ASHA's stop."""
+    if errored:
+        return "errored", error or "the trial raised an error"
+    if not last:
+        return "running", ""
+    reason = last.get("end_reason", "")
+    if reason == "diverged":
+        return "diverged", last.get("error", "") or "loss became NaN/inf"
+    if reason:
+        return "finished", reason
+    return "stopped", f"stopped early by ASHA after epoch {last.get('epoch')}"
+
+
+def summarise_trial(trial_id: str, config: dict, epochs: pd.DataFrame, last: dict | None,
+                    status: tuple[str, str], dataset: str) -> dict[str, Any]:
+    e = epochs.sort_values("epoch")
+    acc = e["val_acc"].to_numpy(float)
+    return {
+        "trial_id": trial_id,
+        "status": status[0],
+        "status_reason": status[1],
+        "epochs": len(e),
+        "val_acc_avg": float(np.nanmean(acc)) if len(acc) else np.nan,
+        "val_acc_max": float(np.nanmax(acc)) if len(acc) else np.nan,
+        "val_acc_last": float(acc[-1]) if len(acc) else np.nan,
+        "val_loss_last": float(e["val_loss"].iloc[-1]) if len(e) else np.nan,
+        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))]) if len(acc) and
+        np.isfinite(acc).any() else 0,
+        "test_acc": np.nan, "test_macro_f1": np.nan,
+        "test_acc_ci_low": np.nan, "test_acc_ci_high": np.nan,
+        "params": int((last or {}).get("params", 0)),
+        "wall_s": float(e["epoch_s"].sum()) if len(e) else 0.0,
+        "epoch_s_mean": float(e["epoch_s"].mean()) if len(e) else np.nan,
+        "node": (last or {}).get("node", ""),
+        "device": (last or {}).get("device", ""),
+        "model": config.get("model", ""),
+        "dataset": dataset,
+        "seed": int(config.get("seed", 0)),
+        **config_columns(config),
+    }
+
+
+class ResultsWriter(tune.Callback):
+    """Keeps trials.parquet and epochs.parquet up to date from the driver."""
+
+    def __init__(self, study_dir: Path, dataset: str, flush_every_s: float = 5.0):
+        self.dir = Path(study_dir)
+        self.dataset = dataset
+        self.flush_every_s = flush_every_s
+        self._last_flush = 0.0
+        old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
+        # on resume, start from what is already on disk
+        self.epochs: list[dict] = old_e.to_dict("records") if old_e is not None else []
+        self.trials: dict[str, dict] = ({r["trial_id"]: r for r in old_t.to_dict("records")}
+                                        if old_t is not None else {})
+        self._configs: dict[str, dict] = {}
+        self._last: dict[str, dict] = {}
+
+    def _update(self, trial, status: tuple[str, str] | None = None) -> None:
+        tid = trial.trial_id
+        cfg = self._configs.setdefault(tid, dict(trial.config))
+        last = self._last.get(tid)
+        mine = pd.DataFrame([r for r in self.epochs if r["trial_id"] == tid],
+                            columns=EPOCH_COLUMNS)
+        self.trials[tid] = summarise_trial(tid, cfg, mine, last,
+                                           status or trial_status(last, False), self.dataset)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        row = {c: result.get(c) for c in EPOCH_COLUMNS if c not in ("trial_id", "time")}
+        row |= {"trial_id": trial.trial_id, "time": result.get("timestamp", time.time())}
+        # a retried trial re-reports epochs after its checkpoint: keep one row per epoch
+        self.epochs = [r for r in self.epochs
+                       if not (r["trial_id"] == trial.trial_id and r["epoch"] == row["epoch"])]
+        self.epochs.append(row)
+        self._last[trial.trial_id] = result
+        self._update(trial)
+        print(f"[{trial.trial_id}] epoch {row['epoch']}: train_loss {row['train_loss']:.3f} "
+              f"val_acc {row['val_acc']:.3f} ({row['epoch_s']:.1f} s, "
+              f"{row['images_per_s']:.0f} img/s) {result.get('end_reason', '')}", flush=True)
+        if time.monotonic() - self._last_flush > self.flush_every_s:
+            self.flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._end(trial, trial_status(self._last.get(trial.trial_id), False))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._end(trial, trial_status(None, True, _error_text(trial)))
+
+    def _end(self, trial, status: tuple[str, str]) -> None:
+        self._update(trial, status)
+        print(f"[{trial.trial_id}] {status[0]}: {status[1]}", flush=True)
+        self.flush()
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if self.epochs:
+            e = pd.DataFrame(self.epochs, columns=EPOCH_COLUMNS)
+            write_parquet(e.sort_values(["trial_id", "epoch"]), self.dir / EPOCHS)
+        if self.trials:
+            write_parquet(pd.DataFrame(list(self.trials.values())), self.dir / TRIALS)
+
+
+def _error_text(trial) -> str:
+    """The last line of the trial's traceback: the reason, without the stack."""
+    path = getattr(trial, "error_file", None)
+    try:
+        text = Path(path).read_text().strip() if path else ""
+    except OSError:
+        text = ""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:500] if lines else "the trial raised an error"

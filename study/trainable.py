@@ -1,0 +1,253 @@
+"""The Ray Tune trainable: one trial = build data view + model from `config`, train, report per epoch.
+
+It reads only `config` and the `TrialData` handed over once by `tune.with_parameters`; it never reads
+the CLI, the environment or the test split.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.config import TrainConfig
+from study.data import Augment, AugmentConfig, SplitArrays
+from study.metrics import macro_f1
+from study.models import create_model, l2_penalty, param_groups
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """What every trial shares: train and val only (the test split is not even in here)."""
+
+    train: SplitArrays
+    val: SplitArrays
+    classes: list[str]
+
+
+class Diverged(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
+    model = create_model(cfg.model, num_classes, **cfg.model_options).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg.lr, cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(groups, lr=cfg.lr)
+
+
+def lr_factor(cfg: TrainConfig, epoch: int) -> float:
+    """Multiplier of the base learning rate for a 0-based epoch (linear warm-up, then the schedule)."""
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1) / (cfg.warmup_epochs + 1)
+    if cfg.lr_schedule == "cosine":
+        t = (epoch - cfg.warmup_epochs) / max(1, cfg.max_epochs - cfg.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.lr_schedule == "step":
+        return 0.1 ** (epoch // max(1, cfg.max_epochs // 3))
+    return 1.0
+
+
+def class_weight_tensor(labels: np.ndarray, k: int, device: torch.device) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / (k * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w, dtype=torch.float32, device=device)
+
+
+def loss_fn(model: nn.Module, logits: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+            weight: torch.Tensor | None) -> torch.Tensor:
+    k = logits.shape[1]
+    if getattr(model, "head_output", "softmax") == "sigmoid":  # the seed's one-vs-rest head
+        target = F.one_hot(y, k).float() * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
+        per = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").sum(1)
+        return (per * weight[y]).mean() if weight is not None else per.mean()
+    return F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
+
+
+def batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[np.ndarray]:
+    """Shuffled index batches when a generator is given, else in order (evaluation)."""
+    order = torch.randperm(n, generator=gen).numpy() if gen is not None else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def to_device(arr: SplitArrays, idx: np.ndarray, device: torch.device):
+    # fancy indexing copies the rows out of the memory map: the only per-batch data work
+    x = torch.from_numpy(np.ascontiguousarray(arr.images[idx]))
+    y = torch.from_numpy(arr.labels[idx])
+    if device.type == "cuda":
+        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x, y
+
+
+@torch.no_grad()
+def predict(model: nn.Module, arr: SplitArrays, aug: Augment, device: torch.device,
+            batch_size: int = 128) -> np.ndarray:
+    """Class probabilities for every image of a split, in order."""
+    model.eval()
+    out = []
+    for idx in batches(len(arr.labels), batch_size, None):
+        x, _ = to_device(arr, idx, device)
+        with autocast(device):
+            logits = model(aug(x, train=False))
+        sig = getattr(model, "head_output", "softmax") == "sigmoid"
+        p = torch.sigmoid(logits.float()) if sig else logits.float().softmax(1)
+        out.append((p / p.sum(1, keepdim=True)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen, device,
+                weight, scaler) -> tuple[float, float, int]:
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    for idx in batches(len(data.train.labels), cfg.batch_size, gen):
+        x, y = to_device(data.train, idx, device)
+        x = aug(x, train=True, generator=gen)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            logits = model(x)
+            loss = loss_fn(model, logits, y, cfg, weight)
+            for aux in getattr(model, "aux_outputs", []):
+                loss = loss + model.aux_weight * loss_fn(model, aux, y, cfg, weight)
+        if cfg.l2:
+            loss = loss + cfg.l2 * l2_penalty(model)
+        if cfg.fault == "nan" or not torch.isfinite(loss):
+            raise Diverged(f"training loss became {loss.item() if cfg.fault != 'nan' else 'nan'} "
+                           f"after {seen} images of this epoch")
+        if cfg.fault == "oom":
+            raise torch.OutOfMemoryError("CUDA out of memory (injected by config fault='oom')")
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        total_loss += loss.item() * len(idx)
+        correct += int((logits.argmax(1) == y).sum())
+        seen += len(idx)
+    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+
+
+def evaluate_val(model, data: TrialData, aug: Augment, cfg: TrainConfig, device):
+    probs = predict(model, data.val, aug, device)
+    y = data.val.labels
+    pred = probs.argmax(1)
+    logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
+    loss = float(F.nll_loss(logp, torch.from_numpy(y)))
+    return loss, float((pred == y).mean()), macro_f1(y, pred, len(data.classes))
+
+
+def save_state(path: Path, model, opt, epoch: int, history: list[dict], best: dict) -> None:
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
+                "history": history, "best": best, "torch_rng": torch.get_rng_state()},
+               path / "last.pt")
+
+
+def train_trial(config: dict[str, Any], data: TrialData) -> None:
+    """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
+    from ray import tune  # imported here so the module is importable without Ray's runtime
+
+    cfg = TrainConfig.from_config(config)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    device = pick_device()
+    gen = seed_everything(cfg.seed)
+    torch.backends.cudnn.benchmark = True
+    k = len(data.classes)
+    model = build_model(cfg, k, device)
+    opt = make_optimizer(cfg, model)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
+    weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    params = sum(p.numel() for p in model.parameters())
+
+    start_epoch, history, best = 0, [], {"value": None, "epoch": 0}
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # retry after a failure: continue where the last report left off
+        with ckpt.as_directory() as d:
+            state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
+            best_state = torch.load(Path(d) / "best.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, history, best = state["epoch"], state["history"], state["best"]
+        torch.set_rng_state(state["torch_rng"])
+        gen.manual_seed(cfg.seed + start_epoch)
+    else:
+        best_state = None
+    if cfg.compile:
+        model = torch.compile(model)
+
+    sign = 1 if cfg.mode == "max" else -1
+    for epoch in range(start_epoch, cfg.max_epochs):
+        for g, base in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = base * lr_factor(cfg, epoch)
+        t0 = time.perf_counter()
+        end_reason, error = "", ""
+        try:
+            train_loss, train_acc, seen = train_epoch(model, opt, data, aug, cfg, gen, device,
+                                                      weight, scaler)
+        except Diverged as e:
+            train_loss, train_acc, seen, end_reason, error = float("nan"), 0.0, 1, "diverged", str(e)
+        train_s = time.perf_counter() - t0
+        if end_reason == "diverged":  # NaN weights predict nothing meaningful
+            val_loss, val_acc, val_f1 = float("nan"), 0.0, 0.0
+        else:
+            val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, cfg, device)
+        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                   "val_loss": val_loss, "val_acc": val_acc, "val_macro_f1": val_f1,
+                   "epoch_s": time.perf_counter() - t0, "images_per_s": seen / max(train_s, 1e-9),
+                   "lr": opt.param_groups[-1]["lr"], "params": params, "device": str(device),
+                   "node": os.uname().nodename, "seed": cfg.seed}
+        value = metrics[cfg.metric]
+        if best["value"] is None or sign * value > sign * best["value"]:
+            best = {"value": value, "epoch": epoch + 1}
+            best_state = {k_: v.detach().clone() for k_, v in _unwrap(model).state_dict().items()}
+        history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
+        if not end_reason and cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
+            end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
+        if not end_reason and epoch + 1 == cfg.max_epochs:
+            end_reason = "max_epochs"
+        metrics |= {"end_reason": end_reason, "error": error, "best_epoch": best["epoch"]}
+        with tempfile.TemporaryDirectory() as d:
+            save_state(Path(d), _unwrap(model), opt, epoch + 1, history, best)
+            torch.save(best_state, Path(d) / "best.pt")
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        if end_reason:
+            return
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "_orig_mod", model)  # torch.compile wraps the module
