@@ -134,6 +134,8 @@ def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for idx in batches(len(data.train.labels), cfg.batch_size, gen):
+        if len(idx) < 2:  # batch norm cannot train on a single image
+            continue
         x, y = to_device(data.train, idx, device)
         x = aug(x, train=True, generator=gen)
         if device.type == "cuda":

@@ -1,0 +1,302 @@
+"""Pretrained backbones with the seed's heads: any timm model, and MobileNetV1-0.25 whose real
+ImageNet weights ship with the project (the one pretrained network usable offline).
+
+Checkpoints are read with ``weights_only=True`` (or as safetensors) and loaded strictly; any
+mismatch is an error naming the file and the first offending keys.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import timm
+import torch
+from timm.models import group_modules
+from timm.utils import freeze as timm_freeze
+from torch import Tensor, nn
+
+from .layers import Classifier, Head, global_pool
+from .registry import HeadOptions, ModelEntry, register_model, register_prefix, require
+
+MOBILENET_FILE = "mobilenet_v1_x0.25_imagenet.pth.tar"
+FREEZE_MODES = ("none", "backbone")
+
+
+@dataclass
+class BackboneOptions(HeadOptions):
+    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
+
+    head_dense: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    pretrained: bool | str = False
+    freeze: str | int = "none"
+    backbone_lr_mult: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
+        )
+        require(
+            self.freeze in FREEZE_MODES or isinstance(self.freeze, int) and self.freeze >= 0,
+            "freeze",
+            self.freeze,
+            "'none', 'backbone' or an int N >= 0 (freeze all but the last N stages)",
+        )
+        require(
+            self.backbone_lr_mult >= 0, "backbone_lr_mult", self.backbone_lr_mult, "a float >= 0"
+        )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def weights_search_path() -> list[Path]:
+    """Where ``pretrained=True`` looks for shipped weights, in order."""
+    repo_root = Path(__file__).resolve().parents[2]
+    dirs = [repo_root.parent / "shared" / "weights", Path.home() / ".cache" / "study" / "weights"]
+    env = os.environ.get("STUDY_WEIGHTS_DIR")
+    return ([Path(env)] if env else []) + dirs
+
+
+def find_weights(filename: str) -> Path:
+    looked = [d / filename for d in weights_search_path()]
+    for path in looked:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"pretrained weights {filename!r} not found; looked in: "
+        + ", ".join(str(p) for p in looked)
+        + " (set STUDY_WEIGHTS_DIR or pass pretrained='<path>')"
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A state dict from a ``.safetensors`` file or a torch checkpoint (read with
+    ``weights_only=True``), unwrapped from ``{"state_dict": ...}`` / ``{"model": ...}`` and from
+    DataParallel's ``module.`` prefix."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(path)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling refusals, truncated files, …: say which file
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    for key in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"checkpoint {path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """``module.load_state_dict(state, strict=True)`` with an error naming the file and the
+    first missing, unexpected and wrongly shaped keys."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{label} {items[:5]}{' …' if len(items) > 5 else ''}"
+            for label, items in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("shape mismatches (file vs model)", shapes),
+            )
+            if items
+        ]
+        raise ValueError(
+            f"checkpoint {path} does not match {type(module).__name__}: " + "; ".join(parts)
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def apply_freeze(model: Classifier, freeze: str | int) -> None:
+    """Freeze the whole backbone, or all but its last ``freeze`` stages. Frozen BatchNorms become
+    timm's ``FrozenBatchNorm2d`` so their running statistics stay put in train mode too."""
+    if freeze == "none":
+        return
+    if freeze == "backbone":
+        timm_freeze(model.backbone)
+        return
+    assert isinstance(freeze, int)
+    stages = model.stages
+    require(
+        freeze <= len(stages),
+        "freeze",
+        freeze,
+        f"at most {len(stages)} (the number of stages of this backbone)",
+    )
+    frozen = [name for stage in stages[: len(stages) - freeze] for name in stage]
+    if frozen:
+        timm_freeze(model.backbone, frozen)
+
+
+# ----------------------------------------------------------------------------- MobileNetV1
+
+
+def _full(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
+
+
+def _dw(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class MobileNetV1(nn.Module):
+    """MobileNetV1 at width 0.25 in exactly the shipped checkpoint's layout (``stage1``–``stage3``,
+    ``fc``; see shared/weights/README.md). ``num_classes=0`` drops ``fc`` and returns the
+    pooled 256-d features, as timm does."""
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__()
+        self.stage1 = nn.Sequential(
+            _full(3, 8, 2),
+            _dw(8, 16, 1),
+            _dw(16, 32, 2),
+            _dw(32, 32, 1),
+            _dw(32, 64, 2),
+            _dw(64, 64, 1),
+        )
+        self.stage2 = nn.Sequential(_dw(64, 128, 2), *(_dw(128, 128, 1) for _ in range(5)))
+        self.stage3 = nn.Sequential(_dw(128, 256, 2), _dw(256, 256, 1))
+        self.pool = global_pool()
+        self.num_features = 256
+        self.fc: nn.Module = nn.Linear(256, num_classes) if num_classes else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.stage3(self.stage2(self.stage1(x)))))
+
+
+@register_model(
+    "mobilenet_v1_025",
+    BackboneOptions,
+    "MobileNetV1 ×0.25 (ImageNet weights with pretrained=True, offline), linear head",
+)
+def _mobilenet_v1_025(num_classes: int, opts: BackboneOptions) -> Classifier:
+    backbone = MobileNetV1(num_classes=0)
+    head = _head(backbone.num_features, num_classes, opts)
+    if opts.pretrained is not False:
+        path = find_weights(MOBILENET_FILE) if opts.pretrained is True else Path(opts.pretrained)
+        state = read_state_dict(path)
+        fc = {k.removeprefix("fc."): state.pop(k) for k in list(state) if k.startswith("fc.")}
+        load_strict(backbone, state, path)
+        # A 1000-way linear head *is* the ImageNet classifier: keep it, so the model reproduces
+        # the checkpoint's predictions.
+        if not opts.head_dense and "weight" in fc and fc["weight"].shape[0] == num_classes:
+            head.out.load_state_dict(fc)
+    return _classifier(
+        backbone, head, opts, gradcam="stage3", stages=[["stage1"], ["stage2"], ["stage3"]]
+    )
+
+
+# ----------------------------------------------------------------------------- timm
+
+
+def _timm_builder(arch: str):
+    def build(num_classes: int, opts: BackboneOptions) -> Classifier:
+        # pretrained=True goes through timm's own (downloading) path on a user's machine.
+        backbone = timm.create_model(arch, pretrained=opts.pretrained is True, num_classes=0)
+        if isinstance(opts.pretrained, str):
+            state = read_state_dict(opts.pretrained)
+            head_names = backbone.pretrained_cfg.get("classifier") or ()
+            for prefix in [head_names] if isinstance(head_names, str) else head_names:
+                state = {k: v for k, v in state.items() if not k.startswith(prefix + ".")}
+            load_strict(backbone, state, opts.pretrained)
+        stages = [
+            names
+            for _, names in sorted(
+                group_modules(backbone, backbone.group_matcher(coarse=True)).items()
+            )
+        ]
+        info = getattr(backbone, "feature_info", None)
+        gradcam = info[-1]["module"] if info else ""
+        return _classifier(
+            backbone,
+            _head(backbone.num_features, num_classes, opts),
+            opts,
+            gradcam=gradcam,
+            stages=stages,
+        )
+
+    return build
+
+
+def _timm_entry(name: str) -> ModelEntry:
+    arch = name.removeprefix("timm/")
+    if not timm.is_model(arch):
+        import difflib
+
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise ValueError(
+            f"unknown timm model {arch!r}"
+            + (f" (did you mean {', '.join(close)}?)" if close else "")
+            + "; see timm.list_models()"
+        )
+    return ModelEntry(
+        name,
+        _timm_builder(arch),
+        BackboneOptions,
+        f"timm {arch} backbone with the seed's heads",
+        {},
+    )
+
+
+register_prefix("timm/", _timm_entry)
+# The seed's ResNet50 transfer experiments ("1 Dense + sigmoid": head_output="sigmoid";
+# "2 Dense 64 + LeakyReLU + softmax": head_dense=[64, 64], activation="leaky_relu").
+register_model(
+    "resnet50", BackboneOptions, "timm resnet50 backbone (the seed's ResNet50), linear head"
+)(_timm_builder("resnet50"))
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _head(in_features: int, num_classes: int, opts: BackboneOptions) -> Head:
+    return Head(
+        in_features,
+        num_classes,
+        opts.head_dense,
+        activation=opts.activation,
+        dropout=opts.dropout,
+        batch_norm=opts.batch_norm,
+    )
+
+
+def _classifier(
+    backbone: nn.Module, head: Head, opts: BackboneOptions, *, gradcam: str, stages: list[list[str]]
+) -> Classifier:
+    model = Classifier(
+        backbone,
+        head,
+        head_output=opts.head_output,
+        gradcam_target=gradcam,
+        stages=stages,
+        backbone_lr_mult=opts.backbone_lr_mult,
+    )
+    apply_freeze(model, opts.freeze)  # after loading: frozen BNs no longer take BN state dicts
+    return model

@@ -1,0 +1,132 @@
+"""Building blocks shared by every family: activations from strings, conv blocks, the seed's head.
+
+Every model is a :class:`Classifier` (backbone → pooled features → head) so that freezing,
+parameter groups, the L2 penalty and Grad-CAM treat all families alike.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+
+from timm.layers import ConvNormAct, get_act_layer
+from torch import Tensor, nn
+
+# Keras' LeakyReLU layer defaults to a slope of 0.3 (PyTorch: 0.01); the seed study is Keras,
+# so "leaky_relu" means the seed's layer. The rest come from timm's activation factory.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": get_act_layer("relu"),
+    "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.3),
+    "elu": get_act_layer("elu"),
+    "gelu": get_act_layer("gelu"),
+    "silu": get_act_layer("silu"),
+}
+HEAD_OUTPUTS = ("softmax", "sigmoid")
+
+
+def act_layer(name: str) -> Callable[[], nn.Module]:
+    """The activation class for ``name`` (one of :data:`ACTIVATIONS`)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def scale(channels: int, width_mult: float) -> int:
+    """A channel count scaled by ``width_mult``, never below 1."""
+    return max(1, round(channels * width_mult))
+
+
+def conv_block(
+    in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, batch_norm: bool, activation: str
+) -> nn.Module:
+    """Conv → (BatchNorm) → activation with 'same' padding; the conv keeps its bias only without
+    BN (as in the seed's Keras ``Conv2D``), because BN's shift makes a bias redundant."""
+    return ConvNormAct(
+        in_ch,
+        out_ch,
+        kernel,
+        stride,
+        bias=not batch_norm,
+        apply_norm=batch_norm,
+        act_layer=act_layer(activation),
+    )
+
+
+def global_pool() -> nn.Module:
+    """Global average pool to a (N, C) vector, so any input size ≥ 32 px works."""
+    return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1))
+
+
+class Head(nn.Sequential):
+    """The seed's classifier head: dropout → [Dense(w) → (BN) → act]* → Dense(num_classes).
+
+    ``dense=[]`` gives a linear head (the seed's "1 Dense layer"). It always returns logits: the
+    seed's softmax / sigmoid outputs live in the loss the trainer picks from ``head_output``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        dense: list[int],
+        *,
+        activation: str,
+        dropout: float,
+        batch_norm: bool,
+    ) -> None:
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        if dropout > 0:
+            layers["drop"] = nn.Dropout(dropout)
+        width = in_features
+        for i, out in enumerate(dense):
+            layers[f"fc{i}"] = nn.Linear(width, out, bias=not batch_norm)
+            if batch_norm:
+                layers[f"bn{i}"] = nn.BatchNorm1d(out)
+            layers[f"act{i}"] = act_layer(activation)()
+            width = out
+        layers["out"] = nn.Linear(width, num_classes)
+        super().__init__(layers)
+
+
+class Classifier(nn.Module):
+    """``backbone`` (image → (N, F) features) followed by ``head`` (features → logits).
+
+    Attributes the trainer reads: ``head_output`` ("softmax" → cross-entropy on logits,
+    "sigmoid" → BCE-with-logits on one-hot targets), ``backbone_lr_mult``, and, for models with
+    auxiliary classifiers, ``aux_outputs`` (logits of the last training-mode forward) weighted by
+    ``aux_weight``. ``stages`` lists backbone module names per stage, earliest first, for
+    ``freeze``; ``gradcam_target`` names the last spatial block inside the backbone.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        *,
+        head_output: str,
+        gradcam_target: str,
+        stages: list[list[str]] | None = None,
+        backbone_lr_mult: float = 1.0,
+        aux_weight: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.head_output = head_output
+        self.gradcam_target = gradcam_target
+        self.stages = stages or []
+        self.backbone_lr_mult = backbone_lr_mult
+        self.aux_weight = aux_weight
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+    @property
+    def aux_outputs(self) -> list[Tensor]:
+        return list(getattr(self.backbone, "aux_outputs", []))
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters, trainable or not (what Keras' summary calls total params)."""
+    return sum(p.numel() for p in model.parameters())
