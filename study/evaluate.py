@@ -127,3 +127,82 @@ def evaluate_on_test(study_dir: str, data_dir: str, dataset: str, trial_ids: lis
             cams.append(gradcam_rows(model, tid, test, probs, ds.classes, gradcam_per_class, device))
     return {"metrics": metrics, "predictions": pd.concat(preds) if preds else pd.DataFrame(),
             "gradcam": pd.concat(cams) if cams else pd.DataFrame()}
+
+
+def parse_label_map(text: str | None) -> dict[str, str]:
+    """`a=b,c=d`: folder class a is the study's class b."""
+    out: dict[str, str] = {}
+    for part in filter(None, (text or "").split(",")):
+        if "=" not in part:
+            raise ValueError(f"--label-map {part!r}: expected FOLDER_CLASS=STUDY_CLASS pairs")
+        k, v = (s.strip() for s in part.split("=", 1))
+        out[k] = v
+    return out
+
+
+def load_folder(source: str, classes: list[str], label_map: dict[str, str], image_size: int,
+                ) -> tuple[SplitArrays, list[str]]:
+    """Decode a class-per-folder tree, keeping only classes the study knows (after mapping)."""
+    from study.data.decode import BadImage, decode_rgb, resize_square
+    from study.data.sources import read_class_folders
+
+    items, _ = read_class_folders(source)
+    unknown = sorted(set(label_map.values()) - set(classes))
+    if unknown:
+        raise ValueError(f"--label-map maps to {unknown}, not classes of the study ({classes})")
+    keep = [(i, label_map.get(i.label, i.label)) for i in items]
+    keep = [(i, lab) for i, lab in keep if lab in classes]
+    if not keep:
+        raise ValueError(f"{source}: no class folder matches the study's classes {classes}; "
+                         "map names with --label-map a=b")
+    images, labels, paths = [], [], []
+    for item, lab in keep:
+        try:
+            images.append(resize_square(decode_rgb(item.read()), image_size))
+        except BadImage as e:
+            print(f"skipped {item.path}: {e}", file=sys.stderr)
+            continue
+        labels.append(classes.index(lab))
+        paths.append(item.path)
+    shared = sorted({lab for _, lab in keep}, key=classes.index)
+    return SplitArrays(np.stack(images), np.asarray(labels, np.int64), paths), shared
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__)
+    p.add_argument("study_dir")
+    p.add_argument("--source", required=True, help="class-per-folder image tree (or .zip)")
+    p.add_argument("--label-map", default=None, help="FOLDER_CLASS=STUDY_CLASS,... where names differ")
+    p.add_argument("--top", type=int, default=1, help="evaluate the best K trials (by validation)")
+    a = p.parse_args(argv)
+    study_dir = Path(a.study_dir)
+    try:
+        meta = json.loads((study_dir / STUDY_JSON).read_text())
+        trials = read_table(study_dir, TRIALS)
+        if trials is None:
+            raise ValueError(f"{study_dir}: no {TRIALS} (has the study run?)")
+        classes = meta["dataset"]["classes"]
+        size = int(meta["settings"]["image_size"])
+        arr, shared = load_folder(a.source, classes, parse_label_map(a.label_map), size)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    device = pick_device()
+    aug = Augment(AugmentConfig(flip=0))
+    idx = [classes.index(c) for c in shared]
+    rows = []
+    for tid in select_top(trials, a.top, meta["settings"].get("mode", "max")):
+        model, _ = load_best_model(study_dir, tid, len(classes), device)
+        probs = predict(model, arr, aug, device)[:, idx]  # only the shared classes compete
+        labels = np.searchsorted(idx, arr.labels)
+        pred = probs.argmax(1)
+        acc, low, high = bootstrap_ci(pred == labels)
+        rows.append({"trial_id": tid, "images": len(labels), "accuracy": acc, "ci_low": low,
+                     "ci_high": high, "macro_f1": macro_f1(labels, pred, len(idx))})
+    print(f"{a.source}: {len(arr.labels)} images in shared classes {', '.join(shared)}")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The seed study's named variants as a fixed grid on manga, to reproduce its results table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from search_spaces._axes import SCIENTIFIC
+from search_spaces._seed_variants import RECIPE, SMOKE, VARIANTS
+from study.spaces import SpaceSettings
+
+GRID = {"variant": list(VARIANTS)}  # the grid sampler runs each variant exactly once
+
+SETTINGS = SpaceSettings(
+    dataset="manga",
+    description="the seed's named variants (CNN, GoogLeNet, ResNet50 heads), one trial each",
+    max_epochs=50,
+    num_samples=len(VARIANTS),
+    image_size=112,
+    sampler="grid",
+    scheduler="fifo",  # a table of full runs: no early stopping across variants
+    top_k=len(VARIANTS),
+    roles=SCIENTIFIC,
+    smoke=SMOKE,
+)
+
+
+def space(trial: optuna.Trial) -> dict[str, Any]:
+    variant = trial.suggest_categorical("variant", GRID["variant"])
+    return {**RECIPE, **VARIANTS[variant], "class_weights": True}

@@ -1,0 +1,42 @@
+"""CLI: ``python -m study.report STUDY_DIR [--out DIR]``
+or ``python -m study.report --compare DIR1 DIR2 ... [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from study.report.load import ReportInputError
+from study.report.page import build_compare_report, build_report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.report",
+        description="Write an offline HTML report (index.html + assets/) of a study directory.",
+    )
+    parser.add_argument("study_dir", nargs="?", help="study directory (path or URI)")
+    parser.add_argument("--compare", nargs="+", metavar="DIR",
+                        help="compare these study directories instead (the seed's results table)")
+    parser.add_argument("--out", help="output directory (default reports/<study>/, "
+                                      "reports/compare/ with --compare)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    if (args.study_dir is None) == (args.compare is None):
+        parser.error("give either STUDY_DIR or --compare DIR1 DIR2 ..., not both or neither")
+    try:
+        if args.compare:
+            index = build_compare_report(args.compare, args.out)
+        else:
+            index = build_report(args.study_dir, args.out)
+    except ReportInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(index)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Read a study directory (local path or URI) into pandas, noting what is missing.
+
+A study that is still running may lack any of the Parquet files; those become notes shown on the
+page. A directory that is absent or holds none of the study files, or a file without the columns
+the report needs, is an error raised before any drawing starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+# Columns the report reads; other columns are passed through untouched.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "trials": (
+        "trial_id", "status", "epochs", "val_acc_avg", "val_acc_max", "val_loss_last",
+        "test_acc", "test_acc_ci_low", "test_acc_ci_high", "params", "wall_s", "epoch_s_mean",
+        "model", "dataset",
+    ),
+    "epochs": ("trial_id", "epoch", "val_loss", "val_acc"),
+    "predictions": ("trial_id", "path", "label", "pred", "confidence"),
+    "gradcam": ("trial_id", "path", "label", "pred", "confidence", "image", "cam", "cam_size"),
+}
+TABLES = ("trials", "epochs", "predictions", "gradcam")
+STUDY_FILES = ("study.json", *(f"{t}.parquet" for t in TABLES))
+
+
+class ReportInputError(ValueError):
+    """The study directory cannot be reported on; the message says what is missing."""
+
+
+@dataclass
+class StudyData:
+    """Everything the report reads from one study directory; absent parts are None."""
+
+    uri: str
+    meta: dict[str, Any]
+    trials: pd.DataFrame | None = None
+    epochs: pd.DataFrame | None = None
+    predictions: pd.DataFrame | None = None
+    gradcam: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or _basename(self.uri) or "study")
+
+    @property
+    def classes(self) -> list[str]:
+        return [str(c) for c in (self.meta.get("dataset") or {}).get("classes") or []]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.meta.get("settings") or {})
+
+    @property
+    def hyperparameters(self) -> dict[str, dict[str, Any]]:
+        return dict(self.meta.get("hyperparameters") or {})
+
+
+def _basename(uri: str) -> str:
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
+    # FileSystem.from_uri rejects relative paths, so plain paths are made absolute first.
+    if "://" not in uri:
+        uri = os.path.abspath(os.path.expanduser(uri))
+    try:
+        return pafs.FileSystem.from_uri(uri)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ReportInputError(f"cannot open study directory {uri!r}: {exc}") from exc
+
+
+def _read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
+    with fs.open_input_stream(path) as stream:
+        raw = stream.read()
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ReportInputError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ReportInputError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+KINDS, ROLES = ("float", "int", "categorical"), ("scientific", "nuisance", "fixed")
+
+
+def _check_meta(meta: dict[str, Any], path: str) -> None:
+    """The study.json fields the report relies on, checked before any drawing."""
+    hps = meta.get("hyperparameters") or {}
+    if not isinstance(hps, dict):
+        raise ReportInputError(f"{path}: hyperparameters must be an object of name -> spec")
+    for name, spec in hps.items():
+        where = f"{path}: hyperparameters.{name}"
+        if not isinstance(spec, dict):
+            raise ReportInputError(f"{where}: expected an object with role and kind")
+        if spec.get("kind") not in KINDS:
+            raise ReportInputError(f"{where}.kind: expected one of {KINDS}, got "
+                                   f"{spec.get('kind')!r}")
+        if spec.get("role", "nuisance") not in ROLES:
+            raise ReportInputError(f"{where}.role: expected one of {ROLES}, got "
+                                   f"{spec.get('role')!r}")
+    settings = meta.get("settings") or {}
+    for key in ("max_epochs", "grace_period", "reduction_factor"):
+        value = settings.get(key)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ReportInputError(f"{path}: settings.{key} must be a positive integer, "
+                                   f"got {value!r}")
+
+
+def _read_table(fs: pafs.FileSystem, path: str, table: str, notes: list[str]) -> pd.DataFrame:
+    try:
+        df = pq.read_table(path, filesystem=fs).to_pandas()
+    except (pa.ArrowException, OSError) as exc:
+        # A file being rewritten by a running study can be briefly unreadable: report, don't die.
+        notes.append(f"{table}.parquet could not be read ({type(exc).__name__}: {exc}).")
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
+    missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
+    if missing and df.empty:  # e.g. an empty table written before the first row existed
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
+    if missing:
+        raise ReportInputError(
+            f"{path}: missing column(s) {missing}; expected at least "
+            f"{list(REQUIRED_COLUMNS[table])}"
+        )
+    return df
+
+
+def load_study(uri: str) -> StudyData:
+    """Load ``uri`` (a directory path or URI). Raises ReportInputError if nothing is reportable."""
+    fs, root = _resolve(str(uri))
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise ReportInputError(f"study directory {uri!r} does not exist")
+    if info.type != pafs.FileType.Directory:
+        raise ReportInputError(f"{uri!r} is not a directory; expected a study directory")
+    present = {
+        name for name in STUDY_FILES
+        if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
+    }
+    if not present & {"study.json", "trials.parquet", "epochs.parquet"}:
+        raise ReportInputError(
+            f"{uri!r} holds no study results: none of study.json, trials.parquet, "
+            f"epochs.parquet found (expected files: {', '.join(STUDY_FILES)})"
+        )
+    notes: list[str] = []
+    if "study.json" in present:
+        meta = _read_json(fs, f"{root}/study.json")
+        _check_meta(meta, f"{root}/study.json")
+    else:
+        meta = {}
+        notes.append("study.json is missing: data set, search space and settings are unknown.")
+    data = StudyData(uri=str(uri), meta=meta, notes=notes)
+    why = {
+        "trials": "no leaderboard, hyperparameter or cost plots",
+        "epochs": "no learning curves",
+        "predictions": "no confusion matrix, per-class scores or misclassified images",
+        "gradcam": "no Grad-CAM heatmaps (computed by the runner for the best model)",
+    }
+    for table in TABLES:
+        if f"{table}.parquet" in present:
+            setattr(data, table, _read_table(fs, f"{root}/{table}.parquet", table, notes))
+        else:
+            notes.append(f"{table}.parquet is missing: {why[table]}.")
+    return data

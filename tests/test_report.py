@@ -1,0 +1,287 @@
+"""Report: plain-data computations by hand, loading bad input, and building pages from fixtures."""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.offline
+import pytest
+from report_fixture import EVIL, make_study
+
+from study.report import (
+    ReportInputError,
+    build_compare_report,
+    build_report,
+    compute,
+    evaluation,
+    load_study,
+)
+from study.report.__main__ import main
+
+SETTINGS = {"metric": "val_acc", "mode": "max"}
+
+
+def test_pareto_front_by_hand() -> None:
+    cost = np.array([1, 2, 3, 4, 2])
+    acc = np.array([0.5, 0.7, 0.6, 0.9, 0.7])
+    # (3, .6) is dominated by (2, .7); the duplicate (2, .7) pair dominates neither of them.
+    assert compute.pareto_front(cost, acc).tolist() == [True, True, False, True, True]
+    assert compute.pareto_front(np.array([5.0]), np.array([0.1])).tolist() == [True]
+
+
+def test_bootstrap_ci() -> None:
+    assert evaluation.bootstrap_ci(np.ones(50)) == (1.0, 1.0, 1.0)
+    correct = np.r_[np.ones(500), np.zeros(500)]
+    acc, low, high = evaluation.bootstrap_ci(correct)
+    # Normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 1000) = 0.5 +- 0.031.
+    assert acc == 0.5 and abs(low - 0.469) < 0.01 and abs(high - 0.531) < 0.01
+    assert evaluation.bootstrap_ci(correct) == (acc, low, high)  # fixed seed
+    assert evaluation.bootstrap_ci(correct, seed=1) != (acc, low, high)
+    with pytest.raises(ValueError, match="at least one"):
+        evaluation.bootstrap_ci(np.array([]))
+
+
+def test_confusion_normalisation_and_per_class_scores() -> None:
+    labels = pd.Series(["a", "a", "a", "b", "b", "c"])
+    preds = pd.Series(["a", "a", "b", "b", "a", "a"])
+    counts, norm = evaluation.confusion(labels, preds, ["a", "b", "c", "d"])
+    assert counts.loc["a"].tolist() == [2, 1, 0, 0] and counts.loc["c"].tolist() == [1, 0, 0, 0]
+    assert norm.loc["a"].tolist() == pytest.approx([2 / 3, 1 / 3, 0, 0])
+    assert norm.loc["b"].tolist() == pytest.approx([0.5, 0.5, 0, 0])
+    assert norm.loc["d"].isna().all()  # no true "d": undefined, not zero
+    s = evaluation.per_class_scores(counts)
+    assert s.loc["a", "precision"] == pytest.approx(0.5)  # 2 of 4 "a" predictions right
+    assert s.loc["a", "recall"] == pytest.approx(2 / 3)
+    assert s.loc["a", "f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+    assert s.loc["c", ["precision", "recall", "f1"]].tolist() == [0, 0, 0]
+    assert s.loc["macro avg", "support"] == 6
+    assert s.loc["macro avg", "recall"] == pytest.approx((2 / 3 + 0.5 + 0 + 0) / 4)
+
+
+def test_label_names_from_indices() -> None:
+    assert evaluation.label_names(pd.Series([1, 0]), ["x", "y"]).tolist() == ["y", "x"]
+    assert evaluation.label_names(pd.Series(["y"]), ["x", "y"]).tolist() == ["y"]
+
+
+def test_at_edge() -> None:
+    assert compute.at_edge(0.05, 0, 1) and compute.at_edge(0.95, 0, 1)
+    assert not compute.at_edge(0.5, 0, 1)
+    assert compute.at_edge(1.5e-4, 1e-4, 1e-1, log=True)  # 6 % of the way in log space
+    assert not compute.at_edge(1e-2, 1e-4, 1e-1, log=True)  # 67 %, though 10 % linearly
+
+
+def test_status_counts_and_rungs() -> None:
+    trials = pd.DataFrame({"status": ["finished", "stopped", "stopped", "errored", "odd"]})
+    c = compute.status_counts(trials)
+    assert (c["finished"], c["stopped"], c["errored"], c["running"], c["odd"]) == (1, 2, 1, 0, 1)
+    assert c["total"] == 5
+    assert compute.rung_epochs(1, 2, 8) == [1, 2, 4]
+    assert compute.rung_epochs(2, 3, 20) == [2, 6, 18]
+    with pytest.raises(ReportInputError, match="reduction_factor"):
+        compute.rung_epochs(1, 1, 8)
+
+
+def _trials(tmp_path: Path, **kw) -> pd.DataFrame:
+    return pd.read_parquet(make_study(tmp_path, **kw) / "trials.parquet")
+
+
+def test_leaderboard_order_and_variant(tmp_path: Path) -> None:
+    from report_fixture import HYPERPARAMETERS
+
+    t = _trials(tmp_path, n_trials=8)
+    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS)
+    assert len(board) == len(t)
+    # Errored and diverged trials are not ranked: listed after the others, best first.
+    assert set(board["status"].iloc[-2:]) == {"errored", "diverged"}
+    ranked = board["max val acc"].iloc[:-2].tolist()
+    assert ranked == sorted(ranked, reverse=True)
+    first = board["variant"].iloc[0]
+    assert "dropout=" in first and "lr_" in first and "image_size" not in first
+    # A metric without a trials column is ranked by val_acc_max, and the page says so.
+    other = {"metric": "val_macro_f1", "mode": "max"}
+    assert compute.leaderboard(t, HYPERPARAMETERS, other)["trial"].equals(board["trial"])
+    assert "val_macro_f1" in compute.rank_note(other) and compute.rank_note(SETTINGS) is None
+
+
+def test_hp_values_from_suggestions_with_conditionals() -> None:
+    trials = pd.DataFrame({
+        "config/lr": [0.1, 0.001], "config/seed": [1, 2], "config/optimizer": ["sgd", "adam"],
+        "config/suggested": [json.dumps({"optimizer": "sgd", "lr_sgd": 0.1}),
+                             json.dumps({"optimizer": "adam", "lr_adam": 0.001})],
+    })
+    hps = {"optimizer": {"role": "nuisance", "kind": "categorical", "choices": ["sgd", "adam"]},
+           "lr_sgd": {"role": "nuisance", "kind": "float", "low": 1e-3, "high": 1.0},
+           "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2}}
+    for spec in (hps, {}):  # from study.json's names, or from the suggestions alone
+        v = compute.hp_values(trials, spec)
+        assert list(v.columns) == ["optimizer", "lr_sgd", "lr_adam"]
+        assert v["lr_sgd"].tolist()[0] == 0.1 and np.isnan(v["lr_sgd"].tolist()[1])
+    assert compute.variants(trials, hps).tolist() == [
+        "optimizer=sgd, lr_sgd=0.1", "optimizer=adam, lr_adam=0.001"]
+    # Without suggestions or study.json: the varying config columns, never the per-trial seed.
+    plain = trials.drop(columns="config/suggested")
+    assert list(compute.hp_values(plain, {}).columns) == ["lr", "optimizer"]
+
+
+def test_axis_data_flags_best_at_edge() -> None:
+    hps = {"lr": {"role": "scientific", "kind": "float", "low": 1e-4, "high": 1e-1, "log": True},
+           "act": {"role": "scientific", "kind": "categorical", "choices": ["relu", "gelu"]},
+           "size": {"role": "fixed", "kind": "int", "low": 32, "high": 32}}
+    trials = pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "status": ["finished", "stopped", "errored"],
+        "val_acc_max": [0.6, 0.9, np.nan], "config/lr": [1e-3, 0.09, 1e-2],
+        "config/act": ["relu", "gelu", "relu"], "config/size": [32, 32, 32],
+    })
+    axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
+    assert set(axes) == {"lr", "act"}  # fixed hyperparameters are not plotted
+    assert axes["lr"]["best"] == 0.09 and axes["lr"]["at_edge"]
+    assert axes["lr"]["x"] == [0.09, 1e-3]  # errored trial left out, best first
+    assert axes["act"]["best"] == "gelu" and not axes["act"]["at_edge"]
+
+
+def test_param_importances(tmp_path: Path) -> None:
+    from report_fixture import HYPERPARAMETERS
+
+    t = _trials(tmp_path, n_trials=24)
+    imp, note = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
+    assert imp is not None and "PED-ANOVA" in note
+    assert set(imp) == set(HYPERPARAMETERS) - {"image_size"}  # conditional ones included
+    assert sum(imp.values()) == pytest.approx(1.0)
+    assert max(imp, key=imp.get) == "dropout"  # the fixture's accuracy depends most on it
+    two = t[t["status"] == "finished"].head(2)
+    imp, note = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
+    assert imp is not None and "rough hint" in note  # computed, with a caution
+    tied = two.assign(val_acc_max=0.5)  # equal results cannot rank hyperparameters
+    imp, note = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
+    assert imp is None and "not informative" in note
+    one = t[t["status"] == "finished"].head(1)
+    imp, note = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
+    assert imp is None and "fewer than 2" in note
+
+
+def test_test_accuracy_bootstraps_predictions(tmp_path: Path) -> None:
+    d = load_study(str(make_study(tmp_path)))
+    best = compute.best_trial(d.trials, d.settings, among=set(d.predictions["trial_id"]))
+    test = evaluation.test_accuracy(best, d.predictions, d.classes)
+    assert test["source"] == "bootstrap" and test["n"] == 40
+    assert test["acc"] == pytest.approx(best["test_acc"])
+    assert test["low"] < test["acc"] < test["high"]
+
+
+def test_load_errors_say_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(ReportInputError, match="does not exist"):
+        load_study(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportInputError, match="none of study.json, trials.parquet"):
+        load_study(str(tmp_path / "empty"))
+    d = make_study(tmp_path, "bad")
+    pd.read_parquet(d / "trials.parquet").drop(columns=["val_acc_max"]).to_parquet(
+        d / "trials.parquet")
+    with pytest.raises(ReportInputError, match=r"trials.parquet: missing column.*val_acc_max"):
+        load_study(str(d))
+    (d / "study.json").write_text("{not json")
+    with pytest.raises(ReportInputError, match="study.json: not valid JSON"):
+        load_study(str(d))
+
+
+def test_partial_study_renders_and_names_missing_files(tmp_path: Path, caplog) -> None:
+    d = make_study(tmp_path, tables=("trials",))
+    (d / "epochs.parquet").write_bytes(b"half-written")
+    data = load_study(str(d))
+    assert data.epochs is not None and data.epochs.empty
+    notes = " ".join(data.notes)
+    assert "epochs.parquet could not be read" in notes
+    assert "predictions.parquet is missing" in notes and "gradcam.parquet is missing" in notes
+    page = build_report(str(d), str(tmp_path / "out")).read_text()
+    assert "What is missing" in page and "gradcam.parquet is missing" in page
+    assert "No test predictions yet" in page and "No epochs recorded yet" in page
+    assert "fixture: gradcam.parquet is missing" in caplog.text  # also logged for the CLI
+
+
+def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
+    d = make_study(tmp_path, n_trials=12)
+    index = build_report(str(d), str(tmp_path / "out"))
+    page = index.read_text()
+    assert index.name == "index.html"
+    assert (index.parent / "assets" / "plotly.min.js").read_text() == plotly.offline.get_plotlyjs()
+    assert '<script src="assets/plotly.min.js">' in page
+    assert "cdn.plot.ly" not in page and 'src="http' not in page
+    assert EVIL not in page and html.escape(EVIL) in page  # HTML-escaped, never raw
+    for section in ("summary", "leaderboard", "curves", "hyperparameters", "cost", "best",
+                    "gradcam"):
+        assert f'<section id="{section}"' in page
+    assert page.count('class="plotly-graph-div"') == 6
+    assert "still running" in page  # the fixture has running trials and no finish time
+    assert "stopped by ASHA" in page and "95 % CI" in page
+
+
+@pytest.mark.parametrize("statuses,expect", [
+    (["finished"], "fewer than 2 finished trials"),
+    (["errored", "running", "stopped"], "No test predictions yet"),
+    (["errored", "errored"], "none has reported a validation accuracy yet"),
+])
+def test_small_or_unfinished_studies_render(tmp_path: Path, statuses, expect) -> None:
+    d = make_study(tmp_path, statuses=statuses)
+    page = build_report(str(d), str(tmp_path / "out")).read_text()
+    assert expect in page
+
+
+def test_study_without_study_json_renders(tmp_path: Path) -> None:
+    d = make_study(tmp_path, "nojson", study_json=False)
+    page = build_report(str(d), str(tmp_path / "out")).read_text()
+    assert "study.json is missing" in page and "Study nojson" in page
+
+
+def test_default_out_dir_and_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    d = make_study(tmp_path, "my study")
+    monkeypatch.chdir(tmp_path)
+    assert build_report(str(d)) == Path("reports/my_study/index.html")
+    assert main([str(d), "--out", "x"]) == 0
+    assert capsys.readouterr().out.strip() == str(Path("x/index.html"))
+    assert main([str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([])
+    with pytest.raises(SystemExit):
+        main([str(d), "--compare", str(d)])
+
+
+def test_compare(tmp_path: Path) -> None:
+    a = make_study(tmp_path, "a", n_trials=8)
+    b = make_study(tmp_path, "b", n_trials=6, model="resnet18", dataset="manga", seed=1)
+    rows = compute.compare_rows([load_study(str(a)), load_study(str(b))])
+    assert rows[["study", "model", "data set"]].values.tolist() == [
+        ["a", "googlenet", "toon"], ["b", "resnet18", "manga"]]
+    ta = pd.read_parquet(a / "trials.parquet")
+    assert rows["max val acc"].iloc[0] == ta["val_acc_max"].max()
+    assert (rows["ci low"] < rows["test acc"]).all() and (rows["test acc"] < rows["ci high"]).all()
+    out = tmp_path / "cmp"
+    result = subprocess.run(
+        [sys.executable, "-m", "study.report", "--compare", str(a), str(b), "--out", str(out)],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    page = (out / "index.html").read_text()
+    assert page.count('class="plotly-graph-div"') == 1 and "resnet18" in page
+    with pytest.raises(ReportInputError, match="does not exist"):
+        build_compare_report([str(a), str(tmp_path / "gone")], str(out))
+
+
+def test_study_json_schema_used(tmp_path: Path) -> None:
+    d = make_study(tmp_path)
+    meta = json.loads((d / "study.json").read_text())
+    meta["hyperparameters"]["dropout"]["kind"] = "complex"
+    (d / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(ReportInputError, match=r"study.json: hyperparameters.dropout.kind"):
+        build_report(str(d), str(tmp_path / "out"))
+    meta["hyperparameters"]["dropout"]["kind"] = "float"
+    meta["settings"]["grace_period"] = 0
+    (d / "study.json").write_text(json.dumps(meta))
+    with pytest.raises(ReportInputError, match=r"settings.grace_period must be a positive"):
+        load_study(str(d))
+    assert not (tmp_path / "out").exists()  # refused before writing anything

@@ -1,0 +1,156 @@
+"""The study runner through its real CLI: fail-fast checks, spaces, and real (small) Ray studies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import ray
+
+from study import run
+from study.config import TrainConfig
+from study.data import prepare
+from study.models import create_model
+from study.spaces import SpaceFunction, list_spaces, load_space
+
+REPO = Path(__file__).resolve().parents[1]
+SPACES = ["cnn_ferg", "cnn_manga", "demo", "googlenet_ferg", "googlenet_manga", "mobilenet_manga",
+          "resnet50_ferg", "resnet50_manga", "seed_table_ferg", "seed_table_manga"]
+TRIAL_COLUMNS = ["trial_id", "status", "epochs", "val_acc_avg", "val_acc_max", "val_acc_last",
+                 "test_acc", "test_macro_f1", "params", "wall_s", "node", "device"]
+EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "val_macro_f1", "epoch_s", "images_per_s"]
+
+
+@pytest.fixture(scope="module")
+def toon_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    prepare("toon", source="small", data_dir=d, seed=0)
+    return d
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=400)
+
+
+def test_list_names_every_space(capsys) -> None:
+    assert run.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert list_spaces() == SPACES
+    for name in SPACES:
+        assert name in out
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--space", "nope"], "unknown space 'nope'"),
+    (["--space", "demo", "--num-samples", "0"], "--num-samples 0"),
+    (["--space", "demo", "--cpus-per-trial", "512"], "--cpus-per-trial 512"),
+    (["--space", "demo", "--gpus-per-trial", "1"], "--gpus-per-trial 1"),
+    (["--space", "demo", "--resume"], "--resume needs --name"),
+    (["--space", "googlenet_manga"], "python -m study.data prepare manga --source"),
+])
+def test_bad_input_fails_before_ray_starts(args, words, tmp_path, capsys) -> None:
+    if "--gpus-per-trial" in args:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has a GPU")
+    rc = run.main([*args, "--data-dir", str(tmp_path), "--storage", str(tmp_path / "s")])
+    assert rc == 2
+    assert words in capsys.readouterr().err
+    assert not ray.is_initialized()
+    assert not (tmp_path / "s").exists()
+
+
+def test_existing_study_is_not_overwritten(toon_dir, tmp_path, capsys) -> None:
+    (tmp_path / "s" / "taken").mkdir(parents=True)
+    rc = run.main(["--space", "demo", "--name", "taken", "--data-dir", str(toon_dir),
+                   "--storage", str(tmp_path / "s")])
+    assert rc == 2 and "--resume --name taken" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_every_config_a_space_produces_builds_a_model(name) -> None:
+    space = load_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    grid = getattr(space.module, "GRID", None)
+    fixed = [dict(p) for p in space.settings.starting_points]
+    fixed += [{"variant": v} for v in (grid or {}).get("variant", [])]
+    for p in fixed:
+        study.enqueue_trial(p)
+    for _ in range(len(fixed) + 4):
+        trial = study.ask()
+        cfg = SpaceFunction(name, {"pretrained": False})(trial)  # never download in tests
+        tc = TrainConfig.from_config({**cfg, "seed": 0})
+        model = create_model(tc.model, 7, **tc.model_options)
+        assert sum(p.numel() for p in model.parameters()) > 0
+        study.tell(trial, 0.0)
+    # the starting points really are the values the first trials received
+    for t, p in zip(study.trials, fixed, strict=False):
+        assert {k: t.params[k] for k in p} == p
+
+
+def test_smoke_test_end_to_end(toon_dir, tmp_path) -> None:
+    """`--smoke-test` through the real CLI: files, columns, every trial, test split read last."""
+    r = cli("--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
+            str(tmp_path / "s"), "--name", "smoke", "--reports", str(tmp_path / "r"), cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sd = tmp_path / "s" / "smoke"
+    trials = pd.read_parquet(sd / "trials.parquet")
+    epochs = pd.read_parquet(sd / "epochs.parquet")
+    preds = pd.read_parquet(sd / "predictions.parquet")
+    assert set(TRIAL_COLUMNS) <= set(trials.columns)
+    assert set(EPOCH_COLUMNS) <= set(epochs.columns)
+    assert {"trial_id", "path", "label", "pred", "prob_joy"} <= set(preds.columns)
+    assert any(c.startswith("config/") for c in trials.columns)
+    assert len(trials) == 2 and trials["trial_id"].is_unique
+    assert set(trials["status"]) <= {"finished", "stopped"}
+    per_trial = trials.set_index("trial_id")["epochs"]
+    assert epochs.groupby("trial_id").size().to_dict() == per_trial.to_dict()
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert trials["test_acc"].notna().sum() == 1  # smoke: top_k = 1
+    meta = json.loads((sd / "study.json").read_text())
+    assert meta["seed"] == 0 and meta["dataset"]["name"] == "toon" and meta["finished"]
+    assert "leaderboard" in r.stdout
+    # the test split was decoded only after every trial's last epoch
+    cache = toon_dir / "toon" / "cache"
+    test_npy = next(cache.glob("*-32px-test.npy"))
+    assert test_npy.stat().st_mtime > epochs["time"].max()
+    assert next(cache.glob("*-32px-train.npy")).stat().st_mtime < epochs["time"].min()
+
+
+ASHA_SPACE = textwrap.dedent('''
+    from study.spaces import SpaceSettings
+    SETTINGS = SpaceSettings(dataset="toon", description="asha test", max_epochs=4,
+                             grace_period=1, reduction_factor=2, num_samples=8, image_size=32,
+                             sampler="random")
+    def space(trial):
+        return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [],
+                "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True), "batch_size": 64}
+''')
+
+
+def test_asha_stops_weak_trials_early(toon_dir, tmp_path) -> None:
+    space_file = tmp_path / "asha_space.py"
+    space_file.write_text(ASHA_SPACE)
+    r = cli("--space", str(space_file), "--data-dir", str(toon_dir), "--storage",
+            str(tmp_path / "s"), "--name", "asha", "--max-concurrent", "2", "--no-report", cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sd = tmp_path / "s" / "asha"
+    trials = pd.read_parquet(sd / "trials.parquet")
+    epochs = pd.read_parquet(sd / "epochs.parquet")
+    assert len(trials) == 8
+    stopped = trials[trials["status"] == "stopped"]
+    assert len(stopped) >= 1, trials[["trial_id", "status", "epochs"]]
+    assert (stopped["epochs"] < 4).all()
+    assert stopped["status_reason"].str.contains("ASHA").all()
+    assert (epochs.groupby("trial_id")["epoch"].max() < 4).any()
+    finished = trials[trials["status"] == "finished"]
+    assert (finished["epochs"] == 4).all() and len(finished) >= 1
