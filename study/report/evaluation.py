@@ -9,25 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-
-def bootstrap_ci(
-    correct: np.ndarray, n_resamples: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
-    """Accuracy and its percentile-bootstrap CI over per-image correctness (0/1 values)."""
-    x = np.asarray(correct, dtype=np.float64)
-    if x.size == 0:
-        raise ValueError("bootstrap_ci needs at least one prediction")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    # Resample in chunks so a large test split does not need n_resamples * n indices at once.
-    chunk = max(1, 2_000_000 // x.size)
-    for start in range(0, n_resamples, chunk):
-        stop = min(n_resamples, start + chunk)
-        idx = rng.integers(0, x.size, size=(stop - start, x.size), dtype=np.int32)
-        means[start:stop] = x[idx].mean(axis=1)
-    alpha = (1 - level) / 2
-    low, high = np.quantile(means, [alpha, 1 - alpha])
-    return float(x.mean()), float(low), float(high)
+from study.metrics import bootstrap_ci, precision_recall_f1
 
 
 def label_names(values: pd.Series, classes: list[str]) -> pd.Series:
@@ -73,12 +55,8 @@ def confusion(
 
 def per_class_scores(counts: pd.DataFrame) -> pd.DataFrame:
     """Precision, recall, F1 and support per class from confusion counts (0 where undefined)."""
-    m = counts.to_numpy(dtype=float)
-    tp, predicted, support = np.diag(m), m.sum(axis=0), m.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / predicted, 0.0)
-        recall = np.where(support > 0, tp / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    precision, recall, f1 = precision_recall_f1(counts.to_numpy())
+    support = counts.to_numpy().sum(axis=1)
     scores = pd.DataFrame(
         {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)},
         index=pd.Index(counts.index.astype(str), name="class"),
