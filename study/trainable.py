@@ -232,7 +232,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
                    "val_loss": val_loss, "val_acc": val_acc, "val_macro_f1": val_f1,
                    "epoch_s": time.perf_counter() - t0, "images_per_s": seen / max(train_s, 1e-9),
                    "lr": opt.param_groups[-1]["lr"], "params": params, "device": str(device),
-                   "node": os.uname().nodename, "seed": cfg.seed}
+                   "node": node_name(), "seed": cfg.seed}
         value = metrics[cfg.metric]
         if best["value"] is None or sign * value > sign * best["value"]:
             best = {"value": value, "epoch": epoch + 1}
@@ -249,6 +249,14 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
         if end_reason:
             return
+
+
+def node_name() -> str:
+    """Host name plus Ray's node id: several Ray nodes can share one host (tests, big machines)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    return f"{os.uname().nodename}:{node[:12]}" if node else os.uname().nodename
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
