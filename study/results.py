@@ -57,12 +57,15 @@ def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") ->
         return "errored", error or "the trial raised an error"
     if not last:
         return "running", ""
-    reason = last.get("end_reason", "")
+    reason, note = last.get("end_reason", ""), last.get("restore_note", "")
+    note = f" ({note})" if note else ""
     if reason == "diverged":
-        return "diverged", last.get("error", "") or "loss became NaN/inf"
+        return "diverged", (last.get("error", "") or "loss became NaN/inf") + note
+    if reason == "oom":
+        return "errored", last.get("error", "out of memory") + note
     if reason:
-        return "finished", reason
-    return "stopped", f"stopped early by ASHA after epoch {last.get('epoch')}"
+        return "finished", reason + note
+    return "stopped", f"stopped early by ASHA after epoch {last.get('epoch')}{note}"
 
 
 def summarise_trial(trial_id: str, config: dict, epochs: pd.DataFrame, last: dict | None,
@@ -102,13 +105,24 @@ class ResultsWriter(tune.Callback):
         self.dataset = dataset
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
-        old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
-        # on resume, start from what is already on disk
-        self.epochs: list[dict] = old_e.to_dict("records") if old_e is not None else []
-        self.trials: dict[str, dict] = ({r["trial_id"]: r for r in old_t.to_dict("records")}
-                                        if old_t is not None else {})
+        self._loaded = False
+        self.epochs: list[dict] = []
+        self.trials: dict[str, dict] = {}
         self._configs: dict[str, dict] = {}
         self._last: dict[str, dict] = {}
+
+    def _load_once(self) -> None:
+        """Start from what is on disk. Lazily, because Tuner.restore unpickles this callback as it
+        was constructed (empty), and a resumed study must keep the rows of its first run."""
+        if self._loaded:
+            return
+        self._loaded = True
+        old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
+        self.epochs = old_e.to_dict("records") if old_e is not None else []
+        self.trials = {r["trial_id"]: r for r in old_t.to_dict("records")} if old_t is not None else {}
+
+    def setup(self, **info) -> None:
+        self._load_once()
 
     def _update(self, trial, status: tuple[str, str] | None = None) -> None:
         tid = trial.trial_id
@@ -120,6 +134,7 @@ class ResultsWriter(tune.Callback):
                                            status or trial_status(last, False), self.dataset)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._load_once()
         row = {c: result.get(c) for c in EPOCH_COLUMNS if c not in ("trial_id", "time")}
         row |= {"trial_id": trial.trial_id, "time": result.get("timestamp", time.time())}
         # a retried trial re-reports epochs after its checkpoint: keep one row per epoch
@@ -141,6 +156,7 @@ class ResultsWriter(tune.Callback):
         self._end(trial, trial_status(None, True, _error_text(trial)))
 
     def _end(self, trial, status: tuple[str, str]) -> None:
+        self._load_once()
         self._update(trial, status)
         print(f"[{trial.trial_id}] {status[0]}: {status[1]}", flush=True)
         self.flush()
@@ -149,6 +165,7 @@ class ResultsWriter(tune.Callback):
         self.flush()
 
     def flush(self) -> None:
+        self._load_once()
         self._last_flush = time.monotonic()
         if self.epochs:
             e = pd.DataFrame(self.epochs, columns=EPOCH_COLUMNS)

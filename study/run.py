@@ -6,6 +6,7 @@ Everything that can be wrong with the command line is checked before Ray starts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -20,7 +21,14 @@ import pandas as pd
 
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
 from study.results import (
-    GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS, read_table, write_json, write_parquet)
+    GRADCAM,
+    PREDICTIONS,
+    STUDY_JSON,
+    TRIALS,
+    read_table,
+    write_json,
+    write_parquet,
+)
 from study.spaces import Space, SpaceFunction, describe_hyperparameters, list_spaces, load_space
 
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
@@ -169,6 +177,9 @@ def run_study(a, space: Space, settings, constants, fn, ds, data_dir: Path, stor
 
     study_dir = storage / name
     study_dir.mkdir(parents=True, exist_ok=True)
+    # save Tune's experiment state at every step, so a killed driver resumes without re-running
+    # or re-deciding anything (the state is small next to an epoch of training)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     t0 = time.time()
     gpus = a.gpus_per_trial
     ray.init(address=a.address, include_dashboard=False, log_to_driver=False,
@@ -190,8 +201,11 @@ def run_study(a, space: Space, settings, constants, fn, ds, data_dir: Path, stor
                          "smoke_test": a.smoke_test},
             "hyperparameters": describe_hyperparameters(space),
         }
-        if not a.resume:
-            write_json(meta, study_dir / STUDY_JSON)
+        if a.resume:  # keep what the first run recorded; note when it was resumed
+            first = json.loads((study_dir / STUDY_JSON).read_text())
+            meta = {**first, "resumed": [*first.get("resumed", []), meta["started"]],
+                    "finished": None}
+        write_json(meta, study_dir / STUDY_JSON)
         # decode once, in the driver, before fit(): every trial gets this same object
         data = TrialData(train=load_split(ds, "train", settings.image_size),
                          val=load_split(ds, "val", settings.image_size), classes=ds.classes)

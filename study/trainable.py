@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from study import faults as inject
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.metrics import macro_f1
@@ -130,7 +131,8 @@ def autocast(device: torch.device):
 
 
 def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen, device,
-                weight, scaler) -> tuple[float, float, int]:
+                weight, scaler, epoch: int = 1, faults: dict | None = None
+                ) -> tuple[float, float, int]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for idx in batches(len(data.train.labels), cfg.batch_size, gen):
@@ -147,11 +149,12 @@ def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen
                 loss = loss + model.aux_weight * loss_fn(model, aux, y, cfg, weight)
         if cfg.l2:
             loss = loss + cfg.l2 * l2_penalty(model)
-        if cfg.fault == "nan" or not torch.isfinite(loss):
-            raise Diverged(f"training loss became {loss.item() if cfg.fault != 'nan' else 'nan'} "
-                           f"after {seen} images of this epoch")
-        if cfg.fault == "oom":
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by config fault='oom')")
+        if faults:
+            override = inject.in_batch(faults, epoch)
+            loss = loss if override is None else loss + override
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss became {loss.item()} in epoch {epoch} after {seen} "
+                           "images")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -177,11 +180,47 @@ def save_state(path: Path, model, opt, epoch: int, history: list[dict], best: di
                path / "last.pt")
 
 
+def _candidates(ckpt) -> list:
+    """The checkpoint Ray restores, then its older siblings (num_to_keep keeps two), newest first."""
+    from pyarrow import fs as pafs
+    from ray import tune
+
+    parent = str(Path(ckpt.path).parent)
+    infos = ckpt.filesystem.get_file_info(pafs.FileSelector(parent))
+    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                    and Path(i.path).name.startswith("checkpoint_") and i.path < ckpt.path),
+                   reverse=True)
+    return [ckpt, *(tune.Checkpoint(p, ckpt.filesystem) for p in older)]
+
+
+def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str]:
+    """Load the newest readable checkpoint; a corrupt one is named and skipped, never fatal."""
+    notes = []
+    for cand in _candidates(ckpt):
+        try:
+            with cand.as_directory() as d:
+                state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
+                best_state = torch.load(Path(d) / "best.pt", map_location=device,
+                                        weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except Exception as e:  # unreadable, truncated, or from another model: try an older one
+            notes.append(f"checkpoint {cand.path} is unreadable ({type(e).__name__}: "
+                         f"{str(e)[:120]})")
+            continue
+        torch.set_rng_state(state["torch_rng"])
+        notes.append(f"resumed from checkpoint {cand.path} (epoch {state['epoch']})")
+        return state["epoch"], state["history"], state["best"], best_state, "; ".join(notes)
+    notes.append("restarted from scratch")
+    return 0, [], {"value": None, "epoch": 0}, None, "; ".join(notes)
+
+
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
     from ray import tune  # imported here so the module is importable without Ray's runtime
 
     cfg = TrainConfig.from_config(config)
+    faults = inject.parse(cfg.fault)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     device = pick_device()
@@ -193,48 +232,49 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     base_lrs = [g["lr"] for g in opt.param_groups]
     aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
     weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and not torch.cuda.is_bf16_supported())
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and not bf16)
     params = sum(p.numel() for p in model.parameters())
 
-    start_epoch, history, best = 0, [], {"value": None, "epoch": 0}
+    start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, ""
     ckpt = tune.get_checkpoint()
-    if ckpt is not None:  # retry after a failure: continue where the last report left off
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
-            best_state = torch.load(Path(d) / "best.pt", map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, history, best = state["epoch"], state["history"], state["best"]
-        torch.set_rng_state(state["torch_rng"])
-        gen.manual_seed(cfg.seed + start_epoch)
-    else:
-        best_state = None
+    if ckpt is not None:  # a retry after a failure: continue where the last good report left off
+        start_epoch, history, best, best_state, note = restore(ckpt, model, opt, device)
     if cfg.compile:
         model = torch.compile(model)
 
     sign = 1 if cfg.mode == "max" else -1
     for epoch in range(start_epoch, cfg.max_epochs):
+        # the data order of an epoch depends only on (seed, epoch): a resumed trial sees the
+        # same batches as an uninterrupted one would have
+        gen.manual_seed(cfg.seed * 1_000 + epoch)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = base * lr_factor(cfg, epoch)
         t0 = time.perf_counter()
         end_reason, error = "", ""
         try:
             train_loss, train_acc, seen = train_epoch(model, opt, data, aug, cfg, gen, device,
-                                                      weight, scaler)
+                                                      weight, scaler, epoch + 1, faults)
         except Diverged as e:
             train_loss, train_acc, seen, end_reason, error = float("nan"), 0.0, 1, "diverged", str(e)
+        except torch.OutOfMemoryError as e:  # retrying cannot help: end this trial, not the study
+            train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
+            error = f"out of memory in epoch {epoch + 1}: {str(e)[:300]}"
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
         train_s = time.perf_counter() - t0
-        if end_reason == "diverged":  # NaN weights predict nothing meaningful
-            val_loss, val_acc, val_f1 = float("nan"), 0.0, 0.0
+        if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
+            val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
         else:
             val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, cfg, device)
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                    "val_loss": val_loss, "val_acc": val_acc, "val_macro_f1": val_f1,
                    "epoch_s": time.perf_counter() - t0, "images_per_s": seen / max(train_s, 1e-9),
                    "lr": opt.param_groups[-1]["lr"], "params": params, "device": str(device),
-                   "node": node_name(), "seed": cfg.seed}
+                   "node": node_name(), "seed": cfg.seed, "pid": os.getpid(),
+                   "restore_note": note}
         value = metrics[cfg.metric]
-        if best["value"] is None or sign * value > sign * best["value"]:
+        if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):
             best = {"value": value, "epoch": epoch + 1}
             best_state = {k_: v.detach().clone() for k_, v in _unwrap(model).state_dict().items()}
         history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
@@ -242,11 +282,17 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
         if not end_reason and epoch + 1 == cfg.max_epochs:
             end_reason = "max_epochs"
-        metrics |= {"end_reason": end_reason, "error": error, "best_epoch": best["epoch"]}
+        metrics |= {"end_reason": end_reason, "error": error, "best_epoch": best["epoch"],
+                    "best_value": best["value"] if best["value"] is not None else float("nan")}
         with tempfile.TemporaryDirectory() as d:
             save_state(Path(d), _unwrap(model), opt, epoch + 1, history, best)
-            torch.save(best_state, Path(d) / "best.pt")
+            torch.save(best_state if best_state is not None else _unwrap(model).state_dict(),
+                       Path(d) / "best.pt")
+            if faults:
+                inject.corrupt_checkpoint(faults, epoch + 1, ckpt is not None, Path(d))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+        if faults:
+            inject.after_report(faults, epoch + 1, ckpt is not None)
         if end_reason:
             return
 

@@ -8,36 +8,15 @@ from typing import Any
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from study.results import ResultsWriter
+from study.search import StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
 
-
-class StudySearch(OptunaSearch):
-    """OptunaSearch whose config is exactly what the space returns, plus a per-trial seed.
-
-    The stock class merges every raw `suggest_*` value into the config; our spaces return the
-    complete config themselves (derived values such as `head_dense=[64, 64]` included), so the raw
-    values would only be unknown keys for the trainable. They travel under `suggested` instead,
-    recorded (trials.parquet's config columns) but never read by training.
-    """
-
-    def __init__(self, *args: Any, constants: dict[str, Any], study_seed: int, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._constants = constants
-        self._study_seed = study_seed
-
-    def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
-        config = func(ot_trial)
-        if not isinstance(config, dict):
-            raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
-        # seed from the study seed and Optuna's trial number: reproducible across runs and resumes
-        return {**self._constants, **config, "seed": self._study_seed * 10_000 + ot_trial.number,
-                "suggested": dict(ot_trial.params)}
+ASHA_STATE, OPTUNA_DB = "asha_state.json", "optuna.db"
 
 
 def make_sampler(name: str, seed: int, grid: dict[str, list] | None = None
@@ -75,12 +54,16 @@ def build_tuner(
         sampler=make_sampler(settings.sampler, seed, grid),
         points_to_evaluate=list(settings.starting_points) or None,
         constants=constants, study_seed=seed,
+        # the Optuna study lives next to the results: optuna-dashboard sqlite:///<study>/optuna.db
+        storage=optuna.storages.RDBStorage(f"sqlite:///{storage / name / OPTUNA_DB}"),
+        study_name=name,
     )
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     if settings.scheduler == "asha":
-        scheduler = ASHAScheduler(
-            time_attr="training_iteration", max_t=settings.max_epochs,
-            grace_period=settings.grace_period, reduction_factor=settings.reduction_factor)
+        scheduler = StudyASHA(
+            time_attr="epoch", max_t=settings.max_epochs, grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+            state_path=str(storage / name / ASHA_STATE))
     else:
         scheduler = FIFOScheduler()
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -50,3 +54,51 @@ def ferg_tree(tmp_path: Path) -> Path:
 
 
 requires_manga = pytest.mark.skipif(not MANGA_DIR.is_dir(), reason=f"{MANGA_DIR} not present")
+
+
+@pytest.fixture(scope="session")
+def toon_dir(tmp_path_factory) -> Path:
+    """The embedded toon data set, 'small' size (840 images), prepared once for the session."""
+    from study.data import prepare
+
+    d = tmp_path_factory.mktemp("data")
+    prepare("toon", source="small", data_dir=d, seed=0)
+    return d
+
+
+def study_cli(*args: str, timeout: float = 400, **popen) -> subprocess.CompletedProcess:
+    """`python -m study.run ARGS` in a fresh process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=timeout, **popen)
+
+
+ASHA_SPACE = """
+from study.spaces import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="asha test", max_epochs=4, grace_period=1,
+                         reduction_factor=2, num_samples=8, image_size=32, sampler="random")
+def space(trial):
+    return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [],
+            "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True), "batch_size": 64}
+"""
+
+
+@dataclass
+class Study:
+    dir: Path
+    trials: pd.DataFrame
+    epochs: pd.DataFrame
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def asha_study(toon_dir, tmp_path_factory) -> Study:
+    """A short real study (8 trials, up to 4 epochs) in which ASHA stops the weak trials."""
+    tmp = tmp_path_factory.mktemp("asha")
+    (tmp / "asha_space.py").write_text(ASHA_SPACE)
+    r = study_cli("--space", str(tmp / "asha_space.py"), "--data-dir", str(toon_dir),
+                  "--storage", str(tmp / "s"), "--name", "asha", "--max-concurrent", "2",
+                  "--no-report")
+    assert r.returncode == 0, r.stderr[-3000:]
+    sd = tmp / "s" / "asha"
+    return Study(sd, pd.read_parquet(sd / "trials.parquet"), pd.read_parquet(sd / "epochs.parquet"),
+                 r.stdout)

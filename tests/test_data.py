@@ -21,9 +21,9 @@ from study.data import (
     load_split,
     open_dataset,
     prepare,
+    store,
 )
 from study.data import __main__ as data_cli
-from study.data import store
 from study.data.decode import decode_rgb
 
 

@@ -410,3 +410,27 @@ def test_cli_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["nope"])
     assert exit_.value.code == 2 and "unknown model 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["googlenet", "vanilla_cnn"])
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_every_conv_is_followed_by_an_activation(name: str, batch_norm: bool) -> None:
+    """The seed's Keras convs all have activation='relu'; a conv block without one makes the
+    network (almost) linear and it cannot learn — a bug that parameter counts do not see."""
+    model = create_model(name, 7, width_mult=0.125, batch_norm=batch_norm)
+    convs = [m for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    acts = [m for m in model.backbone.modules() if isinstance(m, torch.nn.ReLU)]
+    assert len(acts) >= len(convs) > 0
+
+
+def test_small_cnn_can_fit_a_batch() -> None:
+    torch.manual_seed(0)
+    model = create_model("vanilla_cnn", 7, width=8, dropout=0.0)
+    x, y = torch.randn(16, 3, 32, 32), torch.arange(16) % 7
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1

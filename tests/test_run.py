@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 import ray
+from conftest import study_cli
 
 from study import run
 from study.config import TrainConfig
-from study.data import prepare
 from study.models import create_model
 from study.spaces import SpaceFunction, list_spaces, load_space
 
-REPO = Path(__file__).resolve().parents[1]
 SPACES = ["cnn_ferg", "cnn_manga", "demo", "googlenet_ferg", "googlenet_manga", "mobilenet_manga",
           "resnet50_ferg", "resnet50_manga", "seed_table_ferg", "seed_table_manga"]
 TRIAL_COLUMNS = ["trial_id", "status", "epochs", "val_acc_avg", "val_acc_max", "val_acc_last",
                  "test_acc", "test_macro_f1", "params", "wall_s", "node", "device"]
 EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
                  "val_macro_f1", "epoch_s", "images_per_s"]
-
-
-@pytest.fixture(scope="module")
-def toon_dir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("data")
-    prepare("toon", source="small", data_dir=d, seed=0)
-    return d
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=cwd, text=True,
-                          capture_output=True, timeout=400)
 
 
 def test_list_names_every_space(capsys) -> None:
@@ -99,8 +82,8 @@ def test_every_config_a_space_produces_builds_a_model(name) -> None:
 
 def test_smoke_test_end_to_end(toon_dir, tmp_path) -> None:
     """`--smoke-test` through the real CLI: files, columns, every trial, test split read last."""
-    r = cli("--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
-            str(tmp_path / "s"), "--name", "smoke", "--reports", str(tmp_path / "r"), cwd=REPO)
+    r = study_cli("--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
+            str(tmp_path / "s"), "--name", "smoke", "--reports", str(tmp_path / "r"))
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp_path / "s" / "smoke"
     trials = pd.read_parquet(sd / "trials.parquet")
@@ -126,26 +109,8 @@ def test_smoke_test_end_to_end(toon_dir, tmp_path) -> None:
     assert next(cache.glob("*-32px-train.npy")).stat().st_mtime < epochs["time"].min()
 
 
-ASHA_SPACE = textwrap.dedent('''
-    from study.spaces import SpaceSettings
-    SETTINGS = SpaceSettings(dataset="toon", description="asha test", max_epochs=4,
-                             grace_period=1, reduction_factor=2, num_samples=8, image_size=32,
-                             sampler="random")
-    def space(trial):
-        return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [],
-                "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True), "batch_size": 64}
-''')
-
-
-def test_asha_stops_weak_trials_early(toon_dir, tmp_path) -> None:
-    space_file = tmp_path / "asha_space.py"
-    space_file.write_text(ASHA_SPACE)
-    r = cli("--space", str(space_file), "--data-dir", str(toon_dir), "--storage",
-            str(tmp_path / "s"), "--name", "asha", "--max-concurrent", "2", "--no-report", cwd=REPO)
-    assert r.returncode == 0, r.stderr[-3000:]
-    sd = tmp_path / "s" / "asha"
-    trials = pd.read_parquet(sd / "trials.parquet")
-    epochs = pd.read_parquet(sd / "epochs.parquet")
+def test_asha_stops_weak_trials_early(asha_study) -> None:
+    trials, epochs = asha_study.trials, asha_study.epochs
     assert len(trials) == 8
     stopped = trials[trials["status"] == "stopped"]
     assert len(stopped) >= 1, trials[["trial_id", "status", "epochs"]]

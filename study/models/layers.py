@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
-from timm.layers import ConvNormAct, get_act_layer
+from timm.layers import get_act_layer
 from torch import Tensor, nn
 
 # Keras' LeakyReLU layer defaults to a slope of 0.3 (PyTorch: 0.01); the seed study is Keras,
@@ -41,16 +41,18 @@ def conv_block(
     in_ch: int, out_ch: int, kernel: int, stride: int = 1, *, batch_norm: bool, activation: str
 ) -> nn.Module:
     """Conv → (BatchNorm) → activation with 'same' padding; the conv keeps its bias only without
-    BN (as in the seed's Keras ``Conv2D``), because BN's shift makes a bias redundant."""
-    return ConvNormAct(
-        in_ch,
-        out_ch,
-        kernel,
-        stride,
-        bias=not batch_norm,
-        apply_norm=batch_norm,
-        act_layer=act_layer(activation),
-    )
+    BN (as in the seed's Keras ``Conv2D``), because BN's shift makes a bias redundant.
+
+    Built by hand rather than with timm's ``ConvNormAct``: that one drops the activation together
+    with the norm (``apply_norm=False``), which silently made the seed's BN-free nets linear.
+    """
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    layers["conv"] = nn.Conv2d(in_ch, out_ch, kernel, stride,
+                               padding=((stride - 1) + (kernel - 1)) // 2, bias=not batch_norm)
+    if batch_norm:
+        layers["bn"] = nn.BatchNorm2d(out_ch)
+    layers["act"] = act_layer(activation)()
+    return nn.Sequential(layers)
 
 
 def global_pool() -> nn.Module:

@@ -1,0 +1,120 @@
+"""Our two extensions of Ray Tune's classes, so that studies stay trustworthy.
+
+- `StudySearch(OptunaSearch)`: the config is exactly what the space returns (+ a per-trial seed);
+  Optuna hears every epoch (`trial.report(value, epoch)`) and the truth about how a trial ended:
+  stopped by ASHA -> PRUNED, diverged/errored -> FAIL, finished -> COMPLETE with the value of the
+  weights it keeps (its best epoch). Stock OptunaSearch tells COMPLETE with the truncated last
+  value for ASHA-stopped trials, so TPE learns low-budget scores as if they were final.
+- `StudyASHA(ASHAScheduler)`: persists its rung records to the study directory after every
+  decision and reloads them after `Tuner.restore` (which rebuilds the scheduler empty, ray#30838),
+  so early-stopping decisions after a resume are those of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+
+class StudySearch(OptunaSearch):
+    def __init__(self, *args: Any, constants: dict[str, Any], study_seed: int, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._constants = constants
+        self._study_seed = study_seed
+
+    def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
+        config = func(ot_trial)
+        if not isinstance(config, dict):
+            raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
+        # The raw suggest_* values travel under "suggested": recorded, never read by training.
+        # The seed comes from the study seed and Optuna's trial number: the same across resumes.
+        return {**self._constants, **config, "seed": self._study_seed * 10_000 + ot_trial.number,
+                "suggested": dict(ot_trial.params)}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        if config is not None:
+            self._ot_trials[trial_id].set_user_attr("ray_trial_id", trial_id)
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # step = our epoch, which survives restarts from an older checkpoint unlike Ray's counter
+        if trial_id in self._completed_trials or self.metric not in result:
+            return
+        self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get("epoch", 0)))
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None,
+                          error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        # Tune hands the last result only to on_trial_complete when it also ends the trial
+        if result and self.metric in result and "epoch" in result:
+            epoch = int(result["epoch"])
+            if epoch not in ot_trial._cached_frozen_trial.intermediate_values:
+                ot_trial.report(float(result[self.metric]), epoch)
+        reason = (result or {}).get("end_reason", "")
+        if error or not result or reason in ("diverged", "oom"):
+            why = (result or {}).get("error") or ("the trial raised an error" if error else reason)
+            ot_trial.set_user_attr("end_reason", why or "no result")
+            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
+        elif not reason:  # the scheduler stopped it: a low-budget score, not a final one
+            ot_trial.set_user_attr("end_reason", f"stopped by ASHA at epoch {result.get('epoch')}")
+            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        else:
+            ot_trial.set_user_attr("end_reason", reason)
+            self._ot_study.tell(ot_trial, float(result.get("best_value", result[self.metric])))
+        self._completed_trials.add(trial_id)
+
+
+class StudyASHA(ASHAScheduler):
+    def __init__(self, *args: Any, state_path: str, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._state_path = state_path
+        self._loaded = False
+
+    def rung_state(self) -> list[dict[str, Any]]:
+        """Rung records as plain data: milestone -> {trial_id: value} per bracket."""
+        return [{str(int(m)): dict(rec) for m, rec in b._rungs} for b in self._brackets]
+
+    def _load_once(self) -> None:
+        """Runs at the first event after construction or unpickling: a fresh study finds no file,
+        a restored one gets back the rungs it had when the driver stopped."""
+        if self._loaded:
+            return
+        self._loaded = True
+        path = Path(self._state_path)
+        if not path.exists():
+            return
+        state = json.loads(path.read_text())
+        for bracket, rungs in zip(self._brackets, state["brackets"], strict=True):
+            for milestone, recorded in bracket._rungs:
+                recorded.update(rungs.get(str(int(milestone)), {}))
+        self._num_stopped = state.get("num_stopped", 0)
+
+    def _save(self) -> None:
+        path = Path(self._state_path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"brackets": self.rung_state(), "num_stopped": self._num_stopped}))
+        os.replace(tmp, path)
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._load_once()
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        self._load_once()
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._save()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._load_once()
+        super().on_trial_complete(tune_controller, trial, result)
+        self._save()

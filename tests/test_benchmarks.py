@@ -1,0 +1,175 @@
+"""The benchmarks run and print their tables (no timed asserts: speeds depend on the machine)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from study.data import open_dataset, prepare
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # benchmarks/ is scripts, not an installed package
+from benchmarks import _util, gpu_check, pipeline  # noqa: E402
+from benchmarks.decode_once import count_decodes  # noqa: E402
+
+# the GPU machine has none of these: gpu_check must work without them
+BLOCK_IMPORTS = """
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"ray", "optuna", "plotly"}:
+            raise ModuleNotFoundError(f"{name} is blocked: the GPU machine does not have it")
+sys.meta_path.insert(0, _Block())
+"""
+
+
+@pytest.fixture(scope="module")
+def toon_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("data")
+    prepare("toon", source="tiny", data_dir=d, seed=0)
+    return d
+
+
+def test_gpu_check_cpu_mode_runs_every_phase_without_ray(tmp_path) -> None:
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_IMPORTS)
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
+    for phase in ("googlenet224", "ferg_epoch", "packing", "pipeline"):
+        assert f"SUMMARY phase {phase}: ok" in out
+    assert "SUMMARY phase compile: skipped" in out
+    summary = dict(line[len("SUMMARY "):].split(": ", 1) for line in out.splitlines()
+                   if line.startswith("SUMMARY "))
+    for key in ("googlenet64 (a) img/s", "googlenet64 (a)/(b)", "ferg epoch s",
+                "packing 2 vs 1", "packing per-trial RSS MiB", "vanilla_cnn32 (a)/(b)"):
+        assert float(summary[key].replace(",", "")) > 0, key
+    assert "goal" not in out  # the GPU goals are not judged on CPU numbers
+
+
+def test_gpu_check_refuses_to_pretend_a_cpu_is_a_gpu() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert gpu_check.main([]) == 2
+
+
+def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_path) -> None:
+    out_json = tmp_path / "rows.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "pipeline.py"), "--models", "vanilla_cnn",
+         "googlenet", "--sizes", "32", "--batch-size", "4", "--batches", "2", "--threads", "1",
+         "--workers", "0", "--png-size", "48", "--toon-size", "tiny", "--data-dir", str(toon_dir),
+         "--json",
+         str(out_json)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(out_json.read_text())
+    assert [(r["model"], r["px"]) for r in rows] == [("vanilla_cnn", 32), ("googlenet", 32)]
+    for r in rows:
+        for col in ("(a) trainable", "(b) in-memory", "(c) naive PNG", "RSS MB (a)"):
+            assert r[col] > 0, col
+        assert r["(a)/(b)"] == pytest.approx(r["(a) trainable"] / r["(b) in-memory"])
+        assert r["(a)/(c)"] == pytest.approx(r["(a) trainable"] / r["(c) naive PNG"])
+        # (a) includes the reporting time, the trainable's own images_per_s does not
+        assert r["(a) trainable"] <= r["train_epoch img/s"]
+        assert r["report s/epoch"] > 0
+    header = next(line for line in proc.stdout.splitlines() if "(a)/(b)" in line)
+    assert "(a)/(c)" in header and "(c) naive PNG" in header
+
+
+def test_epoch_rates_leave_out_warm_up_and_validation() -> None:
+    reports = [{"_start": True, "_time": 0.0},
+               {"epoch": 1, "images_per_s": 10.0, "epoch_s": 12.0, "_time": 13.0},
+               {"epoch": 2, "images_per_s": 50.0, "epoch_s": 3.0, "_time": 16.5}]
+    r = pipeline.epoch_rates(reports, n_train=100)
+    # epoch 2: 2 s training, 1 s validation, 0.5 s between the end of the epoch and its report
+    assert r["train_img_s"] == pytest.approx(50.0)
+    assert r["report_s"] == pytest.approx(0.5)
+    assert r["img_s"] == pytest.approx(100 / 2.5)
+    with pytest.raises(ValueError, match="warm-up"):
+        pipeline.epoch_rates(reports[:2], n_train=100)
+
+
+def test_inline_tune_copies_checkpoints_and_restores_ray(tmp_path) -> None:
+    before = sys.modules.get("ray")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "last.pt").write_bytes(b"x" * 10)
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    with pipeline.inline_tune(storage, stop=lambda reports: len(reports) >= 3) as reports:
+        from ray import tune
+
+        assert tune.get_checkpoint() is None
+        tune.report({"epoch": 1}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+        with pytest.raises(pipeline.StopTrial):
+            tune.report({"epoch": 2}, checkpoint=tune.Checkpoint.from_directory(str(ckpt)))
+    assert [r.get("epoch") for r in reports] == [None, 1, 2]
+    assert sorted(p.name for p in storage.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
+    assert (storage / "checkpoint_000001" / "last.pt").read_bytes() == b"x" * 10
+    assert sys.modules.get("ray") is before
+
+
+def test_nvidia_smi_lines_are_parsed_and_noise_is_skipped() -> None:
+    assert gpu_check.parse_smi_line("87, 40321\n") == (87.0, 40321.0)
+    assert gpu_check.parse_smi_line("[N/A], 100") is None
+    assert gpu_check.parse_smi_line("No devices were found") is None
+
+
+def test_decode_counter_logs_every_decode_in_a_fresh_process(toon_dir, tmp_path) -> None:
+    """The sitecustomize hook that decode_once.py puts into every process of a study."""
+    log = tmp_path / "decodes.jsonl"
+    env = {**os.environ, **_util.decode_counter_env(tmp_path / "site", log)}
+    script = textwrap.dedent(f"""
+        from study.data import load_split, open_dataset
+        ds = open_dataset({str(toon_dir)!r}, "toon")
+        for _ in range(2):  # the second load reads the cache: no decode
+            arr = load_split(ds, "val", 40)
+        print(len(arr.labels))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(recs) == int(proc.stdout.strip()) > 0
+    meta = open_dataset(toon_dir, "toon").table()
+    val = set(meta.loc[meta["split"] == "val", "sha256"])
+    assert {r["sha256"] for r in recs} == val
+    rows = count_decodes(log, recs[0]["pid"], dict(zip(meta["sha256"], meta["split"],
+                                                       strict=True)))
+    by_split = {r["split"]: r for r in rows}
+    assert by_split["val"]["decodes/images"] == 1.0 and by_split["val"]["in driver"] == len(val)
+    assert by_split["train"]["decodes"] == 0 and by_split["all"]["decodes"] == len(val)
+
+
+def test_count_decodes_tells_driver_trials_and_evaluation_apart(tmp_path) -> None:
+    log = tmp_path / "log.jsonl"
+    recs = [{"pid": 1, "process": "python", "sha256": "a"},
+            {"pid": 1, "process": "python", "sha256": "b"},
+            {"pid": 7, "process": "ray::ImplicitFunc.train", "sha256": "a"},
+            {"pid": 8, "process": "ray::evaluate_on_test", "sha256": "c"}]
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    rows = {r["split"]: r for r in count_decodes(log, 1, {"a": "train", "b": "val", "c": "test"})}
+    assert rows["train"]["decodes"] == 2 and rows["train"]["in trials"] == 1
+    assert rows["train"]["decodes/images"] == 2.0
+    assert rows["test"]["elsewhere"] == "ray::evaluate_on_test: 1"
+    assert rows["all"]["decodes"] == 4 and rows["all"]["processes"] == 3
+
+
+def test_proc_peak_sampler_sees_a_child_grow(tmp_path) -> None:
+    child = subprocess.Popen([sys.executable, "-c",
+                              "import time; b = b'x' * (300 * 2**20); time.sleep(1.5)"])
+    with _util.ProcPeakSampler(child.pid, every_s=0.1) as sampler:
+        child.wait(timeout=60)
+        time.sleep(0.1)
+    assert sampler.peak() >= 300
+    assert sampler.peak("ray::") != sampler.peak("ray::")  # NaN: no Ray process descends from it

@@ -1,0 +1,181 @@
+"""Trustworthy studies under faults: Optuna hears the truth, resumes keep ASHA's state, and a NaN,
+an OOM, a killed worker or a corrupt checkpoint costs one trial (or nothing), never the study."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_asha_stopped_trials_are_pruned_in_optuna(asha_study) -> None:
+    """States and intermediate values in optuna.db match trials.parquet / epochs.parquet."""
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{asha_study.dir}/optuna.db")
+    by_ray = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
+    trials = asha_study.trials.set_index("trial_id")
+    assert set(by_ray) == set(trials.index)
+    expected = {"stopped": optuna.trial.TrialState.PRUNED,
+                "finished": optuna.trial.TrialState.COMPLETE}
+    for tid, ot in by_ray.items():
+        assert ot.state == expected[trials.loc[tid, "status"]], tid
+        e = asha_study.epochs[asha_study.epochs["trial_id"] == tid].sort_values("epoch")
+        assert ot.intermediate_values == dict(zip(e["epoch"], e["val_acc"], strict=True))
+        if ot.state == optuna.trial.TrialState.COMPLETE:
+            assert ot.value == pytest.approx(e["val_acc"].max())
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+
+
+FAULT_SPACE = """
+from study.spaces import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="faults", max_epochs=3, num_samples=4,
+                         image_size=32, sampler="random", scheduler="fifo", top_k=1)
+FAULTS = ["nan@2", "oom@1", "crash_corrupt@2", "sleep=0.15"]
+def space(trial):
+    return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "lr": 1e-3,
+            "batch_size": 32, "fault": FAULTS[trial.number % 4]}
+"""
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    f = trial_dir / "result.json"
+    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] \
+        if f.exists() else []
+
+
+def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> None:
+    (tmp_path / "faults.py").write_text(FAULT_SPACE)
+    storage = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", "--space", str(tmp_path / "faults.py"), "--data-dir",
+         str(toon_dir), "--storage", str(storage), "--name", "f", "--no-report"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    killed = None
+    deadline = time.time() + 400
+    try:
+        # kill the slow trial's worker (by its pid) in the middle of its second epoch
+        while proc.poll() is None and killed is None and time.time() < deadline:
+            for trial_dir in (storage / "f").glob("*/"):
+                res = _results(trial_dir)
+                if res and res[-1].get("config", {}).get("fault") == "sleep=0.15" \
+                        and res[-1]["epoch"] == 1:
+                    killed = (trial_dir.name, res[-1]["pid"])
+                    time.sleep(1.0)
+                    os.kill(killed[1], signal.SIGKILL)
+                    break
+            time.sleep(0.2)
+        out, _ = proc.communicate(timeout=max(10, deadline - time.time()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    assert killed is not None, "the slow trial never reported its first epoch"
+    sd = storage / "f"
+    trials = pd.read_parquet(sd / "trials.parquet")
+    epochs = pd.read_parquet(sd / "epochs.parquet")
+    by_fault = trials.set_index("config/fault")
+    assert len(trials) == 4 and not epochs.duplicated(["trial_id", "epoch"]).any()
+
+    nan = by_fault.loc["nan@2"]
+    assert nan["status"] == "diverged" and "nan" in nan["status_reason"].lower()
+    oom = by_fault.loc["oom@1"]
+    assert oom["status"] == "errored" and "out of memory" in oom["status_reason"]
+    corrupt = by_fault.loc["crash_corrupt@2"]
+    assert corrupt["status"] == "finished" and corrupt["epochs"] == 3
+    assert "checkpoint_000001" in corrupt["status_reason"]  # the corrupt one, named by path
+    assert "unreadable" in corrupt["status_reason"]
+    assert "(epoch 1)" in corrupt["status_reason"]  # restarted from the previous good one
+    slow = by_fault.loc["sleep=0.15"]
+    assert slow["status"] == "finished" and slow["epochs"] == 3
+    assert "resumed from checkpoint" in slow["status_reason"]
+    slow_epochs = epochs[epochs["trial_id"] == killed[0]]["epoch"].tolist()
+    assert sorted(slow_epochs) == [1, 2, 3]
+
+    study = optuna.load_study(study_name="f", storage=f"sqlite:///{sd}/optuna.db")
+    ids = dict(zip(trials["trial_id"], trials["config/fault"], strict=True))
+    states = {ids[t.user_attrs["ray_trial_id"]]: t.state for t in study.trials}
+    assert states["nan@2"] == optuna.trial.TrialState.FAIL
+    assert states["oom@1"] == optuna.trial.TrialState.FAIL
+    assert states["crash_corrupt@2"] == optuna.trial.TrialState.COMPLETE
+
+
+RESUME_SPACE = """
+from study.spaces import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="resume", max_epochs=4, grace_period=1,
+                         reduction_factor=2, num_samples=6, image_size=32, top_k=1)
+def space(trial):
+    return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "batch_size": 64,
+            "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True)}
+"""
+
+
+def _rungs_by_seed(study_dir: Path) -> dict[str, dict[int, float]]:
+    """ASHA's rung records with trials named by their seed (trial ids differ between runs)."""
+    seeds = pd.read_parquet(study_dir / "trials.parquet").set_index("trial_id")["seed"]
+    state = json.loads((study_dir / "asha_state.json").read_text())["brackets"][0]
+    return {m: {int(seeds[t]): v for t, v in rec.items()} for m, rec in state.items()}
+
+
+def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_path) -> None:
+    (tmp_path / "resume.py").write_text(RESUME_SPACE)
+    common = ["--space", str(tmp_path / "resume.py"), "--data-dir", str(toon_dir),
+              "--storage", str(tmp_path / "s"), "--max-concurrent", "1", "--no-report"]
+    full = subprocess.run([sys.executable, "-m", "study.run", *common, "--name", "full"],
+                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    # the same study, its driver killed (SIGKILL) once two trials have ended
+    proc = subprocess.Popen([sys.executable, "-m", "study.run", *common, "--name", "cut"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    cut = tmp_path / "s" / "cut"
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            t = cut / "trials.parquet"
+            if t.exists():
+                try:
+                    ended = pd.read_parquet(t)["status"].isin(["finished", "stopped"]).sum()
+                except Exception:  # being replaced right now
+                    ended = 0
+                if ended >= 2:
+                    break
+            time.sleep(0.2)
+        assert proc.poll() is None, "the study ended before it could be interrupted"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        try:  # Ray's head processes were started by that driver, in its session: end them too
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    before = pd.read_parquet(cut / "trials.parquet")
+    assert len(before) < 6
+    t0 = time.time()
+    resumed = subprocess.run([sys.executable, "-m", "study.run", *common, "--name", "cut",
+                              "--resume"], cwd=REPO, capture_output=True, text=True, timeout=400)
+    resume_s = time.time() - t0
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    a = pd.read_parquet(tmp_path / "s" / "full" / "trials.parquet").set_index("seed")
+    b = pd.read_parquet(cut / "trials.parquet").set_index("seed")
+    assert b.index.is_unique and len(b) == 6  # every trial exactly once
+    eb = pd.read_parquet(cut / "epochs.parquet")
+    assert not eb.duplicated(["trial_id", "epoch"]).any()  # no epoch counted twice
+    for tid in before[before["status"].isin(["finished", "stopped"])]["trial_id"]:
+        assert tid in set(b["trial_id"])  # finished trials kept, with their ids
+    # same decisions as without the interruption
+    assert b.sort_index()["status"].tolist() == a.sort_index()["status"].tolist()
+    assert b.sort_index()["epochs"].tolist() == a.sort_index()["epochs"].tolist()
+    assert _rungs_by_seed(cut) == _rungs_by_seed(tmp_path / "s" / "full")
+    print(f"resume took {resume_s:.1f} s")
