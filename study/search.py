@@ -12,14 +12,18 @@
 
 from __future__ import annotations
 
-import json
-import os
+import logging
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
+
+from study.results import write_parquet
+
+logger = logging.getLogger(__name__)
 
 
 class StudySearch(OptunaSearch):
@@ -46,6 +50,10 @@ class StudySearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # step = our epoch, which survives restarts from an older checkpoint unlike Ray's counter
         if trial_id in self._completed_trials or self.metric not in result:
+            return
+        if trial_id not in self._ot_trials:  # suggested just before a driver crash, never saved
+            logger.warning("trial %s is unknown to the restored Optuna study; its results are "
+                           "kept in the Parquet tables but not told to the sampler", trial_id)
             return
         self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get("epoch", 0)))
 
@@ -92,17 +100,21 @@ class StudyASHA(ASHAScheduler):
         path = Path(self._state_path)
         if not path.exists():
             return
-        state = json.loads(path.read_text())
-        for bracket, rungs in zip(self._brackets, state["brackets"], strict=True):
-            for milestone, recorded in bracket._rungs:
-                recorded.update(rungs.get(str(int(milestone)), {}))
-        self._num_stopped = state.get("num_stopped", 0)
+        table = pd.read_parquet(path)
+        for row in table.itertuples(index=False):
+            rungs = dict(self._brackets[row.bracket]._rungs)
+            rungs[row.milestone][row.trial_id] = row.value
+        self._num_stopped = int(table.attrs.get("num_stopped", 0))
 
     def _save(self) -> None:
-        path = Path(self._state_path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"brackets": self.rung_state(), "num_stopped": self._num_stopped}))
-        os.replace(tmp, path)
+        # Parquet, not JSON: Tuner.restore copies the experiment's *.json/*.pkl files into its
+        # staging dir and syncs them back up, which would overwrite a newer JSON with the old one
+        rows = [{"bracket": b, "milestone": int(m), "trial_id": t, "value": float(v)}
+                for b, bracket in enumerate(self._brackets) for m, rec in bracket._rungs
+                for t, v in rec.items()]
+        table = pd.DataFrame(rows, columns=["bracket", "milestone", "trial_id", "value"])
+        table.attrs["num_stopped"] = self._num_stopped
+        write_parquet(table, Path(self._state_path))
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self._load_once()

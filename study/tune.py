@@ -16,7 +16,7 @@ from study.search import StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
 
-ASHA_STATE, OPTUNA_DB = "asha_state.json", "optuna.db"
+ASHA_STATE, OPTUNA_DB = "asha_rungs.parquet", "optuna.db"
 
 
 def make_sampler(name: str, seed: int, grid: dict[str, list] | None = None

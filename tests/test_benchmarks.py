@@ -75,7 +75,7 @@ def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_p
     rows = json.loads(out_json.read_text())
     assert [(r["model"], r["px"]) for r in rows] == [("vanilla_cnn", 32), ("googlenet", 32)]
     for r in rows:
-        for col in ("(a) trainable", "(b) in-memory", "(c) naive PNG", "RSS MB (a)"):
+        for col in ("(a) trainable", "(b) in-memory", "(c) naive PNG", "RSS MiB (a)"):
             assert r[col] > 0, col
         assert r["(a)/(b)"] == pytest.approx(r["(a) trainable"] / r["(b) in-memory"])
         assert r["(a)/(c)"] == pytest.approx(r["(a) trainable"] / r["(c) naive PNG"])

@@ -122,8 +122,9 @@ def space(trial):
 def _rungs_by_seed(study_dir: Path) -> dict[str, dict[int, float]]:
     """ASHA's rung records with trials named by their seed (trial ids differ between runs)."""
     seeds = pd.read_parquet(study_dir / "trials.parquet").set_index("trial_id")["seed"]
-    state = json.loads((study_dir / "asha_state.json").read_text())["brackets"][0]
-    return {m: {int(seeds[t]): v for t, v in rec.items()} for m, rec in state.items()}
+    rungs = pd.read_parquet(study_dir / "asha_rungs.parquet")
+    return {int(m): {int(seeds[t]): v for t, v in zip(g["trial_id"], g["value"], strict=True)}
+            for m, g in rungs.groupby("milestone")}
 
 
 def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_path) -> None:
