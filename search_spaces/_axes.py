@@ -7,10 +7,17 @@ from typing import Any
 import optuna
 
 # the seed study's knobs, by tuning-playbook role; names not listed default to "nuisance"
-SCIENTIFIC = {"model": "scientific", "extra_inception_3": "scientific",
-              "extra_inception_5": "scientific", "batch_norm": "scientific",
-              "head_layers": "scientific", "activation": "scientific",
-              "head_output": "scientific", "freeze": "scientific", "variant": "scientific"}
+SCIENTIFIC = {
+    "model": "scientific",
+    "extra_inception_3": "scientific",
+    "extra_inception_5": "scientific",
+    "batch_norm": "scientific",
+    "head_layers": "scientific",
+    "activation": "scientific",
+    "head_output": "scientific",
+    "freeze": "scientific",
+    "variant": "scientific",
+}
 
 
 def training(trial: optuna.Trial, batch_sizes=(16, 32, 64)) -> dict[str, Any]:
@@ -31,7 +38,9 @@ def head(trial: optuna.Trial, max_layers: int = 2) -> dict[str, Any]:
     """The seed's dense head: 0..max_layers dense layers, a width per layer, activation, dropout."""
     n = trial.suggest_int("head_layers", 0, max_layers)
     return {
-        "head_dense": [trial.suggest_categorical(f"head_width_{i}", [32, 64, 128]) for i in range(n)],
+        "head_dense": [
+            trial.suggest_categorical(f"head_width_{i}", [32, 64, 128]) for i in range(n)
+        ],
         "activation": trial.suggest_categorical("activation", ["relu", "leaky_relu"]),
         "dropout": trial.suggest_float("dropout", 0.0, 0.6),
     }

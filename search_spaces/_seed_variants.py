@@ -13,19 +13,33 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "cnn_leaky_relu": {**_CNN, "activation": "leaky_relu"},
     "cnn_batch_norm": {**_CNN, "batch_norm": True},
     "googlenet": _GOOGLENET,
-    "googlenet_extra_inception_3_5": {**_GOOGLENET, "extra_inception_3": 1,
-                                      "extra_inception_5": 1, "head_dense": [64, 64]},
+    "googlenet_extra_inception_3_5": {
+        **_GOOGLENET,
+        "extra_inception_3": 1,
+        "extra_inception_5": 1,
+        "head_dense": [64, 64],
+    },
     "googlenet_batch_norm": {**_GOOGLENET, "batch_norm": True},
     "googlenet_2_dense_64": {**_GOOGLENET, "head_dense": [64, 64]},
     "googlenet_leaky_relu": {**_GOOGLENET, "activation": "leaky_relu"},
     "googlenet_l2": {**_GOOGLENET, "l2": 1e-4},
     "resnet50_dense_sigmoid": {**_RESNET, "head_dense": [], "head_output": "sigmoid"},
-    "resnet50_2_dense_64_leaky_softmax": {**_RESNET, "head_dense": [64, 64],
-                                          "activation": "leaky_relu", "head_output": "softmax"},
+    "resnet50_2_dense_64_leaky_softmax": {
+        **_RESNET,
+        "head_dense": [64, 64],
+        "activation": "leaky_relu",
+        "head_output": "softmax",
+    },
 }
 
 # the seed trained every variant the same way: Adam, augmentation, early stopping
-RECIPE: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "aug_strength": 0.5,
-                          "lr_schedule": "constant", "patience": 5}
+RECIPE: dict[str, Any] = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 32,
+    "aug_strength": 0.5,
+    "lr_schedule": "constant",
+    "patience": 5,
+}
 
 SMOKE = {"image_size": 32, "width_mult": 0.125, "width": 8, "pretrained": False}

@@ -1,4 +1,4 @@
-"""The seed's vanilla CNN baseline (LeakyReLU and batch-norm variants) on FERG-DB (by-group split)."""
+"""The seed's vanilla CNN baseline (LeakyReLU, batch-norm variants) on FERG-DB, by-group split."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The seed's vanilla CNN baseline (LeakyReLU and batch-norm variants) on Manga Facial Expressions."""
+"""The seed's vanilla CNN baseline (LeakyReLU and batch-norm variants) on manga faces."""
 
 from __future__ import annotations
 

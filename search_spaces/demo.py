@@ -30,7 +30,10 @@ def space(trial: optuna.Trial) -> dict[str, Any]:
     else:
         cfg = _axes.vanilla_cnn(trial, width=24)
     # a narrow nuisance range keeps a 5-10 minute CPU demo meaningful
-    cfg |= {"optimizer": "adam", "batch_size": 32,
-            "lr": trial.suggest_float("lr", 5e-4, 5e-3, log=True),
-            "aug_strength": trial.suggest_float("aug_strength", 0.0, 0.5)}
+    cfg |= {
+        "optimizer": "adam",
+        "batch_size": 32,
+        "lr": trial.suggest_float("lr", 5e-4, 5e-3, log=True),
+        "aug_strength": trial.suggest_float("aug_strength", 0.0, 0.5),
+    }
     return cfg

@@ -1,4 +1,4 @@
-"""The seed's GoogLeNet-from-scratch variant axes on FERG-DB (characters held out: by-group split)."""
+"""The seed's GoogLeNet-from-scratch variant axes on FERG-DB (characters held out)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from study.spaces import SpaceSettings
 
 SETTINGS = SpaceSettings(
     dataset="ferg",
-    description="GoogLeNet from scratch: extra Inception 3/5, BN, dense head, activation, dropout, L2",
+    description="GoogLeNet from scratch: extra Inception 3/5, BN, head, activation, dropout, L2",
     max_epochs=30,
     grace_period=3,
     reduction_factor=3,
@@ -20,10 +20,25 @@ SETTINGS = SpaceSettings(
     roles=_axes.SCIENTIFIC,
     # the seed's two named GoogLeNet models are tried first (raw suggest names)
     starting_points=(
-        {"extra_inception_3": 0, "extra_inception_5": 0, "batch_norm": False, "head_layers": 1,
-         "head_width_0": 64, "activation": "relu", "l2": 0.0},
-        {"extra_inception_3": 1, "extra_inception_5": 1, "batch_norm": False, "head_layers": 2,
-         "head_width_0": 64, "head_width_1": 64, "activation": "relu", "l2": 0.0},
+        {
+            "extra_inception_3": 0,
+            "extra_inception_5": 0,
+            "batch_norm": False,
+            "head_layers": 1,
+            "head_width_0": 64,
+            "activation": "relu",
+            "l2": 0.0,
+        },
+        {
+            "extra_inception_3": 1,
+            "extra_inception_5": 1,
+            "batch_norm": False,
+            "head_layers": 2,
+            "head_width_0": 64,
+            "head_width_1": 64,
+            "activation": "relu",
+            "l2": 0.0,
+        },
     ),
     smoke={"image_size": 32, "width_mult": 0.125},
 )

@@ -22,8 +22,13 @@ SETTINGS = SpaceSettings(
     roles=_axes.SCIENTIFIC,
     starting_points=(  # the seed's two ResNet50 heads
         {"head_output": "sigmoid", "head_layers": 1, "head_width_0": 64, "activation": "relu"},
-        {"head_output": "softmax", "head_layers": 2, "head_width_0": 64, "head_width_1": 64,
-         "activation": "leaky_relu"},
+        {
+            "head_output": "softmax",
+            "head_layers": 2,
+            "head_width_0": 64,
+            "head_width_1": 64,
+            "activation": "leaky_relu",
+        },
     ),
     # smoke: an untrained tiny timm net at 32 px exercises the same code path offline
     smoke={"image_size": 32, "model": "timm/resnet18", "pretrained": False},

@@ -1,4 +1,4 @@
-"""The seed study's named variants as a fixed grid on FERG-DB (by-group split), to reproduce its results table."""
+"""The seed study's named variants as a fixed grid on FERG-DB, to reproduce its results table."""
 
 from __future__ import annotations
 

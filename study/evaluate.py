@@ -62,19 +62,32 @@ def score(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str
     acc, low, high = bootstrap_ci(pred == labels)
     counts = confusion_counts(labels, pred, len(classes))
     p, r, f = precision_recall_f1(counts)
-    return {"test_acc": acc, "test_acc_ci_low": low, "test_acc_ci_high": high,
-            "test_macro_f1": macro_f1(labels, pred, len(classes)),
-            "per_class": {c: {"precision": p[i], "recall": r[i], "f1": f[i],
-                              "support": int(counts[i].sum())} for i, c in enumerate(classes)},
-            "confusion": counts.tolist()}
+    return {
+        "test_acc": acc,
+        "test_acc_ci_low": low,
+        "test_acc_ci_high": high,
+        "test_macro_f1": macro_f1(labels, pred, len(classes)),
+        "per_class": {
+            c: {"precision": p[i], "recall": r[i], "f1": f[i], "support": int(counts[i].sum())}
+            for i, c in enumerate(classes)
+        },
+        "confusion": counts.tolist(),
+    }
 
 
-def prediction_rows(trial_id: str, arr: SplitArrays, probs: np.ndarray,
-                    classes: list[str]) -> pd.DataFrame:
+def prediction_rows(
+    trial_id: str, arr: SplitArrays, probs: np.ndarray, classes: list[str]
+) -> pd.DataFrame:
     pred = probs.argmax(1)
-    df = pd.DataFrame({"trial_id": trial_id, "path": arr.paths,
-                       "label": [classes[i] for i in arr.labels],
-                       "pred": [classes[i] for i in pred], "confidence": probs.max(1)})
+    df = pd.DataFrame(
+        {
+            "trial_id": trial_id,
+            "path": arr.paths,
+            "label": [classes[i] for i in arr.labels],
+            "pred": [classes[i] for i in pred],
+            "confidence": probs.max(1),
+        }
+    )
     for i, c in enumerate(classes):
         df[f"prob_{c}"] = probs[:, i]
     wrong = np.flatnonzero(pred != arr.labels)
@@ -86,8 +99,15 @@ def prediction_rows(trial_id: str, arr: SplitArrays, probs: np.ndarray,
     return df
 
 
-def gradcam_rows(model, trial_id: str, arr: SplitArrays, probs: np.ndarray, classes: list[str],
-                 per_class: int, device: torch.device) -> pd.DataFrame:
+def gradcam_rows(
+    model,
+    trial_id: str,
+    arr: SplitArrays,
+    probs: np.ndarray,
+    classes: list[str],
+    per_class: int,
+    device: torch.device,
+) -> pd.DataFrame:
     """A few test images per class: the image, what the model predicted, and where it looked."""
     idx = np.concatenate([np.flatnonzero(arr.labels == k)[:per_class] for k in range(len(classes))])
     if len(idx) == 0:
@@ -96,16 +116,28 @@ def gradcam_rows(model, trial_id: str, arr: SplitArrays, probs: np.ndarray, clas
     x = Augment(AugmentConfig(flip=0))(torch.from_numpy(images).to(device), train=False)
     pred = probs[idx].argmax(1)
     cams = grad_cam(model, x, torch.from_numpy(pred).to(device))
-    return pd.DataFrame({
-        "trial_id": trial_id, "path": [arr.paths[i] for i in idx],
-        "label": [classes[arr.labels[i]] for i in idx], "pred": [classes[p] for p in pred],
-        "confidence": probs[idx].max(1), "image": [png_bytes(im) for im in images],
-        "cam": [c.astype(np.float32).ravel().tolist() for c in cams], "cam_size": images.shape[-1],
-    })
+    return pd.DataFrame(
+        {
+            "trial_id": trial_id,
+            "path": [arr.paths[i] for i in idx],
+            "label": [classes[arr.labels[i]] for i in idx],
+            "pred": [classes[p] for p in pred],
+            "confidence": probs[idx].max(1),
+            "image": [png_bytes(im) for im in images],
+            "cam": [c.astype(np.float32).ravel().tolist() for c in cams],
+            "cam_size": images.shape[-1],
+        }
+    )
 
 
-def evaluate_on_test(study_dir: str, data_dir: str, dataset: str, trial_ids: list[str],
-                     image_size: int, gradcam_per_class: int = 3) -> dict[str, Any]:
+def evaluate_on_test(
+    study_dir: str,
+    data_dir: str,
+    dataset: str,
+    trial_ids: list[str],
+    image_size: int,
+    gradcam_per_class: int = 3,
+) -> dict[str, Any]:
     """Runs once, after tuning, as a Ray task (so it gets a GPU where trials got one).
 
     This is the only place the test split is read.
@@ -124,9 +156,14 @@ def evaluate_on_test(study_dir: str, data_dir: str, dataset: str, trial_ids: lis
         metrics[tid] = score(test.labels, probs, ds.classes)
         preds.append(prediction_rows(tid, test, probs, ds.classes))
         if rank == 0 and gradcam_per_class:
-            cams.append(gradcam_rows(model, tid, test, probs, ds.classes, gradcam_per_class, device))
-    return {"metrics": metrics, "predictions": pd.concat(preds) if preds else pd.DataFrame(),
-            "gradcam": pd.concat(cams) if cams else pd.DataFrame()}
+            cams.append(
+                gradcam_rows(model, tid, test, probs, ds.classes, gradcam_per_class, device)
+            )
+    return {
+        "metrics": metrics,
+        "predictions": pd.concat(preds) if preds else pd.DataFrame(),
+        "gradcam": pd.concat(cams) if cams else pd.DataFrame(),
+    }
 
 
 def parse_label_map(text: str | None) -> dict[str, str]:
@@ -140,8 +177,12 @@ def parse_label_map(text: str | None) -> dict[str, str]:
     return out
 
 
-def load_folder(source: str, classes: list[str], label_map: dict[str, str], image_size: int,
-                ) -> tuple[SplitArrays, list[str]]:
+def load_folder(
+    source: str,
+    classes: list[str],
+    label_map: dict[str, str],
+    image_size: int,
+) -> tuple[SplitArrays, list[str]]:
     """Decode a class-per-folder tree, keeping only classes the study knows (after mapping)."""
     from study.data.decode import BadImage, decode_rgb, resize_square
     from study.data.sources import read_class_folders
@@ -153,8 +194,10 @@ def load_folder(source: str, classes: list[str], label_map: dict[str, str], imag
     keep = [(i, label_map.get(i.label, i.label)) for i in items]
     keep = [(i, lab) for i, lab in keep if lab in classes]
     if not keep:
-        raise ValueError(f"{source}: no class folder matches the study's classes {classes}; "
-                         "map names with --label-map a=b")
+        raise ValueError(
+            f"{source}: no class folder matches the study's classes {classes}; "
+            "map names with --label-map a=b"
+        )
     images, labels, paths = [], [], []
     for item, lab in keep:
         try:
@@ -172,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__)
     p.add_argument("study_dir")
     p.add_argument("--source", required=True, help="class-per-folder image tree (or .zip)")
-    p.add_argument("--label-map", default=None, help="FOLDER_CLASS=STUDY_CLASS,... where names differ")
+    p.add_argument(
+        "--label-map", default=None, help="FOLDER_CLASS=STUDY_CLASS,... where names differ"
+    )
     p.add_argument("--top", type=int, default=1, help="evaluate the best K trials (by validation)")
     a = p.parse_args(argv)
     study_dir = Path(a.study_dir)
@@ -197,8 +242,16 @@ def main(argv: list[str] | None = None) -> int:
         labels = np.searchsorted(idx, arr.labels)
         pred = probs.argmax(1)
         acc, low, high = bootstrap_ci(pred == labels)
-        rows.append({"trial_id": tid, "images": len(labels), "accuracy": acc, "ci_low": low,
-                     "ci_high": high, "macro_f1": macro_f1(labels, pred, len(idx))})
+        rows.append(
+            {
+                "trial_id": tid,
+                "images": len(labels),
+                "accuracy": acc,
+                "ci_low": low,
+                "ci_high": high,
+                "macro_f1": macro_f1(labels, pred, len(idx)),
+            }
+        )
     print(f"{a.source}: {len(arr.labels)} images in shared classes {', '.join(shared)}")
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0

@@ -19,8 +19,10 @@ def parse(spec: str) -> dict[str, float]:
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, value = part.replace("=", "@").partition("@")
         if name not in ("nan", "oom", "crash_corrupt", "sleep") or not sep:
-            raise ValueError(f"config fault={spec!r}: unknown fault {part!r} "
-                             "(expected nan@E, oom@E, crash_corrupt@E, sleep=S)")
+            raise ValueError(
+                f"config fault={spec!r}: unknown fault {part!r} "
+                "(expected nan@E, oom@E, crash_corrupt@E, sleep=S)"
+            )
         out[name] = float(value)
     return out
 
@@ -36,8 +38,9 @@ def in_batch(faults: dict[str, float], epoch: int) -> torch.Tensor | None:
     return None
 
 
-def corrupt_checkpoint(faults: dict[str, float], epoch: int, restored: bool,
-                       ckpt_dir: Path) -> None:
+def corrupt_checkpoint(
+    faults: dict[str, float], epoch: int, restored: bool, ckpt_dir: Path
+) -> None:
     """Spoil the checkpoint about to be reported (first attempt only)."""
     if faults.get("crash_corrupt") == epoch and not restored:
         (ckpt_dir / "last.pt").write_bytes(b"this is not a checkpoint")

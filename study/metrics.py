@@ -1,4 +1,4 @@
-"""Classification metrics shared by the trainable, the test evaluation and the report (numpy only)."""
+"""Classification metrics shared by the trainable, test evaluation and the report (numpy only)."""
 
 from __future__ import annotations
 

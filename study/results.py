@@ -18,9 +18,25 @@ import pandas as pd
 from ray import tune
 
 TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
-    "trials.parquet", "epochs.parquet", "predictions.parquet", "gradcam.parquet", "study.json")
-EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
-                 "val_macro_f1", "epoch_s", "images_per_s", "lr", "time"]
+    "trials.parquet",
+    "epochs.parquet",
+    "predictions.parquet",
+    "gradcam.parquet",
+    "study.json",
+)
+EPOCH_COLUMNS = [
+    "trial_id",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_macro_f1",
+    "epoch_s",
+    "images_per_s",
+    "lr",
+    "time",
+]
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -47,8 +63,10 @@ def config_columns(config: dict[str, Any]) -> dict[str, Any]:
     """`config/<name>` columns for the config and the raw suggested values behind it (so every
     hyperparameter in study.json has a column); lists as JSON so each column has one type."""
     flat = {**config.get("suggested", {}), **{k: v for k, v in config.items() if k != "suggested"}}
-    return {f"config/{k}": json.dumps(v) if isinstance(v, list | dict) else v
-            for k, v in sorted(flat.items())}
+    return {
+        f"config/{k}": json.dumps(v) if isinstance(v, list | dict) else v
+        for k, v in sorted(flat.items())
+    }
 
 
 def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") -> tuple[str, str]:
@@ -68,8 +86,14 @@ def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") ->
     return "stopped", f"stopped early by ASHA after epoch {last.get('epoch')}{note}"
 
 
-def summarise_trial(trial_id: str, config: dict, epochs: pd.DataFrame, last: dict | None,
-                    status: tuple[str, str], dataset: str) -> dict[str, Any]:
+def summarise_trial(
+    trial_id: str,
+    config: dict,
+    epochs: pd.DataFrame,
+    last: dict | None,
+    status: tuple[str, str],
+    dataset: str,
+) -> dict[str, Any]:
     e = epochs.sort_values("epoch")
     acc = e["val_acc"].to_numpy(float)
     return {
@@ -81,10 +105,13 @@ def summarise_trial(trial_id: str, config: dict, epochs: pd.DataFrame, last: dic
         "val_acc_max": float(np.nanmax(acc)) if len(acc) else np.nan,
         "val_acc_last": float(acc[-1]) if len(acc) else np.nan,
         "val_loss_last": float(e["val_loss"].iloc[-1]) if len(e) else np.nan,
-        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))]) if len(acc) and
-        np.isfinite(acc).any() else 0,
-        "test_acc": np.nan, "test_macro_f1": np.nan,
-        "test_acc_ci_low": np.nan, "test_acc_ci_high": np.nan,
+        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))])
+        if len(acc) and np.isfinite(acc).any()
+        else 0,
+        "test_acc": np.nan,
+        "test_macro_f1": np.nan,
+        "test_acc_ci_low": np.nan,
+        "test_acc_ci_high": np.nan,
         "params": int((last or {}).get("params", 0)),
         "wall_s": float(e["epoch_s"].sum()) if len(e) else 0.0,
         "epoch_s_mean": float(e["epoch_s"].mean()) if len(e) else np.nan,
@@ -119,7 +146,9 @@ class ResultsWriter(tune.Callback):
         self._loaded = True
         old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
         self.epochs = old_e.to_dict("records") if old_e is not None else []
-        self.trials = {r["trial_id"]: r for r in old_t.to_dict("records")} if old_t is not None else {}
+        self.trials = (
+            {r["trial_id"]: r for r in old_t.to_dict("records")} if old_t is not None else {}
+        )
 
     def setup(self, **info) -> None:
         self._load_once()
@@ -128,24 +157,30 @@ class ResultsWriter(tune.Callback):
         tid = trial.trial_id
         cfg = self._configs.setdefault(tid, dict(trial.config))
         last = self._last.get(tid)
-        mine = pd.DataFrame([r for r in self.epochs if r["trial_id"] == tid],
-                            columns=EPOCH_COLUMNS)
-        self.trials[tid] = summarise_trial(tid, cfg, mine, last,
-                                           status or trial_status(last, False), self.dataset)
+        mine = pd.DataFrame([r for r in self.epochs if r["trial_id"] == tid], columns=EPOCH_COLUMNS)
+        self.trials[tid] = summarise_trial(
+            tid, cfg, mine, last, status or trial_status(last, False), self.dataset
+        )
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._load_once()
         row = {c: result.get(c) for c in EPOCH_COLUMNS if c not in ("trial_id", "time")}
         row |= {"trial_id": trial.trial_id, "time": result.get("timestamp", time.time())}
         # a retried trial re-reports epochs after its checkpoint: keep one row per epoch
-        self.epochs = [r for r in self.epochs
-                       if not (r["trial_id"] == trial.trial_id and r["epoch"] == row["epoch"])]
+        self.epochs = [
+            r
+            for r in self.epochs
+            if not (r["trial_id"] == trial.trial_id and r["epoch"] == row["epoch"])
+        ]
         self.epochs.append(row)
         self._last[trial.trial_id] = result
         self._update(trial)
-        print(f"[{trial.trial_id}] epoch {row['epoch']}: train_loss {row['train_loss']:.3f} "
-              f"val_acc {row['val_acc']:.3f} ({row['epoch_s']:.1f} s, "
-              f"{row['images_per_s']:.0f} img/s) {result.get('end_reason', '')}", flush=True)
+        print(
+            f"[{trial.trial_id}] epoch {row['epoch']}: train_loss {row['train_loss']:.3f} "
+            f"val_acc {row['val_acc']:.3f} ({row['epoch_s']:.1f} s, "
+            f"{row['images_per_s']:.0f} img/s) {result.get('end_reason', '')}",
+            flush=True,
+        )
         if time.monotonic() - self._last_flush > self.flush_every_s:
             self.flush()
 

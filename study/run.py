@@ -44,18 +44,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="list the shipped spaces and exit")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial at most (ASHA's max_t)")
-    p.add_argument("--gpus-per-trial", type=float, default=None,
-                   help="fractions pack trials on one card (default 1 if a GPU is visible, else 0)")
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=None,
+        help="fractions pack trials on one card (default 1 if a GPU is visible, else 0)",
+    )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: all)")
     p.add_argument("--storage", default="studies", help="where study directories live")
     p.add_argument("--name", help="study name (default: <space>-<UTC time>)")
-    p.add_argument("--data-dir", default=None,
-                   help="prepared data sets (default: $STUDY_DATA_DIR or ./data)")
+    p.add_argument(
+        "--data-dir", default=None, help="prepared data sets (default: $STUDY_DATA_DIR or ./data)"
+    )
     p.add_argument("--seed", type=int, default=0, help="study seed (sampler, trials, report)")
     p.add_argument("--address", default=None, help="'auto' joins the running Ray cluster")
-    p.add_argument("--smoke-test", action="store_true",
-                   help="2 trials x 2 epochs at tiny size: checks the whole path in about a minute")
+    p.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help="2 trials x 2 epochs at tiny size: checks the whole path in about a minute",
+    )
     p.add_argument("--resume", action="store_true", help="continue the study --name")
     p.add_argument("--reports", default="reports", help="where the dashboard is written")
     p.add_argument("--no-report", action="store_true", help="skip writing the dashboard")
@@ -86,8 +94,10 @@ def check_args(a: argparse.Namespace) -> None:
             import torch
 
             if torch.cuda.device_count() < a.gpus_per_trial or not torch.cuda.is_available():
-                raise UsageError(f"--gpus-per-trial {a.gpus_per_trial}: this machine has "
-                                 f"{torch.cuda.device_count()} usable GPU(s)")
+                raise UsageError(
+                    f"--gpus-per-trial {a.gpus_per_trial}: this machine has "
+                    f"{torch.cuda.device_count()} usable GPU(s)"
+                )
 
 
 def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -103,8 +113,13 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
     if settings.grace_period > settings.max_epochs:
         settings = settings.override(grace_period=settings.max_epochs)
     threads = max(1, int(a.cpus_per_trial))
-    constants = {"max_epochs": settings.max_epochs, "image_size": settings.image_size,
-                 "metric": settings.metric, "mode": settings.mode, "num_threads": threads}
+    constants = {
+        "max_epochs": settings.max_epochs,
+        "image_size": settings.image_size,
+        "metric": settings.metric,
+        "mode": settings.mode,
+        "num_threads": threads,
+    }
     return settings, constants, smoke_cfg
 
 
@@ -122,8 +137,17 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
 
 def versions() -> dict[str, str]:
     out = {"python": sys.version.split()[0]}
-    for pkg in ("study", "torch", "torchvision", "timm", "ray", "optuna", "pandas", "pyarrow",
-                "plotly"):
+    for pkg in (
+        "study",
+        "torch",
+        "torchvision",
+        "timm",
+        "ray",
+        "optuna",
+        "pandas",
+        "pyarrow",
+        "plotly",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -133,8 +157,16 @@ def versions() -> dict[str, str]:
 
 def git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, timeout=5).stdout.strip() or None
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -156,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         storage = Path(a.storage).resolve()
         study_dir = storage / name
         if study_dir.exists() and not a.resume:
-            raise UsageError(f"study {study_dir} already exists: continue it with --resume "
-                             f"--name {name}, or choose another --name")
+            raise UsageError(
+                f"study {study_dir} already exists: continue it with --resume "
+                f"--name {name}, or choose another --name"
+            )
         if a.resume and not (study_dir / STUDY_JSON).exists():
             raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
         fn = SpaceFunction(a.space, smoke_cfg)
@@ -168,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     return run_study(a, space, settings, constants, fn, ds, data_dir, storage, name)
 
 
-def run_study(a, space: Space, settings, constants, fn, ds, data_dir: Path, storage: Path,
-              name: str) -> int:
+def run_study(
+    a, space: Space, settings, constants, fn, ds, data_dir: Path, storage: Path, name: str
+) -> int:
     import ray
 
     from study.trainable import TrialData
@@ -182,37 +217,71 @@ def run_study(a, space: Space, settings, constants, fn, ds, data_dir: Path, stor
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     t0 = time.time()
     gpus = a.gpus_per_trial
-    ray.init(address=a.address, include_dashboard=False, log_to_driver=False,
-             configure_logging=False, ignore_reinit_error=True)
+    ray.init(
+        address=a.address,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        ignore_reinit_error=True,
+    )
     try:
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
         meta = {
-            "name": name, "space": space.name, "description": settings.description,
-            "seed": a.seed, "command": shlex.join(["python", "-m", "study.run", *a.argv]),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"), "finished": None,
-            "git_commit": git_commit(), "versions": versions(),
-            "dataset": {"name": ds.name, "version": ds.version,
-                        "split_rule": ds.manifest["split_rule"], "classes": ds.classes,
-                        "counts": ds.manifest["counts"], "data_dir": str(data_dir)},
-            "settings": {**settings.__dict__, "starting_points": list(settings.starting_points),
-                         "resources": resources, "max_concurrent": a.max_concurrent,
-                         "smoke_test": a.smoke_test},
+            "name": name,
+            "space": space.name,
+            "description": settings.description,
+            "seed": a.seed,
+            "command": shlex.join(["python", "-m", "study.run", *a.argv]),
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "finished": None,
+            "git_commit": git_commit(),
+            "versions": versions(),
+            "dataset": {
+                "name": ds.name,
+                "version": ds.version,
+                "split_rule": ds.manifest["split_rule"],
+                "classes": ds.classes,
+                "counts": ds.manifest["counts"],
+                "data_dir": str(data_dir),
+            },
+            "settings": {
+                **settings.__dict__,
+                "starting_points": list(settings.starting_points),
+                "resources": resources,
+                "max_concurrent": a.max_concurrent,
+                "smoke_test": a.smoke_test,
+            },
             "hyperparameters": describe_hyperparameters(space),
         }
         if a.resume:  # keep what the first run recorded; note when it was resumed
             first = json.loads((study_dir / STUDY_JSON).read_text())
-            meta = {**first, "resumed": [*first.get("resumed", []), meta["started"]],
-                    "finished": None}
+            meta = {
+                **first,
+                "resumed": [*first.get("resumed", []), meta["started"]],
+                "finished": None,
+            }
         write_json(meta, study_dir / STUDY_JSON)
         # decode once, in the driver, before fit(): every trial gets this same object
-        data = TrialData(train=load_split(ds, "train", settings.image_size),
-                         val=load_split(ds, "val", settings.image_size), classes=ds.classes)
-        kwargs = dict(space_fn=fn, settings=settings, constants=constants, data=data,
-                      dataset=ds.name, storage=storage, name=name, seed=a.seed,
-                      resources=resources, max_concurrent=a.max_concurrent,
-                      grid=getattr(space.module, "GRID", None))
+        data = TrialData(
+            train=load_split(ds, "train", settings.image_size),
+            val=load_split(ds, "val", settings.image_size),
+            classes=ds.classes,
+        )
+        kwargs = dict(
+            space_fn=fn,
+            settings=settings,
+            constants=constants,
+            data=data,
+            dataset=ds.name,
+            storage=storage,
+            name=name,
+            seed=a.seed,
+            resources=resources,
+            max_concurrent=a.max_concurrent,
+            grid=getattr(space.module, "GRID", None),
+        )
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -246,10 +315,12 @@ def evaluate_best(study_dir: Path, data_dir: Path, dataset: str, settings, resou
     top = select_top(trials, settings.top_k, settings.mode)
     if not top:
         return
-    task = ray.remote(evaluate_on_test).options(num_cpus=resources["cpu"],
-                                                num_gpus=resources["gpu"])
-    out = ray.get(task.remote(str(study_dir), str(data_dir.resolve()), dataset, top,
-                              settings.image_size))
+    task = ray.remote(evaluate_on_test).options(
+        num_cpus=resources["cpu"], num_gpus=resources["gpu"]
+    )
+    out = ray.get(
+        task.remote(str(study_dir), str(data_dir.resolve()), dataset, top, settings.image_size)
+    )
     for tid, m in out["metrics"].items():
         for col in ("test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"):
             trials.loc[trials["trial_id"] == tid, col] = m[col]
@@ -257,8 +328,10 @@ def evaluate_best(study_dir: Path, data_dir: Path, dataset: str, settings, resou
     write_parquet(out["predictions"], study_dir / PREDICTIONS)
     if not out["gradcam"].empty:
         write_parquet(out["gradcam"], study_dir / GRADCAM)
-    write_json({tid: {k: m[k] for k in ("per_class", "confusion")}
-                for tid, m in out["metrics"].items()}, study_dir / "test_metrics.json")
+    write_json(
+        {tid: {k: m[k] for k in ("per_class", "confusion")} for tid, m in out["metrics"].items()},
+        study_dir / "test_metrics.json",
+    )
 
 
 def print_leaderboard(study_dir: Path, n: int = 10) -> None:
@@ -266,12 +339,25 @@ def print_leaderboard(study_dir: Path, n: int = 10) -> None:
     if trials is None:
         print("no trial reported a result")
         return
-    cols = ["trial_id", "model", "status", "epochs", "val_acc_avg", "val_acc_max", "test_acc",
-            "test_acc_ci_low", "test_acc_ci_high", "params", "epoch_s_mean"]
+    cols = [
+        "trial_id",
+        "model",
+        "status",
+        "epochs",
+        "val_acc_avg",
+        "val_acc_max",
+        "test_acc",
+        "test_acc_ci_low",
+        "test_acc_ci_high",
+        "params",
+        "epoch_s_mean",
+    ]
     top = trials.sort_values("val_acc_max", ascending=False)[cols].head(n)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(f"\nleaderboard (by max val acc; test acc only for the best trials, on the test "
-              f"split, 95% CI) - {study_dir}")
+        print(
+            f"\nleaderboard (by max val acc; test acc only for the best trials, on the test "
+            f"split, 95% CI) - {study_dir}"
+        )
         print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 

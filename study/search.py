@@ -38,8 +38,12 @@ class StudySearch(OptunaSearch):
             raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
         # The raw suggest_* values travel under "suggested": recorded, never read by training.
         # The seed comes from the study seed and Optuna's trial number: the same across resumes.
-        return {**self._constants, **config, "seed": self._study_seed * 10_000 + ot_trial.number,
-                "suggested": dict(ot_trial.params)}
+        return {
+            **self._constants,
+            **config,
+            "seed": self._study_seed * 10_000 + ot_trial.number,
+            "suggested": dict(ot_trial.params),
+        }
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -52,13 +56,17 @@ class StudySearch(OptunaSearch):
         if trial_id in self._completed_trials or self.metric not in result:
             return
         if trial_id not in self._ot_trials:  # suggested just before a driver crash, never saved
-            logger.warning("trial %s is unknown to the restored Optuna study; its results are "
-                           "kept in the Parquet tables but not told to the sampler", trial_id)
+            logger.warning(
+                "trial %s is unknown to the restored Optuna study; its results are "
+                "kept in the Parquet tables but not told to the sampler",
+                trial_id,
+            )
             return
         self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get("epoch", 0)))
 
-    def on_trial_complete(self, trial_id: str, result: dict | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
@@ -109,9 +117,12 @@ class StudyASHA(ASHAScheduler):
     def _save(self) -> None:
         # Parquet, not JSON: Tuner.restore copies the experiment's *.json/*.pkl files into its
         # staging dir and syncs them back up, which would overwrite a newer JSON with the old one
-        rows = [{"bracket": b, "milestone": int(m), "trial_id": t, "value": float(v)}
-                for b, bracket in enumerate(self._brackets) for m, rec in bracket._rungs
-                for t, v in rec.items()]
+        rows = [
+            {"bracket": b, "milestone": int(m), "trial_id": t, "value": float(v)}
+            for b, bracket in enumerate(self._brackets)
+            for m, rec in bracket._rungs
+            for t, v in rec.items()
+        ]
         table = pd.DataFrame(rows, columns=["bracket", "milestone", "trial_id", "value"])
         table.attrs["num_stopped"] = self._num_stopped
         write_parquet(table, Path(self._state_path))

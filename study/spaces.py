@@ -43,17 +43,24 @@ class SpaceSettings:
     smoke: dict[str, Any] = field(default_factory=lambda: {"image_size": 32})
 
     def __post_init__(self) -> None:
-        for name, allowed in (("sampler", SAMPLERS), ("scheduler", SCHEDULERS),
-                              ("mode", ("max", "min"))):
+        for name, allowed in (
+            ("sampler", SAMPLERS),
+            ("scheduler", SCHEDULERS),
+            ("mode", ("max", "min")),
+        ):
             if getattr(self, name) not in allowed:
-                raise ValueError(f"SpaceSettings.{name}={getattr(self, name)!r}: expected one of "
-                                 f"{', '.join(allowed)}")
+                raise ValueError(
+                    f"SpaceSettings.{name}={getattr(self, name)!r}: expected one of "
+                    f"{', '.join(allowed)}"
+                )
         bad = {k: v for k, v in self.roles.items() if v not in ROLES}
         if bad:
             raise ValueError(f"SpaceSettings.roles {bad}: roles must be one of {', '.join(ROLES)}")
         if self.grace_period > self.max_epochs:
-            raise ValueError(f"SpaceSettings.grace_period={self.grace_period} exceeds "
-                             f"max_epochs={self.max_epochs}")
+            raise ValueError(
+                f"SpaceSettings.grace_period={self.grace_period} exceeds "
+                f"max_epochs={self.max_epochs}"
+            )
 
     def override(self, **changes: Any) -> SpaceSettings:
         known = {f.name for f in fields(self)}
@@ -82,8 +89,9 @@ def _package_dir() -> Path:
 
 
 def list_spaces() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules([str(_package_dir())])
-                  if not m.name.startswith("_"))
+    return sorted(
+        m.name for m in pkgutil.iter_modules([str(_package_dir())]) if not m.name.startswith("_")
+    )
 
 
 def load_space(name: str) -> Space:
@@ -99,13 +107,17 @@ def load_space(name: str) -> Space:
         name = path.stem
     else:
         if name not in list_spaces():
-            raise ValueError(f"unknown space {name!r}; available: {', '.join(list_spaces())} "
-                             "(or a path to your own .py file)")
+            raise ValueError(
+                f"unknown space {name!r}; available: {', '.join(list_spaces())} "
+                "(or a path to your own .py file)"
+            )
         module = importlib.import_module(f"search_spaces.{name}")
     fn, settings = getattr(module, "space", None), getattr(module, "SETTINGS", None)
     if not callable(fn) or not isinstance(settings, SpaceSettings):
-        raise ValueError(f"space {name!r} ({module.__file__}) must define space(trial) -> dict "
-                         "and SETTINGS = SpaceSettings(...)")
+        raise ValueError(
+            f"space {name!r} ({module.__file__}) must define space(trial) -> dict "
+            "and SETTINGS = SpaceSettings(...)"
+        )
     return Space(name, fn, settings, module)
 
 
@@ -121,8 +133,9 @@ def describe_hyperparameters(space: Space, samples: int = 64, seed: int = 0) -> 
         trial = study.ask()
         space.fn(trial)
         for pname, dist in trial.distributions.items():
-            out.setdefault(pname, _describe(dist) | {
-                "role": space.settings.roles.get(pname, "nuisance")})
+            out.setdefault(
+                pname, _describe(dist) | {"role": space.settings.roles.get(pname, "nuisance")}
+            )
         study.tell(trial, 0.0)
     return out
 

@@ -1,7 +1,7 @@
-"""The Ray Tune trainable: one trial = build data view + model from `config`, train, report per epoch.
+"""The Ray Tune trainable: one trial = data view + model from `config`, trained, reported per epoch.
 
-It reads only `config` and the `TrialData` handed over once by `tune.with_parameters`; it never reads
-the CLI, the environment or the test split.
+It reads only `config` and the `TrialData` handed over once by `tune.with_parameters`; it never
+reads the CLI, the environment or the test split.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def lr_factor(cfg: TrainConfig, epoch: int) -> float:
-    """Multiplier of the base learning rate for a 0-based epoch (linear warm-up, then the schedule)."""
+    """Multiplier of the base learning rate for a 0-based epoch (linear warm-up, then schedule)."""
     if epoch < cfg.warmup_epochs:
         return (epoch + 1) / (cfg.warmup_epochs + 1)
     if cfg.lr_schedule == "cosine":
@@ -82,8 +82,13 @@ def class_weight_tensor(labels: np.ndarray, k: int, device: torch.device) -> tor
     return torch.tensor(w, dtype=torch.float32, device=device)
 
 
-def loss_fn(model: nn.Module, logits: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-            weight: torch.Tensor | None) -> torch.Tensor:
+def loss_fn(
+    model: nn.Module,
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    cfg: TrainConfig,
+    weight: torch.Tensor | None,
+) -> torch.Tensor:
     k = logits.shape[1]
     if getattr(model, "head_output", "softmax") == "sigmoid":  # the seed's one-vs-rest head
         target = F.one_hot(y, k).float() * (1 - cfg.label_smoothing) + cfg.label_smoothing / k
@@ -103,13 +108,17 @@ def to_device(arr: SplitArrays, idx: np.ndarray, device: torch.device):
     x = torch.from_numpy(np.ascontiguousarray(arr.images[idx]))
     y = torch.from_numpy(arr.labels[idx])
     if device.type == "cuda":
-        x, y = x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        x, y = (
+            x.pin_memory().to(device, non_blocking=True),
+            y.pin_memory().to(device, non_blocking=True),
+        )
     return x, y
 
 
 @torch.no_grad()
-def predict(model: nn.Module, arr: SplitArrays, aug: Augment, device: torch.device,
-            batch_size: int = 128) -> np.ndarray:
+def predict(
+    model: nn.Module, arr: SplitArrays, aug: Augment, device: torch.device, batch_size: int = 128
+) -> np.ndarray:
     """Class probabilities for every image of a split, in order."""
     model.eval()
     out = []
@@ -130,9 +139,19 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen, device,
-                weight, scaler, epoch: int = 1, faults: dict | None = None
-                ) -> tuple[float, float, int]:
+def train_epoch(
+    model,
+    opt,
+    data: TrialData,
+    aug: Augment,
+    cfg: TrainConfig,
+    gen,
+    device,
+    weight,
+    scaler,
+    epoch: int = 1,
+    faults: dict | None = None,
+) -> tuple[float, float, int]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     for idx in batches(len(data.train.labels), cfg.batch_size, gen):
@@ -153,8 +172,9 @@ def train_epoch(model, opt, data: TrialData, aug: Augment, cfg: TrainConfig, gen
             override = inject.in_batch(faults, epoch)
             loss = loss if override is None else loss + override
         if not torch.isfinite(loss):
-            raise Diverged(f"training loss became {loss.item()} in epoch {epoch} after {seen} "
-                           "images")
+            raise Diverged(
+                f"training loss became {loss.item()} in epoch {epoch} after {seen} images"
+            )
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
@@ -175,21 +195,36 @@ def evaluate_val(model, data: TrialData, aug: Augment, cfg: TrainConfig, device)
 
 
 def save_state(path: Path, model, opt, epoch: int, history: list[dict], best: dict) -> None:
-    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch,
-                "history": history, "best": best, "torch_rng": torch.get_rng_state()},
-               path / "last.pt")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "best": best,
+            "torch_rng": torch.get_rng_state(),
+        },
+        path / "last.pt",
+    )
 
 
 def _candidates(ckpt) -> list:
-    """The checkpoint Ray restores, then its older siblings (num_to_keep keeps two), newest first."""
+    """The checkpoint Ray restores, then its older siblings (num_to_keep=2), newest first."""
     from pyarrow import fs as pafs
     from ray import tune
 
     parent = str(Path(ckpt.path).parent)
     infos = ckpt.filesystem.get_file_info(pafs.FileSelector(parent))
-    older = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
-                    and Path(i.path).name.startswith("checkpoint_") and i.path < ckpt.path),
-                   reverse=True)
+    older = sorted(
+        (
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.Directory
+            and Path(i.path).name.startswith("checkpoint_")
+            and i.path < ckpt.path
+        ),
+        reverse=True,
+    )
     return [ckpt, *(tune.Checkpoint(p, ckpt.filesystem) for p in older)]
 
 
@@ -200,13 +235,13 @@ def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str
         try:
             with cand.as_directory() as d:
                 state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
-                best_state = torch.load(Path(d) / "best.pt", map_location=device,
-                                        weights_only=True)
+                best_state = torch.load(Path(d) / "best.pt", map_location=device, weights_only=True)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except Exception as e:  # unreadable, truncated, or from another model: try an older one
-            notes.append(f"checkpoint {cand.path} is unreadable ({type(e).__name__}: "
-                         f"{str(e)[:120]})")
+            notes.append(
+                f"checkpoint {cand.path} is unreadable ({type(e).__name__}: {str(e)[:120]})"
+            )
             continue
         torch.set_rng_state(state["torch_rng"])
         notes.append(f"resumed from checkpoint {cand.path} (epoch {state['epoch']})")
@@ -253,10 +288,17 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         t0 = time.perf_counter()
         end_reason, error = "", ""
         try:
-            train_loss, train_acc, seen = train_epoch(model, opt, data, aug, cfg, gen, device,
-                                                      weight, scaler, epoch + 1, faults)
+            train_loss, train_acc, seen = train_epoch(
+                model, opt, data, aug, cfg, gen, device, weight, scaler, epoch + 1, faults
+            )
         except Diverged as e:
-            train_loss, train_acc, seen, end_reason, error = float("nan"), 0.0, 1, "diverged", str(e)
+            train_loss, train_acc, seen, end_reason, error = (
+                float("nan"),
+                0.0,
+                1,
+                "diverged",
+                str(e),
+            )
         except torch.OutOfMemoryError as e:  # retrying cannot help: end this trial, not the study
             train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
             error = f"out of memory in epoch {epoch + 1}: {str(e)[:300]}"
@@ -267,12 +309,23 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
         else:
             val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, cfg, device)
-        metrics = {"epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
-                   "val_loss": val_loss, "val_acc": val_acc, "val_macro_f1": val_f1,
-                   "epoch_s": time.perf_counter() - t0, "images_per_s": seen / max(train_s, 1e-9),
-                   "lr": opt.param_groups[-1]["lr"], "params": params, "device": str(device),
-                   "node": node_name(), "seed": cfg.seed, "pid": os.getpid(),
-                   "restore_note": note}
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "val_macro_f1": val_f1,
+            "epoch_s": time.perf_counter() - t0,
+            "images_per_s": seen / max(train_s, 1e-9),
+            "lr": opt.param_groups[-1]["lr"],
+            "params": params,
+            "device": str(device),
+            "node": node_name(),
+            "seed": cfg.seed,
+            "pid": os.getpid(),
+            "restore_note": note,
+        }
         value = metrics[cfg.metric]
         if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):
             best = {"value": value, "epoch": epoch + 1}
@@ -282,12 +335,18 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
         if not end_reason and epoch + 1 == cfg.max_epochs:
             end_reason = "max_epochs"
-        metrics |= {"end_reason": end_reason, "error": error, "best_epoch": best["epoch"],
-                    "best_value": best["value"] if best["value"] is not None else float("nan")}
+        metrics |= {
+            "end_reason": end_reason,
+            "error": error,
+            "best_epoch": best["epoch"],
+            "best_value": best["value"] if best["value"] is not None else float("nan"),
+        }
         with tempfile.TemporaryDirectory() as d:
             save_state(Path(d), _unwrap(model), opt, epoch + 1, history, best)
-            torch.save(best_state if best_state is not None else _unwrap(model).state_dict(),
-                       Path(d) / "best.pt")
+            torch.save(
+                best_state if best_state is not None else _unwrap(model).state_dict(),
+                Path(d) / "best.pt",
+            )
             if faults:
                 inject.corrupt_checkpoint(faults, epoch + 1, ckpt is not None, Path(d))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))

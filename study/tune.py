@@ -1,4 +1,4 @@
-"""Ray Tune wiring: Optuna's define-by-run sampler, ASHA, resources, storage, our results callback."""
+"""Ray Tune wiring: Optuna define-by-run sampler, ASHA, resources, storage, results callback."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from study.trainable import TrialData, train_trial
 ASHA_STATE, OPTUNA_DB = "asha_rungs.parquet", "optuna.db"
 
 
-def make_sampler(name: str, seed: int, grid: dict[str, list] | None = None
-                 ) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int, grid: dict[str, list] | None = None
+) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
@@ -29,7 +30,9 @@ def make_sampler(name: str, seed: int, grid: dict[str, list] | None = None
         return optuna.samplers.CmaEsSampler(seed=seed)
     if name == "grid":
         if not grid:
-            raise ValueError("sampler 'grid' needs the space module to define GRID = {param: [values]}")
+            raise ValueError(
+                "sampler 'grid' needs the space module to define GRID = {param: [values]}"
+            )
         return optuna.samplers.GridSampler(grid, seed=seed)
     raise ValueError(f"unknown sampler {name!r}")
 
@@ -50,10 +53,13 @@ def build_tuner(
     max_failures: int = 2,
 ) -> tune.Tuner:
     searcher = StudySearch(
-        space=space_fn, metric=settings.metric, mode=settings.mode,
+        space=space_fn,
+        metric=settings.metric,
+        mode=settings.mode,
         sampler=make_sampler(settings.sampler, seed, grid),
         points_to_evaluate=list(settings.starting_points) or None,
-        constants=constants, study_seed=seed,
+        constants=constants,
+        study_seed=seed,
         # the Optuna study lives next to the results: optuna-dashboard sqlite:///<study>/optuna.db
         storage=optuna.storages.RDBStorage(f"sqlite:///{storage / name / OPTUNA_DB}"),
         study_name=name,
@@ -61,21 +67,28 @@ def build_tuner(
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
     if settings.scheduler == "asha":
         scheduler = StudyASHA(
-            time_attr="epoch", max_t=settings.max_epochs, grace_period=settings.grace_period,
+            time_attr="epoch",
+            max_t=settings.max_epochs,
+            grace_period=settings.grace_period,
             reduction_factor=settings.reduction_factor,
-            state_path=str(storage / name / ASHA_STATE))
+            state_path=str(storage / name / ASHA_STATE),
+        )
     else:
         scheduler = FIFOScheduler()
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=settings.metric, mode=settings.mode, search_alg=search_alg,
-            scheduler=scheduler, num_samples=settings.num_samples,
+            metric=settings.metric,
+            mode=settings.mode,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            num_samples=settings.num_samples,
             trial_dirname_creator=lambda t: t.trial_id,  # short names
         ),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage),
+            name=name,
+            storage_path=str(storage),
             callbacks=[ResultsWriter(storage / name, dataset=dataset)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -84,9 +97,11 @@ def build_tuner(
     )
 
 
-def restore_tuner(*, storage: Path, name: str, data: TrialData, resources: dict[str, float],
-                  **_: Any) -> tune.Tuner:
-    """Continue an interrupted study: finished trials stay, unfinished ones resume from checkpoints."""
+def restore_tuner(
+    *, storage: Path, name: str, data: TrialData, resources: dict[str, float], **_: Any
+) -> tune.Tuner:
+    """Continue an interrupted study: finished trials stay, the others resume from checkpoints."""
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
-    return tune.Tuner.restore(str(storage / name), trainable=trainable, resume_unfinished=True,
-                              resume_errored=True)
+    return tune.Tuner.restore(
+        str(storage / name), trainable=trainable, resume_unfinished=True, resume_errored=True
+    )

@@ -36,7 +36,13 @@ def manga_tree(tmp_path: Path) -> Path:
     root = tmp_path / "src" / "Manga Facial Expressions"
     for c, cls in enumerate(MANGA_CLASSES):
         for i in range(4):
-            name = f"{i} - Copy ({c}).png" if i == 0 else f"{cls}_{i}.jpg" if i == 1 else f"{cls}_{i}.png"
+            name = (
+                f"{i} - Copy ({c}).png"
+                if i == 0
+                else f"{cls}_{i}.jpg"
+                if i == 1
+                else f"{cls}_{i}.png"
+            )
             face_png(root / cls / name, seed=c * 10 + i, mode="L" if i == 2 else "RGB")
     return tmp_path / "src"
 
@@ -49,7 +55,9 @@ def ferg_tree(tmp_path: Path) -> Path:
     for ci, ch in enumerate(chars):
         for ei, em in enumerate(emos):
             for n in range(2):
-                face_png(root / ch / f"{ch}_{em}" / f"{ch}_{em}_{n}.png", seed=ci * 100 + ei * 10 + n)
+                face_png(
+                    root / ch / f"{ch}_{em}" / f"{ch}_{em}_{n}.png", seed=ci * 100 + ei * 10 + n
+                )
     return root
 
 
@@ -68,8 +76,14 @@ def toon_dir(tmp_path_factory) -> Path:
 
 def study_cli(*args: str, timeout: float = 400, **popen) -> subprocess.CompletedProcess:
     """`python -m study.run ARGS` in a fresh process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "study.run", *args], cwd=REPO, text=True,
-                          capture_output=True, timeout=timeout, **popen)
+    return subprocess.run(
+        [sys.executable, "-m", "study.run", *args],
+        cwd=REPO,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        **popen,
+    )
 
 
 ASHA_SPACE = """
@@ -95,10 +109,21 @@ def asha_study(toon_dir, tmp_path_factory) -> Study:
     """A short real study (8 trials, up to 4 epochs) in which ASHA stops the weak trials."""
     tmp = tmp_path_factory.mktemp("asha")
     (tmp / "asha_space.py").write_text(ASHA_SPACE)
-    r = study_cli("--space", str(tmp / "asha_space.py"), "--data-dir", str(toon_dir),
-                  "--storage", str(tmp / "s"), "--name", "asha", "--max-concurrent", "2",
-                  "--no-report")
+    r = study_cli(
+        "--space",
+        str(tmp / "asha_space.py"),
+        "--data-dir",
+        str(toon_dir),
+        "--storage",
+        str(tmp / "s"),
+        "--name",
+        "asha",
+        "--max-concurrent",
+        "2",
+        "--no-report",
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp / "s" / "asha"
-    return Study(sd, pd.read_parquet(sd / "trials.parquet"), pd.read_parquet(sd / "epochs.parquet"),
-                 r.stdout)
+    return Study(
+        sd, pd.read_parquet(sd / "trials.parquet"), pd.read_parquet(sd / "epochs.parquet"), r.stdout
+    )

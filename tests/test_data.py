@@ -52,8 +52,10 @@ def test_manga_zip_equals_folder(manga_tree: Path, tmp_path: Path) -> None:
 
 @requires_manga
 def test_real_manga(tmp_path: Path, capsys) -> None:
-    assert data_cli.main(["prepare", "manga", "--source", str(MANGA_DIR),
-                          "--data-dir", str(tmp_path)]) == 0
+    assert (
+        data_cli.main(["prepare", "manga", "--source", str(MANGA_DIR), "--data-dir", str(tmp_path)])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "images per class x split" in out and "skipped files: 0" in out
     readme = (MANGA_DIR.parent / "README.md").read_text()
@@ -110,9 +112,14 @@ def _bad_tree(root: Path) -> dict[str, str]:
     face_png(root / "sad" / "tiny.png", seed=3, size=8)
     Image.new("CMYK", (48, 48)).save(root / "sad" / "cmyk.jpg")
     (root / "angry").mkdir()
-    return {"happy/empty.png": "empty", "happy/notes.txt": "not an image",
-            "sad/truncated.png": "cannot be decoded", "sad/tiny.png": "too small",
-            "sad/cmyk.jpg": "unsupported image mode CMYK", "angry/": "no images"}
+    return {
+        "happy/empty.png": "empty",
+        "happy/notes.txt": "not an image",
+        "sad/truncated.png": "cannot be decoded",
+        "sad/tiny.png": "too small",
+        "sad/cmyk.jpg": "unsupported image mode CMYK",
+        "angry/": "no images",
+    }
 
 
 def test_bad_files_are_named_with_reasons_and_nothing_written(tmp_path: Path, capsys) -> None:
@@ -125,8 +132,9 @@ def test_bad_files_are_named_with_reasons_and_nothing_written(tmp_path: Path, ca
         assert words in line, (path, line)
     assert not (tmp_path / "d").exists() or not any((tmp_path / "d").iterdir())
     # the CLI exits non-zero with the same list
-    rc = data_cli.main(["prepare", "folder", "--source", str(tmp_path / "src"),
-                        "--data-dir", str(tmp_path / "d")])
+    rc = data_cli.main(
+        ["prepare", "folder", "--source", str(tmp_path / "src"), "--data-dir", str(tmp_path / "d")]
+    )
     assert rc == 2 and "sad/tiny.png" in capsys.readouterr().err
     # --skip-bad succeeds and records them in the manifest
     res = prepare("folder", source=tmp_path / "src", data_dir=tmp_path / "d", skip_bad=True)

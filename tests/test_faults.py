@@ -25,8 +25,10 @@ def test_asha_stopped_trials_are_pruned_in_optuna(asha_study) -> None:
     by_ray = {t.user_attrs["ray_trial_id"]: t for t in study.trials}
     trials = asha_study.trials.set_index("trial_id")
     assert set(by_ray) == set(trials.index)
-    expected = {"stopped": optuna.trial.TrialState.PRUNED,
-                "finished": optuna.trial.TrialState.COMPLETE}
+    expected = {
+        "stopped": optuna.trial.TrialState.PRUNED,
+        "finished": optuna.trial.TrialState.COMPLETE,
+    }
     for tid, ot in by_ray.items():
         assert ot.state == expected[trials.loc[tid, "status"]], tid
         e = asha_study.epochs[asha_study.epochs["trial_id"] == tid].sort_values("epoch")
@@ -49,17 +51,36 @@ def space(trial):
 
 def _results(trial_dir: Path) -> list[dict]:
     f = trial_dir / "result.json"
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()] \
-        if f.exists() else []
+    return (
+        [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        if f.exists()
+        else []
+    )
 
 
 def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> None:
     (tmp_path / "faults.py").write_text(FAULT_SPACE)
     storage = tmp_path / "s"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", "--space", str(tmp_path / "faults.py"), "--data-dir",
-         str(toon_dir), "--storage", str(storage), "--name", "f", "--no-report"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "study.run",
+            "--space",
+            str(tmp_path / "faults.py"),
+            "--data-dir",
+            str(toon_dir),
+            "--storage",
+            str(storage),
+            "--name",
+            "f",
+            "--no-report",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     killed = None
     deadline = time.time() + 400
     try:
@@ -67,8 +88,11 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
         while proc.poll() is None and killed is None and time.time() < deadline:
             for trial_dir in (storage / "f").glob("*/"):
                 res = _results(trial_dir)
-                if res and res[-1].get("config", {}).get("fault") == "sleep=0.15" \
-                        and res[-1]["epoch"] == 1:
+                if (
+                    res
+                    and res[-1].get("config", {}).get("fault") == "sleep=0.15"
+                    and res[-1]["epoch"] == 1
+                ):
                     killed = (trial_dir.name, res[-1]["pid"])
                     time.sleep(1.0)
                     os.kill(killed[1], signal.SIGKILL)
@@ -123,22 +147,42 @@ def _rungs_by_seed(study_dir: Path) -> dict[str, dict[int, float]]:
     """ASHA's rung records with trials named by their seed (trial ids differ between runs)."""
     seeds = pd.read_parquet(study_dir / "trials.parquet").set_index("trial_id")["seed"]
     rungs = pd.read_parquet(study_dir / "asha_rungs.parquet")
-    return {int(m): {int(seeds[t]): v for t, v in zip(g["trial_id"], g["value"], strict=True)}
-            for m, g in rungs.groupby("milestone")}
+    return {
+        int(m): {int(seeds[t]): v for t, v in zip(g["trial_id"], g["value"], strict=True)}
+        for m, g in rungs.groupby("milestone")
+    }
 
 
 def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_path) -> None:
     (tmp_path / "resume.py").write_text(RESUME_SPACE)
-    common = ["--space", str(tmp_path / "resume.py"), "--data-dir", str(toon_dir),
-              "--storage", str(tmp_path / "s"), "--max-concurrent", "1", "--no-report"]
-    full = subprocess.run([sys.executable, "-m", "study.run", *common, "--name", "full"],
-                          cwd=REPO, capture_output=True, text=True, timeout=400)
+    common = [
+        "--space",
+        str(tmp_path / "resume.py"),
+        "--data-dir",
+        str(toon_dir),
+        "--storage",
+        str(tmp_path / "s"),
+        "--max-concurrent",
+        "1",
+        "--no-report",
+    ]
+    full = subprocess.run(
+        [sys.executable, "-m", "study.run", *common, "--name", "full"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert full.returncode == 0, full.stderr[-3000:]
 
     # the same study, its driver killed (SIGKILL) once two trials have ended
-    proc = subprocess.Popen([sys.executable, "-m", "study.run", *common, "--name", "cut"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *common, "--name", "cut"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     cut = tmp_path / "s" / "cut"
     try:
         deadline = time.time() + 300
@@ -163,8 +207,13 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
     before = pd.read_parquet(cut / "trials.parquet")
     assert len(before) < 6
     t0 = time.time()
-    resumed = subprocess.run([sys.executable, "-m", "study.run", *common, "--name", "cut",
-                              "--resume"], cwd=REPO, capture_output=True, text=True, timeout=400)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "study.run", *common, "--name", "cut", "--resume"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     resume_s = time.time() - t0
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 

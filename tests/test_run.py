@@ -15,12 +15,43 @@ from study.config import TrainConfig
 from study.models import create_model
 from study.spaces import SpaceFunction, list_spaces, load_space
 
-SPACES = ["cnn_ferg", "cnn_manga", "demo", "googlenet_ferg", "googlenet_manga", "mobilenet_manga",
-          "resnet50_ferg", "resnet50_manga", "seed_table_ferg", "seed_table_manga"]
-TRIAL_COLUMNS = ["trial_id", "status", "epochs", "val_acc_avg", "val_acc_max", "val_acc_last",
-                 "test_acc", "test_macro_f1", "params", "wall_s", "node", "device"]
-EPOCH_COLUMNS = ["trial_id", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
-                 "val_macro_f1", "epoch_s", "images_per_s"]
+SPACES = [
+    "cnn_ferg",
+    "cnn_manga",
+    "demo",
+    "googlenet_ferg",
+    "googlenet_manga",
+    "mobilenet_manga",
+    "resnet50_ferg",
+    "resnet50_manga",
+    "seed_table_ferg",
+    "seed_table_manga",
+]
+TRIAL_COLUMNS = [
+    "trial_id",
+    "status",
+    "epochs",
+    "val_acc_avg",
+    "val_acc_max",
+    "val_acc_last",
+    "test_acc",
+    "test_macro_f1",
+    "params",
+    "wall_s",
+    "node",
+    "device",
+]
+EPOCH_COLUMNS = [
+    "trial_id",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_macro_f1",
+    "epoch_s",
+    "images_per_s",
+]
 
 
 def test_list_names_every_space(capsys) -> None:
@@ -31,14 +62,17 @@ def test_list_names_every_space(capsys) -> None:
         assert name in out
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--space", "nope"], "unknown space 'nope'"),
-    (["--space", "demo", "--num-samples", "0"], "--num-samples 0"),
-    (["--space", "demo", "--cpus-per-trial", "512"], "--cpus-per-trial 512"),
-    (["--space", "demo", "--gpus-per-trial", "1"], "--gpus-per-trial 1"),
-    (["--space", "demo", "--resume"], "--resume needs --name"),
-    (["--space", "googlenet_manga"], "python -m study.data prepare manga --source"),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--space", "nope"], "unknown space 'nope'"),
+        (["--space", "demo", "--num-samples", "0"], "--num-samples 0"),
+        (["--space", "demo", "--cpus-per-trial", "512"], "--cpus-per-trial 512"),
+        (["--space", "demo", "--gpus-per-trial", "1"], "--gpus-per-trial 1"),
+        (["--space", "demo", "--resume"], "--resume needs --name"),
+        (["--space", "googlenet_manga"], "python -m study.data prepare manga --source"),
+    ],
+)
 def test_bad_input_fails_before_ray_starts(args, words, tmp_path, capsys) -> None:
     if "--gpus-per-trial" in args:
         import torch
@@ -54,8 +88,18 @@ def test_bad_input_fails_before_ray_starts(args, words, tmp_path, capsys) -> Non
 
 def test_existing_study_is_not_overwritten(toon_dir, tmp_path, capsys) -> None:
     (tmp_path / "s" / "taken").mkdir(parents=True)
-    rc = run.main(["--space", "demo", "--name", "taken", "--data-dir", str(toon_dir),
-                   "--storage", str(tmp_path / "s")])
+    rc = run.main(
+        [
+            "--space",
+            "demo",
+            "--name",
+            "taken",
+            "--data-dir",
+            str(toon_dir),
+            "--storage",
+            str(tmp_path / "s"),
+        ]
+    )
     assert rc == 2 and "--resume --name taken" in capsys.readouterr().err
 
 
@@ -82,8 +126,19 @@ def test_every_config_a_space_produces_builds_a_model(name) -> None:
 
 def test_smoke_test_end_to_end(toon_dir, tmp_path) -> None:
     """`--smoke-test` through the real CLI: files, columns, every trial, test split read last."""
-    r = study_cli("--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
-            str(tmp_path / "s"), "--name", "smoke", "--reports", str(tmp_path / "r"))
+    r = study_cli(
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--data-dir",
+        str(toon_dir),
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "smoke",
+        "--reports",
+        str(tmp_path / "r"),
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp_path / "s" / "smoke"
     trials = pd.read_parquet(sd / "trials.parquet")

@@ -1,4 +1,4 @@
-"""Data sets: readers, prepare-once Parquet storage with fixed splits, and the uint8 tensor cache."""
+"""Data sets: readers, prepare-once Parquet storage with fixed splits, the uint8 tensor cache."""
 
 from __future__ import annotations
 

@@ -17,10 +17,17 @@ def main(argv: list[str] | None = None) -> int:
     pp = sub.add_parser("prepare", help="validate a source once and write the Parquet data set")
     pp.add_argument("name", choices=list_datasets())
     pp.add_argument("--source", help="folder or .zip as published (toon: tiny|small|default|N)")
-    pp.add_argument("--data-dir", default=None,
-                    help=f"where prepared data sets live (default $STUDY_DATA_DIR or {default_data_dir()})")
-    pp.add_argument("--split", choices=["stratified", "by-group"], default=None,
-                    help="default: the data set's own (by-group for FERG: no character in two splits)")
+    pp.add_argument(
+        "--data-dir",
+        default=None,
+        help=f"where prepared data sets live (default $STUDY_DATA_DIR or {default_data_dir()})",
+    )
+    pp.add_argument(
+        "--split",
+        choices=["stratified", "by-group"],
+        default=None,
+        help="default: the data set's own (by-group for FERG: no character in two splits)",
+    )
     pp.add_argument("--seed", type=int, default=0)
     pp.add_argument("--skip-bad", action="store_true", help="leave bad files out and list them")
     pp.add_argument("--name", dest="out_name", default=None, help="store under this name")
@@ -31,9 +38,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n:8s} {get_dataset(n).description}")
         return 0
     try:
-        res = prepare(args.name, source=args.source, data_dir=args.data_dir, split=args.split,
-                      seed=args.seed, skip_bad=args.skip_bad, out_name=args.out_name,
-                      overwrite=args.overwrite)
+        res = prepare(
+            args.name,
+            source=args.source,
+            data_dir=args.data_dir,
+            split=args.split,
+            seed=args.seed,
+            skip_bad=args.skip_bad,
+            out_name=args.out_name,
+            overwrite=args.overwrite,
+        )
     except (PrepareError, SourceError, FileExistsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Augmentation on uint8 tensor batches, per sample, vectorised (runs on the GPU when the batch does).
+"""Augmentation on uint8 tensor batches, per sample, vectorised (on the GPU when the batch is).
 
 One affine warp does flip + random-resized-crop + rotation for the whole batch at once, and colour
 jitter is a per-sample multiply, so augmenting never becomes the bottleneck of a trial.
@@ -24,7 +24,12 @@ class AugmentConfig:
     color: float = 0.0  # brightness/contrast/saturation jitter: factors in [1 - color, 1 + color]
 
     def __post_init__(self) -> None:
-        for name, lo, hi in (("flip", 0, 1), ("crop", 0, 0.9), ("rotation", 0, 180), ("color", 0, 1)):
+        for name, lo, hi in (
+            ("flip", 0, 1),
+            ("crop", 0, 0.9),
+            ("rotation", 0, 180),
+            ("color", 0, 1),
+        ):
             v = getattr(self, name)
             if not lo <= v <= hi:
                 raise ValueError(f"augmentation {name}={v}: expected a value in [{lo}, {hi}]")
@@ -41,7 +46,9 @@ class AugmentConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown augmentation option(s) {sorted(unknown)}; expected {sorted(known)}")
+            raise ValueError(
+                f"unknown augmentation option(s) {sorted(unknown)}; expected {sorted(known)}"
+            )
         return cls(**d)
 
 
@@ -79,7 +86,9 @@ class Augment:
             [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
         ).to(x)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
 
     def _colour(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         c, n = self.cfg.color, x.shape[0]

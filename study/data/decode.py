@@ -16,7 +16,21 @@ from PIL import Image, ImageOps
 
 # Modes we know how to turn into RGB deterministically. Others (CMYK, YCbCr, float "F", ...) would
 # need colour management or a value range we cannot guess, so they are rejected by name.
-SUPPORTED_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "I;16", "I;16L", "I;16B", "I")
+SUPPORTED_MODES = (
+    "1",
+    "L",
+    "LA",
+    "La",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBa",
+    "I;16",
+    "I;16L",
+    "I;16B",
+    "I",
+)
 MIN_SIDE = 32  # smaller crops carry too little of a face to label
 BACKGROUND = (255, 255, 255)  # transparent pixels become white, like the paper of a manga page
 
@@ -38,7 +52,9 @@ class ImageFacts:
 def to_rgb(img: Image.Image) -> Image.Image:
     """Convert any supported mode to 8-bit RGB, compositing alpha on white."""
     if img.mode not in SUPPORTED_MODES:
-        raise BadImage(f"unsupported image mode {img.mode} (expected one of {', '.join(SUPPORTED_MODES)})")
+        raise BadImage(
+            f"unsupported image mode {img.mode} (expected one of {', '.join(SUPPORTED_MODES)})"
+        )
     if img.mode in ("I;16", "I;16L", "I;16B", "I"):
         # 16-bit grayscale: scale the full 0..65535 range down (PIL's convert("L") would clip).
         arr = np.asarray(img, dtype=np.float64)

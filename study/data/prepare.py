@@ -35,7 +35,7 @@ class PrepareError(ValueError):
         lines = "\n".join(f"  {p}: {r}" for p, r in problems)
         super().__init__(
             f"prepare {name}: {len(problems)} bad file(s); nothing was written.\n{lines}\n"
-            "Fix or remove them, or pass --skip-bad to leave them out (they are listed in the manifest)."
+            "Fix or remove them, or pass --skip-bad to leave them out (listed in the manifest)."
         )
 
 
@@ -88,8 +88,13 @@ def _near_duplicates(df: pd.DataFrame) -> list[dict]:
     out = []
     for h, rows in df.groupby("dhash"):
         if rows["sha256"].nunique() > 1 and rows["split"].nunique() > 1:
-            out.append({"dhash": f"{int(h):016x}", "paths": sorted(rows["path"]),
-                        "splits": sorted(rows["split"].unique())})
+            out.append(
+                {
+                    "dhash": f"{int(h):016x}",
+                    "paths": sorted(rows["path"]),
+                    "splits": sorted(rows["split"].unique()),
+                }
+            )
     return out
 
 
@@ -142,8 +147,11 @@ def prepare(
     if spec.classes is not None:
         found = {i.label for i in items}
         unexpected = sorted(found - set(spec.classes))
-        problems += [(i.path, f"class {i.label!r} is not one of {', '.join(spec.classes)}")
-                     for i in items if i.label in unexpected]
+        problems += [
+            (i.path, f"class {i.label!r} is not one of {', '.join(spec.classes)}")
+            for i in items
+            if i.label in unexpected
+        ]
         items = [i for i in items if i.label not in unexpected]
     rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2))
     problems = sorted(problems + bad)
@@ -156,7 +164,9 @@ def prepare(
     classes = list(spec.classes) if spec.classes else sorted(df["label"].unique())
     missing = [c for c in classes if c not in set(df["label"])]
     if missing:
-        raise ValueError(f"prepare {name}: no images for class(es) {', '.join(missing)} in {source}")
+        raise ValueError(
+            f"prepare {name}: no images for class(es) {', '.join(missing)} in {source}"
+        )
     df["label_id"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
     df["split"] = assign_splits(df, split, seed)
     version = _version(df, split, seed)
@@ -174,15 +184,20 @@ def prepare(
         "classes": classes,
         "groups": sorted(g for g in df["group"].unique() if g),
         "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
-        "class_counts": {c: {s: int(((df["label"] == c) & (df["split"] == s)).sum()) for s in SPLITS}
-                         for c in classes},
+        "class_counts": {
+            c: {s: int(((df["label"] == c) & (df["split"] == s)).sum()) for s in SPLITS}
+            for c in classes
+        },
         "formats": df["format"].value_counts().sort_index().to_dict(),
         "modes": df["mode"].value_counts().sort_index().to_dict(),
         "duplicates": dups,
         "near_duplicates": _near_duplicates(df),
         "skipped": [{"path": p, "reason": r} for p, r in problems],
-        "versions": {"python": platform.python_version(), "pyarrow": pa.__version__,
-                     "pandas": pd.__version__},
+        "versions": {
+            "python": platform.python_version(),
+            "pyarrow": pa.__version__,
+            "pandas": pd.__version__,
+        },
     }
     table = df.drop(columns=["image"])
     summary = summarise(manifest, table)
@@ -194,8 +209,9 @@ def prepare(
             return PrepareResult(out_dir, prev, summary, reused=True, table=table)
         if not overwrite:
             raise FileExistsError(
-                f"{out_dir} already holds version {prev.get('version')} of {name} (this source gives "
-                f"{version}); studies that used it would silently change. Pass --overwrite to replace "
+                f"{out_dir} already holds version {prev.get('version')} of {name} (this "
+                f"source gives {version}); studies that used it would silently change. Pass "
+                "--overwrite to replace "
                 "it, or --name to prepare under another name."
             )
     _write_atomically(out_dir, df, manifest)
@@ -207,8 +223,20 @@ def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        cols = ["path", "label", "label_id", "group", "split", "sha256", "width", "height",
-                "format", "mode", "dhash", "image"]
+        cols = [
+            "path",
+            "label",
+            "label_id",
+            "group",
+            "split",
+            "sha256",
+            "width",
+            "height",
+            "format",
+            "mode",
+            "dhash",
+            "image",
+        ]
         table = pa.Table.from_pandas(df[cols].astype({"dhash": "uint64"}), preserve_index=False)
         # row groups of ~1k images keep reads of a column subset cheap
         pq.write_table(table, tmp / IMAGES_FILE, row_group_size=1024)

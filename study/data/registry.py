@@ -1,4 +1,4 @@
-"""One registry of data sets: a name, a reader, the classes it must have and its default split rule."""
+"""One registry of data sets: name, reader, the classes it must have, its default split rule."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ register_dataset(
     DatasetSpec(
         name="toon",
         reader=lambda src, seed: (sources.iter_toon(src, seed), []),
-        description="embedded procedural cartoon faces (7 FERG emotions); source: tiny|small|default|N",
+        description="embedded procedural cartoon faces, 7 FERG emotions (tiny|small|default|N)",
         classes=sources.FERG_EMOTIONS,
         default_source="default",
     )

@@ -25,7 +25,7 @@ class SourceItem:
 
 
 class SourceError(ValueError):
-    """The source as a whole is unusable (missing, wrong layout); names the path and what was expected."""
+    """The source as a whole is unusable; names the path and what is expected."""
 
 
 def _is_junk(name: str) -> bool:
@@ -49,7 +49,7 @@ def _class_root(names: list[str]) -> str:
     """Find the folder whose children are the class folders.
 
     Published archives often wrap the class folders in one or two extra folders
-    (`Manga Facial Expressions/angry/...`); descend while there is exactly one sub-folder and no files.
+    (`Manga Facial Expressions/angry/...`); descend while there is one sub-folder and no files.
     """
     prefix = ""
     while True:
@@ -78,7 +78,7 @@ def _list_tree(source: Path) -> tuple[list[str], Callable[[str], Callable[[], by
 def read_class_folders(source: str | Path) -> tuple[list[SourceItem], list[tuple[str, str]]]:
     """A class-per-folder tree (or its .zip). Returns items and problems [(path, reason)].
 
-    Every file in a class folder is listed (non-images too, so that validation reports them by name);
+    Every file in a class folder is listed (non-images too, so validation reports them by name);
     a class folder with no file at all is a problem of its own.
     """
     source = Path(source)
@@ -149,7 +149,7 @@ def iter_toon(size: str | int, seed: int, image_size: int = 128) -> Iterator[Sou
     if isinstance(size, str) and not size.isdigit():
         if size not in toon.SIZES:
             raise SourceError(
-                f"toon source {size!r}: expected one of {', '.join(toon.SIZES)} or a number of images"
+                f"toon source {size!r}: expected one of {', '.join(toon.SIZES)} or a number"
             )
         n = toon.SIZES[size]
     else:

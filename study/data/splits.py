@@ -10,7 +10,7 @@ DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 
 
 def _units(df: pd.DataFrame, by_group: bool) -> pd.Series:
-    """Rows that must share a split: exact duplicates (same sha256), and for by-group whole characters.
+    """Rows that must share a split: exact duplicates (same sha256), by-group: whole characters.
 
     Union-find over sha256 (and group) so that a duplicate pair never straddles two splits.
     """

@@ -44,7 +44,9 @@ class PreparedDataset:
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Metadata rows (no image bytes), in a stable order."""
         filters = [("split", "=", split)] if split else None
-        return pq.read_table(self.root / IMAGES_FILE, columns=META_COLUMNS, filters=filters).to_pandas()
+        return pq.read_table(
+            self.root / IMAGES_FILE, columns=META_COLUMNS, filters=filters
+        ).to_pandas()
 
 
 def open_dataset(data_dir: str | Path, name: str) -> PreparedDataset:
@@ -105,5 +107,7 @@ def load_split(ds: PreparedDataset, split: str, image_size: int) -> SplitArrays:
         os.replace(tmp, cache)
     images = np.load(cache, mmap_mode="r")
     if len(images) != len(meta):
-        raise ValueError(f"cache {cache} has {len(images)} images, data set has {len(meta)}; delete it")
+        raise ValueError(
+            f"cache {cache} has {len(images)} images, data set has {len(meta)}; delete it"
+        )
     return SplitArrays(images, meta["label_id"].to_numpy(np.int64), meta["path"].tolist())
