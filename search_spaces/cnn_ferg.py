@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search_spaces import _axes
-from study.spaces import SpaceSettings
+from search_spaces import _axes, cnn_manga
 
-SETTINGS = SpaceSettings(
-    dataset="ferg",
-    description="vanilla CNN from scratch: depth, BN, LeakyReLU, dense head, dropout, L2",
-    max_epochs=30,
-    grace_period=3,
-    num_samples=40,
-    image_size=112,
-    roles=_axes.SCIENTIFIC,
-    smoke={"image_size": 32, "width": 8},
-)
+SETTINGS = replace(cnn_manga.SETTINGS, dataset="ferg", max_epochs=30, grace_period=3)
 
 
 def space(trial: optuna.Trial) -> dict[str, Any]:

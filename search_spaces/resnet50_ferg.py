@@ -1,48 +1,18 @@
-"""ImageNet-pretrained ResNet50 (timm), the seed's heads and a freeze strategy, on FERG-DB.
-
-Pretrained weights come from timm's usual source (downloaded once into its cache on your machine).
-"""
+"""ImageNet-pretrained ResNet50 (timm), the seed's heads and a freeze strategy, on FERG-DB."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search_spaces import _axes
-from study.spaces import SpaceSettings
+from search_spaces import resnet50_manga
 
-SETTINGS = SpaceSettings(
-    dataset="ferg",
-    description="pretrained ResNet50: heads (dense+sigmoid / 2x64 LeakyReLU softmax), freezing",
-    max_epochs=15,
-    grace_period=2,
-    num_samples=24,
-    image_size=224,
-    roles=_axes.SCIENTIFIC,
-    starting_points=(  # the seed's two ResNet50 heads
-        {"head_output": "sigmoid", "head_layers": 1, "head_width_0": 64, "activation": "relu"},
-        {
-            "head_output": "softmax",
-            "head_layers": 2,
-            "head_width_0": 64,
-            "head_width_1": 64,
-            "activation": "leaky_relu",
-        },
-    ),
-    # smoke: an untrained tiny timm net at 32 px exercises the same code path offline
-    smoke={"image_size": 32, "model": "timm/resnet18", "pretrained": False},
-)
+SETTINGS = replace(resnet50_manga.SETTINGS, dataset="ferg", max_epochs=15, grace_period=2)
 
 
 def space(trial: optuna.Trial) -> dict[str, Any]:
-    return {
-        "model": "timm/resnet50",
-        "pretrained": True,
-        "head_output": trial.suggest_categorical("head_output", ["softmax", "sigmoid"]),
-        "freeze": trial.suggest_categorical("freeze", ["none", "backbone", 1, 2]),
-        "backbone_lr_mult": trial.suggest_float("backbone_lr_mult", 0.01, 1.0, log=True),
-        **_axes.head(trial),
-        **_axes.training(trial, batch_sizes=(16, 32)),
-        "patience": 4,
-    }
+    # FERG is balanced: no class weights; it converges in fewer epochs
+    cfg = resnet50_manga.space(trial)
+    return {**cfg, "class_weights": False, "patience": 4}

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import optuna
 
-from search_spaces._axes import SCIENTIFIC
-from search_spaces._seed_variants import RECIPE, SMOKE, VARIANTS
-from study.spaces import SpaceSettings
+from search_spaces import seed_table_manga
 
-GRID = {"variant": list(VARIANTS)}  # the grid sampler runs each variant exactly once
-
-SETTINGS = SpaceSettings(
-    dataset="ferg",
-    description="the seed's named variants (CNN, GoogLeNet, ResNet50 heads), one trial each",
-    max_epochs=30,
-    num_samples=len(VARIANTS),
-    image_size=112,
-    sampler="grid",
-    scheduler="fifo",  # a table of full runs: no early stopping across variants
-    top_k=len(VARIANTS),
-    roles=SCIENTIFIC,
-    smoke=SMOKE,
-)
+GRID = seed_table_manga.GRID
+SETTINGS = replace(seed_table_manga.SETTINGS, dataset="ferg", max_epochs=30)
 
 
 def space(trial: optuna.Trial) -> dict[str, Any]:
-    variant = trial.suggest_categorical("variant", GRID["variant"])
-    return {**RECIPE, **VARIANTS[variant]}
+    return {**seed_table_manga.space(trial), "class_weights": False}  # FERG is balanced

@@ -13,6 +13,7 @@ from conftest import study_cli
 from study import run
 from study.config import TrainConfig
 from study.models import create_model
+from study.results import EPOCH_COLUMNS as RESULT_EPOCH_COLUMNS
 from study.spaces import SpaceFunction, list_spaces, load_space
 
 SPACES = [
@@ -41,17 +42,7 @@ TRIAL_COLUMNS = [
     "node",
     "device",
 ]
-EPOCH_COLUMNS = [
-    "trial_id",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "val_macro_f1",
-    "epoch_s",
-    "images_per_s",
-]
+EPOCH_COLUMNS = [c for c in RESULT_EPOCH_COLUMNS if c not in ("lr", "time")]
 
 
 def test_list_names_every_space(capsys) -> None:
