@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -21,7 +20,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from study.results import write_parquet
+from study.results import read_parquet, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +88,16 @@ class StudySearch(OptunaSearch):
         self._completed_trials.add(trial_id)
 
 
+class StockSearch(StudySearch):
+    """Ray's stock completion semantics (a stopped trial is COMPLETE with its last, truncated
+    value), with our config handling; only for measuring what PRUNED buys (benchmarks/)."""
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        OptunaSearch.on_trial_complete(self, trial_id, result, error)
+
+
 class StudyASHA(ASHAScheduler):
     def __init__(self, *args: Any, state_path: str, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -105,10 +114,9 @@ class StudyASHA(ASHAScheduler):
         if self._loaded:
             return
         self._loaded = True
-        path = Path(self._state_path)
-        if not path.exists():
+        table = read_parquet(self._state_path)
+        if table is None:
             return
-        table = pd.read_parquet(path)
         for row in table.itertuples(index=False):
             rungs = dict(self._brackets[row.bracket]._rungs)
             rungs[row.milestone][row.trial_id] = row.value
@@ -125,7 +133,7 @@ class StudyASHA(ASHAScheduler):
         ]
         table = pd.DataFrame(rows, columns=["bracket", "milestone", "trial_id", "value"])
         table.attrs["num_stopped"] = self._num_stopped
-        write_parquet(table, Path(self._state_path))
+        write_parquet(table, self._state_path)
 
     def on_trial_add(self, tune_controller, trial) -> None:
         self._load_once()

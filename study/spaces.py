@@ -17,6 +17,9 @@ import optuna
 ROLES = ("scientific", "nuisance", "fixed")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 SCHEDULERS = ("asha", "fifo")
+# "study": ASHA-stopped trials are PRUNED in Optuna; "stock": as Ray's OptunaSearch ships (they are
+# COMPLETE with their truncated score), kept only to measure the difference (benchmarks/)
+SEARCHERS = ("study", "stock")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class SpaceSettings:
     image_size: int = 112
     sampler: str = "tpe"
     scheduler: str = "asha"
+    searcher: str = "study"
     top_k: int = 3  # best trials (by validation) evaluated on the test split
     # tuning-playbook roles of the hyperparameters; names not listed are "nuisance"
     roles: dict[str, str] = field(default_factory=dict)
@@ -46,6 +50,7 @@ class SpaceSettings:
         for name, allowed in (
             ("sampler", SAMPLERS),
             ("scheduler", SCHEDULERS),
+            ("searcher", SEARCHERS),
             ("mode", ("max", "min")),
         ):
             if getattr(self, name) not in allowed:
