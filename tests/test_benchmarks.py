@@ -67,13 +67,13 @@ def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_p
     out_json = tmp_path / "rows.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "pipeline.py"), "--models", "vanilla_cnn",
-         "googlenet", "--sizes", "32", "--batch-size", "4", "--batches", "2", "--threads", "1",
+         "--sizes", "32", "40", "--batch-size", "4", "--batches", "2", "--threads", "1",
          "--workers", "0", "--png-size", "48", "--toon-size", "tiny", "--data-dir", str(toon_dir),
          "--json",
          str(out_json)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out_json.read_text())
-    assert [(r["model"], r["px"]) for r in rows] == [("vanilla_cnn", 32), ("googlenet", 32)]
+    assert [(r["model"], r["px"]) for r in rows] == [("vanilla_cnn", 32), ("vanilla_cnn", 40)]
     for r in rows:
         for col in ("(a) trainable", "(b) in-memory", "(c) naive PNG", "RSS MiB (a)"):
             assert r[col] > 0, col
@@ -125,8 +125,10 @@ def test_nvidia_smi_lines_are_parsed_and_noise_is_skipped() -> None:
     assert gpu_check.parse_smi_line("No devices were found") is None
 
 
-def test_decode_counter_logs_every_decode_in_a_fresh_process(toon_dir, tmp_path) -> None:
+def test_decode_counter_logs_every_decode_in_a_fresh_process(tmp_path) -> None:
     """The sitecustomize hook that decode_once.py puts into every process of a study."""
+    toon_dir = tmp_path / "data"  # its own: a cache another test wrote would hide decodes
+    prepare("toon", source="tiny", data_dir=toon_dir, seed=0)
     log = tmp_path / "decodes.jsonl"
     env = {**os.environ, **_util.decode_counter_env(tmp_path / "site", log)}
     script = textwrap.dedent(f"""

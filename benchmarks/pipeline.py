@@ -1,0 +1,419 @@
+"""Is a trial compute-bound? Training-step rate of the real trainable vs the model alone vs a naive
+PNG-decoding DataLoader, per model and image size, in one table.
+
+    python benchmarks/pipeline.py [--quick] [--models googlenet vanilla_cnn] [--sizes 64 112 224]
+        [--batch-size 32] [--batches 3] [--threads 2] [--runner inline|ray] [--device cpu|cuda]
+
+(a) trainable: `study.trainable.train_trial` itself, for 1 warm-up epoch + 1 timed epoch of
+    `batches` batches: data view (memmap rows), augmentation, model, optimiser, and reporting
+    (the best-weights copy, both checkpoint files and the copy of the checkpoint into storage).
+    img/s = images / (train time + reporting time) of the timed epoch; validation (a 32-image
+    split here) is left out, it is not a training step. The trainable's own `images_per_s`
+    (train_epoch only) is shown too.
+    --runner inline (default) calls it in this process with a stand-in `ray.tune` whose report
+    copies the checkpoint as Ray's local storage does: same process, threads and allocator as
+    (b), so the ratio is not moved by which process got the busier core, and the trial's peak RSS
+    is this process's. --runner ray runs it as a real single-trial Ray Tune run and reads what it
+    reported (its time_this_iter_s gives the reporting time), to confirm the stand-in.
+(b) in memory: the same model, optimiser and loss on normalised tensors already on the device.
+(c) naive: torchvision ImageFolder + DataLoader decoding PNG files (256 px, as FERG's) with PIL
+    every epoch (persistent workers, 1 warm-up epoch, 1 timed epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._util import (  # noqa: E402 - run as a script from any directory
+    cuda_peak_mb,
+    load_line,
+    peak_rss_mb,
+    ratio,
+    reset_cuda_peak,
+    reset_peak_rss,
+    table,
+)
+from study.config import TrainConfig  # noqa: E402
+from study.data import SplitArrays  # noqa: E402
+from study.trainable import (  # noqa: E402
+    TrialData,
+    autocast,
+    build_model,
+    loss_fn,
+    make_optimizer,
+    train_trial,
+)
+
+DEFAULT_DATA = Path(tempfile.gettempdir()) / "study-bench-data"
+NUM_CLASSES = 7
+
+
+class StopTrial(Exception):
+    """Raised by the stand-in report to end a trial early (gpu_check's fixed-duration trials)."""
+
+
+@contextmanager
+def inline_tune(storage: Path, on_start: Callable[[], None] | None = None,
+                stop: Callable[[list[dict]], bool] | None = None) -> Iterator[list[dict]]:
+    """Run train_trial without Ray: a stand-in `ray` module in sys.modules for the duration.
+
+    report() copies the checkpoint directory into `storage` (what Ray does with local storage)
+    and records the metrics with the time of the call; `stop(reports)` true ends the trial there
+    (StopTrial). get_checkpoint() is called once the trial has built its model and is about to
+    train, so `on_start` there can line up the start of several trials (gpu_check's packing).
+    """
+    reports: list[dict] = []
+
+    def report(metrics: dict, checkpoint: Any = None) -> None:
+        if checkpoint is not None:
+            shutil.copytree(checkpoint, storage / f"checkpoint_{len(reports):06d}")
+        reports.append({**metrics, "_time": time.perf_counter()})
+        if stop is not None and stop(reports):
+            raise StopTrial
+
+    def get_checkpoint() -> None:
+        if on_start is not None:
+            on_start()
+        reports.append({"_start": True, "_time": time.perf_counter()})
+
+    fake = types.ModuleType("ray")
+    fake.tune = types.SimpleNamespace(  # type: ignore[attr-defined]
+        report=report, get_checkpoint=get_checkpoint,
+        Checkpoint=types.SimpleNamespace(from_directory=str))
+    fake.is_initialized = lambda: False  # type: ignore[attr-defined]
+    saved = {k: sys.modules.get(k) for k in ("ray", "ray.tune")}
+    sys.modules["ray"], sys.modules["ray.tune"] = fake, fake.tune  # type: ignore[assignment]
+    try:
+        yield reports
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def trial_config(model: str, size: int, batch_size: int, threads: int, aug: float,
+                 epochs: int = 2, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "image_size": size, "batch_size": batch_size, "max_epochs": epochs,
+            "seed": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
+            "aug_strength": aug, "num_threads": threads, **extra}
+
+
+def epoch_rates(reports: list[dict], n_train: int) -> dict[str, float]:
+    """(a) from the reports of epochs 2.. (epoch 1 is warm-up): see the module docstring."""
+    ep = [r for r in reports if "epoch" in r]
+    if len(ep) < 2:
+        raise ValueError(f"need a warm-up and a timed epoch, the trial reported {len(ep)}")
+    train_s = report_s = 0.0
+    for prev, cur in zip(ep, ep[1:], strict=False):
+        t_train = n_train / cur["images_per_s"]
+        gap = cur.get("time_this_iter_s", cur["_time"] - prev["_time"])
+        train_s += t_train
+        report_s += gap - cur["epoch_s"]  # gap = train + val + everything after: reporting
+    timed = len(ep) - 1
+    return {"img_s": n_train * timed / (train_s + report_s),
+            "train_img_s": n_train * timed / train_s, "report_s": report_s / timed}
+
+
+def measure_trainable(config: dict, data: TrialData, device: torch.device) -> dict[str, Any]:
+    n = len(data.train.labels)
+    reset_peak_rss()
+    reset_cuda_peak(device)
+    with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)) as reports:
+        train_trial(config, data)
+    return epoch_rates(reports, n) | {"rss_mb": peak_rss_mb(), "cuda_mb": cuda_peak_mb(device),
+                                      "reports": [r for r in reports if "epoch" in r]}
+
+
+def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[str, Any]:
+    """A real single-trial Ray Tune run of train_trial (CPU only: it asks for no GPU)."""
+    import ray
+    from ray import tune
+
+    from benchmarks._util import ProcPeakSampler
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+             ignore_reinit_error=True)
+    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
+                                    {"cpu": config["num_threads"]})
+    tuner = tune.Tuner(trainable, param_space=config,
+                       run_config=tune.RunConfig(storage_path=str(storage), verbose=0))
+    with ProcPeakSampler(os.getpid(), "ray::ImplicitFunc") as sampler:
+        result = tuner.fit()[0]
+    if result.error:
+        raise RuntimeError(f"the Ray trial failed: {result.error}")
+    df = result.metrics_dataframe
+    reports = df.assign(_time=np.nan).to_dict("records")
+    return epoch_rates(reports, len(data.train.labels)) | {
+        "rss_mb": sampler.peak("ray::ImplicitFunc"), "cuda_mb": None}
+
+
+def measure_in_memory(config: dict, data: TrialData, batches: int,
+                      device: torch.device) -> dict[str, Any]:
+    """(b): the model, optimiser and loss of the trainable on tensors already on the device."""
+    cfg = TrainConfig.from_config(config)
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    torch.backends.cudnn.benchmark = True  # as the trainable does
+    from study.data import Augment, AugmentConfig
+
+    norm = Augment(AugmentConfig(flip=0))
+    bs = cfg.batch_size
+    xs, ys = [], []
+    for i in range(batches):
+        x = torch.from_numpy(np.array(data.train.images[i * bs:(i + 1) * bs]))  # a writable copy
+        x = norm(x.to(device), train=False)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        xs.append(x)
+        ys.append(torch.from_numpy(data.train.labels[i * bs:(i + 1) * bs]).to(device))
+    reset_peak_rss()
+    reset_cuda_peak(device)
+    model = build_model(cfg, NUM_CLASSES, device)
+    opt = make_optimizer(cfg, model)
+    if cfg.compile:
+        model = torch.compile(model)
+    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
+    scaler = torch.amp.GradScaler(enabled=fp16)
+    model.train()
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast(device):
+            logits = model(x)
+            loss = loss_fn(model, logits, y, cfg, None)
+            for aux in getattr(model, "aux_outputs", []):
+                loss = loss + model.aux_weight * loss_fn(model, aux, y, cfg, None)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    t0 = time.perf_counter()
+    step(xs[0], ys[0])  # warm-up: allocator, cudnn.benchmark's search, lazy init, compilation
+    sync(device)
+    warmup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for x, y in zip(xs, ys, strict=True):
+        step(x, y)
+    sync(device)
+    dt = time.perf_counter() - t0
+    return {"img_s": sum(len(y) for y in ys) / dt, "warmup_s": warmup_s, "rss_mb": peak_rss_mb(),
+            "cuda_mb": cuda_peak_mb(device)}
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def write_pngs(ds: Any, n: int, png_size: int, out: Path) -> Path:
+    """The first n train images of a prepared set as PNG files in class folders (ImageFolder)."""
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from study.data.decode import decode_rgb
+    from study.data.prepare import IMAGES_FILE
+
+    t = pq.read_table(ds.root / IMAGES_FILE, columns=["image", "label"],
+                      filters=[("split", "=", "train")])
+    blobs, labels = t.column("image").to_pylist(), t.column("label").to_pylist()
+    for i in range(n):
+        j = i % len(blobs)
+        (out / labels[j]).mkdir(parents=True, exist_ok=True)
+        decode_rgb(blobs[j]).resize((png_size, png_size), Image.BICUBIC).save(
+            out / labels[j] / f"{i:06d}.png")
+    return out
+
+
+def measure_naive(config: dict, png_dir: Path, workers: int, device: torch.device) -> dict:
+    """(c): ImageFolder + DataLoader, PIL decode + resize every epoch; epoch 2 is timed."""
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    cfg = TrainConfig.from_config(config)
+    torch.manual_seed(cfg.seed)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    tf = transforms.Compose([
+        transforms.Resize((cfg.image_size, cfg.image_size)), transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    folder = datasets.ImageFolder(str(png_dir), transform=tf)
+    loader = DataLoader(folder, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    reset_peak_rss()
+    reset_cuda_peak(device)
+    model = build_model(cfg, max(NUM_CLASSES, len(folder.classes)), device)
+    opt = make_optimizer(cfg, model)
+    model.train()
+    times = []
+    for _ in range(2):
+        sync(device)
+        t0 = time.perf_counter()
+        for x, y in loader:
+            x = x.to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(device):
+                loss = loss_fn(model, model(x), y, cfg, None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return {"img_s": len(folder) / times[-1], "rss_mb": peak_rss_mb(),
+            "cuda_mb": cuda_peak_mb(device)}
+
+
+def synthetic_split(n: int, size: int, seed: int = 0) -> SplitArrays:
+    """Random uint8 images in memory (throughput does not depend on what the pixels show)."""
+    rng = np.random.default_rng(seed)
+    return SplitArrays(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8),
+                       np.arange(n, dtype=np.int64) % NUM_CLASSES,
+                       [f"synthetic/{i}" for i in range(n)])
+
+
+def toon_data(ds: Any, size: int, n: int) -> TrialData:
+    """The first n train images (repeated if the set is smaller) and 32 val images at `size`."""
+    from study.data import load_split
+
+    tr, va = load_split(ds, "train", size), load_split(ds, "val", size)
+    idx = np.arange(n) % len(tr.labels)
+    train = tr if n == len(tr.labels) else SplitArrays(
+        tr.images[:n] if n <= len(tr.labels) else tr.images[idx], tr.labels[idx],
+        [tr.paths[i] for i in idx])
+    val = SplitArrays(va.images[:32], va.labels[:32], va.paths[:32])
+    return TrialData(train, val, ds.classes)
+
+
+def run_cell(model: str, size: int, a: argparse.Namespace, ds: Any, device: torch.device,
+             work: Path) -> dict[str, Any]:
+    n = a.batches * a.batch_size
+    config = trial_config(model, size, a.batch_size, a.threads, a.aug_strength)
+    classes = [str(i) for i in range(NUM_CLASSES)]
+    data = toon_data(ds, size, n) if ds is not None else TrialData(
+        synthetic_split(n, size), synthetic_split(32, size, 1), classes)
+    measured: dict[str, list[dict]] = {"a": [], "b": [], "c": []}
+    for _ in range(a.repeats):  # (a), (b), (c) in turn, so a change of load hits all three
+        if a.runner == "ray":
+            measured["a"].append(measure_trainable_ray(config, data, work / f"ray-{model}-{size}"))
+        else:
+            measured["a"].append(measure_trainable(config, data, device))
+        measured["b"].append(measure_in_memory(config, data, a.batches, device))
+        if ds is not None and a.naive:
+            png = work / f"png-{n}-{a.png_size}"
+            if not png.exists():
+                write_pngs(ds, n, a.png_size, png)
+            measured["c"].append(measure_naive(config, png, a.workers, device))
+    ta, tb = median(measured["a"]), median(measured["b"])
+    tc = median(measured["c"]) if measured["c"] else None
+    row = {"model": model, "px": size, "batch": a.batch_size,
+           "(a) trainable": ta["img_s"], "(b) in-memory": tb["img_s"],
+           "(c) naive PNG": tc["img_s"] if tc else None,
+           "(a)/(b)": ratio(ta["img_s"], tb["img_s"]),
+           "(a)/(c)": ratio(ta["img_s"], tc["img_s"] if tc else None),
+           "train_epoch img/s": ta["train_img_s"], "report s/epoch": ta["report_s"],
+           "RSS MiB (a)": ta["rss_mb"], "(b)": tb["rss_mb"], "(c)": tc["rss_mb"] if tc else None}
+    if device.type == "cuda":
+        row |= {"CUDA MiB (a)": ta["cuda_mb"], "CUDA (b)": tb["cuda_mb"],
+                "CUDA (c)": tc["cuda_mb"] if tc else None}
+    return row
+
+
+def median(results: list[dict]) -> dict[str, Any]:
+    """Median of each rate over repeats; the largest of each peak."""
+    out: dict[str, Any] = {}
+    for k, v in results[0].items():
+        vals = [r[k] for r in results if r[k] is not None]
+        if k.endswith("_mb"):
+            out[k] = max(vals) if vals else None
+        elif isinstance(v, int | float):
+            out[k] = float(np.median(vals))
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["googlenet", "vanilla_cnn"])
+    p.add_argument("--sizes", nargs="+", type=int, default=[64, 112, 224])
+    p.add_argument("--batch-size", type=int, default=32, help="the seed's")
+    p.add_argument("--batches", type=int, default=3, help="batches per timed epoch")
+    # 1, not 2: with 2 OpenMP threads on 2 cores, any other busy process stalls every parallel
+    # region (measured here: steps 5x slower and erratic), which would swamp what we compare
+    p.add_argument("--threads", type=int, default=1, help="torch threads, as a trial's num_threads")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="measure (a), (b), (c) in turn this often; medians are shown")
+    p.add_argument("--aug-strength", type=float, default=0.5)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c)")
+    p.add_argument("--png-size", type=int, default=256, help="side of (c)'s PNG files")
+    p.add_argument("--no-naive", dest="naive", action="store_false", help="skip (c)")
+    p.add_argument("--runner", choices=["inline", "ray"], default="inline")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if any")
+    p.add_argument("--data", choices=["toon", "synthetic"], default="toon",
+                   help="toon: the prepared embedded set; synthetic: random uint8, no (c)")
+    p.add_argument("--toon-size", default="small", help="toon source: tiny|small|default|N")
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--quick", action="store_true", help="2 batches of 16 per epoch, 64/112 px")
+    p.add_argument("--json", type=Path, help="also write the table's rows here")
+    a = p.parse_args(argv)
+    if a.quick:
+        a.batches, a.batch_size, a.sizes = 2, 16, [s for s in a.sizes if s <= 112] or a.sizes
+    for opt in ("batch_size", "batches", "threads", "repeats"):
+        if getattr(a, opt) < 1:
+            p.error(f"--{opt.replace('_', '-')} {getattr(a, opt)}: expected an integer >= 1")
+    if min(a.sizes) < 32:
+        p.error(f"--sizes {a.sizes}: every size must be >= 32 (TrainConfig's minimum)")
+    if a.batch_size < 2:
+        p.error("--batch-size 1: batch norm cannot train on one image")
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.device == "cpu":  # before CUDA initialises: the trainable picks a GPU whenever it sees one
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if a.runner == "ray" and device.type == "cuda":
+        print("--runner ray measures on CPU only here; use the inline runner on a GPU",
+              file=sys.stderr)
+        return 2
+    ds = None
+    if a.data == "toon":
+        from benchmarks._util import prepare_toon
+
+        ds = prepare_toon(a.data_dir, a.toon_size)
+    print(f"device {device}; torch threads {a.threads}; {load_line()}", flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for model in a.models:
+            for size in a.sizes:
+                rows.append(run_cell(model, size, a, ds, device, Path(work)))
+                print(f"  done {model} {size}px", flush=True)
+    print(table(rows, f"Training-step rate, img/s ({a.batches} x {a.batch_size} images per timed "
+                      f"epoch, runner {a.runner}, aug_strength {a.aug_strength}, {a.threads} "
+                      f"thread(s), median of {a.repeats}; peak RSS MiB)"))
+    print(load_line())
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
