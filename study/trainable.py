@@ -10,6 +10,7 @@ import math
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,23 @@ def to_device(arr: SplitArrays, idx: np.ndarray, device: torch.device):
     return x, y
 
 
+def prefetched(arr: SplitArrays, order: list[np.ndarray], device: torch.device):
+    """(idx, x, y) per batch. On CUDA a helper thread gathers, pins and copies batch i+1 while
+    batch i trains (numpy's gather and pin_memory release the GIL); on CPU there is no GPU to
+    overlap with, so batches are read in line."""
+    if device.type != "cuda" or not order:
+        for idx in order:
+            yield (idx, *to_device(arr, idx, device))
+        return
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(to_device, arr, order[0], device)
+        for k, idx in enumerate(order):
+            x, y = nxt.result()
+            if k + 1 < len(order):
+                nxt = pool.submit(to_device, arr, order[k + 1], device)
+            yield idx, x, y
+
+
 @torch.no_grad()
 def predict(
     model: nn.Module, arr: SplitArrays, aug: Augment, device: torch.device, batch_size: int = 128
@@ -153,11 +171,15 @@ def train_epoch(
     faults: dict | None = None,
 ) -> tuple[float, float, int]:
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
-    for idx in batches(len(data.train.labels), cfg.batch_size, gen):
-        if len(idx) < 2:  # batch norm cannot train on a single image
-            continue
-        x, y = to_device(data.train, idx, device)
+    # running sums stay on the device: reading them every step would sync the GPU every step
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    # on CUDA the finite check (a sync) runs every 16 steps; a NaN stays NaN, so it is only late
+    check_every = 16 if device.type == "cuda" else 1
+    # batch norm cannot train on a single image: drop a last batch of one
+    order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
+    for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
         x = aug(x, train=True, generator=gen)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
@@ -171,7 +193,7 @@ def train_epoch(
         if faults:
             override = inject.in_batch(faults, epoch)
             loss = loss if override is None else loss + override
-        if not torch.isfinite(loss):
+        if step % check_every == 0 and not torch.isfinite(loss):
             raise Diverged(
                 f"training loss became {loss.item()} in epoch {epoch} after {seen} images"
             )
@@ -179,10 +201,13 @@ def train_epoch(
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        total_loss += loss.item() * len(idx)
-        correct += int((logits.argmax(1) == y).sum())
+        total_loss += loss.detach() * len(idx)
+        correct += (logits.argmax(1) == y).sum()
         seen += len(idx)
-    return total_loss / max(seen, 1), correct / max(seen, 1), seen
+    mean_loss = total_loss.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"training loss became {mean_loss} in epoch {epoch}")
+    return mean_loss, correct.item() / max(seen, 1), seen
 
 
 def evaluate_val(model, data: TrialData, aug: Augment, cfg: TrainConfig, device):
