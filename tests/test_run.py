@@ -199,3 +199,10 @@ def test_prefetched_batches_match_direct_reads() -> None:
     assert len(threaded) == len(direct) == 4
     for (x1, y1), (x2, y2) in zip(direct, threaded, strict=True):
         assert torch.equal(x1, x2) and torch.equal(y1, y2)
+
+
+def test_max_epochs_flag_pulls_the_first_rung_down() -> None:
+    a = run.parse_args(["--space", "googlenet_manga", "--max-epochs", "2", "--num-samples", "3"])
+    settings, constants, _ = run.resolve(a, load_space("googlenet_manga"))
+    assert (settings.max_epochs, settings.grace_period, settings.num_samples) == (2, 2, 3)
+    assert constants["max_epochs"] == 2
