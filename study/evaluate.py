@@ -6,46 +6,50 @@
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from study import storage
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1
-from study.results import STUDY_JSON, TRIALS, read_table
+from study.results import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 
 
-def latest_checkpoint(trial_dir: Path) -> Path | None:
-    ckpts = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: int(p.name.split("_")[-1]))
-    return ckpts[-1] if ckpts else None
+def latest_checkpoint(trial_dir: str) -> str | None:
+    """The newest `checkpoint_NNNNNN` directory of a trial (a local path or a URI)."""
+    ckpts = [d for d in storage.list_dirs(trial_dir) if d.startswith("checkpoint_")]
+    ckpts.sort(key=lambda name: int(name.split("_")[-1]))
+    return storage.join(trial_dir, ckpts[-1]) if ckpts else None
 
 
-def trial_config(study_dir: Path, trial_id: str) -> dict[str, Any]:
+def trial_config(study_dir: str, trial_id: str) -> dict[str, Any]:
     """The exact config a trial trained with (Ray writes it next to the trial's checkpoints)."""
-    path = study_dir / trial_id / "params.json"
-    if not path.exists():
+    path = storage.join(study_dir, trial_id, "params.json")
+    if not storage.is_file(path):
         raise FileNotFoundError(f"trial {trial_id}: no {path}")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
-def load_best_model(study_dir: Path, trial_id: str, num_classes: int, device: torch.device):
+def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: torch.device):
     """The trial's best-validation weights (best.pt of its latest checkpoint)."""
     cfg = TrainConfig.from_config(trial_config(study_dir, trial_id))
-    ckpt = latest_checkpoint(study_dir / trial_id)
+    trial_dir = storage.join(study_dir, trial_id)
+    ckpt = latest_checkpoint(trial_dir)
     if ckpt is None:
-        raise FileNotFoundError(f"trial {trial_id}: no checkpoint under {study_dir / trial_id}")
+        raise FileNotFoundError(f"trial {trial_id}: no checkpoint under {trial_dir}")
     model = build_model(cfg, num_classes, device)
-    state = torch.load(ckpt / "best.pt", map_location=device, weights_only=True)
+    blob = io.BytesIO(storage.read_bytes(storage.join(ckpt, "best.pt")))
+    state = torch.load(blob, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), cfg
 
@@ -144,14 +148,13 @@ def evaluate_on_test(
     """
     from study.data import load_split, open_dataset
 
-    study_dir_p = Path(study_dir)
     ds = open_dataset(data_dir, dataset)
     test = load_split(ds, "test", image_size)
     device = pick_device()
     metrics, preds, cams = {}, [], []
     aug = Augment(AugmentConfig(flip=0))
     for rank, tid in enumerate(trial_ids):
-        model, _ = load_best_model(study_dir_p, tid, len(ds.classes), device)
+        model, _ = load_best_model(study_dir, tid, len(ds.classes), device)
         probs = predict(model, test, aug, device)
         metrics[tid] = score(test.labels, probs, ds.classes)
         preds.append(prediction_rows(tid, test, probs, ds.classes))
@@ -220,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--top", type=int, default=1, help="evaluate the best K trials (by validation)")
     a = p.parse_args(argv)
-    study_dir = Path(a.study_dir)
+    study_dir = storage.absolute(a.study_dir)
     try:
-        meta = json.loads((study_dir / STUDY_JSON).read_text())
+        meta = read_json(storage.join(study_dir, STUDY_JSON))
         trials = read_table(study_dir, TRIALS)
         if trials is None:
             raise ValueError(f"{study_dir}: no {TRIALS} (has the study run?)")

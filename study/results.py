@@ -1,14 +1,14 @@
 """The study directory's tables: trials / epochs / predictions Parquet files and study.json.
 
-Written from the driver as results arrive (a Tune callback), atomically (write + rename), so a crash
-loses nothing already finished and a reader never sees half a file.
+Written from the driver as results arrive (a Tune callback), atomically (write + rename locally,
+one complete upload on s3:// or gs://), so a crash loses nothing already finished and a reader never
+sees half a file. Every path here may be a local path or a URI (see `study.storage`).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from ray import tune
+
+from study import storage
 
 TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
     "trials.parquet",
@@ -39,24 +41,27 @@ EPOCH_COLUMNS = [
 ]
 
 
-def write_parquet(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".parquet.tmp")
-    os.close(fd)
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    storage.write_bytes(path, buf.getvalue())
 
 
-def write_json(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, default=str)
-    os.replace(tmp, path)
+def write_json(obj: dict, path: str | Path) -> None:
+    storage.write_text(path, json.dumps(obj, indent=2, default=str))
 
 
-def read_table(study_dir: Path, name: str) -> pd.DataFrame | None:
-    p = Path(study_dir) / name
-    return pd.read_parquet(p) if p.exists() else None
+def read_json(path: str | Path) -> dict:
+    return json.loads(storage.read_text(path))
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame | None:
+    """The table at `path`, or None if there is no such file."""
+    return pd.read_parquet(io.BytesIO(storage.read_bytes(path))) if storage.is_file(path) else None
+
+
+def read_table(study_dir: str | Path, name: str) -> pd.DataFrame | None:
+    return read_parquet(storage.join(study_dir, name))
 
 
 def config_columns(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,8 +132,8 @@ def summarise_trial(
 class ResultsWriter(tune.Callback):
     """Keeps trials.parquet and epochs.parquet up to date from the driver."""
 
-    def __init__(self, study_dir: Path, dataset: str, flush_every_s: float = 5.0):
-        self.dir = Path(study_dir)
+    def __init__(self, study_dir: str | Path, dataset: str, flush_every_s: float = 5.0):
+        self.dir = storage.absolute(study_dir)
         self.dataset = dataset
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
@@ -204,9 +209,9 @@ class ResultsWriter(tune.Callback):
         self._last_flush = time.monotonic()
         if self.epochs:
             e = pd.DataFrame(self.epochs, columns=EPOCH_COLUMNS)
-            write_parquet(e.sort_values(["trial_id", "epoch"]), self.dir / EPOCHS)
+            write_parquet(e.sort_values(["trial_id", "epoch"]), storage.join(self.dir, EPOCHS))
         if self.trials:
-            write_parquet(pd.DataFrame(list(self.trials.values())), self.dir / TRIALS)
+            write_parquet(pd.DataFrame(list(self.trials.values())), storage.join(self.dir, TRIALS))
 
 
 def _error_text(trial) -> str:

@@ -6,7 +6,6 @@ Everything that can be wrong with the command line is checked before Ray starts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -19,12 +18,14 @@ from typing import Any
 
 import pandas as pd
 
+from study import storage as st
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
 from study.results import (
     GRADCAM,
     PREDICTIONS,
     STUDY_JSON,
     TRIALS,
+    read_json,
     read_table,
     write_json,
     write_parquet,
@@ -52,10 +53,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: all)")
-    p.add_argument("--storage", default="studies", help="where study directories live")
+    p.add_argument(
+        "--storage",
+        default="studies",
+        help="where study directories live: a path, s3://bucket/prefix or gs://bucket/prefix",
+    )
     p.add_argument("--name", help="study name (default: <space>-<UTC time>)")
     p.add_argument(
-        "--data-dir", default=None, help="prepared data sets (default: $STUDY_DATA_DIR or ./data)"
+        "--data-dir",
+        default=None,
+        help="prepared data sets, a path or URI (default: $STUDY_DATA_DIR or ./data)",
     )
     p.add_argument("--seed", type=int, default=0, help="study seed (sampler, trials, report)")
     p.add_argument("--address", default=None, help="'auto' joins the running Ray cluster")
@@ -109,9 +116,13 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
         smoke_set = {k: v for k, v in space.settings.smoke.items() if k in fields}
         smoke_cfg = {k: v for k, v in space.settings.smoke.items() if k not in fields}
         settings = settings.override(**SMOKE, **smoke_set)
-    settings = settings.override(num_samples=a.num_samples, max_epochs=a.max_epochs)
-    if settings.grace_period > settings.max_epochs:
-        settings = settings.override(grace_period=settings.max_epochs)
+    # a shorter --max-epochs pulls ASHA's first rung down with it
+    max_epochs = a.max_epochs or settings.max_epochs
+    settings = settings.override(
+        num_samples=a.num_samples,
+        max_epochs=max_epochs,
+        grace_period=min(settings.grace_period, max_epochs),
+    )
     threads = max(1, int(a.cpus_per_trial))
     constants = {
         "max_epochs": settings.max_epochs,
@@ -182,36 +193,38 @@ def main(argv: list[str] | None = None) -> int:
         check_args(a)
         space = load_space(a.space)
         settings, constants, smoke_cfg = resolve(a, space)
-        data_dir = Path(a.data_dir or default_data_dir())
+        data_dir = st.absolute(a.data_dir or default_data_dir())
         ds = open_dataset(data_dir, settings.dataset)
         name = a.name or f"{space.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        storage = Path(a.storage).resolve()
-        study_dir = storage / name
-        if study_dir.exists() and not a.resume:
+        storage = st.absolute(a.storage)
+        st.check_reachable(storage, "--storage")
+        study_dir = st.join(storage, name)
+        if st.exists(study_dir) and not a.resume:
             raise UsageError(
                 f"study {study_dir} already exists: continue it with --resume "
                 f"--name {name}, or choose another --name"
             )
-        if a.resume and not (study_dir / STUDY_JSON).exists():
+        if a.resume and not st.is_file(st.join(study_dir, STUDY_JSON)):
             raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
         fn = SpaceFunction(a.space, smoke_cfg)
         check_space_builds(fn, settings, constants, len(ds.classes))
-    except (UsageError, NotPreparedError, ValueError) as e:
+    except (UsageError, NotPreparedError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return run_study(a, space, settings, constants, fn, ds, data_dir, storage, name)
 
 
 def run_study(
-    a, space: Space, settings, constants, fn, ds, data_dir: Path, storage: Path, name: str
+    a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
 ) -> int:
     import ray
 
     from study.trainable import TrialData
-    from study.tune import build_tuner, restore_tuner
+    from study.tune import build_tuner, push_optuna_db, restore_tuner
 
-    study_dir = storage / name
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = st.join(storage, name)
+    if not st.is_remote(study_dir):  # object stores have no directories to create
+        Path(study_dir).mkdir(parents=True, exist_ok=True)
     # save Tune's experiment state at every step, so a killed driver resumes without re-running
     # or re-deciding anything (the state is small next to an epoch of training)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
@@ -244,7 +257,7 @@ def run_study(
                 "split_rule": ds.manifest["split_rule"],
                 "classes": ds.classes,
                 "counts": ds.manifest["counts"],
-                "data_dir": str(data_dir),
+                "data_dir": data_dir,
             },
             "settings": {
                 **settings.__dict__,
@@ -256,13 +269,13 @@ def run_study(
             "hyperparameters": describe_hyperparameters(space),
         }
         if a.resume:  # keep what the first run recorded; note when it was resumed
-            first = json.loads((study_dir / STUDY_JSON).read_text())
+            first = read_json(st.join(study_dir, STUDY_JSON))
             meta = {
                 **first,
                 "resumed": [*first.get("resumed", []), meta["started"]],
                 "finished": None,
             }
-        write_json(meta, study_dir / STUDY_JSON)
+        write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
         data = TrialData(
             train=load_split(ds, "train", settings.image_size),
@@ -288,22 +301,23 @@ def run_study(
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
         meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["wall_s"] = time.time() - t0
-        write_json(meta, study_dir / STUDY_JSON)
+        write_json(meta, st.join(study_dir, STUDY_JSON))
     finally:
+        push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         ray.shutdown()
     print_leaderboard(study_dir)
     if not a.no_report:
         try:
             from study.report import build_report
 
-            out = build_report(str(study_dir), str(Path(a.reports) / name))
+            out = build_report(study_dir, str(Path(a.reports) / name))
             print(f"report: {out}")
         except ImportError as e:  # the report is optional for a run; say why it is missing
             print(f"report not written ({e})", file=sys.stderr)
     return 0
 
 
-def evaluate_best(study_dir: Path, data_dir: Path, dataset: str, settings, resources) -> None:
+def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
     """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
     import ray
 
@@ -318,23 +332,21 @@ def evaluate_best(study_dir: Path, data_dir: Path, dataset: str, settings, resou
     task = ray.remote(evaluate_on_test).options(
         num_cpus=resources["cpu"], num_gpus=resources["gpu"]
     )
-    out = ray.get(
-        task.remote(str(study_dir), str(data_dir.resolve()), dataset, top, settings.image_size)
-    )
+    out = ray.get(task.remote(study_dir, data_dir, dataset, top, settings.image_size))
     for tid, m in out["metrics"].items():
         for col in ("test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"):
             trials.loc[trials["trial_id"] == tid, col] = m[col]
-    write_parquet(trials, study_dir / TRIALS)
-    write_parquet(out["predictions"], study_dir / PREDICTIONS)
+    write_parquet(trials, st.join(study_dir, TRIALS))
+    write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))
     if not out["gradcam"].empty:
-        write_parquet(out["gradcam"], study_dir / GRADCAM)
+        write_parquet(out["gradcam"], st.join(study_dir, GRADCAM))
     write_json(
         {tid: {k: m[k] for k in ("per_class", "confusion")} for tid, m in out["metrics"].items()},
-        study_dir / "test_metrics.json",
+        st.join(study_dir, "test_metrics.json"),
     )
 
 
-def print_leaderboard(study_dir: Path, n: int = 10) -> None:
+def print_leaderboard(study_dir: str, n: int = 10) -> None:
     trials = read_table(study_dir, TRIALS)
     if trials is None:
         print("no trial reported a result")

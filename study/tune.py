@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,40 @@ from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
+from study import storage as st
 from study.results import ResultsWriter
 from study.search import StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
 
 ASHA_STATE, OPTUNA_DB = "asha_rungs.parquet", "optuna.db"
+
+
+def optuna_db(study_dir: str) -> Path:
+    """Where Optuna's SQLite file is used: in the study directory when that is local; SQLite
+    cannot live on an object store, so for s3:// or gs:// in this machine's cache (the same path
+    for the same study every time: Ray's saved searcher reconnects to it on resume)."""
+    if not st.is_remote(study_dir):
+        return Path(study_dir) / OPTUNA_DB
+    key = hashlib.sha256(study_dir.encode()).hexdigest()[:12]
+    return st.cache_root() / "optuna" / f"{st.basename(study_dir)}-{key}" / OPTUNA_DB
+
+
+def pull_optuna_db(study_dir: str) -> None:
+    """Before a resume on remote storage: fetch the uploaded copy unless this machine's is newer
+    (a driver that died before uploading leaves the only up-to-date copy here)."""
+    local, remote = optuna_db(study_dir), st.join(study_dir, OPTUNA_DB)
+    if not st.is_remote(study_dir) or not st.is_file(remote):
+        return
+    if not local.exists() or local.stat().st_mtime < (st.mtime(remote) or 0):
+        st.download(remote, local)
+
+
+def push_optuna_db(study_dir: str) -> None:
+    """After a run on remote storage: a copy next to the results (optuna-dashboard, resumes)."""
+    local = optuna_db(study_dir)
+    if st.is_remote(study_dir) and local.exists():
+        st.upload(local, st.join(study_dir, OPTUNA_DB))
 
 
 def make_sampler(
@@ -44,7 +73,7 @@ def build_tuner(
     constants: dict[str, Any],
     data: TrialData,
     dataset: str,
-    storage: Path,
+    storage: str,
     name: str,
     seed: int,
     resources: dict[str, float],
@@ -52,6 +81,9 @@ def build_tuner(
     grid: dict[str, list] | None = None,
     max_failures: int = 2,
 ) -> tune.Tuner:
+    study_dir = st.join(storage, name)
+    db = optuna_db(study_dir)
+    db.parent.mkdir(parents=True, exist_ok=True)
     searcher = StudySearch(
         space=space_fn,
         metric=settings.metric,
@@ -61,7 +93,7 @@ def build_tuner(
         constants=constants,
         study_seed=seed,
         # the Optuna study lives next to the results: optuna-dashboard sqlite:///<study>/optuna.db
-        storage=optuna.storages.RDBStorage(f"sqlite:///{storage / name / OPTUNA_DB}"),
+        storage=optuna.storages.RDBStorage(f"sqlite:///{db}"),
         study_name=name,
     )
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
@@ -71,7 +103,7 @@ def build_tuner(
             max_t=settings.max_epochs,
             grace_period=settings.grace_period,
             reduction_factor=settings.reduction_factor,
-            state_path=str(storage / name / ASHA_STATE),
+            state_path=st.join(study_dir, ASHA_STATE),
         )
     else:
         scheduler = FIFOScheduler()
@@ -88,8 +120,8 @@ def build_tuner(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=str(storage),
-            callbacks=[ResultsWriter(storage / name, dataset=dataset)],
+            storage_path=storage,
+            callbacks=[ResultsWriter(study_dir, dataset=dataset)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=0,  # our ResultsWriter prints one line per epoch instead
@@ -98,10 +130,12 @@ def build_tuner(
 
 
 def restore_tuner(
-    *, storage: Path, name: str, data: TrialData, resources: dict[str, float], **_: Any
+    *, storage: str, name: str, data: TrialData, resources: dict[str, float], **_: Any
 ) -> tune.Tuner:
     """Continue an interrupted study: finished trials stay, the others resume from checkpoints."""
+    study_dir = st.join(storage, name)
+    pull_optuna_db(study_dir)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner.restore(
-        str(storage / name), trainable=trainable, resume_unfinished=True, resume_errored=True
+        study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
     )

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from study import storage
 from study.data.decode import MIN_SIDE, BadImage, inspect_image
 from study.data.registry import get_dataset
 from study.data.sources import SourceItem
@@ -41,15 +42,17 @@ class PrepareError(ValueError):
 
 @dataclass
 class PrepareResult:
-    out_dir: Path
+    out_dir: Path | str  # a local directory, or a URI on shared storage
     manifest: dict
     summary: str
     reused: bool = False
     table: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)
 
 
-def default_data_dir() -> Path:
-    return Path(os.environ.get("STUDY_DATA_DIR", "data"))
+def default_data_dir() -> Path | str:
+    """`$STUDY_DATA_DIR` (a path or a URI such as s3://bucket/data), else ./data."""
+    value = os.environ.get("STUDY_DATA_DIR", "data")
+    return value if storage.is_remote(value) else Path(value)
 
 
 def _inspect_all(items: list[SourceItem], workers: int) -> tuple[list[dict], list[tuple[str, str]]]:
@@ -140,7 +143,13 @@ def prepare(
     source = source if source is not None else spec.default_source
     if source is None:
         raise ValueError(f"prepare {name}: --source PATH is required ({spec.description})")
-    out_dir = Path(data_dir or default_data_dir()) / (out_name or name)
+    data_dir = data_dir or default_data_dir()
+    remote = storage.is_remote(data_dir)
+    out_dir = (
+        storage.join(data_dir, out_name or name)
+        if remote
+        else storage.local_path(data_dir) / (out_name or name)
+    )
 
     items, problems = spec.reader(str(source), seed)
     items = list(items)
@@ -202,9 +211,9 @@ def prepare(
     table = df.drop(columns=["image"])
     summary = summarise(manifest, table)
 
-    old = out_dir / MANIFEST_FILE
-    if old.exists():
-        prev = json.loads(old.read_text())
+    old = storage.join(out_dir, MANIFEST_FILE)
+    if storage.is_file(old):
+        prev = json.loads(storage.read_text(old))
         if prev.get("version") == version:
             return PrepareResult(out_dir, prev, summary, reused=True, table=table)
         if not overwrite:
@@ -214,8 +223,20 @@ def prepare(
                 "--overwrite to replace "
                 "it, or --name to prepare under another name."
             )
-    _write_atomically(out_dir, df, manifest)
+    if remote:
+        _upload(out_dir, df, manifest)
+    else:
+        _write_atomically(out_dir, df, manifest)
     return PrepareResult(out_dir, manifest, summary, table=table)
+
+
+def _write_files(dest: Path, df: pd.DataFrame, manifest: dict) -> None:
+    cols = ["path", "label", "label_id", "group", "split", "sha256", "width", "height", "format"]
+    cols += ["mode", "dhash", "image"]
+    table = pa.Table.from_pandas(df[cols].astype({"dhash": "uint64"}), preserve_index=False)
+    # row groups of ~1k images keep reads of a column subset cheap
+    pq.write_table(table, dest / IMAGES_FILE, row_group_size=1024)
+    (dest / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
 def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict) -> None:
@@ -223,27 +244,20 @@ def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        cols = [
-            "path",
-            "label",
-            "label_id",
-            "group",
-            "split",
-            "sha256",
-            "width",
-            "height",
-            "format",
-            "mode",
-            "dhash",
-            "image",
-        ]
-        table = pa.Table.from_pandas(df[cols].astype({"dhash": "uint64"}), preserve_index=False)
-        # row groups of ~1k images keep reads of a column subset cheap
-        pq.write_table(table, tmp / IMAGES_FILE, row_group_size=1024)
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        _write_files(tmp, df, manifest)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _upload(out_uri: str, df: pd.DataFrame, manifest: dict) -> None:
+    """Object stores have no rename: the manifest is removed first and uploaded last, so a reader
+    finds no data set (NotPreparedError) or a complete one, never a manifest over other images."""
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_files(Path(tmp), df, manifest)
+        storage.delete_file(storage.join(out_uri, MANIFEST_FILE))
+        storage.upload(Path(tmp) / IMAGES_FILE, storage.join(out_uri, IMAGES_FILE))
+        storage.upload(Path(tmp) / MANIFEST_FILE, storage.join(out_uri, MANIFEST_FILE))

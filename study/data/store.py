@@ -1,4 +1,10 @@
-"""Reading a prepared data set, and the decode-once uint8 tensor cache that trials train from."""
+"""Reading a prepared data set, and the decode-once uint8 tensor cache that trials train from.
+
+A data set lives in a local directory or on shared storage (`s3://bucket/data/<name>`); its
+Parquet is read through pyarrow either way. The decoded cache is always on local disk: next to
+a local data set, or in this node's cache directory (`$STUDY_CACHE_DIR`, else `~/.cache/study`)
+for a remote one.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
+from study import storage
 from study.data.decode import decode_rgb, resize_square
 from study.data.prepare import IMAGES_FILE, MANIFEST_FILE
 from study.data.splits import SPLITS
@@ -26,7 +34,7 @@ class NotPreparedError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class PreparedDataset:
-    root: Path
+    root: Path | str  # a local directory, or the data set's URI on shared storage
     manifest: dict
 
     @property
@@ -41,25 +49,36 @@ class PreparedDataset:
     def classes(self) -> list[str]:
         return list(self.manifest["classes"])
 
+    @property
+    def cache_dir(self) -> Path:
+        """Local directory of the decoded tensors (one .npy per version, size and split)."""
+        if storage.is_remote(self.root):
+            return storage.cache_root() / "data" / self.name
+        return Path(self.root) / "cache"
+
+    def read_images(self, columns: list[str], split: str | None = None) -> pa.Table:
+        filters = [("split", "=", split)] if split else None
+        fs, path = storage.resolve(storage.join(self.root, IMAGES_FILE))
+        return pq.read_table(path, filesystem=fs, columns=columns, filters=filters)
+
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Metadata rows (no image bytes), in a stable order."""
-        filters = [("split", "=", split)] if split else None
-        return pq.read_table(
-            self.root / IMAGES_FILE, columns=META_COLUMNS, filters=filters
-        ).to_pandas()
+        return self.read_images(META_COLUMNS, split).to_pandas()
 
 
 def open_dataset(data_dir: str | Path, name: str) -> PreparedDataset:
-    root = Path(data_dir) / name
-    manifest = root / MANIFEST_FILE
-    if not manifest.exists():
+    """The prepared data set `name` under `data_dir` (a local path or a URI)."""
+    remote = storage.is_remote(data_dir)
+    root = storage.join(data_dir, name) if remote else storage.local_path(data_dir) / name
+    manifest = storage.join(root, MANIFEST_FILE)
+    if not storage.is_file(manifest):
         raise NotPreparedError(
-            f"data set {name!r} is not prepared in {Path(data_dir)} (no {manifest}); run:\n"
+            f"data set {name!r} is not prepared in {data_dir} (no {manifest}); run:\n"
             f"  python -m study.data prepare {name} "
             + ("" if name == "toon" else "--source PATH ")
             + f"--data-dir {data_dir}"
         )
-    return PreparedDataset(root, json.loads(manifest.read_text()))
+    return PreparedDataset(root, json.loads(storage.read_text(manifest)))
 
 
 @dataclass(frozen=True)
@@ -74,8 +93,7 @@ DECODE_COUNT = {"images": 0}
 
 
 def _decode_split(ds: PreparedDataset, split: str, size: int) -> np.ndarray:
-    table = pq.read_table(ds.root / IMAGES_FILE, columns=["image"], filters=[("split", "=", split)])
-    blobs = table.column("image").to_pylist()
+    blobs = ds.read_images(["image"], split).column("image").to_pylist()
     out = np.empty((len(blobs), 3, size, size), dtype=np.uint8)
 
     def one(i: int) -> None:
@@ -90,13 +108,13 @@ def _decode_split(ds: PreparedDataset, split: str, size: int) -> np.ndarray:
 def load_split(ds: PreparedDataset, split: str, image_size: int) -> SplitArrays:
     """uint8 images of one split at one size, decoded at most once per (version, size, split).
 
-    The cache is a plain .npy next to the data set; it is memory-mapped, so every trial on a node
-    shares the page cache instead of holding its own copy.
+    The cache is a plain .npy on this node's disk (`ds.cache_dir`); it is memory-mapped, so every
+    process on a node shares the page cache instead of holding its own copy.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     meta = ds.table(split)
-    cache = ds.root / "cache" / f"{ds.version}-{image_size}px-{split}.npy"
+    cache = ds.cache_dir / f"{ds.version}-{image_size}px-{split}.npy"
     if not cache.exists():
         arr = _decode_split(ds, split, image_size)
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -105,7 +123,10 @@ def load_split(ds: PreparedDataset, split: str, image_size: int) -> SplitArrays:
         with os.fdopen(fd, "wb") as f:
             np.save(f, arr)
         os.replace(tmp, cache)
-    images = np.load(cache, mmap_mode="r")
+    # A plain ndarray view of the memory map, not the np.memmap itself: pickle protocol 5 passes
+    # an ndarray's bytes out of band, so Ray's object store hands every trial on a node a
+    # zero-copy view of one copy; an np.memmap pickles in band and each trial unpickles its own.
+    images = np.asarray(np.load(cache, mmap_mode="r"))
     if len(images) != len(meta):
         raise ValueError(
             f"cache {cache} has {len(images)} images, data set has {len(meta)}; delete it"

@@ -1,0 +1,189 @@
+"""Paths that may be local or on shared storage (`s3://`, `gs://`, anything `pyarrow.fs` knows).
+
+A plain path or `file://` is local; everything else goes through `pyarrow.fs.FileSystem.from_uri`,
+the same resolution Ray Tune applies to `storage_path`, so the study, Ray and the report agree on
+where a URI points. Credentials and endpoints come from the environment the way pyarrow reads them
+(`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, `AWS_ENDPOINT_URL` for an S3-compatible server,
+instance profiles, `gcloud` logins); URI query parameters (`?endpoint_override=...`) also work.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pyarrow.fs as pafs
+
+LOCAL_SCHEMES = ("", "file")
+
+
+def is_remote(path: str | Path) -> bool:
+    """True for a URI on shared storage (`s3://...`); False for a local path or `file://`."""
+    return not isinstance(path, Path) and urlsplit(str(path)).scheme not in LOCAL_SCHEMES
+
+
+def local_path(path: str | Path) -> Path:
+    """The absolute local path of a plain path or `file://` URI."""
+    text = str(path)
+    if text.startswith("file://"):
+        text = urlsplit(text).path
+    return Path(text).expanduser().resolve()
+
+
+def absolute(path: str | Path) -> str:
+    """A URI unchanged, a local path made absolute (so it means the same in every process)."""
+    return str(path) if is_remote(path) else str(local_path(path))
+
+
+def join(base: str | Path, *parts: str) -> str:
+    """`base/part/...`, keeping a URI's query (`?endpoint_override=...`) at the end."""
+    if not is_remote(base):
+        return str(Path(local_path(base), *parts))
+    u = urlsplit(str(base))
+    path = "/".join([u.path.rstrip("/"), *(p.strip("/") for p in parts)])
+    return urlunsplit((u.scheme, u.netloc, path, u.query, ""))
+
+
+def basename(path: str | Path) -> str:
+    return urlsplit(str(path)).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@functools.lru_cache(maxsize=16)
+def _filesystem(scheme: str, netloc: str, query: str) -> pafs.FileSystem:
+    # one client per bucket and options: from_uri may resolve the bucket's region per call
+    return pafs.FileSystem.from_uri(urlunsplit((scheme, netloc, "", query, "")))[0]
+
+
+def resolve(path: str | Path) -> tuple[pafs.FileSystem, str]:
+    """(filesystem, path on it) for a local path or a URI."""
+    if not is_remote(path):
+        return pafs.LocalFileSystem(), str(local_path(path))
+    u = urlsplit(str(path))
+    try:
+        fs = _filesystem(u.scheme, u.netloc, u.query)
+    except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
+        raise ValueError(f"cannot open {path!r}: {e}") from e
+    return fs, (u.netloc + u.path).rstrip("/")
+
+
+def check_reachable(path: str | Path, what: str) -> None:
+    """Fail now, not after Ray has started, when a URI's bucket is missing or not readable with
+    the credentials at hand. Local paths are created on demand, so they always pass."""
+    if not is_remote(path):
+        return
+    u = urlsplit(str(path))
+    bucket = urlunsplit((u.scheme, u.netloc, "", u.query, ""))
+    try:
+        found = exists(bucket)
+    except OSError as e:
+        raise ValueError(f"{what} {path}: cannot reach {bucket} ({e})") from e
+    if not found:
+        raise ValueError(f"{what} {path}: bucket {bucket} does not exist")
+
+
+def _type(path: str | Path) -> pafs.FileType:
+    fs, p = resolve(path)
+    return fs.get_file_info(p).type
+
+
+def exists(path: str | Path) -> bool:
+    return _type(path) != pafs.FileType.NotFound
+
+
+def is_file(path: str | Path) -> bool:
+    return _type(path) == pafs.FileType.File
+
+
+def mtime(path: str | Path) -> float | None:
+    """Modification time in seconds since the epoch (upload time on object stores)."""
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    return info.mtime.timestamp() if info.mtime is not None else None
+
+
+def read_bytes(path: str | Path) -> bytes:
+    fs, p = resolve(path)
+    with fs.open_input_stream(p) as f:
+        return f.read()
+
+
+def read_text(path: str | Path) -> str:
+    return read_bytes(path).decode()
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace a file so that readers see the old or the new content, never half of one.
+
+    Local: write a temporary sibling and rename. Object stores: one upload of bytes already
+    complete in memory; the object appears only when the upload completes.
+    """
+    if not is_remote(path):
+        dest = local_path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    fs, p = resolve(path)
+    with fs.open_output_stream(p) as f:
+        f.write(data)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def delete_file(path: str | Path) -> None:
+    fs, p = resolve(path)
+    if fs.get_file_info(p).type == pafs.FileType.File:
+        fs.delete_file(p)
+
+
+def list_dirs(path: str | Path) -> list[str]:
+    """Names of the directories directly under `path`, sorted; [] if it does not exist."""
+    fs, p = resolve(path)
+    infos = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
+
+
+def _copy(src: str | Path, dest: str | Path) -> None:
+    """Stream one file (data sets can be gigabytes); a local destination appears by rename."""
+    src_fs, src_path = resolve(src)
+    if is_remote(dest):
+        dest_fs, dest_path = resolve(dest)
+        pafs.copy_files(src_path, dest_path, src_fs, dest_fs)
+        return
+    target = local_path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pafs.copy_files(src_path, tmp, src_fs, pafs.LocalFileSystem())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download(path: str | Path, dest: Path) -> None:
+    """Copy one file (local or remote) to a local path."""
+    _copy(path, dest)
+
+
+def upload(src: Path, path: str | Path) -> None:
+    """Copy one local file to `path` (local or remote)."""
+    _copy(src, path)
+
+
+def cache_root() -> Path:
+    """This node's cache for things that must be on local disk: `$STUDY_CACHE_DIR`, else
+    `~/.cache/study`. Decoded tensors of remote data sets and Optuna's SQLite file live here."""
+    return Path(os.environ.get("STUDY_CACHE_DIR") or Path.home() / ".cache" / "study")
