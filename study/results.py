@@ -132,7 +132,9 @@ def summarise_trial(
 class ResultsWriter(tune.Callback):
     """Keeps trials.parquet and epochs.parquet up to date from the driver."""
 
-    def __init__(self, study_dir: str | Path, dataset: str, flush_every_s: float = 5.0):
+    # Every result is flushed by default: a driver killed between two flushes would otherwise lose
+    # epochs of unfinished trials that a resume cannot report again (they continue after them).
+    def __init__(self, study_dir: str | Path, dataset: str, flush_every_s: float = 0.0):
         self.dir = storage.absolute(study_dir)
         self.dataset = dataset
         self.flush_every_s = flush_every_s
@@ -163,8 +165,9 @@ class ResultsWriter(tune.Callback):
         cfg = self._configs.setdefault(tid, dict(trial.config))
         last = self._last.get(tid)
         mine = pd.DataFrame([r for r in self.epochs if r["trial_id"] == tid], columns=EPOCH_COLUMNS)
+        # no status given: the trial is still training, whatever its last end_reason says
         self.trials[tid] = summarise_trial(
-            tid, cfg, mine, last, status or trial_status(last, False), self.dataset
+            tid, cfg, mine, last, status or ("running", ""), self.dataset
         )
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -186,7 +189,7 @@ class ResultsWriter(tune.Callback):
             f"{row['images_per_s']:.0f} img/s) {result.get('end_reason', '')}",
             flush=True,
         )
-        if time.monotonic() - self._last_flush > self.flush_every_s:
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info):

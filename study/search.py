@@ -16,8 +16,9 @@ import logging
 from typing import Any
 
 import pandas as pd
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from study.results import read_parquet, write_parquet
@@ -61,13 +62,25 @@ class StudySearch(OptunaSearch):
                 trial_id,
             )
             return
-        self._ot_trials[trial_id].report(float(result[self.metric]), int(result.get("epoch", 0)))
+        try:
+            self._ot_trials[trial_id].report(
+                float(result[self.metric]), int(result.get("epoch", 0))
+            )
+        except UpdateFinishedTrialError:  # told before a driver crash that Ray's state missed
+            self._completed_trials.add(trial_id)
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
     ) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
+        try:
+            self._tell(trial_id, result, error)
+        except UpdateFinishedTrialError:  # told before a driver crash that Ray's state missed
+            pass
+        self._completed_trials.add(trial_id)
+
+    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         ot_trial = self._ot_trials[trial_id]
         # Tune hands the last result only to on_trial_complete when it also ends the trial
         if result and self.metric in result and "epoch" in result:
@@ -85,7 +98,6 @@ class StudySearch(OptunaSearch):
         else:
             ot_trial.set_user_attr("end_reason", reason)
             self._ot_study.tell(ot_trial, float(result.get("best_value", result[self.metric])))
-        self._completed_trials.add(trial_id)
 
 
 class StockSearch(StudySearch):
@@ -103,6 +115,9 @@ class StudyASHA(ASHAScheduler):
         super().__init__(*args, **kwargs)
         self._state_path = state_path
         self._loaded = False
+        # trials this scheduler stopped: if a driver crash kept Ray from recording the stop, the
+        # resumed trial is stopped again at its first result instead of training on
+        self._stopped: set[str] = set()
 
     def rung_state(self) -> list[dict[str, Any]]:
         """Rung records as plain data: milestone -> {trial_id: value} per bracket."""
@@ -120,18 +135,27 @@ class StudyASHA(ASHAScheduler):
         for row in table.itertuples(index=False):
             rungs = dict(self._brackets[row.bracket]._rungs)
             rungs[row.milestone][row.trial_id] = row.value
+            if getattr(row, "stopped", False):
+                self._stopped.add(row.trial_id)
         self._num_stopped = int(table.attrs.get("num_stopped", 0))
 
     def _save(self) -> None:
         # Parquet, not JSON: Tuner.restore copies the experiment's *.json/*.pkl files into its
         # staging dir and syncs them back up, which would overwrite a newer JSON with the old one
         rows = [
-            {"bracket": b, "milestone": int(m), "trial_id": t, "value": float(v)}
+            {
+                "bracket": b,
+                "milestone": int(m),
+                "trial_id": t,
+                "value": float(v),
+                "stopped": t in self._stopped,
+            }
             for b, bracket in enumerate(self._brackets)
             for m, rec in bracket._rungs
             for t, v in rec.items()
         ]
-        table = pd.DataFrame(rows, columns=["bracket", "milestone", "trial_id", "value"])
+        columns = ["bracket", "milestone", "trial_id", "value", "stopped"]
+        table = pd.DataFrame(rows, columns=columns)
         table.attrs["num_stopped"] = self._num_stopped
         write_parquet(table, self._state_path)
 
@@ -141,7 +165,11 @@ class StudyASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         self._load_once()
+        if trial.trial_id in self._stopped:
+            return TrialScheduler.STOP
         action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and result.get(self._time_attr, 0) < self._max_t:
+            self._stopped.add(trial.trial_id)
         self._save()
         return action
 

@@ -14,7 +14,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
 from study.results import ResultsWriter
-from study.search import StudyASHA, StudySearch
+from study.search import StockSearch, StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
 
@@ -84,7 +84,9 @@ def build_tuner(
     study_dir = st.join(storage, name)
     db = optuna_db(study_dir)
     db.parent.mkdir(parents=True, exist_ok=True)
-    searcher = StudySearch(
+    # "stock" exists only to measure what telling Optuna PRUNED buys (benchmarks/pruned_vs_stock.py)
+    search_cls = StockSearch if settings.searcher == "stock" else StudySearch
+    searcher = search_cls(
         space=space_fn,
         metric=settings.metric,
         mode=settings.mode,

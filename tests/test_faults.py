@@ -139,8 +139,29 @@ SETTINGS = SpaceSettings(dataset="toon", description="resume", max_epochs=4, gra
                          reduction_factor=2, num_samples=6, image_size=32, top_k=1)
 def space(trial):
     return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "batch_size": 64,
-            "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True)}
+            "lr": trial.suggest_float("lr", 1e-5, 3e-2, log=True), "fault": "sleep=0.05"}
 """
+
+
+def _ended(study_dir: Path) -> int:
+    try:
+        trials = pd.read_parquet(study_dir / "trials.parquet")
+    except Exception:  # not written yet, or being replaced right now
+        return 0
+    return int(trials["status"].isin(["finished", "stopped"]).sum())
+
+
+def _running_with_an_epoch(study_dir: Path) -> bool:
+    """A trial past its first rung that has not ended (Ray's own per-trial result.json)."""
+    try:
+        ended = set(
+            pd.read_parquet(study_dir / "trials.parquet").query(
+                "status in ['finished', 'stopped']"
+            )["trial_id"]
+        )
+    except Exception:
+        return False
+    return any(len(_results(d)) >= 2 and d.name not in ended for d in study_dir.glob("*/"))
 
 
 def _rungs_by_seed(study_dir: Path) -> dict[str, dict[int, float]]:
@@ -175,7 +196,8 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
     )
     assert full.returncode == 0, full.stderr[-3000:]
 
-    # the same study, its driver killed (SIGKILL) once two trials have ended
+    # the same study, its driver killed (SIGKILL) once two trials have ended, in the middle of
+    # the next trial (after its first epoch: not in the instant a new trial is being sampled)
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.run", *common, "--name", "cut"],
         cwd=REPO,
@@ -187,15 +209,9 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
     try:
         deadline = time.time() + 300
         while time.time() < deadline and proc.poll() is None:
-            t = cut / "trials.parquet"
-            if t.exists():
-                try:
-                    ended = pd.read_parquet(t)["status"].isin(["finished", "stopped"]).sum()
-                except Exception:  # being replaced right now
-                    ended = 0
-                if ended >= 2:
-                    break
-            time.sleep(0.2)
+            if _ended(cut) >= 2 and _running_with_an_epoch(cut):
+                break
+            time.sleep(0.1)
         assert proc.poll() is None, "the study ended before it could be interrupted"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
