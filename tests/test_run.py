@@ -12,6 +12,7 @@ from conftest import study_cli
 
 from study import run
 from study.config import TrainConfig
+from study.data import prepare
 from study.models import create_model
 from study.results import EPOCH_COLUMNS as RESULT_EPOCH_COLUMNS
 from study.spaces import SpaceFunction, list_spaces, load_space
@@ -115,8 +116,11 @@ def test_every_config_a_space_produces_builds_a_model(name) -> None:
         assert {k: t.params[k] for k in p} == p
 
 
-def test_smoke_test_end_to_end(toon_dir, tmp_path) -> None:
+def test_smoke_test_end_to_end(tmp_path) -> None:
     """`--smoke-test` through the real CLI: files, columns, every trial, test split read last."""
+    # a data set of its own: the cache files' times below must be this study's alone
+    toon_dir = tmp_path / "data"
+    prepare("toon", source="tiny", data_dir=toon_dir, seed=0)
     r = study_cli(
         "--space",
         "demo",
