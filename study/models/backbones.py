@@ -277,14 +277,7 @@ register_model(
 
 
 def _head(in_features: int, num_classes: int, opts: BackboneOptions) -> Head:
-    return Head(
-        in_features,
-        num_classes,
-        opts.head_dense,
-        activation=opts.activation,
-        dropout=opts.dropout,
-        batch_norm=opts.batch_norm,
-    )
+    return Head.from_options(in_features, num_classes, opts)
 
 
 def _classifier(

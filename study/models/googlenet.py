@@ -166,14 +166,7 @@ class GoogLeNetFeatures(nn.Module):
 )
 def _googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
     features = GoogLeNetFeatures(opts, num_classes)
-    head = Head(
-        features.num_features,
-        num_classes,
-        opts.head_dense,
-        activation=opts.activation,
-        dropout=opts.dropout,
-        batch_norm=opts.batch_norm,
-    )
+    head = Head.from_options(features.num_features, num_classes, opts)
     return Classifier(
         features,
         head,

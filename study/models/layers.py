@@ -47,8 +47,14 @@ def conv_block(
     with the norm (``apply_norm=False``), which silently made the seed's BN-free nets linear.
     """
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    layers["conv"] = nn.Conv2d(in_ch, out_ch, kernel, stride,
-                               padding=((stride - 1) + (kernel - 1)) // 2, bias=not batch_norm)
+    layers["conv"] = nn.Conv2d(
+        in_ch,
+        out_ch,
+        kernel,
+        stride,
+        padding=((stride - 1) + (kernel - 1)) // 2,
+        bias=not batch_norm,
+    )
     if batch_norm:
         layers["bn"] = nn.BatchNorm2d(out_ch)
     layers["act"] = act_layer(activation)()
@@ -89,6 +95,18 @@ class Head(nn.Sequential):
             width = out
         layers["out"] = nn.Linear(width, num_classes)
         super().__init__(layers)
+
+    @classmethod
+    def from_options(cls, in_features: int, num_classes: int, opts) -> Head:
+        """The head every family builds from its shared HeadOptions fields."""
+        return cls(
+            in_features,
+            num_classes,
+            opts.head_dense,
+            activation=opts.activation,
+            dropout=opts.dropout,
+            batch_norm=opts.batch_norm,
+        )
 
 
 class Classifier(nn.Module):

@@ -71,14 +71,7 @@ def _features(opts: VanillaCNNOptions) -> tuple[nn.Sequential, int]:
 )
 def _vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
     features, width = _features(opts)
-    head = Head(
-        width,
-        num_classes,
-        opts.head_dense,
-        activation=opts.activation,
-        dropout=opts.dropout,
-        batch_norm=opts.batch_norm,
-    )
+    head = Head.from_options(width, num_classes, opts)
     last = f"block{opts.depth - 1}"
     return Classifier(
         features,
