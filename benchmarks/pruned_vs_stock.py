@@ -48,14 +48,15 @@ def run(searcher: str, seed: int, args, data_dir: Path, tmp: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--quick", action="store_true", help="toon small at 32 px, 8 trials")
+    p.add_argument("--quick", action="store_true", help="toon small at 32 px, 16 trials")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--num-samples", type=int, default=None)
     p.add_argument("--max-epochs", type=int, default=None)
     args = p.parse_args()
-    quick = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "image_size": 32,
+    # more trials than TPE's 10 random start-up trials: before that it never reads what it is told
+    quick = {"num_samples": 16, "max_epochs": 8, "grace_period": 2, "image_size": 32,
              "toon": "small"}
-    full = {"num_samples": 10, "max_epochs": 12, "grace_period": 4, "image_size": 64,
+    full = {"num_samples": 24, "max_epochs": 12, "grace_period": 3, "image_size": 48,
             "toon": "default"}
     for k, v in (quick if args.quick else full).items():
         if getattr(args, k, None) is None:
