@@ -46,25 +46,36 @@ def head(trial: optuna.Trial, max_layers: int = 2) -> dict[str, Any]:
     }
 
 
-def googlenet(trial: optuna.Trial, width_mult: float = 1.0) -> dict[str, Any]:
+def googlenet(
+    trial: optuna.Trial, width_mult: float = 1.0, batch_norm: bool | None = None
+) -> dict[str, Any]:
     """The seed's GoogLeNet variant axes: extra Inception blocks in stages 3/5, BN, head, L2."""
     return {
         "model": "googlenet",
         "width_mult": width_mult,
         "extra_inception_3": trial.suggest_int("extra_inception_3", 0, 1),
         "extra_inception_5": trial.suggest_int("extra_inception_5", 0, 1),
-        "batch_norm": trial.suggest_categorical("batch_norm", [False, True]),
+        "batch_norm": _batch_norm(trial, batch_norm),
         "l2": trial.suggest_categorical("l2", [0.0, 1e-5, 1e-4]),
         **head(trial),
     }
 
 
-def vanilla_cnn(trial: optuna.Trial, width: int = 32) -> dict[str, Any]:
+def vanilla_cnn(
+    trial: optuna.Trial, width: int = 32, batch_norm: bool | None = None
+) -> dict[str, Any]:
     return {
         "model": "vanilla_cnn",
         "depth": trial.suggest_int("depth", 3, 5),
         "width": width,
-        "batch_norm": trial.suggest_categorical("batch_norm", [False, True]),
+        "batch_norm": _batch_norm(trial, batch_norm),
         "l2": trial.suggest_categorical("l2", [0.0, 1e-5, 1e-4]),
         **head(trial),
     }
+
+
+def _batch_norm(trial: optuna.Trial, fixed: bool | None) -> bool:
+    """A constant when the space fixes it (no phantom parameter in Optuna), else a choice."""
+    if fixed is not None:
+        return fixed
+    return trial.suggest_categorical("batch_norm", [False, True])
