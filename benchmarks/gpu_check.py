@@ -10,6 +10,8 @@ benchmarks/pipeline.py; the GPU machine has no Ray) on synthetic uint8 data in m
   ferg_epoch    one full FERG-sized epoch, 55,000 images of 224 px    (goal: <= 10 s)
   packing       4 trials sharing the GPU (what --gpus-per-trial 0.25 does: 4 processes on one
                 CUDA device) vs 1 trial, aggregate img/s                (goal: >= 2.5x)
+  batch_fit     a batch that does not fit: GoogLeNet-224 at batch 1024 under a 4 GiB memory cap
+                (real CUDA OOMs) must halve its micro-batch and train; --cpu injects the OOMs
   pipeline      (a)/(b) for the vanilla CNN and smaller GoogLeNets
   compile       (b) with torch.compile (the space option `compile`), and its compile time
 GPU utilisation is sampled by nvidia-smi in the background and averaged per phase.
@@ -46,6 +48,7 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
 from benchmarks.pipeline import (  # noqa: E402
     NUM_CLASSES,
     StopTrial,
+    epoch_rates,
     inline_tune,
     measure_in_memory,
     measure_trainable,
@@ -73,6 +76,8 @@ class Sizes:
     pack_seconds: float
     threads: int
     compile: bool
+    fit_batch: int  # batch_fit phase: a batch size too big for...
+    fit_cap_gib: float  # ...this much device memory (CUDA), or the injected fault (--cpu)
     aug: float = 0.5
 
 
@@ -82,10 +87,10 @@ GPU = Sizes("googlenet", 224, 256, 24, (("vanilla_cnn", 64), ("vanilla_cnn", 112
             "googlenet", 55_000, 224,
             # the demo space's GoogLeNet x0.25 at 64 px, batch 32: a trial too small for a card
             {"model": "googlenet", "width_mult": 0.25, "image_size": 64, "batch_size": 32},
-            4, 8192, 25.0, threads=4, compile=True)
+            4, 8192, 25.0, threads=4, compile=True, fit_batch=1024, fit_cap_gib=4.0)
 CPU = Sizes("googlenet", 64, 8, 2, (("vanilla_cnn", 32),), "vanilla_cnn", 256, 32,
             {"model": "vanilla_cnn", "width": 8, "image_size": 32, "batch_size": 8},
-            2, 64, 1.0, threads=1, compile=False)
+            2, 64, 1.0, threads=1, compile=False, fit_batch=16, fit_cap_gib=0.0)
 GOALS = {"googlenet224 (a) img/s": (">=", 4000.0), "ferg epoch s": ("<=", 10.0),
          "packing 4 vs 1": (">=", 2.5), "googlenet224 (a)/(b)": (">=", 0.9)}
 
@@ -209,6 +214,36 @@ def phase_pipeline(s: Sizes, device: torch.device) -> dict[str, Any]:
     return out
 
 
+def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
+    """Train with a batch that cannot fit; the trainable must shrink its micro-batch and go on."""
+    extra: dict[str, Any] = {}
+    if device.type == "cuda":  # a real allocator limit: allocations past it raise OutOfMemoryError
+        torch.cuda.empty_cache()
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(s.fit_cap_gib * 2**30 / total, device)
+    else:  # no OOM on CPU: a card that fits a quarter of the batch
+        extra["fault"] = f"oom_above@{s.fit_batch // 4}"
+    cfg = trial_config(s.big_model, s.big_size, s.fit_batch, s.threads, s.aug, **extra)
+    data = synthetic(s.fit_batch * 2, s.big_size)
+    reset_cuda_peak(device)
+    try:
+        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)) as reports:
+            train_trial(cfg, data)
+    finally:
+        if device.type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(1.0, device)
+            torch.cuda.empty_cache()
+    last = [r for r in reports if "epoch" in r][-1]
+    print(f"batch_fit notes: {last['restore_note']}", flush=True)
+    if last["end_reason"] != "max_epochs":
+        why = last["error"] or last["end_reason"]
+        raise RuntimeError(f"the trial did not train through: {why}")
+    rate = epoch_rates(reports, s.fit_batch * 2)
+    return {"batch_fit batch": s.fit_batch, "batch_fit memory cap GiB": s.fit_cap_gib or None,
+            "batch_fit micro-batch": last["micro_batch"], "batch_fit (a) img/s": rate["img_s"],
+            "batch_fit CUDA MiB": cuda_peak_mb(device)}
+
+
 def phase_compile(s: Sizes, device: torch.device) -> dict[str, Any]:
     cfg = trial_config(s.big_model, s.big_size, s.batch, s.threads, s.aug, compile=True)
     b = measure_in_memory(cfg, synthetic(s.batch * s.batches, s.big_size), s.batches, device)
@@ -322,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="tiny sizes on CPU (CI)")
     p.add_argument("--phases", nargs="+", default=None,
-                   help="subset of: googlenet224 ferg_epoch packing pipeline compile")
+                   help="subset of: googlenet224 ferg_epoch packing batch_fit pipeline compile")
     p.add_argument("--budget-s", type=float, default=480,
                    help="phases not started within this many seconds are skipped")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -337,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu" if a.cpu else "cuda")
     s = CPU if a.cpu else GPU
     phases = {"googlenet224": phase_big, "ferg_epoch": phase_ferg, "packing": phase_packing,
-              "pipeline": phase_pipeline, "compile": phase_compile}
+              "batch_fit": phase_batch_fit, "pipeline": phase_pipeline, "compile": phase_compile}
     wanted = a.phases or list(phases)
     unknown = set(wanted) - set(phases)
     if unknown:

@@ -12,7 +12,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(dirname "$here")"
-python="${PYTHON:-python}"
+# the GPU machine's Python with torch is python3; there may be no plain `python`
+python="${PYTHON:-$(command -v python || command -v python3)}"
 export PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 
@@ -20,8 +21,9 @@ if compgen -G "$here/wheels/*.whl" >/dev/null; then
     "$python" -m pip install --quiet --no-index --find-links "$here/wheels" "$here"/wheels/*.whl
 fi
 
-limit=540  # the 8-minute target plus margin; SIGINT makes the check print what it measured
+# the 8-minute target plus margin; SIGINT makes the check print what it measured
+limit="${GPU_CHECK_LIMIT_S:-540}"
 for arg in "$@"; do
-    if [[ "$arg" == "--cpu" ]]; then limit=240; fi
+    if [[ "$arg" == "--cpu" ]]; then limit="${GPU_CHECK_LIMIT_S:-240}"; fi
 done
 exec timeout --signal=INT --kill-after=30 "$limit" "$python" "$here/gpu_check.py" "$@"

@@ -36,6 +36,7 @@ EPOCH_COLUMNS = [
     "val_macro_f1",
     "epoch_s",
     "images_per_s",
+    "micro_batch",
     "lr",
     "time",
 ]

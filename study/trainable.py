@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from study import faults as inject
+from study.checkpoints import restore, save_state
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
+from study.data.augment import AugmentDraw
 from study.metrics import macro_f1
 from study.models import create_model, l2_penalty, param_groups
 
@@ -157,6 +159,72 @@ def autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+@dataclass
+class BatchFit:
+    """The micro-batch that fits the device. A CUDA out-of-memory error halves it and the same
+    step is retried; the optimiser still steps once per `batch_size` images (gradients are
+    accumulated over micro-batches), so the trial's batch size keeps its meaning. Only batch
+    norm sees the smaller micro-batches."""
+
+    batch_size: int
+    micro: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.micro = self.micro or self.batch_size
+
+    @property
+    def floor(self) -> int:  # batch norm cannot train on one image
+        return min(2, self.batch_size)
+
+    def shrink(self, epoch: int, error: BaseException) -> None:
+        """Halve after an OOM, or re-raise it when nothing smaller can be tried."""
+        if self.micro <= self.floor:
+            raise torch.OutOfMemoryError(
+                f"out of memory in epoch {epoch} even with micro-batches of {self.micro} "
+                f"images: {str(error)[:300]}"
+            ) from error
+        old, self.micro = self.micro, max(self.floor, self.micro // 2)
+        self.notes.append(
+            f"CUDA out of memory at micro-batch {old} in epoch {epoch}: batch {self.batch_size} "
+            f"now runs as micro-batches of {self.micro} with gradient accumulation"
+        )
+
+
+def train_step(
+    model, x, y, aug: Augment, draw: AugmentDraw, cfg: TrainConfig, weight, scaler, micro, fault
+) -> torch.Tensor:
+    """Augment, forward and backward uint8 `x` in micro-batches; returns [mean loss, correct].
+
+    Each micro-batch's mean loss is scaled by its share of the batch (its share of the class
+    weight for weighted cross-entropy), so the summed gradients equal the whole batch's; and it
+    is augmented with its rows of the batch's draw, so it sees the same images too."""
+    weighted = weight is not None and getattr(model, "head_output", "softmax") != "sigmoid"
+    total_w = weight[y].sum() if weighted else None
+    batch_loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), dtype=torch.long, device=x.device)
+    for start in range(0, len(y), micro):
+        rows = slice(start, start + micro)
+        xs, ys = aug(x[rows], train=True, draw=draw[rows]), y[rows]
+        if xs.device.type == "cuda":
+            xs = xs.contiguous(memory_format=torch.channels_last)
+        override = fault(len(ys)) if fault is not None else None
+        with autocast(x.device):
+            logits = model(xs)
+            loss = loss_fn(model, logits, ys, cfg, weight)
+            for aux in getattr(model, "aux_outputs", []):
+                loss = loss + model.aux_weight * loss_fn(model, aux, ys, cfg, weight)
+        if cfg.l2:  # a share of the penalty per micro-batch: counted once per batch in all
+            loss = loss + cfg.l2 * l2_penalty(model)
+        if override is not None:
+            loss = loss + override
+        share = weight[ys].sum() / total_w if weighted else len(ys) / len(y)
+        scaler.scale(loss * share).backward()
+        batch_loss += loss.detach() * share
+        correct += (logits.argmax(1) == ys).sum()
+    return torch.stack([batch_loss, correct.to(batch_loss.dtype)])
+
+
 def train_epoch(
     model,
     opt,
@@ -169,110 +237,58 @@ def train_epoch(
     scaler,
     epoch: int = 1,
     faults: dict | None = None,
+    fit: BatchFit | None = None,
 ) -> tuple[float, float, int]:
     model.train()
+    fit = fit or BatchFit(cfg.batch_size)
     # running sums stay on the device: reading them every step would sync the GPU every step
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    sums = torch.zeros(2, device=device)  # (loss x images, correct)
     seen = 0
     # on CUDA the finite check (a sync) runs every 16 steps; a NaN stays NaN, so it is only late
     check_every = 16 if device.type == "cuda" else 1
     # batch norm cannot train on a single image: drop a last batch of one
     order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
+    fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
     for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
-        x = aug(x, train=True, generator=gen)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(device):
-            logits = model(x)
-            loss = loss_fn(model, logits, y, cfg, weight)
-            for aux in getattr(model, "aux_outputs", []):
-                loss = loss + model.aux_weight * loss_fn(model, aux, y, cfg, weight)
-        if cfg.l2:
-            loss = loss + cfg.l2 * l2_penalty(model)
-        if faults:
-            override = inject.in_batch(faults, epoch)
-            loss = loss if override is None else loss + override
-        if step % check_every == 0 and not torch.isfinite(loss):
+        draw = aug.draw(len(idx), gen)  # once per batch: a retried step sees the same images
+        while True:
+            oom = None
+            try:
+                step_sums = train_step(
+                    model, x, y, aug, draw, cfg, weight, scaler, fit.micro, fault
+                )
+                break
+            except torch.OutOfMemoryError as e:
+                oom = e
+            # outside the except block, so the traceback's activations can be freed
+            opt.zero_grad(set_to_none=True)
+            fit.shrink(epoch, oom)
+            oom = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if step % check_every == 0 and not torch.isfinite(step_sums[0]):
             raise Diverged(
-                f"training loss became {loss.item()} in epoch {epoch} after {seen} images"
+                f"training loss became {step_sums[0].item()} in epoch {epoch} after {seen} images"
             )
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-        total_loss += loss.detach() * len(idx)
-        correct += (logits.argmax(1) == y).sum()
+        opt.zero_grad(set_to_none=True)
+        sums[0] += step_sums[0] * len(idx)
+        sums[1] += step_sums[1]
         seen += len(idx)
-    mean_loss = total_loss.item() / max(seen, 1)
+    mean_loss = sums[0].item() / max(seen, 1)
     if not math.isfinite(mean_loss):
         raise Diverged(f"training loss became {mean_loss} in epoch {epoch}")
-    return mean_loss, correct.item() / max(seen, 1), seen
+    return mean_loss, sums[1].item() / max(seen, 1), seen
 
 
-def evaluate_val(model, data: TrialData, aug: Augment, cfg: TrainConfig, device):
-    probs = predict(model, data.val, aug, device)
+def evaluate_val(model, data: TrialData, aug: Augment, device, batch_size: int = 128):
+    probs = predict(model, data.val, aug, device, batch_size)
     y = data.val.labels
     pred = probs.argmax(1)
     logp = torch.log(torch.from_numpy(probs).clamp_min(1e-12))
     loss = float(F.nll_loss(logp, torch.from_numpy(y)))
     return loss, float((pred == y).mean()), macro_f1(y, pred, len(data.classes))
-
-
-def save_state(path: Path, model, opt, epoch: int, history: list[dict], best: dict) -> None:
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "best": best,
-            "torch_rng": torch.get_rng_state(),
-        },
-        path / "last.pt",
-    )
-
-
-def _candidates(ckpt) -> list:
-    """The checkpoint Ray restores, then its older siblings (num_to_keep=2), newest first."""
-    from pyarrow import fs as pafs
-    from ray import tune
-
-    parent = str(Path(ckpt.path).parent)
-    infos = ckpt.filesystem.get_file_info(pafs.FileSelector(parent))
-    older = sorted(
-        (
-            i.path
-            for i in infos
-            if i.type == pafs.FileType.Directory
-            and Path(i.path).name.startswith("checkpoint_")
-            and i.path < ckpt.path
-        ),
-        reverse=True,
-    )
-    return [ckpt, *(tune.Checkpoint(p, ckpt.filesystem) for p in older)]
-
-
-def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str]:
-    """Load the newest readable checkpoint; a corrupt one is named and skipped, never fatal."""
-    notes = []
-    for cand in _candidates(ckpt):
-        try:
-            with cand.as_directory() as d:
-                state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
-                best_state = torch.load(Path(d) / "best.pt", map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-        except Exception as e:  # unreadable, truncated, or from another model: try an older one
-            notes.append(
-                f"checkpoint {cand.path} is unreadable ({type(e).__name__}: {str(e)[:120]})"
-            )
-            continue
-        torch.set_rng_state(state["torch_rng"])
-        notes.append(f"resumed from checkpoint {cand.path} (epoch {state['epoch']})")
-        return state["epoch"], state["history"], state["best"], best_state, "; ".join(notes)
-    notes.append("restarted from scratch")
-    return 0, [], {"value": None, "epoch": 0}, None, "; ".join(notes)
 
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
@@ -304,6 +320,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         model = torch.compile(model)
 
     sign = 1 if cfg.mode == "max" else -1
+    fit = BatchFit(cfg.batch_size)
     for epoch in range(start_epoch, cfg.max_epochs):
         # the data order of an epoch depends only on (seed, epoch): a resumed trial sees the
         # same batches as an uninterrupted one would have
@@ -314,7 +331,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         end_reason, error = "", ""
         try:
             train_loss, train_acc, seen = train_epoch(
-                model, opt, data, aug, cfg, gen, device, weight, scaler, epoch + 1, faults
+                model, opt, data, aug, cfg, gen, device, weight, scaler, epoch + 1, faults, fit
             )
         except Diverged as e:
             train_loss, train_acc, seen, end_reason, error = (
@@ -324,16 +341,19 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
                 "diverged",
                 str(e),
             )
-        except torch.OutOfMemoryError as e:  # retrying cannot help: end this trial, not the study
+        except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end the trial
             train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
-            error = f"out of memory in epoch {epoch + 1}: {str(e)[:300]}"
+            error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
+            error = f"{error[:400]} (epoch {epoch + 1})"
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         train_s = time.perf_counter() - t0
         if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
             val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
         else:
-            val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, cfg, device)
+            # no gradients: 128 fits wherever the training micro-batch did, unless it shrank
+            eval_batch = min(128, fit.micro) if fit.notes else 128
+            val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, device, eval_batch)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
@@ -349,7 +369,8 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             "node": node_name(),
             "seed": cfg.seed,
             "pid": os.getpid(),
-            "restore_note": note,
+            "micro_batch": fit.micro,
+            "restore_note": "; ".join(filter(None, [note, *fit.notes])),
         }
         value = metrics[cfg.metric]
         if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):

@@ -42,7 +42,7 @@ FAULT_SPACE = """
 from study.spaces import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="faults", max_epochs=3, num_samples=4,
                          image_size=32, sampler="random", scheduler="fifo", top_k=1)
-FAULTS = ["nan@2", "oom@1", "crash_corrupt@2", "sleep=0.15"]
+FAULTS = ["nan@2", "oom@1", "crash_corrupt@2,oom_above@16", "sleep=0.15"]
 def space(trial):
     return {"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "lr": 1e-3,
             "batch_size": 32, "fault": FAULTS[trial.number % 4]}
@@ -114,8 +114,13 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
     assert nan["status"] == "diverged" and "nan" in nan["status_reason"].lower()
     oom = by_fault.loc["oom@1"]
     assert oom["status"] == "errored" and "out of memory" in oom["status_reason"]
-    corrupt = by_fault.loc["crash_corrupt@2"]
+    assert "even with micro-batches of 2" in oom["status_reason"]  # halved down to the floor
+    corrupt = by_fault.loc["crash_corrupt@2,oom_above@16"]
     assert corrupt["status"] == "finished" and corrupt["epochs"] == 3
+    # a card that fits 16 images: batch 32 ran as micro-batches of 16, in every attempt
+    assert "micro-batches of 16" in corrupt["status_reason"]
+    fitted = epochs[epochs["trial_id"] == corrupt["trial_id"]]
+    assert fitted["micro_batch"].tolist() == [16, 16, 16]
     assert "checkpoint_000001" in corrupt["status_reason"]  # the corrupt one, named by path
     assert "unreadable" in corrupt["status_reason"]
     assert "(epoch 1)" in corrupt["status_reason"]  # restarted from the previous good one
@@ -130,7 +135,7 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
     states = {ids[t.user_attrs["ray_trial_id"]]: t.state for t in study.trials}
     assert states["nan@2"] == optuna.trial.TrialState.FAIL
     assert states["oom@1"] == optuna.trial.TrialState.FAIL
-    assert states["crash_corrupt@2"] == optuna.trial.TrialState.COMPLETE
+    assert states["crash_corrupt@2,oom_above@16"] == optuna.trial.TrialState.COMPLETE
 
 
 RESUME_SPACE = """

@@ -52,6 +52,22 @@ class AugmentConfig:
         return cls(**d)
 
 
+@dataclass(frozen=True)
+class AugmentDraw:
+    """The random parameters of one batch, one row per image. Drawn once per batch and sliced,
+    so a batch augmented in micro-batches gets exactly the images it would have got whole."""
+
+    flip: torch.Tensor
+    scale: torch.Tensor
+    angle: torch.Tensor
+    tx: torch.Tensor
+    ty: torch.Tensor
+    colour: torch.Tensor | None  # n x 3 (brightness, contrast, saturation) or None
+
+    def __getitem__(self, rows: slice) -> AugmentDraw:
+        return AugmentDraw(*(None if v is None else v[rows] for v in vars(self).values()))
+
+
 class Augment:
     """uint8 N×3×H×W in, normalised float N×3×H×W out. `train=False` only normalises."""
 
@@ -60,42 +76,57 @@ class Augment:
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
-    def __call__(self, x: torch.Tensor, train: bool, generator: torch.Generator | None = None):
+    def __call__(
+        self,
+        x: torch.Tensor,
+        train: bool,
+        generator: torch.Generator | None = None,
+        draw: AugmentDraw | None = None,
+    ) -> torch.Tensor:
         x = x.float().div_(255.0)
         if train:
-            x = self._geometry(x, generator)
-            x = self._colour(x, generator)
+            d = draw if draw is not None else self.draw(x.shape[0], generator)
+            x = self._colour(self._geometry(x, d), d)
         mean, std = self.mean.to(x.device), self.std.to(x.device)
         return (x - mean) / std
 
-    def _rand(self, n: int, g: torch.Generator | None) -> torch.Tensor:
-        return torch.rand(n, generator=g)
+    def draw(self, n: int, g: torch.Generator | None = None) -> AugmentDraw:
+        """Random parameters for n images (on the CPU generator: same stream on any device)."""
+        c = self.cfg
 
-    def _geometry(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        c, n = self.cfg, x.shape[0]
-        flip = torch.where(self._rand(n, g) < c.flip, -1.0, 1.0)
-        scale = torch.sqrt(1 - c.crop * self._rand(n, g))  # side fraction of the crop
-        angle = (self._rand(n, g) * 2 - 1) * math.radians(c.rotation)
+        def rand() -> torch.Tensor:
+            return torch.rand(n, generator=g)
+
+        flip = torch.where(rand() < c.flip, -1.0, 1.0)
+        scale = torch.sqrt(1 - c.crop * rand())  # side fraction of the crop
+        angle = (rand() * 2 - 1) * math.radians(c.rotation)
         # centre of the crop moves only as far as the crop leaves room
-        tx = (self._rand(n, g) * 2 - 1) * (1 - scale)
-        ty = (self._rand(n, g) * 2 - 1) * (1 - scale)
+        tx = (rand() * 2 - 1) * (1 - scale)
+        ty = (rand() * 2 - 1) * (1 - scale)
+        colour = None
+        if c.color:
+            colour = torch.stack([1 + (rand() * 2 - 1) * c.color for _ in range(3)], 1)
+        return AugmentDraw(flip, scale, angle, tx, ty, colour)
+
+    def _geometry(self, x: torch.Tensor, d: AugmentDraw) -> torch.Tensor:
+        c = self.cfg
         if c.flip == 0 and c.crop == 0 and c.rotation == 0:
             return x
-        cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+        cos, sin = torch.cos(d.angle) * d.scale, torch.sin(d.angle) * d.scale
         theta = torch.stack(
-            [torch.stack([cos * flip, -sin, tx], 1), torch.stack([sin * flip, cos, ty], 1)], 1
+            [torch.stack([cos * d.flip, -sin, d.tx], 1), torch.stack([sin * d.flip, cos, d.ty], 1)],
+            1,
         ).to(x)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(
             x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
         )
 
-    def _colour(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
-        c, n = self.cfg.color, x.shape[0]
-        if c == 0:
+    def _colour(self, x: torch.Tensor, d: AugmentDraw) -> torch.Tensor:
+        if d.colour is None:
             return x
-        b, k, s = (1 + (self._rand(n, g) * 2 - 1) * c for _ in range(3))
-        b, k, s = (v.view(n, 1, 1, 1).to(x) for v in (b, k, s))
+        n = x.shape[0]
+        b, k, s = (d.colour[:, i].view(n, 1, 1, 1).to(x) for i in range(3))
         x = x * b
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) * k + mean

@@ -1,0 +1,106 @@
+"""A batch size that fits: on CUDA out-of-memory the trainable halves its micro-batch, retries the
+same step and accumulates gradients, so the trial still trains with the batch size it was given.
+
+The OOMs are injected (fault `oom_above@N`: a card that fits N images), so this runs on CPU; the
+GPU check (benchmarks/gpu_check.py, phase batch_fit) provokes real ones."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from study import faults
+from study.config import TrainConfig
+from study.data import Augment, AugmentConfig, SplitArrays
+from study.trainable import (
+    BatchFit,
+    TrialData,
+    build_model,
+    class_weight_tensor,
+    make_optimizer,
+    seed_everything,
+    train_epoch,
+)
+
+CPU = torch.device("cpu")
+
+
+def _data(n: int = 72, size: int = 32, k: int = 3) -> TrialData:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8)
+    labels = (np.arange(n) * 7 % k).astype(np.int64)  # unbalanced within a batch
+    labels[:10] = 0  # and overall, so class weights differ
+    split = SplitArrays(images, labels, [f"img{i}" for i in range(n)])
+    return TrialData(split, split, [str(i) for i in range(k)])
+
+
+def _train(fit: BatchFit, fault: str = "", epochs: int = 2, **config) -> tuple[list, list]:
+    """Train a batch-norm-free CNN (batch norm statistics do depend on the micro-batch) and
+    return the per-epoch (loss, acc) and the final parameters."""
+    cfg = TrainConfig.from_config(
+        {"model": "vanilla_cnn", "width": 4, "depth": 2, "batch_norm": False, "dropout": 0.0,
+         "image_size": 32, "batch_size": fit.batch_size, "seed": 3, "fault": fault, **config}
+    )
+    data = _data()
+    gen = seed_everything(cfg.seed)
+    model = build_model(cfg, len(data.classes), CPU)
+    opt = make_optimizer(cfg, model)
+    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
+    weight = class_weight_tensor(data.train.labels, 3, CPU) if cfg.class_weights else None
+    scaler = torch.amp.GradScaler(enabled=False)
+    out = []
+    for epoch in range(epochs):
+        gen.manual_seed(epoch)
+        loss, acc, _ = train_epoch(model, opt, data, aug, cfg, gen, CPU, weight, scaler,
+                                   epoch + 1, faults.parse(cfg.fault), fit)
+        out.append((loss, acc))
+    return out, [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"class_weights": True, "l2": 1e-3}, {"label_smoothing": 0.1, "class_weights": True},
+     {"head_output": "sigmoid", "class_weights": True}],
+    ids=["plain", "weighted+l2", "smoothed+weighted", "sigmoid+weighted"],
+)
+def test_micro_batches_train_like_the_whole_batch(config) -> None:
+    """Gradient accumulation over 4 micro-batches of 8 = one step on the batch of 32."""
+    whole_hist, whole = _train(BatchFit(32), aug_strength=0.5, **config)
+    micro_hist, micro = _train(BatchFit(32, micro=8), aug_strength=0.5, **config)
+    _same(whole, micro)
+    np.testing.assert_allclose(whole_hist, micro_hist, rtol=1e-4)
+    start = build_model(TrainConfig.from_config(
+        {"model": "vanilla_cnn", "width": 4, "depth": 2, "batch_norm": False, "dropout": 0.0,
+         **{k: v for k, v in config.items() if k == "head_output"}}), 3, CPU)
+    assert any(not torch.equal(p, q) for p, q in zip(start.parameters(), whole, strict=True))
+
+
+def test_out_of_memory_halves_the_micro_batch_and_changes_nothing() -> None:
+    fit = BatchFit(32)
+    hist, params = _train(fit, fault="oom_above@10", aug_strength=0.5)
+    assert fit.micro == 8  # 32 -> 16 -> 8, then it fits
+    assert len(fit.notes) == 2 and "micro-batch 32" in fit.notes[0]
+    assert "micro-batches of 8" in fit.notes[1]
+    # the retried steps saw the same augmented images and the same batches
+    ref_hist, ref = _train(BatchFit(32), aug_strength=0.5)
+    _same(params, ref)
+    np.testing.assert_allclose(hist, ref_hist, rtol=1e-4)
+
+
+def test_out_of_memory_at_every_size_is_reported_not_retried_forever() -> None:
+    fit = BatchFit(32)
+    with pytest.raises(torch.OutOfMemoryError, match="epoch 1 even with micro-batches of 2"):
+        _train(fit, fault="oom@1")
+    assert fit.micro == 2 and len(fit.notes) == 4  # 32 -> 16 -> 8 -> 4 -> 2
+
+
+def test_unknown_fault_names_the_option() -> None:
+    with pytest.raises(ValueError, match="oom_above@N"):
+        faults.parse("oom_below@3")
