@@ -29,6 +29,8 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,6 +186,29 @@ def phase_big(s: Sizes, device: torch.device) -> dict[str, Any]:
             f"{k} RSS MiB": a["rss_mb"], f"{k} CUDA MiB": a["cuda_mb"]}
 
 
+def phase_syncs(s: Sizes, device: torch.device) -> dict[str, Any]:
+    """Host-device synchronisations per training step of the trainable, counted by torch's sync
+    debug mode (each one stops the CPU from queueing work ahead of the GPU)."""
+    if device.type != "cuda":
+        return {"syncs": "not counted on CPU"}
+    steps = 8
+    cfg = trial_config(s.big_model, 112, s.batch, s.threads, s.aug, epochs=1)
+    data = synthetic(s.batch * steps, 112)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)):
+                train_trial(cfg, data)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
+    for msg, n in Counter(m.splitlines()[0][:120] for m in syncs).most_common(4):
+        print(f"syncs: {n} x {msg}", flush=True)
+    # validation, checkpointing and reporting sync too: once per epoch, not per step
+    return {"syncs in 1 epoch (8 steps + val + report)": len(syncs)}
+
+
 def phase_ferg(s: Sizes, device: torch.device) -> dict[str, Any]:
     cfg = trial_config(s.ferg_model, s.ferg_size, s.batch, s.threads, s.aug)
     t0 = time.perf_counter()
@@ -220,7 +245,8 @@ def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":  # a real allocator limit: allocations past it raise OutOfMemoryError
         torch.cuda.empty_cache()
         total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(s.fit_cap_gib * 2**30 / total, device)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.set_per_process_memory_fraction(s.fit_cap_gib * 2**30 / total, index)
     else:  # no OOM on CPU: a card that fits a quarter of the batch
         extra["fault"] = f"oom_above@{s.fit_batch // 4}"
     cfg = trial_config(s.big_model, s.big_size, s.fit_batch, s.threads, s.aug, **extra)
@@ -231,7 +257,7 @@ def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
             train_trial(cfg, data)
     finally:
         if device.type == "cuda":
-            torch.cuda.set_per_process_memory_fraction(1.0, device)
+            torch.cuda.set_per_process_memory_fraction(1.0, index)
             torch.cuda.empty_cache()
     last = [r for r in reports if "epoch" in r][-1]
     print(f"batch_fit notes: {last['restore_note']}", flush=True)
@@ -357,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="tiny sizes on CPU (CI)")
     p.add_argument("--phases", nargs="+", default=None,
-                   help="subset of: googlenet224 ferg_epoch packing batch_fit pipeline compile")
+                   help="subset of: googlenet224 syncs ferg_epoch packing batch_fit pipeline "
+                   "compile")
     p.add_argument("--budget-s", type=float, default=480,
                    help="phases not started within this many seconds are skipped")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -371,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device("cpu" if a.cpu else "cuda")
     s = CPU if a.cpu else GPU
-    phases = {"googlenet224": phase_big, "ferg_epoch": phase_ferg, "packing": phase_packing,
-              "batch_fit": phase_batch_fit, "pipeline": phase_pipeline, "compile": phase_compile}
+    phases = {"googlenet224": phase_big, "syncs": phase_syncs, "ferg_epoch": phase_ferg,
+              "packing": phase_packing, "batch_fit": phase_batch_fit, "pipeline": phase_pipeline,
+              "compile": phase_compile}
     wanted = a.phases or list(phases)
     unknown = set(wanted) - set(phases)
     if unknown:

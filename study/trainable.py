@@ -250,7 +250,8 @@ def train_epoch(
     order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
     fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
     for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
-        draw = aug.draw(len(idx), gen)  # once per batch: a retried step sees the same images
+        # drawn once per batch: a retried or split step sees the same images
+        draw = aug.draw(len(idx), gen).to(device)
         while True:
             oom = None
             try:

@@ -67,6 +67,19 @@ class AugmentDraw:
     def __getitem__(self, rows: slice) -> AugmentDraw:
         return AugmentDraw(*(None if v is None else v[rows] for v in vars(self).values()))
 
+    def to(self, device: torch.device) -> AugmentDraw:
+        """One pinned, non-blocking copy to a GPU. A plain `.to(cuda)` of a CPU tensor waits for
+        the GPU to finish its queue, so a few of them per step would stall every step."""
+        if device.type != "cuda":
+            return self
+        cols = [self.flip, self.scale, self.angle, self.tx, self.ty]
+        packed = torch.stack(cols, 1)
+        if self.colour is not None:
+            packed = torch.cat([packed, self.colour], 1)
+        packed = packed.pin_memory().to(device, non_blocking=True)
+        colour = packed[:, 5:] if self.colour is not None else None
+        return AugmentDraw(*packed[:, :5].unbind(1), colour)
+
 
 class Augment:
     """uint8 N×3×H×W in, normalised float N×3×H×W out. `train=False` only normalises."""
@@ -75,6 +88,13 @@ class Augment:
         self.cfg = cfg
         self.mean = torch.tensor(mean).view(1, 3, 1, 1)
         self.std = torch.tensor(std).view(1, 3, 1, 1)
+        self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _mean_std(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        # copied once per device: a CPU-to-GPU copy per batch would wait for the GPU each time
+        if device not in self._on:
+            self._on[device] = (self.mean.to(device), self.std.to(device))
+        return self._on[device]
 
     def __call__(
         self,
@@ -85,9 +105,9 @@ class Augment:
     ) -> torch.Tensor:
         x = x.float().div_(255.0)
         if train:
-            d = draw if draw is not None else self.draw(x.shape[0], generator)
+            d = draw if draw is not None else self.draw(x.shape[0], generator).to(x.device)
             x = self._colour(self._geometry(x, d), d)
-        mean, std = self.mean.to(x.device), self.std.to(x.device)
+        mean, std = self._mean_std(x.device)
         return (x - mean) / std
 
     def draw(self, n: int, g: torch.Generator | None = None) -> AugmentDraw:
