@@ -203,8 +203,12 @@ def train_step(
     total_w = weight[y].sum() if weighted else None
     batch_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
-    for start in range(0, len(y), micro):
-        rows = slice(start, start + micro)
+    n = len(y)
+    starts = list(range(0, n, micro))
+    if len(starts) > 1 and n - starts[-1] == 1:  # no micro-batch of one image (batch norm)
+        starts.pop()
+    for start, stop in zip(starts, [*starts[1:], n], strict=True):
+        rows = slice(start, stop)
         xs, ys = aug(x[rows], train=True, draw=draw[rows]), y[rows]
         if xs.device.type == "cuda":
             xs = xs.contiguous(memory_format=torch.channels_last)
@@ -218,7 +222,7 @@ def train_step(
             loss = loss + cfg.l2 * l2_penalty(model)
         if override is not None:
             loss = loss + override
-        share = weight[ys].sum() / total_w if weighted else len(ys) / len(y)
+        share = weight[ys].sum() / total_w if weighted else len(ys) / n
         scaler.scale(loss * share).backward()
         batch_loss += loss.detach() * share
         correct += (logits.argmax(1) == ys).sum()

@@ -82,6 +82,16 @@ def test_micro_batches_train_like_the_whole_batch(config) -> None:
     assert any(not torch.equal(p, q) for p, q in zip(start.parameters(), whole, strict=True))
 
 
+def test_no_micro_batch_of_one_image() -> None:
+    """Batch 9 in micro-batches of 4 is 4 + 5, not 4 + 4 + 1: batch norm in a dense head cannot
+    train on one image (it raises), so the last image joins the previous micro-batch."""
+    cfg = {"model": "vanilla_cnn", "width": 4, "depth": 2, "batch_norm": True,
+           "head_dense": [8], "image_size": 32, "batch_size": 9}
+    fit = BatchFit(9, micro=4)
+    hist, _ = _train(fit, epochs=1, **{k: v for k, v in cfg.items() if k != "batch_size"})
+    assert np.isfinite(hist[0][0]) and fit.micro == 4
+
+
 def test_out_of_memory_halves_the_micro_batch_and_changes_nothing() -> None:
     fit = BatchFit(32)
     hist, params = _train(fit, fault="oom_above@10", aug_strength=0.5)
