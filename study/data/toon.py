@@ -18,16 +18,13 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+from study.data.toon_pen import RGB, Pen, Pts, drop, ell, grid
 
-RGB = tuple[int, int, int]
-Colour = tuple[int, ...]  # RGB or RGBA (alpha blends)
-Pts = list[tuple[float, float]]
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def render(index: int, seed: int = 0, image_size: int = 128) -> ToonImage:
     canvas = _background(rng, s)
     r = s * rng.uniform(0.27, 0.36)
     cx, cy = (s * (0.5 + rng.uniform(-0.1, 0.1, 2))).tolist()
-    pen = _Pen(canvas, cx, cy, r, float(rng.uniform(-25, 25)))
+    pen = Pen(canvas, cx, cy, r, float(rng.uniform(-25, 25)))
     _draw_face(pen, rng, _vary(rng, char), emotion)
     small = np.asarray(canvas.resize((image_size, image_size), Image.LANCZOS), dtype=np.float32)
     gain, bias, noise = rng.uniform(0.8, 1.15), rng.uniform(-20, 20), rng.uniform(0, 12)
@@ -176,12 +173,6 @@ def _vary(rng: np.random.Generator, c: Character) -> Character:
                    hair=jit(c.hair), iris=jit(c.iris))  # fmt: skip
 
 
-@lru_cache(maxsize=8)
-def _grid(s: int) -> tuple[np.ndarray, np.ndarray]:
-    ys, xs = np.indices((s, s), dtype=np.float32)
-    return xs, ys
-
-
 def _background(rng: np.random.Generator, s: int) -> Image.Image:
     kind = int(rng.integers(3))
     c0, c1 = rng.integers(0, 256, (2, 3)).astype(np.float32)
@@ -189,7 +180,7 @@ def _background(rng: np.random.Generator, s: int) -> Image.Image:
         img = Image.new("RGB", (s, s), tuple(int(v) for v in c0))
     elif kind == 1:  # linear gradient in a random direction
         a = rng.uniform(0, 2 * math.pi)
-        xs, ys = _grid(s)
+        xs, ys = grid(s)
         t = np.clip(((xs - s / 2) * math.cos(a) + (ys - s / 2) * math.sin(a)) / s + 0.5, 0, 1)
         img = Image.fromarray((c0 + (c1 - c0) * t[..., None]).astype(np.uint8))
     else:  # blotchy low-frequency noise between two colours
@@ -202,57 +193,6 @@ def _background(rng: np.random.Generator, s: int) -> Image.Image:
         col = tuple(int(v) for v in rng.integers(0, 256, 3)) + (int(rng.integers(50, 140)),)
         draw.ellipse((x - rad, y - rad, x + rad, y + rad), fill=col)
     return img
-
-
-def _ell(x: float, y: float, a: float, b: float, n: int = 24,
-         t0: float = 0.0, t1: float = 2 * math.pi) -> Pts:  # fmt: skip
-    closed = t1 - t0 >= 2 * math.pi
-    steps = [t0 + (t1 - t0) * i / (n if closed else n - 1) for i in range(n)]
-    return [(x + a * math.cos(t), y + b * math.sin(t)) for t in steps]
-
-
-def _drop(x: float, y: float, r: float) -> Pts:
-    return [(x, y - 2.2 * r)] + _ell(x, y, r, r, 12, -math.pi / 6, 7 * math.pi / 6)
-
-
-class _Pen:
-    """Draws in face coordinates (head radius 1, y down), rotated/scaled/placed on the canvas."""
-
-    def __init__(self, canvas: Image.Image, cx: float, cy: float, r: float, angle: float):
-        self.canvas, self.draw = canvas, ImageDraw.Draw(canvas, "RGBA")  # "RGBA": alpha blends
-        self.cx, self.cy, self.r = cx, cy, r
-        a = math.radians(angle)
-        self.c, self.s = math.cos(a) * r, math.sin(a) * r
-
-    def pts(self, xy: Pts) -> Pts:
-        c, s, cx, cy = self.c, self.s, self.cx, self.cy
-        return [(cx + c * x - s * y, cy + s * x + c * y) for x, y in xy]
-
-    def poly(self, xy: Pts, fill: Colour, edge: Colour | None = None, width: float = 0.03) -> None:
-        p = self.pts(xy)
-        self.draw.polygon(p, fill=fill)
-        if edge is not None:
-            self.draw.line(p + p[:1], fill=edge, width=self.w(width), joint="curve")
-
-    def line(self, xy: Pts, fill: Colour, width: float) -> None:
-        self.draw.line(self.pts(xy), fill=fill, width=self.w(width), joint="curve")
-
-    def w(self, k: float) -> int:
-        return max(1, round(k * self.r))
-
-    def shaded(self, xy: Pts, colour: RGB, light: tuple[float, float] = (-0.35, -0.5)) -> None:
-        """Fill with a radial light-to-dark gradient (the "3d" look) instead of a flat colour."""
-        mask = Image.new("L", self.canvas.size, 0)
-        ImageDraw.Draw(mask).polygon(self.pts(xy), fill=255)
-        box = mask.getbbox()
-        if box is None:
-            return
-        (lx, ly), (x0, y0, x1, y1) = self.pts([light])[0], box
-        xs, ys = _grid(self.canvas.size[0])
-        d2 = ((xs[y0:y1, x0:x1] - lx) ** 2 + (ys[y0:y1, x0:x1] - ly) ** 2) / (1.8 * self.r) ** 2
-        f = np.clip(1.25 - 0.75 * d2, 0.5, 1.3)[..., None]
-        rgb = np.clip(np.array(colour, dtype=np.float32) * f, 0, 255).astype(np.uint8)
-        self.canvas.paste(Image.fromarray(rgb), (x0, y0), mask.crop(box))
 
 
 def _expression(rng: np.random.Generator, emotion: str) -> tuple[dict[str, float], dict[str, bool]]:
@@ -272,14 +212,14 @@ def _expression(rng: np.random.Generator, emotion: str) -> tuple[dict[str, float
     return ex, cues
 
 
-def _draw_face(pen: _Pen, rng: np.random.Generator, ch: Character, emotion: str) -> None:
+def _draw_face(pen: Pen, rng: np.random.Generator, ch: Character, emotion: str) -> None:
     ex, cues = _expression(rng, emotion)
     anime = ch.style == "anime"
     yaw, pitch = rng.uniform(-0.3, 0.3), rng.uniform(-0.05, 0.05)
     fx = yaw * 0.18  # features slide sideways when the head turns; the outline does not
     hair_dark = tuple(int(v * 0.55) for v in ch.hair)
     _hair(pen, ch, anime, back=True)
-    ears = [_ell(side * ch.width * 0.97, 0.12, 0.13, 0.19, 16) for side in (-1, 1)]
+    ears = [ell(side * ch.width * 0.97, 0.12, 0.13, 0.19, 16) for side in (-1, 1)]
     for part in [*ears, _head(ch)]:
         if anime:
             pen.poly(part, ch.skin, _INK, 0.035)
@@ -289,7 +229,7 @@ def _draw_face(pen: _Pen, rng: np.random.Generator, ch: Character, emotion: str)
     if cues["blush"]:
         for side in (-1, 1):
             bx, by = side * 0.5 + fx, eye_y + 0.25
-            pen.poly(_ell(bx, by, 0.15, 0.07, 16), (255, 90, 120, 110))
+            pen.poly(ell(bx, by, 0.15, 0.07, 16), (255, 90, 120, 110))
             if anime:
                 for k in (-1, 0, 1):
                     pen.line([(bx + k * 0.06 - 0.02, by + 0.03), (bx + k * 0.06 + 0.02, by - 0.03)],
@@ -297,7 +237,7 @@ def _draw_face(pen: _Pen, rng: np.random.Generator, ch: Character, emotion: str)
     if anime:  # nose: a small stroke / a shaded bump
         pen.line([(fx * 1.3, eye_y + 0.2), (fx * 1.3 - 0.03, eye_y + 0.26)], (150, 90, 90), 0.02)
     else:
-        pen.shaded(_ell(fx * 1.3, eye_y + 0.27, 0.08, 0.06, 16), ch.skin, (fx - 0.1, eye_y + 0.15))
+        pen.shaded(ell(fx * 1.3, eye_y + 0.27, 0.08, 0.06, 16), ch.skin, (fx - 0.1, eye_y + 0.15))
     for side in (-1, 1):
         scale = (1 - 0.25 * yaw * side) * (1 - ex["eye_asym"] * side)
         _eye(pen, ch, anime, ex, cues, side * 0.36 + fx, eye_y, side, scale)
@@ -316,16 +256,16 @@ def _draw_face(pen: _Pen, rng: np.random.Generator, ch: Character, emotion: str)
             length = 0.15 + 0.3 * rng.random()
             pen.poly([(x0 - 0.035, y0), (x0 + 0.035, y0), (x0 + 0.045, y0 + length),
                       (x0 - 0.045, y0 + length)], (110, 180, 255, 170))  # fmt: skip
-            pen.poly(_drop(x0, y0 + length + 0.05, 0.05), (110, 180, 255, 210))
+            pen.poly(drop(x0, y0 + length + 0.05, 0.05), (110, 180, 255, 210))
     if cues["sweat"]:
         side = float(rng.choice([-1.0, 1.0]))
         rim = (60, 120, 200) if anime else None
-        pen.poly(_drop(side * 0.68, -0.3, 0.07), (160, 215, 255, 230), rim)
+        pen.poly(drop(side * 0.68, -0.3, 0.07), (160, 215, 255, 230), rim)
     if cues["vein"]:  # the cross-popping "anger mark"
         vx, vy = float(rng.choice([-1.0, 1.0])) * 0.5, -0.62
         for qx, qy in ((1, 1), (-1, 1), (1, -1), (-1, -1)):
             a0 = math.atan2(qy, qx) + math.pi
-            pen.line(_ell(vx + qx * 0.1, vy + qy * 0.1, 0.07, 0.07, 6, a0 - 0.9, a0 + 0.9),
+            pen.line(ell(vx + qx * 0.1, vy + qy * 0.1, 0.07, 0.07, 6, a0 - 0.9, a0 + 0.9),
                      (225, 30, 40), 0.03)  # fmt: skip
     if cues["gloom"]:  # vertical shadow lines on the forehead
         for k in range(int(rng.integers(3, 6))):
@@ -345,7 +285,7 @@ def _head(ch: Character, n: int = 64) -> Pts:
     return out
 
 
-def _hair(pen: _Pen, ch: Character, anime: bool, back: bool, shift: float = 0.0) -> None:
+def _hair(pen: Pen, ch: Character, anime: bool, back: bool, shift: float = 0.0) -> None:
     w, h, style = ch.width, ch.height, ch.hair_style
 
     def fill(xy: Pts) -> None:
@@ -357,10 +297,10 @@ def _hair(pen: _Pen, ch: Character, anime: bool, back: bool, shift: float = 0.0)
     if back:
         if style in ("bob", "long"):  # a dome behind the head, down to the jaw / the shoulders
             y0, bottom, wide = (-0.2, 0.6, 1.2) if style == "bob" else (-0.1, 1.5, 1.3)
-            dome = _ell(0, y0, w * 1.22, h * 1.1, 40, math.pi, 2 * math.pi)
-            fill(dome + _ell(0, bottom - 0.15, w * wide, 0.15, 12, 0, math.pi))
+            dome = ell(0, y0, w * 1.22, h * 1.1, 40, math.pi, 2 * math.pi)
+            fill(dome + ell(0, bottom - 0.15, w * wide, 0.15, 12, 0, math.pi))
         elif style == "bun":
-            fill(_ell(0, -h * 1.08, 0.33, 0.3, 24))
+            fill(ell(0, -h * 1.08, 0.33, 0.3, 24))
         return
     spiky = style == "spiky"
     fringe_y = {"bob": -0.36, "long": -0.4, "spiky": -0.42, "short": -0.55, "bun": -0.5}[style]
@@ -378,11 +318,11 @@ def _hair(pen: _Pen, ch: Character, anime: bool, back: bool, shift: float = 0.0)
         fringe.append((u * w * 0.8 + shift, fringe_y - tilt + (amp if j % 2 else 0.0)))
     fill(cap + fringe)
     if anime:  # shine band
-        shine = _ell(0, 0, w * 0.78, h * 0.82, 8, math.pi * 1.2, math.pi * 1.45)
+        shine = ell(0, 0, w * 0.78, h * 0.82, 8, math.pi * 1.2, math.pi * 1.45)
         pen.line(shine, (255, 255, 255, 120), 0.05)
 
 
-def _eye(pen: _Pen, ch: Character, anime: bool, ex: dict[str, float], cues: dict[str, bool],
+def _eye(pen: Pen, ch: Character, anime: bool, ex: dict[str, float], cues: dict[str, bool],
          x: float, y: float, side: int, scale: float) -> None:  # fmt: skip
     ew, eh0 = (0.17, 0.19) if anime else (0.12, 0.13)
     ew, eh0 = ew * scale, eh0 * scale
@@ -391,16 +331,16 @@ def _eye(pen: _Pen, ch: Character, anime: bool, ex: dict[str, float], cues: dict
         pen.line(pts, _INK if anime else (70, 40, 40), 0.045)
         return
     eh = eh0 * ex["eye_open"]
-    ring = _ell(x, y, ew, eh)
+    ring = ell(x, y, ew, eh)
     pen.poly(ring, _WHITE if anime else (245, 242, 238))
     ia, ib = ew * (0.72 if anime else 0.6), min(eh0 * 0.8, eh * 0.95)
     ix, iy = x, y + ex["gaze"] * (eh - ib)  # gaze > 0 looks down (sadness)
-    pen.poly(_ell(ix, iy, ia, ib, 20), ch.iris)
+    pen.poly(ell(ix, iy, ia, ib, 20), ch.iris)
     pr = ex["pupil"]
-    pen.poly(_ell(ix, iy, ia * 0.45 * pr, ib * 0.5 * pr, 16), (20, 14, 30))
-    pen.poly(_ell(ix - ia * 0.35, iy - ib * 0.4, ia * 0.28, ia * 0.28, 10), _WHITE)
+    pen.poly(ell(ix, iy, ia * 0.45 * pr, ib * 0.5 * pr, 16), (20, 14, 30))
+    pen.poly(ell(ix - ia * 0.35, iy - ib * 0.4, ia * 0.28, ia * 0.28, 10), _WHITE)
     if anime:
-        pen.poly(_ell(ix + ia * 0.3, iy + ib * 0.35, ia * 0.13, ia * 0.13, 8), _WHITE)
+        pen.poly(ell(ix + ia * 0.3, iy + ib * 0.35, ia * 0.13, ia * 0.13, 8), _WHITE)
         pen.line(ring + ring[:1], _INK, 0.02)  # outline last, over the iris
     lid, top, inner = ex["lid"], y - eh, -side
     drop_in, drop_out = max(lid, 0) * eh * 1.3, max(-lid, 0) * eh * 1.3
@@ -412,11 +352,11 @@ def _eye(pen: _Pen, ch: Character, anime: bool, ex: dict[str, float], cues: dict
         pen.poly(cover, lid_col)
         edge = [(x + inner * ew, top + drop_in), (x - inner * ew, top + drop_out)]
     else:
-        edge = _ell(x, y, ew, eh, 10, math.pi * 1.05, math.pi * 1.95)
+        edge = ell(x, y, ew, eh, 10, math.pi * 1.05, math.pi * 1.95)
     pen.line(edge, lash, 0.045 if anime else 0.03)
 
 
-def _mouth(pen: _Pen, anime: bool, ex: dict[str, float], cues: dict[str, bool],
+def _mouth(pen: Pen, anime: bool, ex: dict[str, float], cues: dict[str, bool],
            mx: float, my: float) -> None:  # fmt: skip
     w, op, rnd = ex["mouth_w"], ex["mouth_open"], ex["mouth_round"]
     us = [-1 + 2 * i / 16 for i in range(17)]
