@@ -18,7 +18,7 @@ from study import storage
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.gradcam import grad_cam, png_bytes
-from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1
+from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
 from study.results import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
@@ -54,11 +54,11 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     return model.eval(), cfg
 
 
-def select_top(trials: pd.DataFrame, k: int, mode: str = "max") -> list[str]:
-    """Best K trials by validation accuracy only; diverged/errored trials are never candidates."""
-    ok = trials[trials["status"].isin(["finished", "stopped"]) & trials["val_acc_max"].notna()]
-    ok = ok.sort_values(["val_acc_max", "val_acc_avg"], ascending=mode == "min")
-    return ok["trial_id"].head(k).tolist()
+def select_top(trials: pd.DataFrame, k: int, settings: dict[str, Any]) -> list[str]:
+    """Best K finished or ASHA-stopped trials by the study metric on validation (the ranking the
+    report uses); running, diverged and errored trials are never candidates."""
+    done = trials[trials["status"].isin(["finished", "stopped"])]
+    return ranked(done, settings)["trial_id"].head(k).tolist()
 
 
 def score(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     aug = Augment(AugmentConfig(flip=0))
     idx = [classes.index(c) for c in shared]
     rows = []
-    for tid in select_top(trials, a.top, meta["settings"].get("mode", "max")):
+    for tid in select_top(trials, a.top, meta["settings"]):
         model, _ = load_best_model(study_dir, tid, len(classes), device)
         probs = predict(model, arr, aug, device)[:, idx]  # only the shared classes compete
         labels = np.searchsorted(idx, arr.labels)

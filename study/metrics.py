@@ -1,8 +1,12 @@
-"""Classification metrics shared by the trainable, test evaluation and the report (numpy only)."""
+"""Metrics and the trial ranking shared by the trainable, the runner, test evaluation and the report
+(numpy and pandas only: the report imports this without Ray)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import pandas as pd
 
 
 def confusion_counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -47,3 +51,24 @@ def bootstrap_ci(
     alpha = (1 - level) / 2
     low, high = np.quantile(means, [alpha, 1 - alpha])
     return float(x.mean()), float(low), float(high)
+
+
+# the study metric -> the trials.parquet column that ranks trials by it
+RANK_COLUMNS = {("val_acc", "max"): "val_acc_max", ("val_loss", "min"): "val_loss_last"}
+
+
+def rank_column(settings: dict[str, Any]) -> tuple[str, bool]:
+    """The trials column that ranks trials, and whether larger is better.
+
+    trials.parquet only summarises val_acc and val_loss; another study metric is ranked by
+    val_acc_max (``rank_note`` says so on the page).
+    """
+    key = (settings.get("metric", "val_acc"), settings.get("mode", "max"))
+    return RANK_COLUMNS.get(key, "val_acc_max"), key[1] == "max" or key not in RANK_COLUMNS
+
+
+def ranked(trials: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """Trials with a usable metric (not errored/diverged), best first."""
+    column, larger = rank_column(settings)
+    ok = trials[~trials["status"].isin(("errored", "diverged")) & trials[column].notna()]
+    return ok.sort_values(column, ascending=not larger, kind="stable")

@@ -20,6 +20,7 @@ import pandas as pd
 
 from study import storage as st
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
+from study.metrics import rank_column
 from study.results import (
     GRADCAM,
     PREDICTIONS,
@@ -305,7 +306,7 @@ def run_study(
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         ray.shutdown()
-    print_leaderboard(study_dir)
+    print_leaderboard(study_dir, {"metric": settings.metric, "mode": settings.mode})
     if not a.no_report:
         try:
             from study.report import build_report
@@ -326,7 +327,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return
-    top = select_top(trials, settings.top_k, settings.mode)
+    top = select_top(trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode})
     if not top:
         return
     task = ray.remote(evaluate_on_test).options(
@@ -346,7 +347,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     )
 
 
-def print_leaderboard(study_dir: str, n: int = 10) -> None:
+def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> None:
     trials = read_table(study_dir, TRIALS)
     if trials is None:
         print("no trial reported a result")
@@ -364,11 +365,13 @@ def print_leaderboard(study_dir: str, n: int = 10) -> None:
         "params",
         "epoch_s_mean",
     ]
-    top = trials.sort_values("val_acc_max", ascending=False)[cols].head(n)
+    column, larger = rank_column(settings)  # the report's ranking; errored trials last
+    show = cols if column in cols else [*cols, column]
+    top = trials.sort_values(column, ascending=not larger)[show].head(n)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(
-            f"\nleaderboard (by max val acc; test acc only for the best trials, on the test "
-            f"split, 95% CI) - {study_dir}"
+            f"\nleaderboard (by {column}, validation; test acc only for the best trials, on the "
+            f"test split, 95% CI) - {study_dir}"
         )
         print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.metrics import RANK_COLUMNS, rank_column, ranked
 from study.report.evaluation import test_accuracy
 from study.report.load import ReportInputError, StudyData
 
@@ -21,7 +22,6 @@ STATUSES = ("finished", "stopped", "errored", "diverged", "running")
 # Trials whose reported accuracies are final (stopped = ended early by ASHA at a rung).
 DONE = ("finished", "stopped")
 # study.json settings (metric, mode) -> trials.parquet column that ranks the trials.
-RANK_COLUMNS = {("val_acc", "max"): "val_acc_max", ("val_loss", "min"): "val_loss_last"}
 
 
 def status_counts(trials: pd.DataFrame) -> dict[str, int]:
@@ -57,29 +57,12 @@ def rung_epochs(grace_period: int, reduction_factor: int, max_epochs: int) -> li
     return rungs
 
 
-def rank_column(settings: dict[str, Any]) -> tuple[str, bool]:
-    """The trials column that ranks trials, and whether larger is better.
-
-    trials.parquet only summarises val_acc and val_loss; another study metric is ranked by
-    val_acc_max (``rank_note`` says so on the page).
-    """
-    key = (settings.get("metric", "val_acc"), settings.get("mode", "max"))
-    return RANK_COLUMNS.get(key, "val_acc_max"), key[1] == "max" or key not in RANK_COLUMNS
-
-
 def rank_note(settings: dict[str, Any]) -> str | None:
     key = (settings.get("metric", "val_acc"), settings.get("mode", "max"))
     if key in RANK_COLUMNS:
         return None
     return (f"The study metric {key[0]!r} ({key[1]}) has no column in trials.parquet; trials are "
             f"ranked by max validation accuracy instead (supported: {sorted(RANK_COLUMNS)}).")
-
-
-def ranked(trials: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
-    """Trials with a usable metric (not errored/diverged), best first."""
-    column, larger = rank_column(settings)
-    ok = trials[~trials["status"].isin(("errored", "diverged")) & trials[column].notna()]
-    return ok.sort_values(column, ascending=not larger, kind="stable")
 
 
 def best_trial(
