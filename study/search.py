@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from study.results import read_parquet, write_parquet
+from study.results import read_parquet, trial_status, write_parquet
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +87,15 @@ class StudySearch(OptunaSearch):
             epoch = int(result["epoch"])
             if epoch not in ot_trial._cached_frozen_trial.intermediate_values:
                 ot_trial.report(float(result[self.metric]), epoch)
-        reason = (result or {}).get("end_reason", "")
-        if error or not result or reason in ("diverged", "oom"):
-            why = (result or {}).get("error") or ("the trial raised an error" if error else reason)
-            ot_trial.set_user_attr("end_reason", why or "no result")
-            self._ot_study.tell(ot_trial, state=TrialState.FAIL)
-        elif not reason:  # the scheduler stopped it: a low-budget score, not a final one
-            ot_trial.set_user_attr("end_reason", f"stopped by ASHA at epoch {result.get('epoch')}")
-            self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
-        else:
-            ot_trial.set_user_attr("end_reason", reason)
+        # the same reading of how a trial ended as trials.parquet's status; an ASHA stop is a
+        # low-budget score, not a final one: PRUNED
+        status, why = trial_status(result, error, (result or {}).get("error", ""))
+        ot_trial.set_user_attr("end_reason", why or "no result")
+        if status == "finished":
             self._ot_study.tell(ot_trial, float(result.get("best_value", result[self.metric])))
+        else:
+            state = TrialState.PRUNED if status == "stopped" else TrialState.FAIL
+            self._ot_study.tell(ot_trial, state=state)
 
 
 class StockSearch(StudySearch):
@@ -115,13 +113,10 @@ class StudyASHA(ASHAScheduler):
         super().__init__(*args, **kwargs)
         self._state_path = state_path
         self._loaded = False
+        self._saved_as: tuple[int, int, int] | None = None
         # trials this scheduler stopped: if a driver crash kept Ray from recording the stop, the
         # resumed trial is stopped again at its first result instead of training on
         self._stopped: set[str] = set()
-
-    def rung_state(self) -> list[dict[str, Any]]:
-        """Rung records as plain data: milestone -> {trial_id: value} per bracket."""
-        return [{str(int(m)): dict(rec) for m, rec in b._rungs} for b in self._brackets]
 
     def _load_once(self) -> None:
         """Runs at the first event after construction or unpickling: a fresh study finds no file,
@@ -129,6 +124,7 @@ class StudyASHA(ASHAScheduler):
         if self._loaded:
             return
         self._loaded = True
+        self._saved_as = None  # a restored scheduler writes its file at its first event
         table = read_parquet(self._state_path)
         if table is None:
             return
@@ -140,6 +136,12 @@ class StudyASHA(ASHAScheduler):
         self._num_stopped = int(table.attrs.get("num_stopped", 0))
 
     def _save(self) -> None:
+        # rungs only gain records (at milestones) and stops: rewrite the file only when they did
+        changed = (sum(len(r) for b in self._brackets for _, r in b._rungs), len(self._stopped),
+                   self._num_stopped)  # fmt: skip
+        if changed == self._saved_as:
+            return
+        self._saved_as = changed
         # Parquet, not JSON: Tuner.restore copies the experiment's *.json/*.pkl files into its
         # staging dir and syncs them back up, which would overwrite a newer JSON with the old one
         rows = [
