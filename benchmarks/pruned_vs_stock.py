@@ -39,7 +39,9 @@ def run(searcher: str, seed: int, args, data_dir: Path, tmp: Path) -> dict:
                         "--name", name, "--no-report"], cwd=REPO, capture_output=True, text=True)
     if r.returncode:
         sys.exit(f"study {name} failed:\n{r.stderr[-3000:]}")
-    epochs = pd.read_parquet(tmp / "s" / name / "epochs.parquet").sort_values("time")
+    # `time` is Ray's whole-second timestamp: epochs within one second keep their epoch order
+    epochs = pd.read_parquet(tmp / "s" / name / "epochs.parquet").sort_values(
+        ["time", "epoch"], kind="stable")
     best_so_far = epochs["val_acc"].cummax().to_numpy()
     half = best_so_far[max(0, len(best_so_far) // 2 - 1)]
     return {"seed": seed, "searcher": searcher, "best_val_acc": best_so_far[-1],
