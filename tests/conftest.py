@@ -12,6 +12,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ (scripts, not installed) is imported by tests too
+    sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared"
 MANGA_DIR = SHARED / "data" / "manga"
 MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "shock")

@@ -4,6 +4,7 @@ per node, counted across every process of a real study."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import socket
@@ -17,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
+from benchmarks import _util
 from study import storage
 
 BUCKET = "study-test"
@@ -25,38 +27,6 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-DECODE_LOG = "STUDY_TEST_DECODE_LOG"
-# Put on PYTHONPATH, this runs at start-up in the study's driver and in every Ray worker (they
-# inherit its environment) and makes study.data.decode.decode_rgb log each call: "pid sha256".
-COUNTING_SITECUSTOMIZE = """
-import importlib.abc, importlib.util, os, sys
-
-class _CountDecodes(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "study.data.decode":
-            return None
-        sys.meta_path.remove(self)
-        spec = importlib.util.find_spec(name)
-        run = spec.loader.exec_module
-
-        def exec_module(module):
-            run(module)
-            decode = module.decode_rgb
-
-            def counted(data):
-                import hashlib
-                with open(os.environ["STUDY_TEST_DECODE_LOG"], "a") as f:
-                    f.write(f"{os.getpid()} {hashlib.sha256(data).hexdigest()}\\n")
-                return decode(data)
-
-            module.decode_rgb = counted
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-if os.environ.get("STUDY_TEST_DECODE_LOG"):
-    sys.meta_path.insert(0, _CountDecodes())
-"""
 
 
 def test_local_paths_and_file_uris_are_local(tmp_path: Path) -> None:
@@ -213,8 +183,8 @@ def _study(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess
 
 
 def _decodes(log: Path) -> list[tuple[int, str]]:
-    lines = log.read_text().split() if log.exists() else []
-    return [(int(pid), sha) for pid, sha in zip(lines[::2], lines[1::2], strict=True)]
+    recs = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+    return [(r["pid"], r["sha256"]) for r in recs]
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +192,12 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
     """A smoke study (2 trials x 2 epochs) with results, checkpoints and data on s3://, run by the
     CLI with every decode of every process logged."""
     tmp = tmp_path_factory.mktemp("s3study")
-    (tmp / "site").mkdir()
-    (tmp / "site" / "sitecustomize.py").write_text(COUNTING_SITECUSTOMIZE)
     env = {
         **os.environ,
         **s3,
         "STUDY_CACHE_DIR": str(tmp / "cache"),
-        "PYTHONPATH": os.pathsep.join([str(tmp / "site"), str(REPO)]),
-        DECODE_LOG: str(tmp / "decodes.txt"),
+        # every decode of every process (driver, Ray workers) is logged, as decode_once.py does
+        **_util.decode_counter_env(tmp / "site", tmp / "decodes.jsonl"),
     }
     common = [
         "--space",
@@ -249,7 +217,7 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
         "env": env,
         "tmp": tmp,
         "args": common,
-        "first_decodes": _decodes(tmp / "decodes.txt"),
+        "first_decodes": _decodes(tmp / "decodes.jsonl"),
         "driver_pid": pid,
         "study": f"s3://{BUCKET}/studies/smoke",
     }
@@ -300,7 +268,7 @@ def test_study_on_s3_resumes_and_reports_from_there(s3_study, tmp_path, monkeypa
     local_db = optuna_db(study)
     assert local_db.exists()
     local_db.unlink()
-    log = s3_study["tmp"] / "decodes.txt"
+    log = s3_study["tmp"] / "decodes.jsonl"
     r, _ = _study(s3_study["env"], *s3_study["args"], "--resume")
     assert r.returncode == 0, r.stderr[-3000:]
     assert _decodes(log) == s3_study["first_decodes"]  # this node's cache: nothing decoded again
