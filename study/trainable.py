@@ -10,7 +10,6 @@ import math
 import os
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from study.checkpoints import restore, save_state
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.data.augment import AugmentDraw
+from study.feed import batches, prefetched, to_device
 from study.metrics import macro_f1
 from study.models import create_model, l2_penalty, param_groups
 
@@ -98,41 +98,6 @@ def loss_fn(
         per = F.binary_cross_entropy_with_logits(logits.float(), target, reduction="none").sum(1)
         return (per * weight[y]).mean() if weight is not None else per.mean()
     return F.cross_entropy(logits.float(), y, weight=weight, label_smoothing=cfg.label_smoothing)
-
-
-def batches(n: int, batch_size: int, gen: torch.Generator | None) -> list[np.ndarray]:
-    """Shuffled index batches when a generator is given, else in order (evaluation)."""
-    order = torch.randperm(n, generator=gen).numpy() if gen is not None else np.arange(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-
-def to_device(arr: SplitArrays, idx: np.ndarray, device: torch.device):
-    # fancy indexing copies the rows out of the memory map: the only per-batch data work
-    x = torch.from_numpy(np.ascontiguousarray(arr.images[idx]))
-    y = torch.from_numpy(arr.labels[idx])
-    if device.type == "cuda":
-        x, y = (
-            x.pin_memory().to(device, non_blocking=True),
-            y.pin_memory().to(device, non_blocking=True),
-        )
-    return x, y
-
-
-def prefetched(arr: SplitArrays, order: list[np.ndarray], device: torch.device):
-    """(idx, x, y) per batch. On CUDA a helper thread gathers, pins and copies batch i+1 while
-    batch i trains (numpy's gather and pin_memory release the GIL); on CPU there is no GPU to
-    overlap with, so batches are read in line."""
-    if device.type != "cuda" or not order:
-        for idx in order:
-            yield (idx, *to_device(arr, idx, device))
-        return
-    with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(to_device, arr, order[0], device)
-        for k, idx in enumerate(order):
-            x, y = nxt.result()
-            if k + 1 < len(order):
-                nxt = pool.submit(to_device, arr, order[k + 1], device)
-            yield idx, x, y
 
 
 @torch.no_grad()

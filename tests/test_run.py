@@ -178,7 +178,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
     import torch
 
     from study.data import SplitArrays
-    from study.trainable import batches, prefetched, to_device
+    from study.feed import batches, prefetched, to_device
 
     rng = np.random.default_rng(0)
     arr = SplitArrays(
@@ -192,7 +192,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
     class FakeCuda:  # takes the threaded branch; to_device then copies to "cpu"
         type = "cuda"
 
-    import study.trainable as tr
+    import study.feed as tr
 
     real = tr.to_device
     tr.to_device = lambda a, i, d: real(a, i, torch.device("cpu"))
