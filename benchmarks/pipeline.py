@@ -52,6 +52,7 @@ from study.config import TrainConfig  # noqa: E402
 from study.data import SplitArrays  # noqa: E402
 from study.trainable import (  # noqa: E402
     TrialData,
+    amp_dtype,
     autocast,
     build_model,
     loss_fn,
@@ -190,8 +191,7 @@ def measure_in_memory(config: dict, data: TrialData, batches: int,
     opt = make_optimizer(cfg, model)
     if cfg.compile:
         model = torch.compile(model)
-    fp16 = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(enabled=fp16)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16)
     model.train()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:

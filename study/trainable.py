@@ -11,6 +11,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,22 @@ def predict(
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
+@lru_cache(maxsize=4)
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 where the GPU runs it natively (compute capability 8.0, Ampere, and later), else fp16
+    with a GradScaler; on older cards is_bf16_supported() says yes because bf16 can be emulated,
+    slowly (and cuDNN has no bf16 convolutions there)."""
+    if device.type != "cuda":
+        return None
+    native = torch.cuda.get_device_capability(device) >= (8, 0)
+    return torch.bfloat16 if native else torch.float16
+
+
 def autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
+    dtype = amp_dtype(device)
+    if dtype is None:
+        return torch.autocast("cpu", enabled=False)
+    return torch.autocast("cuda", dtype=dtype)
 
 
 @dataclass
@@ -278,8 +290,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     base_lrs = [g["lr"] for g in opt.param_groups]
     aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
     weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    scaler = torch.amp.GradScaler(enabled=device.type == "cuda" and not bf16)
+    scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16)
     params = sum(p.numel() for p in model.parameters())
 
     start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, ""
