@@ -25,7 +25,7 @@ from study.checkpoints import restore, save_state
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.data.augment import AugmentDraw
-from study.feed import batches, prefetched, to_device
+from study.feed import batches, prefetched
 from study.metrics import macro_f1
 from study.models import create_model, l2_penalty, param_groups
 
@@ -107,15 +107,15 @@ def predict(
 ) -> np.ndarray:
     """Class probabilities for every image of a split, in order."""
     model.eval()
+    sig = getattr(model, "head_output", "softmax") == "sigmoid"
     out = []
-    for idx in batches(len(arr.labels), batch_size, None):
-        x, _ = to_device(arr, idx, device)
+    for _, x, _ in prefetched(arr, batches(len(arr.labels), batch_size, None), device):
         with autocast(device):
             logits = model(aug(x, train=False))
-        sig = getattr(model, "head_output", "softmax") == "sigmoid"
         p = torch.sigmoid(logits.float()) if sig else logits.float().softmax(1)
-        out.append((p / p.sum(1, keepdim=True)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        out.append(p / p.sum(1, keepdim=True))
+    # one copy to the host at the end: a .cpu() per batch would wait for the GPU each time
+    return torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)
 
 
 @lru_cache(maxsize=4)
