@@ -177,6 +177,8 @@ def train_step(
     weight for weighted cross-entropy), so the summed gradients equal the whole batch's; and it
     is augmented with its rows of the batch's draw, so it sees the same images too."""
     weighted = weight is not None and getattr(model, "head_output", "softmax") != "sigmoid"
+    # once per step (with the first micro-batch's backward), not once per micro-batch
+    penalty = cfg.l2 * l2_penalty(model) if cfg.l2 else None
     total_w = weight[y].sum() if weighted else None
     batch_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), dtype=torch.long, device=x.device)
@@ -195,13 +197,14 @@ def train_step(
             loss = loss_fn(model, logits, ys, cfg, weight)
             for aux in getattr(model, "aux_outputs", []):
                 loss = loss + model.aux_weight * loss_fn(model, aux, ys, cfg, weight)
-        if cfg.l2:  # a share of the penalty per micro-batch: counted once per batch in all
-            loss = loss + cfg.l2 * l2_penalty(model)
         if override is not None:
             loss = loss + override
         share = weight[ys].sum() / total_w if weighted else len(ys) / n
-        scaler.scale(loss * share).backward()
-        batch_loss += loss.detach() * share
+        loss = loss * share
+        if penalty is not None and start == 0:
+            loss = loss + penalty
+        scaler.scale(loss).backward()
+        batch_loss += loss.detach()
         correct += (logits.argmax(1) == ys).sum()
     return torch.stack([batch_loss, correct.to(batch_loss.dtype)])
 
