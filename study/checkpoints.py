@@ -49,7 +49,7 @@ def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str
         try:
             with cand.as_directory() as d:
                 state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
-                best_state = torch.load(Path(d) / "best.pt", map_location=device, weights_only=True)
+                best_state = torch.load(Path(d) / "best.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except Exception as e:  # unreadable, truncated, or from another model: try an older one

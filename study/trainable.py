@@ -141,7 +141,8 @@ class BatchFit:
     """The micro-batch that fits the device. A CUDA out-of-memory error halves it and the same
     step is retried; the optimiser still steps once per `batch_size` images (gradients are
     accumulated over micro-batches), so the trial's batch size keeps its meaning. Only batch
-    norm sees the smaller micro-batches."""
+    norm sees the smaller micro-batches; and a real OOM mid-forward has already updated batch
+    norm's running statistics (and drawn dropout masks) once, which the retry does again."""
 
     batch_size: int
     micro: int = 0
@@ -359,7 +360,10 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
         value = metrics[cfg.metric]
         if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):
             best = {"value": value, "epoch": epoch + 1}
-            best_state = {k_: v.detach().clone() for k_, v in _unwrap(model).state_dict().items()}
+            # on the host: a second copy of the weights on the GPU would take memory from training
+            best_state = {
+                k_: v.detach().to("cpu", copy=True) for k_, v in _unwrap(model).state_dict().items()
+            }
         history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
         if not end_reason and cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
             end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
