@@ -238,21 +238,20 @@ def main(argv: list[str] | None = None) -> int:
     device = pick_device()
     aug = Augment(AugmentConfig(flip=0))
     idx = [classes.index(c) for c in shared]
+    labels = np.searchsorted(idx, arr.labels)  # positions among the shared classes
     rows = []
     for tid in select_top(trials, a.top, meta["settings"]):
         model, _ = load_best_model(study_dir, tid, len(classes), device)
         probs = predict(model, arr, aug, device)[:, idx]  # only the shared classes compete
-        labels = np.searchsorted(idx, arr.labels)
-        pred = probs.argmax(1)
-        acc, low, high = bootstrap_ci(pred == labels)
+        m = score(labels, probs, shared)  # the runner's test scoring, on this source
         rows.append(
             {
                 "trial_id": tid,
                 "images": len(labels),
-                "accuracy": acc,
-                "ci_low": low,
-                "ci_high": high,
-                "macro_f1": macro_f1(labels, pred, len(idx)),
+                "accuracy": m["test_acc"],
+                "ci_low": m["test_acc_ci_low"],
+                "ci_high": m["test_acc_ci_high"],
+                "macro_f1": m["test_macro_f1"],
             }
         )
     print(f"{a.source}: {len(arr.labels)} images in shared classes {', '.join(shared)}")

@@ -230,3 +230,23 @@ def test_test_split_goes_to_the_best_by_the_study_metric(settings, expected) -> 
         "val_loss_last": [0.5, 0.3, 2.0, 0.1, 0.05],
     })
     assert select_top(trials, 2, settings) == expected
+
+
+def test_evaluate_cli_on_the_studys_own_test_images_matches_the_runner(
+    asha_study, toon_dir, tmp_path, capsys
+) -> None:
+    """`python -m study.evaluate STUDY --source DIR` on a class-folder copy of the study's test
+    split (the same bytes) reproduces the test accuracy the runner stored for the best trial."""
+    from study.data import open_dataset
+    from study.evaluate import main
+
+    t = open_dataset(toon_dir, "toon").read_images(["image", "label"], "test").to_pylist()
+    for i, row in enumerate(t):
+        (tmp_path / row["label"]).mkdir(exist_ok=True)
+        (tmp_path / row["label"] / f"{i}.png").write_bytes(row["image"])
+    assert main([str(asha_study.dir), "--source", str(tmp_path), "--top", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    tid, images, acc = out[-1].split()[:3]
+    stored = asha_study.trials.set_index("trial_id").loc[tid, "test_acc"]
+    assert int(images) == len(t) and pd.notna(stored)
+    assert float(acc) == pytest.approx(stored, abs=5e-4)  # printed with 3 decimals
