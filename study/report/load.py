@@ -8,7 +8,6 @@ the report needs, is an error raised before any drawing starts.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +15,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from study import storage
 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -50,7 +51,7 @@ class StudyData:
 
     @property
     def name(self) -> str:
-        return str(self.meta.get("name") or _basename(self.uri) or "study")
+        return str(self.meta.get("name") or storage.basename(self.uri) or "study")
 
     @property
     def classes(self) -> list[str]:
@@ -65,16 +66,11 @@ class StudyData:
         return dict(self.meta.get("hyperparameters") or {})
 
 
-def _basename(uri: str) -> str:
-    return uri.rstrip("/").rsplit("/", 1)[-1]
-
-
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
-    # FileSystem.from_uri rejects relative paths, so plain paths are made absolute first.
-    if "://" not in uri:
-        uri = os.path.abspath(os.path.expanduser(uri))
+    # the runner's resolution (one client per bucket, local paths made absolute), so a URI means
+    # the same to the report as to the study that wrote it
     try:
-        return pafs.FileSystem.from_uri(uri)
+        return storage.resolve(uri)
     except (pa.ArrowInvalid, OSError) as exc:
         raise ReportInputError(f"cannot open study directory {uri!r}: {exc}") from exc
 
