@@ -22,9 +22,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
+from study.data.sources import FERG_EMOTIONS
 from study.data.toon_pen import RGB, Pen, Pts, drop, ell, grid
 
-EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+# toon uses FERG-DB's classes, so a model trained on one is evaluated on the other unchanged
+EMOTIONS: tuple[str, ...] = FERG_EMOTIONS
 
 
 @dataclass(frozen=True)
