@@ -143,25 +143,18 @@ def test_remote_data_set_is_decoded_into_this_nodes_cache(s3_data, tmp_path, mon
     assert [p.name for p in ds.cache_dir.iterdir()] == [f"{ds.version}-32px-val.npy"]
 
 
+def _smoke_args(data_dir: str, storage_uri: str, name: str) -> list[str]:
+    """The demo smoke study with its data and results where the test says."""
+    return ["--space", "demo", "--smoke-test", "--data-dir", data_dir, "--storage", storage_uri,
+            "--name", name, "--no-report"]
+
+
 def test_missing_bucket_fails_before_ray_starts(s3_data, capsys) -> None:
     import ray
 
     from study import run
 
-    rc = run.main(
-        [
-            "--space",
-            "demo",
-            "--smoke-test",
-            "--data-dir",
-            s3_data,
-            "--storage",
-            "s3://no-such-bucket/studies",
-            "--name",
-            "x",
-            "--no-report",
-        ]
-    )
+    rc = run.main(_smoke_args(s3_data, "s3://no-such-bucket/studies", "x"))
     assert rc == 2 and "no-such-bucket" in capsys.readouterr().err
     assert not ray.is_initialized()
 
@@ -199,18 +192,7 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
         # every decode of every process (driver, Ray workers) is logged, as decode_once.py does
         **_util.decode_counter_env(tmp / "site", tmp / "decodes.jsonl"),
     }
-    common = [
-        "--space",
-        "demo",
-        "--smoke-test",
-        "--data-dir",
-        s3_data,
-        "--storage",
-        f"s3://{BUCKET}/studies",
-        "--name",
-        "smoke",
-        "--no-report",
-    ]
+    common = _smoke_args(s3_data, f"s3://{BUCKET}/studies", "smoke")
     r, pid = _study(env, *common)
     assert r.returncode == 0, r.stderr[-3000:]
     return {
