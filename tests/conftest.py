@@ -129,3 +129,18 @@ def asha_study(toon_dir, tmp_path_factory) -> Study:
     return Study(
         sd, pd.read_parquet(sd / "trials.parquet"), pd.read_parquet(sd / "epochs.parquet"), r.stdout
     )
+
+
+def tree_snapshot(root: Path) -> dict[str, tuple[int, int, int]]:
+    """Every file and folder under `root` with (size, mtime_ns, mode): equal snapshots before and
+    after a command mean it changed nothing there (bad-input tests: nothing outside its output)."""
+    root = Path(root)
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(root))] = (
+            st.st_size if p.is_file() else 0,
+            st.st_mtime_ns,
+            st.st_mode,
+        )
+    return out
