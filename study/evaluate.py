@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import hashlib
 import io
 import sys
-from typing import Any
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -17,12 +21,20 @@ import torch
 from study import storage
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
+from study.data.sources import SourceItem, read_class_folders
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
 from study.results import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
+# the printout's columns <- score()'s keys
+COLUMNS = {
+    "accuracy": "test_acc",
+    "ci_low": "test_acc_ci_low",
+    "ci_high": "test_acc_ci_high",
+    "macro_f1": "test_macro_f1",
+}
 
 
 def latest_checkpoint(trial_dir: str) -> str | None:
@@ -169,92 +181,254 @@ def evaluate_on_test(
     }
 
 
+class UsageError(ValueError):
+    """argparse's complaint, reported like every other bad input: one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
 def parse_label_map(text: str | None) -> dict[str, str]:
-    """`a=b,c=d`: folder class a is the study's class b."""
+    """`a=b,c=d`: folder a of the source holds images of the study's class b."""
     out: dict[str, str] = {}
-    for part in filter(None, (text or "").split(",")):
-        if "=" not in part:
-            raise ValueError(f"--label-map {part!r}: expected FOLDER_CLASS=STUDY_CLASS pairs")
-        k, v = (s.strip() for s in part.split("=", 1))
-        out[k] = v
+    for part in filter(None, (s.strip() for s in (text or "").split(","))):
+        key, eq, value = (s.strip() for s in part.partition("="))
+        if not (eq and key and value):
+            raise ValueError(f"--label-map {part!r}: expected FOLDER=CLASS pairs, comma-separated")
+        if out.get(key, value) != value:
+            raise ValueError(f"--label-map maps folder {key!r} twice ({out[key]}, {value})")
+        out[key] = value
     return out
 
 
-def load_folder(
-    source: str,
-    classes: list[str],
-    label_map: dict[str, str],
-    image_size: int,
-) -> tuple[SplitArrays, list[str]]:
-    """Decode a class-per-folder tree, keeping only classes the study knows (after mapping)."""
-    from study.data.decode import BadImage, decode_rgb, resize_square
-    from study.data.sources import read_class_folders
+def _hint(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
-    items, _ = read_class_folders(source)
-    unknown = sorted(set(label_map.values()) - set(classes))
-    if unknown:
-        raise ValueError(f"--label-map maps to {unknown}, not classes of the study ({classes})")
-    keep = [(i, label_map.get(i.label, i.label)) for i in items]
-    keep = [(i, lab) for i, lab in keep if lab in classes]
-    if not keep:
+
+def check_label_map(
+    label_map: dict[str, str], folders: list[str], classes: list[str], source: str
+) -> None:
+    """Every key names a folder of the source and every value a class of the study: a typo must
+    stop the run, not quietly shrink it to the classes that happen to match."""
+    for key, value in label_map.items():
+        if key not in folders:
+            raise ValueError(
+                f"--label-map {key}={value}: {source} has no class folder {key!r}"
+                f"{_hint(key, folders)}; its folders: {', '.join(folders)}"
+            )
+        if value not in classes:
+            raise ValueError(
+                f"--label-map {key}={value}: {value!r} is not a class of the study"
+                f"{_hint(value, classes)}; its classes: {', '.join(classes)}"
+            )
+
+
+def require_two_classes(scored: list[str], source: str, classes: list[str]) -> None:
+    """Accuracy on one class is 1.0 for a model that always answers it: it means nothing."""
+    names = sorted(set(scored), key=classes.index)
+    if len(names) < 2:
         raise ValueError(
-            f"{source}: no class folder matches the study's classes {classes}; "
-            "map names with --label-map a=b"
+            f"{source}: {len(names)} class(es) of the study to score ({', '.join(names) or 'none'})"
+            f", at least 2 needed; name folders after the study's classes ({', '.join(classes)}) "
+            "or map them with --label-map FOLDER=CLASS"
         )
-    images, labels, paths = [], [], []
-    for item, lab in keep:
+
+
+@dataclass
+class FolderPlan:
+    """What will be scored, decided from the listing and the bytes, before anything is decoded."""
+
+    items: list[tuple[SourceItem, str]]  # (file, study class)
+    left_out: dict[str, int]  # folder -> files: neither a class of the study nor in --label-map
+    conflicts: list[list[str]]  # paths of one file found under different classes: not scored
+
+
+def drop_conflicting_copies(
+    items: list[tuple[SourceItem, str]],
+) -> tuple[list[tuple[SourceItem, str]], list[list[str]]]:
+    """Files with the same bytes (sha256) under different classes: one label at most is right, and
+    scoring every copy counts one image several times with contradicting truths, so none is
+    scored. Copies under one class are left alone (a folder may hold a file twice on purpose)."""
+    if not items:
+        return items, []
+    df = pd.DataFrame(
+        {
+            "sha256": [hashlib.sha256(item.read()).hexdigest() for item, _ in items],
+            "label": [label for _, label in items],
+        }
+    )
+    bad = (df.groupby("sha256")["label"].transform("nunique") > 1).to_numpy()
+    conflicts = [
+        [items[i][0].path for i in rows] for rows in df[bad].groupby("sha256").groups.values()
+    ]
+    return [it for it, b in zip(items, bad, strict=True) if not b], conflicts
+
+
+def plan_folder(source: str, classes: list[str], label_map: dict[str, str]) -> FolderPlan:
+    """List a class-per-folder tree and decide which files are scored under which class."""
+    files, _ = read_class_folders(source)
+    counts = Counter(item.label for item in files)
+    check_label_map(label_map, sorted(counts), classes, source)
+    class_of = {f: label_map.get(f, f) for f in counts if f in label_map or f in classes}
+    left_out = {f: n for f, n in sorted(counts.items()) if f not in class_of}
+    items = [(item, class_of[item.label]) for item in files if item.label in class_of]
+    require_two_classes([label for _, label in items], source, classes)
+    items, conflicts = drop_conflicting_copies(items)
+    require_two_classes([label for _, label in items], source, classes)
+    return FolderPlan(items, left_out, conflicts)
+
+
+def decode_folder(
+    plan: FolderPlan, source: str, classes: list[str], image_size: int
+) -> tuple[SplitArrays, list[tuple[str, str]]]:
+    """The planned files as model input, and the (path, reason) of each that would not decode."""
+    from study.data.decode import BadImage, decode_rgb, resize_square
+
+    images, labels, paths, bad = [], [], [], []
+    for item, label in plan.items:
         try:
             images.append(resize_square(decode_rgb(item.read()), image_size))
         except BadImage as e:
-            print(f"skipped {item.path}: {e}", file=sys.stderr)
+            bad.append((item.path, str(e)))
             continue
-        labels.append(classes.index(lab))
+        labels.append(classes.index(label))
         paths.append(item.path)
-    shared = sorted({lab for _, lab in keep}, key=classes.index)
-    return SplitArrays(np.stack(images), np.asarray(labels, np.int64), paths), shared
+    if not images:
+        reasons = Counter(reason for _, reason in bad).most_common(3)
+        raise ValueError(
+            f"{source}: none of the {len(bad)} images to score could be decoded ("
+            + "; ".join(f"{n} x {reason}" for reason, n in reasons)
+            + (", ..." if len({r for _, r in bad}) > 3 else "")
+            + ")"
+        )
+    require_two_classes([classes[i] for i in labels], source, classes)
+    return SplitArrays(np.stack(images), np.asarray(labels, np.int64), paths), bad
+
+
+def read_study(study_dir: str) -> tuple[dict[str, Any], pd.DataFrame, list[str], int]:
+    """study.json, trials.parquet, the study's classes and image size; a named error if unusable."""
+    path = storage.join(study_dir, STUDY_JSON)
+    if not storage.is_file(path):
+        raise ValueError(
+            f"{path}: no such file (expected a study directory of python -m study.run)"
+        )
+    try:
+        meta = read_json(path)
+    except ValueError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    classes = meta.get("dataset", {}).get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise ValueError(
+            f"{path}: dataset.classes must list at least 2 class names, not {classes!r}"
+        )
+    size = meta.get("settings", {}).get("image_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{path}: settings.image_size must be a positive integer, not {size!r}")
+    trials = read_table(study_dir, TRIALS)
+    if trials is None:
+        raise ValueError(f"{study_dir}: no {TRIALS} (has the study run?)")
+    return meta, trials, classes, size
+
+
+def trials_with_checkpoints(
+    study_dir: str, trials: pd.DataFrame, settings: dict[str, Any], k: int
+) -> tuple[list[str], list[str]]:
+    """The best k finished or stopped trials (select_top's ranking) that left best weights and
+    their params.json, and the better-ranked ones passed over because they did not."""
+    ranking = select_top(trials, len(trials), settings)
+    if not ranking:
+        raise ValueError(
+            f"{study_dir}: no finished or stopped trial in {TRIALS}; nothing to evaluate"
+        )
+    chosen: list[str] = []
+    passed_over: list[str] = []
+    for tid in ranking:
+        if len(chosen) == k:
+            break
+        ckpt = latest_checkpoint(storage.join(study_dir, tid))
+        usable = (
+            ckpt is not None
+            and storage.is_file(storage.join(ckpt, "best.pt"))
+            and storage.is_file(storage.join(study_dir, tid, "params.json"))
+        )
+        (chosen if usable else passed_over).append(tid)
+    if not chosen:
+        raise ValueError(
+            f"{study_dir}: no trial left a checkpoint (checkpoint_*/best.pt and params.json) "
+            f"among its {len(ranking)} finished or stopped trials; nothing to evaluate"
+        )
+    return chosen, passed_over
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m study.evaluate", description=__doc__)
+    p = _Parser(prog="python -m study.evaluate", description=__doc__)
     p.add_argument("study_dir")
     p.add_argument("--source", required=True, help="class-per-folder image tree (or .zip)")
     p.add_argument(
-        "--label-map", default=None, help="FOLDER_CLASS=STUDY_CLASS,... where names differ"
+        "--label-map", default=None, help="FOLDER=STUDY_CLASS,... where folder names differ"
     )
     p.add_argument("--top", type=int, default=1, help="evaluate the best K trials (by validation)")
-    a = p.parse_args(argv)
-    study_dir = storage.absolute(a.study_dir)
-    try:
-        meta = read_json(storage.join(study_dir, STUDY_JSON))
-        trials = read_table(study_dir, TRIALS)
-        if trials is None:
-            raise ValueError(f"{study_dir}: no {TRIALS} (has the study run?)")
-        classes = meta["dataset"]["classes"]
-        size = int(meta["settings"]["image_size"])
-        arr, shared = load_folder(a.source, classes, parse_label_map(a.label_map), size)
-    except (OSError, ValueError, KeyError) as e:
+    try:  # every check before any image is decoded or model loaded
+        a = p.parse_args(argv)
+        if a.top < 1:
+            raise ValueError(f"--top {a.top}: expected the number of best trials, an integer >= 1")
+        label_map = parse_label_map(a.label_map)
+        study_dir = storage.absolute(a.study_dir)
+        meta, trials, classes, size = read_study(study_dir)
+        chosen, passed_over = trials_with_checkpoints(study_dir, trials, meta["settings"], a.top)
+        plan = plan_folder(a.source, classes, label_map)
+        arr, bad = decode_folder(plan, a.source, classes, size)
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for paths in plan.conflicts:
+        print(
+            f"warning: one file (same sha256) under different classes, left out of scoring as no "
+            f"label can be trusted: {', '.join(paths)}",
+            file=sys.stderr,
+        )
+    for path, reason in bad:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    if passed_over:
+        print(f"note: better-ranked trials without a checkpoint: {', '.join(passed_over)}")
+    return score_folder(a.source, study_dir, chosen, arr, classes, plan)
+
+
+def score_folder(
+    source: str, study_dir: str, trial_ids: list[str], arr, classes: list[str], plan: FolderPlan
+) -> int:
+    """Print accuracy (95 % CI) and macro-F1 of each trial; only the scored classes compete, so
+    macro-F1 averages over them (the classes a reader sees in the printout)."""
     device = pick_device()
     aug = Augment(AugmentConfig(flip=0))
-    idx = [classes.index(c) for c in shared]
-    labels = np.searchsorted(idx, arr.labels)  # positions among the shared classes
+    idx = np.unique(arr.labels)  # study positions of the scored classes, in the study's order
+    shared = [classes[i] for i in idx]
+    labels = np.searchsorted(idx, arr.labels)  # positions among the scored classes
     rows = []
-    for tid in select_top(trials, a.top, meta["settings"]):
-        model, _ = load_best_model(study_dir, tid, len(classes), device)
-        probs = predict(model, arr, aug, device)[:, idx]  # only the shared classes compete
+    for tid in trial_ids:
+        try:
+            model, _ = load_best_model(study_dir, tid, len(classes), device)
+        except (OSError, ValueError, RuntimeError) as e:
+            print(f"error: trial {tid}: cannot load its best weights ({e})", file=sys.stderr)
+            return 2
+        probs = predict(model, arr, aug, device)[:, idx]  # only the scored classes compete
         m = score(labels, probs, shared)  # the runner's test scoring, on this source
         rows.append(
-            {
-                "trial_id": tid,
-                "images": len(labels),
-                "accuracy": m["test_acc"],
-                "ci_low": m["test_acc_ci_low"],
-                "ci_high": m["test_acc_ci_high"],
-                "macro_f1": m["test_macro_f1"],
-            }
+            {"trial_id": tid, "images": len(labels)} | {k: m[v] for k, v in COLUMNS.items()}
         )
-    print(f"{a.source}: {len(arr.labels)} images in shared classes {', '.join(shared)}")
+    per_class = Counter(shared[i] for i in labels)
+    print(
+        f"{source}: {len(labels)} images scored in {len(shared)} classes: "
+        + ", ".join(f"{c} ({per_class[c]})" for c in shared)
+    )
+    if plan.left_out:
+        print(
+            "left out (not a class of the study, not in --label-map): "
+            + ", ".join(f"{f} ({n} images)" for f, n in plan.left_out.items())
+        )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 

@@ -11,7 +11,12 @@ import pandas as pd
 
 def confusion_counts(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Counts with rows = true class, columns = predicted class."""
-    idx = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
+    labels, preds = np.asarray(labels, np.int64), np.asarray(preds, np.int64)
+    for name, v in (("labels", labels), ("preds", preds)):
+        out = v[(v < 0) | (v >= num_classes)]
+        if out.size:  # bincount would count an out-of-range class in another cell, silently
+            raise ValueError(f"{name} must be class indices in [0, {num_classes}), got {out[0]}")
+    idx = labels * num_classes + preds
     return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
@@ -26,11 +31,26 @@ def precision_recall_f1(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return precision, recall, f1
 
 
+def macro_average(counts: np.ndarray) -> tuple[float, float, float]:
+    """Unweighted mean precision, recall and F1 over ALL classes of the confusion counts.
+
+    The one definition of "macro" in this project (val_macro_f1, test_macro_f1, the report's
+    "macro avg" row): every one of the K classes counts, as in a per-class table, including a
+    class absent from both truth and predictions, whose F1 is 0. This is
+    ``sklearn.metrics.f1_score(y, p, labels=range(K), average="macro")`` with its default
+    zero_division (0 for undefined scores), not its default without ``labels`` (classes seen in
+    truth or predictions) nor the mean over classes present in the truth.
+    """
+    precision, recall, f1 = precision_recall_f1(counts)
+    if not len(f1):
+        raise ValueError("macro average of 0 classes")
+    return float(precision.mean()), float(recall.mean()), float(f1.mean())
+
+
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
-    """Mean F1 over the classes present in `labels` (absent classes would only add zeros)."""
-    counts = confusion_counts(labels, preds, num_classes)
-    present = counts.sum(axis=1) > 0
-    return float(precision_recall_f1(counts)[2][present].mean()) if present.any() else 0.0
+    """Macro-F1 over all ``num_classes`` classes (see ``macro_average``): for truth [0, 0, 1, 1]
+    and predictions [0, 0, 1, 2] with 3 classes it is (1 + 2/3 + 0) / 3 = 0.556."""
+    return macro_average(confusion_counts(labels, preds, num_classes))[2]
 
 
 def bootstrap_ci(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.metrics import bootstrap_ci, precision_recall_f1
+from study.metrics import bootstrap_ci, macro_average, precision_recall_f1
 
 
 def label_names(values: pd.Series, classes: list[str]) -> pd.Series:
@@ -31,8 +31,11 @@ def test_accuracy(
             return {"acc": acc, "low": low, "high": high, "n": len(p), "source": "bootstrap"}
     if pd.notna(trial.get("test_acc")):
         return {
-            "acc": float(trial["test_acc"]), "low": float(trial["test_acc_ci_low"]),
-            "high": float(trial["test_acc_ci_high"]), "n": None, "source": "trials.parquet",
+            "acc": float(trial["test_acc"]),
+            "low": float(trial["test_acc_ci_low"]),
+            "high": float(trial["test_acc_ci_high"]),
+            "n": None,
+            "source": "trials.parquet",
         }
     return None
 
@@ -45,7 +48,8 @@ def confusion(
     extra = sorted((set(labels) | set(preds)) - set(names))  # labels not in study.json
     names += extra
     counts = pd.crosstab(
-        pd.Categorical(labels, categories=names), pd.Categorical(preds, categories=names),
+        pd.Categorical(labels, categories=names),
+        pd.Categorical(preds, categories=names),
         dropna=False,
     ).reindex(index=names, columns=names, fill_value=0)
     counts.index.name, counts.columns.name = "true", "predicted"
@@ -61,7 +65,9 @@ def per_class_scores(counts: pd.DataFrame) -> pd.DataFrame:
         {"precision": precision, "recall": recall, "f1": f1, "support": support.astype(int)},
         index=pd.Index(counts.index.astype(str), name="class"),
     )
-    macro = scores[["precision", "recall", "f1"]].mean().to_dict() | {"support": int(support.sum())}
+    # metrics.macro_average: every class of the table counts, as for val_/test_macro_f1
+    precision, recall, f1 = macro_average(counts.to_numpy()) if len(counts) else (np.nan,) * 3
+    macro = {"precision": precision, "recall": recall, "f1": f1, "support": int(support.sum())}
     return pd.concat([scores, pd.DataFrame(macro, index=["macro avg"])])
 
 
