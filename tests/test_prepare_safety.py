@@ -22,7 +22,7 @@ from PIL import Image
 
 from study import storage
 from study.data import __main__ as data_cli
-from study.data import decode, prepare, sources
+from study.data import decode, load_split, open_dataset, prepare, sources
 from study.data.decode import BadImage, decode_rgb, inspect_image
 from study.data.registry import check_name
 from study.data.sources import SourceError, read_class_folders
@@ -301,11 +301,13 @@ def test_prepared_folder_follows_the_umask(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
     try:
         res = prepare("folder", source=_images(tmp_path / "src"), data_dir=tmp_path / "d")
+        load_split(open_dataset(tmp_path / "d", "folder"), "train", 32)  # writes the cache
     finally:
         os.umask(old)
-    assert stat.S_IMODE(res.out_dir.stat().st_mode) == 0o777 & ~umask
-    for f in res.out_dir.iterdir():
-        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+    folders = [res.out_dir, res.out_dir / "cache"]
+    for p in [*folders, *res.out_dir.iterdir(), *(res.out_dir / "cache").iterdir()]:
+        expect = 0o777 & ~umask if p in folders else 0o666 & ~umask
+        assert stat.S_IMODE(p.stat().st_mode) == expect, p
 
 
 def test_remote_prefix_without_prepare_manifest_needs_overwrite(tmp_path: Path) -> None:
