@@ -296,7 +296,7 @@ def test_overwrite_replaces_only_what_prepare_wrote(tmp_path: Path) -> None:
     assert tree_snapshot(tmp_path / "d" / "raw_photos") == others
 
 
-@pytest.mark.parametrize("umask", [0o022, 0o002])
+@pytest.mark.parametrize("umask", [0o022, 0o002], ids=["022", "002"])
 def test_prepared_folder_follows_the_umask(tmp_path: Path, umask: int) -> None:
     old = os.umask(umask)
     try:

@@ -109,7 +109,10 @@ def _open(data: bytes) -> Image.Image:
         raise BadImage("not an image (no decoder recognises it)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         # PIL refuses sizes over twice its limit while opening, before the check above
-        raise BadImage(f"declares too many pixels, over the limit of {limit:,} ({e})") from None
+        raise BadImage(
+            f"declares too many pixels, over the limit of {limit:,} "
+            f"(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?): {e}"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"cannot be decoded ({e})") from None
     return img
