@@ -71,8 +71,9 @@ def test_real_manga(tmp_path: Path, capsys) -> None:
     assert abs((t["split"] == "train").mean() - 0.70) < 0.03
 
 
-def test_ferg_layout_by_group(ferg_tree: Path, tmp_path: Path) -> None:
-    res = prepare("ferg", source=ferg_tree.parent, data_dir=tmp_path / "d")
+def test_ferg_layout_by_group(ferg_tree: Path, tmp_path_factory) -> None:
+    # the data dir lies outside the source: prepare refuses a source that contains its output
+    res = prepare("ferg", source=ferg_tree.parent, data_dir=tmp_path_factory.mktemp("d"))
     t = res.table
     assert res.manifest["split_rule"] == "by-group"
     assert sorted(t["group"].unique()) == ["aia", "bonnie", "jules", "malcolm", "mery", "ray"]

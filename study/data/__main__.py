@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
             out_name=args.out_name,
             overwrite=args.overwrite,
         )
-    except (PrepareError, SourceError, FileExistsError, ValueError) as e:
+    except (PrepareError, SourceError, ValueError, OSError) as e:
+        # bad input or an unusable source/output (FileExistsError, PermissionError, ...): the
+        # message names the file or option; no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(res.summary)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,16 +49,23 @@ class ImageFacts:
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
-    """Convert any supported mode to 8-bit RGB, compositing alpha on white."""
+    """Convert any supported mode to 8-bit RGB, compositing alpha on white.
+
+    One rule per mode, never one that depends on the image's own values:
+    - "I;16", "I;16L", "I;16B" (16-bit PNG/TIFF): 0..65535 maps linearly onto 0..255.
+    - "I" (32-bit integers): the same 0..65535 range, values outside it clipped. PIL gives "I" for
+      16-bit PGM/PPM (any maxval over 255, already rescaled by PIL to 0..65535) and for 32-bit
+      TIFF; the latter is clipped at 65535, as a viewer without a window setting would.
+    - "1", "L", "P", "RGB" and the alpha modes: PIL's conversion, alpha composited on white.
+    """
     if img.mode not in SUPPORTED_MODES:
         raise BadImage(
             f"unsupported image mode {img.mode} (expected one of {', '.join(SUPPORTED_MODES)})"
         )
     if img.mode in ("I;16", "I;16L", "I;16B", "I"):
-        # 16-bit grayscale: scale the full 0..65535 range down (PIL's convert("L") would clip).
+        # PIL's convert("L") would clip at 255 instead of scaling
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     if img.mode == "P":
         img = img.convert("RGBA")  # palette transparency becomes a real alpha channel
     if img.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
@@ -70,18 +76,44 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def max_pixels() -> int:
+    """The most pixels one image may declare: PIL's own limit, read when used, so that raising
+    `PIL.Image.MAX_IMAGE_PIXELS` (as PIL documents) is respected here too."""
+    return int(Image.MAX_IMAGE_PIXELS or 0) or 2**62
+
+
 def _open(data: bytes) -> Image.Image:
-    """Decode fully, so that a truncated file fails here and never later inside a trial."""
+    """Decode fully, so that a truncated file fails here and never later inside a trial.
+
+    The declared size is checked from the header before any pixel is decoded, so a small file
+    that would inflate to gigabytes (a decompression bomb) is refused by name. The check is an
+    explicit comparison, not a warnings filter: `warnings.catch_warnings` changes process-wide
+    state and is not thread-safe, and decoding runs in a thread pool, so the same input gave
+    different results from run to run.
+    """
     if not data:
         raise BadImage("empty file (0 bytes)")
+    limit = max_pixels()
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            img.load()
+        img = Image.open(io.BytesIO(data))  # lazy: reads the header only
+        w, h = img.size
+        if w * h > limit:
+            raise BadImage(
+                f"declares {w}x{h} = {w * h:,} pixels, over the limit of {limit:,} "
+                "(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?)"
+            )
+        img.load()
+    except BadImage:
+        raise
     except Image.UnidentifiedImageError:
         raise BadImage("not an image (no decoder recognises it)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as e:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        # PIL refuses sizes over twice its limit while opening, before the check above
+        raise BadImage(
+            f"declares too many pixels, over the limit of {limit:,} "
+            f"(PIL.Image.MAX_IMAGE_PIXELS; a decompression bomb?): {e}"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as e:
         raise BadImage(f"cannot be decoded ({e})") from None
     return img
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +20,16 @@ import pyarrow.parquet as pq
 
 from study import storage
 from study.data.decode import MIN_SIDE, BadImage, inspect_image
-from study.data.registry import get_dataset
+from study.data.registry import check_name, get_dataset
 from study.data.sources import SourceItem
 from study.data.splits import SPLITS, assign_splits
 
 FORMAT_VERSION = 1  # bump when the on-disk layout changes
 IMAGES_FILE = "images.parquet"
 MANIFEST_FILE = "manifest.json"
+CACHE_DIR = "cache"  # decoded tensors (study.data.store), inside a local data set's folder
+# Keys every manifest written by `prepare` has: a folder without them was not written by it.
+_MANIFEST_KEYS = ("format_version", "dataset", "version")
 
 
 class PrepareError(ValueError):
@@ -143,6 +147,8 @@ def prepare(
     source = source if source is not None else spec.default_source
     if source is None:
         raise ValueError(f"prepare {name}: --source PATH is required ({spec.description})")
+    if out_name is not None:
+        check_name(out_name, "--name")
     data_dir = data_dir or default_data_dir()
     remote = storage.is_remote(data_dir)
     out_dir = (
@@ -150,6 +156,10 @@ def prepare(
         if remote
         else storage.local_path(data_dir) / (out_name or name)
     )
+    if not remote and spec.source_is_path:
+        _check_apart(source, out_dir)
+    # before any decoding: refuse an output that prepare did not write
+    prev = _existing(out_dir, overwrite)
 
     items, problems = spec.reader(str(source), seed)
     items = list(items)
@@ -211,23 +221,84 @@ def prepare(
     table = df.drop(columns=["image"])
     summary = summarise(manifest, table)
 
-    old = storage.join(out_dir, MANIFEST_FILE)
-    if storage.is_file(old):
-        prev = json.loads(storage.read_text(old))
+    if prev is not None:
         if prev.get("version") == version:
             return PrepareResult(out_dir, prev, summary, reused=True, table=table)
         if not overwrite:
             raise FileExistsError(
-                f"{out_dir} already holds version {prev.get('version')} of {name} (this "
-                f"source gives {version}); studies that used it would silently change. Pass "
-                "--overwrite to replace "
-                "it, or --name to prepare under another name."
+                f"{out_dir} already holds version {prev.get('version')} of {prev['dataset']} "
+                f"(this source gives {version}); studies that used it would silently change. "
+                "Pass --overwrite to replace it, or --name to prepare under another name."
             )
     if remote:
         _upload(out_dir, df, manifest)
     else:
-        _write_atomically(out_dir, df, manifest)
+        _write_atomically(out_dir, df, manifest, overwrite)
     return PrepareResult(out_dir, manifest, summary, table=table)
+
+
+def _check_apart(source: str | Path, out_dir: Path) -> None:
+    """The source must not be, lie inside, or contain the output directory: prepare writes (and
+    with --overwrite replaces) that directory, which would change or delete the source."""
+    src, out = storage.local_path(source), out_dir.resolve()
+    where = (
+        "is"
+        if src == out
+        else "is inside"
+        if out in src.parents
+        else "contains"
+        if src in out.parents
+        else None
+    )
+    if where:
+        raise ValueError(
+            f"--source {source} {where} the output directory {out_dir}; prepare writes there, so "
+            "the source must lie outside it. Pass another --data-dir or --name."
+        )
+
+
+def _prepare_manifest(path: str | Path) -> dict | None:
+    """The manifest at `path` if `prepare` wrote it (it has prepare's keys), else None."""
+    try:
+        m = json.loads(storage.read_text(path))
+    except (OSError, ValueError):  # missing, unreadable, or not JSON
+        return None
+    return m if isinstance(m, dict) and all(k in m for k in _MANIFEST_KEYS) else None
+
+
+def _existing(out_dir: Path | str, overwrite: bool) -> dict | None:
+    """The manifest of what prepare wrote at `out_dir` earlier; None when there is nothing.
+
+    Anything else there is refused, so prepare never replaces what it did not create: locally
+    even with --overwrite (replacing means removing the folder); on shared storage, where only
+    images.parquet and manifest.json are written and nothing is removed, unless --overwrite.
+    """
+    manifest = storage.join(out_dir, MANIFEST_FILE)
+    if storage.is_remote(out_dir):
+        prev = _prepare_manifest(manifest) if storage.is_file(manifest) else None
+        if prev is None and storage.exists(out_dir) and not overwrite:
+            raise FileExistsError(
+                f"{out_dir} exists and holds no manifest written by prepare; pass --overwrite to "
+                f"write {IMAGES_FILE} and {MANIFEST_FILE} there anyway, or choose another --name."
+            )
+        return prev
+    out_dir = Path(out_dir)
+    if not os.path.lexists(out_dir):
+        return None
+    prev = _prepare_manifest(manifest) if out_dir.is_dir() and not out_dir.is_symlink() else None
+    if prev is None:
+        raise FileExistsError(
+            f"{out_dir} exists and is not a data set written by prepare (no {MANIFEST_FILE} of "
+            "prepare's in a plain folder); prepare never replaces it, even with --overwrite. "
+            "Choose another --name or --data-dir."
+        )
+    extra = sorted(set(os.listdir(out_dir)) - {IMAGES_FILE, MANIFEST_FILE, CACHE_DIR})
+    if extra and overwrite:
+        raise FileExistsError(
+            f"{out_dir} holds files prepare did not write ({', '.join(extra[:5])}); "
+            "--overwrite would delete them, so it is refused. Move them out first."
+        )
+    return prev
 
 
 def _write_files(dest: Path, df: pd.DataFrame, manifest: dict) -> None:
@@ -239,18 +310,46 @@ def _write_files(dest: Path, df: pd.DataFrame, manifest: dict) -> None:
     (dest / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
 
 
-def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict) -> None:
-    """Write into a temporary sibling and rename, so a failure never leaves half a data set."""
+def _new_sibling(out_dir: Path) -> Path:
+    """A new hidden folder next to `out_dir`. Made with mode 0o777 so the umask decides, as for
+    any folder a user creates (mkdtemp's 0700 made shared data folders unreadable to a team)."""
+    while True:
+        tmp = out_dir.with_name(f".{out_dir.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            tmp.mkdir(mode=0o777)
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _write_atomically(out_dir: Path, df: pd.DataFrame, manifest: dict, overwrite: bool) -> None:
+    """Write into a temporary sibling and rename, so a failure never leaves half a data set.
+
+    A folder already there is checked again (minutes may have passed since the first check),
+    renamed aside, replaced, and only then removed: it is one prepare wrote (`_existing`).
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = _new_sibling(out_dir)
+    aside = None
     try:
         _write_files(tmp, df, manifest)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
+        if os.path.lexists(out_dir):
+            _existing(out_dir, overwrite)
+            if not overwrite:
+                raise FileExistsError(f"{out_dir} appeared while preparing; pass --overwrite")
+            aside = tmp.with_suffix(".old")
+            os.rename(out_dir, aside)
+        try:
+            os.rename(tmp, out_dir)
+        except BaseException:
+            if aside is not None:
+                os.rename(aside, out_dir)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if aside is not None:
+        shutil.rmtree(aside)
 
 
 def _upload(out_uri: str, df: pd.DataFrame, manifest: dict) -> None:

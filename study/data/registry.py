@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -19,12 +20,26 @@ class DatasetSpec:
     classes: tuple[str, ...] | None = None  # None: whatever class folders the source has
     default_split: str = "stratified"
     default_source: str | None = None  # data sets that need no download (toon)
+    source_is_path: bool = True  # False: --source is a size name (toon), not a file or folder
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
 
+# A data-set name becomes one directory under the data dir: nothing that could point elsewhere
+# ("/", "..") or at the data dir itself (".").
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+NAME_RULE = "letters, digits, '-', '_' and '.', not '.' or '..' alone, no '/'"
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """`name` if it is a plain identifier, else ValueError naming `what` and the rule."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{what} {name!r}: a data-set name is a plain identifier ({NAME_RULE})")
+    return name
+
 
 def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    check_name(spec.name, "data set name")
     if spec.name in _REGISTRY:
         raise ValueError(f"data set {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
@@ -49,7 +64,7 @@ MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "s
 register_dataset(
     DatasetSpec(
         name="manga",
-        reader=lambda src, seed: sources.read_class_folders(src),
+        reader=lambda src, seed: sources.read_class_folders(src, MANGA_CLASSES),
         description="Manga Facial Expressions (Kaggle), class-per-folder tree or its .zip",
         classes=MANGA_CLASSES,
     )
@@ -70,6 +85,7 @@ register_dataset(
         description="embedded procedural cartoon faces, 7 FERG emotions (tiny|small|default|N)",
         classes=sources.FERG_EMOTIONS,
         default_source="default",
+        source_is_path=False,
     )
 )
 register_dataset(

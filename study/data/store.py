@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from study import storage
 from study.data.decode import decode_rgb, resize_square
-from study.data.prepare import IMAGES_FILE, MANIFEST_FILE
+from study.data.prepare import CACHE_DIR, IMAGES_FILE, MANIFEST_FILE
 from study.data.splits import SPLITS
 
 META_COLUMNS = ["path", "label", "label_id", "group", "split", "sha256", "width", "height"]
@@ -54,7 +54,7 @@ class PreparedDataset:
         """Local directory of the decoded tensors (one .npy per version, size and split)."""
         if storage.is_remote(self.root):
             return storage.cache_root() / "data" / self.name
-        return Path(self.root) / "cache"
+        return Path(self.root) / CACHE_DIR
 
     def read_images(self, columns: list[str], split: str | None = None) -> pa.Table:
         filters = [("split", "=", split)] if split else None
@@ -118,9 +118,10 @@ def load_split(ds: PreparedDataset, split: str, image_size: int) -> SplitArrays:
     if not cache.exists():
         arr = _decode_split(ds, split, image_size)
         cache.parent.mkdir(parents=True, exist_ok=True)
-        # write-then-rename: concurrent trials never see a half-written cache
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npy.tmp")
-        with os.fdopen(fd, "wb") as f:
+        # write-then-rename: concurrent trials never see a half-written cache. open("xb") makes
+        # the file as the umask says (mkstemp's 0600 hid a shared data set's cache from a team).
+        tmp = cache.with_name(f".{cache.name}.{secrets.token_hex(4)}.tmp")
+        with open(tmp, "xb") as f:
             np.save(f, arr)
         os.replace(tmp, cache)
     # A plain ndarray view of the memory map, not the np.memmap itself: pickle protocol 5 passes
