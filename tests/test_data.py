@@ -85,9 +85,9 @@ def test_ferg_layout_by_group(ferg_tree: Path, tmp_path_factory) -> None:
 
 def test_stratified_split_is_seeded_and_keeps_duplicates_together(tmp_path: Path) -> None:
     root = tmp_path / "src"
-    for c in ("a", "b"):
-        for i in range(20):
-            face_png(root / c / f"{i}.png", seed=hash((c, i)) % 1000)
+    for ci, c in enumerate(("a", "b")):
+        for i in range(20):  # distinct seeds: hash() of a str changes per process and collided
+            face_png(root / c / f"{i}.png", seed=100 * ci + i)
     shutil.copy(root / "a" / "0.png", root / "a" / "0_copy.png")  # exact duplicate
     r1 = prepare("folder", source=root, data_dir=tmp_path / "x", seed=1)
     r2 = prepare("folder", source=root, data_dir=tmp_path / "y", seed=1)
