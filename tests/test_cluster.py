@@ -32,7 +32,9 @@ def overlay(config: dict[str, Any], name: str) -> dict[str, Any]:
     lines = CLUSTER_YAML.read_text().splitlines()
     start = max(i for i, ln in enumerate(lines) if ln.startswith(f"# >>> {name}"))
     end = lines.index(f"# <<< {name}")
-    body = [ln[2:] if ln.startswith("# ") else ln.removeprefix("#") for ln in lines[start + 1:end]]
+    body = [
+        ln[2:] if ln.startswith("# ") else ln.removeprefix("#") for ln in lines[start + 1 : end]
+    ]
     block = yaml.safe_load("\n".join(body))
     assert set(block) == OVERLAYS[name], set(block)
     return {**copy.deepcopy(config), **block}
@@ -125,7 +127,9 @@ def test_gpu_workers_reach_the_study_bucket_only() -> None:
     worker = json.loads((REPO / "deploy/aws/worker-policy.json").read_text())["Statement"]
     assert {a.split(":")[0] for s in worker for a in _list(s["Action"])} == {"s3"}
     assert {r for s in worker for r in _list(s["Resource"])} == {
-        "arn:aws:s3:::<bucket>", "arn:aws:s3:::<bucket>/*"}
+        "arn:aws:s3:::<bucket>",
+        "arn:aws:s3:::<bucket>/*",
+    }
     head = json.loads((REPO / "deploy/aws/head-policy.json").read_text())["Statement"]
     passes = [s for s in head if "iam:PassRole" in _list(s["Action"])]
     worker_role = "arn:aws:iam::<account-id>:role/study-worker"
@@ -137,15 +141,23 @@ def _list(x: str | list[str]) -> list[str]:
     return [x] if isinstance(x, str) else x
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (lambda c: c.update(max_worker=4), "max_worker"),  # a typo'd top-level key
-    (lambda c: c["available_node_types"]["worker_gpu_spot"].update(min_worker=1), "min_worker"),
-    (lambda c: c["available_node_types"]["worker_gpu_spot"]["resources"].update(GPU=0.5), "0.5"),
-    (lambda c: c.update(head_node_type="head"), "head_node_type"),
-    (lambda c: c["available_node_types"]["worker_gpu_ondemand"].update(min_workers=9),
-     "max_workers"),
-    (lambda c: c["available_node_types"]["worker_gpu_spot"].update(priority="high"), "high"),
-])
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda c: c.update(max_worker=4), "max_worker"),  # a typo'd top-level key
+        (lambda c: c["available_node_types"]["worker_gpu_spot"].update(min_worker=1), "min_worker"),
+        (
+            lambda c: c["available_node_types"]["worker_gpu_spot"]["resources"].update(GPU=0.5),
+            "0.5",
+        ),
+        (lambda c: c.update(head_node_type="head"), "head_node_type"),
+        (
+            lambda c: c["available_node_types"]["worker_gpu_ondemand"].update(min_workers=9),
+            "max_workers",
+        ),
+        (lambda c: c["available_node_types"]["worker_gpu_spot"].update(priority="high"), "high"),
+    ],
+)
 def test_broken_edits_fail_rays_validation(edit, words: str) -> None:
     """The check above can fail: the edits a person plausibly makes by mistake are rejected."""
     import jsonschema
@@ -174,9 +186,15 @@ def test_cluster_yaml_keeps_auth_on_and_the_dashboard_private() -> None:
     assert "security_group" not in config["provider"]  # no extra inbound rules (ports) opened
 
 
-SECRET_PATTERNS = [r"AKIA[0-9A-Z]{16}", r"aws_secret_access_key", r"aws_session_token",
-                   r"BEGIN [A-Z ]*PRIVATE KEY", r"\"type\":\s*\"service_account\"",
-                   r"^\s*ssh_private_key:", r"RAY_AUTH_TOKEN="]
+SECRET_PATTERNS = [
+    r"AKIA[0-9A-Z]{16}",
+    r"aws_secret_access_key",
+    r"aws_session_token",
+    r"BEGIN [A-Z ]*PRIVATE KEY",
+    r"\"type\":\s*\"service_account\"",
+    r"^\s*ssh_private_key:",
+    r"RAY_AUTH_TOKEN=",
+]
 
 
 def test_cluster_yaml_holds_no_credentials() -> None:
@@ -196,8 +214,9 @@ def test_setup_installs_the_mounted_project_at_the_pyprojects_versions() -> None
     # the Ray pin (needed: laptop and cluster must run the same Ray) is inside pyproject's range
     pin = re.search(r'"(ray\[[a-z,]+\]==[0-9.]+)"', setup)
     assert pin, setup
-    ray_req = next(Requirement(d) for d in pyproject["project"]["dependencies"]
-                   if Requirement(d).name == "ray")
+    ray_req = next(
+        Requirement(d) for d in pyproject["project"]["dependencies"] if Requirement(d).name == "ray"
+    )
     pinned = Requirement(pin.group(1))
     assert ray_req.specifier.contains(next(iter(pinned.specifier)).version)
     assert {"default", "tune"} <= pinned.extras
@@ -227,19 +246,41 @@ def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path) ->
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
-        workers = {name: cluster.add_node(num_cpus=1, resources={name: 1})
-                   for name in ("worker_a", "worker_b")}
+        workers = {
+            name: cluster.add_node(num_cpus=1, resources={name: 1})
+            for name in ("worker_a", "worker_b")
+        }
         cluster.wait_for_nodes()
         ray.init(address=cluster.address)
         try:  # the custom resource names each node, Ray's node table gives its id
-            by_resource = {name: n["NodeID"] for n in ray.nodes() if n["Alive"]
-                           for name in workers if name in n["Resources"]}
+            by_resource = {
+                name: n["NodeID"]
+                for n in ray.nodes()
+                if n["Alive"]
+                for name in workers
+                if name in n["Resources"]
+            }
         finally:
             ray.shutdown()
         assert by_resource == {name: w.node_id for name, w in workers.items()}
-        rc = run.main(["--space", "demo", "--smoke-test", "--address", cluster.address,
-                       "--cpus-per-trial", "1", "--data-dir", str(tiny_toon),
-                       "--storage", str(tmp_path / "s"), "--name", "multi", "--no-report"])
+        rc = run.main(
+            [
+                "--space",
+                "demo",
+                "--smoke-test",
+                "--address",
+                cluster.address,
+                "--cpus-per-trial",
+                "1",
+                "--data-dir",
+                str(tiny_toon),
+                "--storage",
+                str(tmp_path / "s"),
+                "--name",
+                "multi",
+                "--no-report",
+            ]
+        )
         assert rc == 0
     finally:
         ray.shutdown()

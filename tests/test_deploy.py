@@ -29,95 +29,208 @@ DOCKERFILE, DOCKERIGNORE = REPO / "Dockerfile", REPO / ".dockerignore"
 # fields are errors: the API server would silently prune a misspelt field (for authOptions that
 # means token auth off), so a typo has to fail here.
 
-QUANTITY = {"anyOf": [{"type": "integer", "minimum": 0},
-                      {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]i?)?$"}]}
+QUANTITY = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?(m|[kMGTPE]i?)?$"},
+    ]
+}
 STR_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 INT32 = {"type": "integer", "minimum": 0}
 
 
 def _obj(props: dict[str, Any], required: tuple[str, ...] = (), closed: bool = True) -> dict:
-    return {"type": "object", "properties": props, "required": list(required),
-            "additionalProperties": not closed}
+    return {
+        "type": "object",
+        "properties": props,
+        "required": list(required),
+        "additionalProperties": not closed,
+    }
 
 
-CONTAINER = _obj({
-    "name": {"type": "string"}, "image": {"type": "string"},
-    "command": {"type": "array"}, "args": {"type": "array"},
-    "env": {"type": "array", "items": _obj(
-        {"name": {"type": "string"}, "value": {"type": "string"}, "valueFrom": {"type": "object"}},
-        ("name",))},
-    "resources": _obj({"limits": {"type": "object", "additionalProperties": QUANTITY},
-                       "requests": {"type": "object", "additionalProperties": QUANTITY}}),
-    "ports": {"type": "array", "items": _obj(
-        {"containerPort": {"type": "integer"}, "name": {"type": "string"},
-         "protocol": {"type": "string"}}, ("containerPort",))},
-    "securityContext": {"type": "object"},
-    "volumeMounts": {"type": "array", "items": _obj(
-        {"name": {"type": "string"}, "mountPath": {"type": "string"}}, ("name", "mountPath"))},
-}, ("name", "image"), closed=False)  # a Container has many more fields; these are checked
-POD_TEMPLATE = _obj({
-    "metadata": _obj({"labels": STR_MAP, "annotations": STR_MAP}),
-    "spec": _obj({"containers": {"type": "array", "minItems": 1, "items": CONTAINER},
-                  "serviceAccountName": {"type": "string"},
-                  "tolerations": {"type": "array"}, "volumes": {"type": "array"},
-                  "securityContext": {"type": "object"}}, ("containers",), closed=False),
-}, ("spec",))
-GROUP_COMMON = {"rayStartParams": STR_MAP, "template": POD_TEMPLATE,
-                "resources": STR_MAP, "labels": STR_MAP}
-RAY_CLUSTER_SPEC = _obj({
-    "authOptions": _obj({"mode": {"enum": ["disabled", "token"]},
-                         "secretName": {"type": "string"},
-                         "enableK8sTokenAuth": {"type": "boolean"}}),
-    "autoscalerOptions": _obj({
-        "resources": {"type": "object"}, "image": {"type": "string"},
-        "imagePullPolicy": {"type": "string"}, "securityContext": {"type": "object"},
-        "idleTimeoutSeconds": INT32, "upscalingMode": {"enum": ["Default", "Aggressive",
-                                                                 "Conservative"]},
-        "version": {"enum": ["v1", "v2"]}, "env": {"type": "array"}, "envFrom": {"type": "array"},
-        "volumeMounts": {"type": "array"}}),
-    "enableInTreeAutoscaling": {"type": "boolean"},
-    "gcsFaultToleranceOptions": {"type": "object"},
-    "headGroupSpec": _obj({**GROUP_COMMON, "headService": {"type": "object"},
-                           "enableIngress": {"type": "boolean"},
-                           "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}},
-                          ("template",)),
-    "headServiceAnnotations": STR_MAP,
-    "managedBy": {"type": "string"},
-    "rayVersion": {"type": "string"},
-    "suspend": {"type": "boolean"},
-    "upgradeStrategy": {"type": "object"},
-    "workerGroupSpecs": {"type": "array", "items": _obj({
-        **GROUP_COMMON, "groupName": {"type": "string"}, "suspend": {"type": "boolean"},
-        "replicas": INT32, "minReplicas": INT32, "maxReplicas": INT32,
-        "idleTimeoutSeconds": INT32, "scaleStrategy": {"type": "object"},
-        "numOfHosts": INT32}, ("groupName", "template"))},
-}, ("headGroupSpec",))
-OBJECT_META = _obj({"name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                    "namespace": {"type": "string"}, "labels": STR_MAP, "annotations": STR_MAP},
-                   ("name",))
-RAY_CLUSTER = _obj({"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": "RayCluster"},
-                    "metadata": OBJECT_META, "spec": RAY_CLUSTER_SPEC},
-                   ("apiVersion", "kind", "metadata", "spec"))
-RAY_JOB = _obj({"apiVersion": {"const": "ray.io/v1"}, "kind": {"const": "RayJob"},
-                "metadata": OBJECT_META, "spec": {
-                    **_obj({
-                        "activeDeadlineSeconds": INT32, "backoffLimit": INT32,
-                        "rayClusterSpec": RAY_CLUSTER_SPEC, "submitterPodTemplate": POD_TEMPLATE,
-                        "metadata": STR_MAP, "clusterSelector": STR_MAP,
-                        "submitterConfig": {"type": "object"}, "managedBy": {"type": "string"},
-                        "deletionStrategy": {"type": "object"}, "entrypoint": {"type": "string"},
-                        "runtimeEnvYAML": {"type": "string"}, "jobId": {"type": "string"},
-                        "submissionMode": {"enum": ["K8sJobMode", "HTTPMode", "InteractiveMode",
-                                                    "SidecarMode"]},
-                        "entrypointResources": {"type": "string"},
-                        "entrypointNumCpus": {"type": "number"},
-                        "entrypointNumGpus": {"type": "number"},
-                        "ttlSecondsAfterFinished": INT32,
-                        "shutdownAfterJobFinishes": {"type": "boolean"},
-                        "suspend": {"type": "boolean"}}, ("entrypoint",)),
-                    # a RayJob runs on a cluster it creates or on one it selects
-                    "oneOf": [{"required": ["rayClusterSpec"]}, {"required": ["clusterSelector"]}],
-                }}, ("apiVersion", "kind", "metadata", "spec"))
+CONTAINER = _obj(
+    {
+        "name": {"type": "string"},
+        "image": {"type": "string"},
+        "command": {"type": "array"},
+        "args": {"type": "array"},
+        "env": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "name": {"type": "string"},
+                    "value": {"type": "string"},
+                    "valueFrom": {"type": "object"},
+                },
+                ("name",),
+            ),
+        },
+        "resources": _obj(
+            {
+                "limits": {"type": "object", "additionalProperties": QUANTITY},
+                "requests": {"type": "object", "additionalProperties": QUANTITY},
+            }
+        ),
+        "ports": {
+            "type": "array",
+            "items": _obj(
+                {
+                    "containerPort": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "protocol": {"type": "string"},
+                },
+                ("containerPort",),
+            ),
+        },
+        "securityContext": {"type": "object"},
+        "volumeMounts": {
+            "type": "array",
+            "items": _obj(
+                {"name": {"type": "string"}, "mountPath": {"type": "string"}}, ("name", "mountPath")
+            ),
+        },
+    },
+    ("name", "image"),
+    closed=False,
+)  # a Container has many more fields; these are checked
+POD_TEMPLATE = _obj(
+    {
+        "metadata": _obj({"labels": STR_MAP, "annotations": STR_MAP}),
+        "spec": _obj(
+            {
+                "containers": {"type": "array", "minItems": 1, "items": CONTAINER},
+                "serviceAccountName": {"type": "string"},
+                "tolerations": {"type": "array"},
+                "volumes": {"type": "array"},
+                "securityContext": {"type": "object"},
+            },
+            ("containers",),
+            closed=False,
+        ),
+    },
+    ("spec",),
+)
+GROUP_COMMON = {
+    "rayStartParams": STR_MAP,
+    "template": POD_TEMPLATE,
+    "resources": STR_MAP,
+    "labels": STR_MAP,
+}
+RAY_CLUSTER_SPEC = _obj(
+    {
+        "authOptions": _obj(
+            {
+                "mode": {"enum": ["disabled", "token"]},
+                "secretName": {"type": "string"},
+                "enableK8sTokenAuth": {"type": "boolean"},
+            }
+        ),
+        "autoscalerOptions": _obj(
+            {
+                "resources": {"type": "object"},
+                "image": {"type": "string"},
+                "imagePullPolicy": {"type": "string"},
+                "securityContext": {"type": "object"},
+                "idleTimeoutSeconds": INT32,
+                "upscalingMode": {"enum": ["Default", "Aggressive", "Conservative"]},
+                "version": {"enum": ["v1", "v2"]},
+                "env": {"type": "array"},
+                "envFrom": {"type": "array"},
+                "volumeMounts": {"type": "array"},
+            }
+        ),
+        "enableInTreeAutoscaling": {"type": "boolean"},
+        "gcsFaultToleranceOptions": {"type": "object"},
+        "headGroupSpec": _obj(
+            {
+                **GROUP_COMMON,
+                "headService": {"type": "object"},
+                "enableIngress": {"type": "boolean"},
+                "serviceType": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+            },
+            ("template",),
+        ),
+        "headServiceAnnotations": STR_MAP,
+        "managedBy": {"type": "string"},
+        "rayVersion": {"type": "string"},
+        "suspend": {"type": "boolean"},
+        "upgradeStrategy": {"type": "object"},
+        "workerGroupSpecs": {
+            "type": "array",
+            "items": _obj(
+                {
+                    **GROUP_COMMON,
+                    "groupName": {"type": "string"},
+                    "suspend": {"type": "boolean"},
+                    "replicas": INT32,
+                    "minReplicas": INT32,
+                    "maxReplicas": INT32,
+                    "idleTimeoutSeconds": INT32,
+                    "scaleStrategy": {"type": "object"},
+                    "numOfHosts": INT32,
+                },
+                ("groupName", "template"),
+            ),
+        },
+    },
+    ("headGroupSpec",),
+)
+OBJECT_META = _obj(
+    {
+        "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+        "namespace": {"type": "string"},
+        "labels": STR_MAP,
+        "annotations": STR_MAP,
+    },
+    ("name",),
+)
+RAY_CLUSTER = _obj(
+    {
+        "apiVersion": {"const": "ray.io/v1"},
+        "kind": {"const": "RayCluster"},
+        "metadata": OBJECT_META,
+        "spec": RAY_CLUSTER_SPEC,
+    },
+    ("apiVersion", "kind", "metadata", "spec"),
+)
+RAY_JOB = _obj(
+    {
+        "apiVersion": {"const": "ray.io/v1"},
+        "kind": {"const": "RayJob"},
+        "metadata": OBJECT_META,
+        "spec": {
+            **_obj(
+                {
+                    "activeDeadlineSeconds": INT32,
+                    "backoffLimit": INT32,
+                    "rayClusterSpec": RAY_CLUSTER_SPEC,
+                    "submitterPodTemplate": POD_TEMPLATE,
+                    "metadata": STR_MAP,
+                    "clusterSelector": STR_MAP,
+                    "submitterConfig": {"type": "object"},
+                    "managedBy": {"type": "string"},
+                    "deletionStrategy": {"type": "object"},
+                    "entrypoint": {"type": "string"},
+                    "runtimeEnvYAML": {"type": "string"},
+                    "jobId": {"type": "string"},
+                    "submissionMode": {
+                        "enum": ["K8sJobMode", "HTTPMode", "InteractiveMode", "SidecarMode"]
+                    },
+                    "entrypointResources": {"type": "string"},
+                    "entrypointNumCpus": {"type": "number"},
+                    "entrypointNumGpus": {"type": "number"},
+                    "ttlSecondsAfterFinished": INT32,
+                    "shutdownAfterJobFinishes": {"type": "boolean"},
+                    "suspend": {"type": "boolean"},
+                },
+                ("entrypoint",),
+            ),
+            # a RayJob runs on a cluster it creates or on one it selects
+            "oneOf": [{"required": ["rayClusterSpec"]}, {"required": ["clusterSelector"]}],
+        },
+    },
+    ("apiVersion", "kind", "metadata", "spec"),
+)
 
 
 def load(name: str) -> dict[str, Any]:
@@ -139,21 +252,32 @@ def ray_pin() -> str:
     return re.search(r"ray\[[a-z,]+\]==([0-9.]+)", setup).group(1)
 
 
-@pytest.mark.parametrize(("name", "schema"), [("raycluster.yaml", RAY_CLUSTER),
-                                              ("rayjob.yaml", RAY_JOB)])
+@pytest.mark.parametrize(
+    ("name", "schema"), [("raycluster.yaml", RAY_CLUSTER), ("rayjob.yaml", RAY_JOB)]
+)
 def test_kuberay_manifests_match_the_crd_fields(name: str, schema: dict) -> None:
     jsonschema.validate(load(name), schema)
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (lambda s: s.update(workerGroupSpec=s.pop("workerGroupSpecs")), "workerGroupSpec"),
-    (lambda s: s["authOptions"].update(mode="tokens"), "tokens"),
-    (lambda s: s["workerGroupSpecs"][0].pop("groupName"), "groupName"),
-    (lambda s: s["workerGroupSpecs"][0].update(maxReplicas="four"), "four"),
-    (lambda s: s["headGroupSpec"]["rayStartParams"].update({"num-cpus": 0}), "0 is not of type"),
-    (lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"]
-     ["limits"].update({"nvidia.com/gpu": "one"}), "one"),
-])
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda s: s.update(workerGroupSpec=s.pop("workerGroupSpecs")), "workerGroupSpec"),
+        (lambda s: s["authOptions"].update(mode="tokens"), "tokens"),
+        (lambda s: s["workerGroupSpecs"][0].pop("groupName"), "groupName"),
+        (lambda s: s["workerGroupSpecs"][0].update(maxReplicas="four"), "four"),
+        (
+            lambda s: s["headGroupSpec"]["rayStartParams"].update({"num-cpus": 0}),
+            "0 is not of type",
+        ),
+        (
+            lambda s: s["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["resources"][
+                "limits"
+            ].update({"nvidia.com/gpu": "one"}),
+            "one",
+        ),
+    ],
+)
 def test_broken_manifests_fail_the_schema(edit, words: str) -> None:
     """The check above can fail: plausible mistakes are rejected with the field named."""
     cluster = load("raycluster.yaml")
@@ -166,7 +290,8 @@ def test_broken_manifests_fail_the_schema(edit, words: str) -> None:
 def test_rayjob_is_rendered_from_the_raycluster() -> None:
     """One source: rayjob.yaml is what render.py makes of raycluster.yaml right now."""
     assert (KUBERAY / "rayjob.yaml").read_text() == render_module().render(), (
-        "deploy/kuberay/rayjob.yaml is stale: run python deploy/kuberay/render.py")
+        "deploy/kuberay/rayjob.yaml is stale: run python deploy/kuberay/render.py"
+    )
     assert load("rayjob.yaml")["spec"]["rayClusterSpec"] == load("raycluster.yaml")["spec"]
 
 
@@ -197,8 +322,10 @@ def test_raycluster_scales_gpu_workers_with_auth_on_and_the_dashboard_private() 
     (worker,) = gpu["template"]["spec"]["containers"]
     assert int(worker["resources"]["limits"]["nvidia.com/gpu"]) >= 1
     # workers (user code, untrusted images) run under their own bucket-only account
-    accounts = {head["template"]["spec"]["serviceAccountName"],
-                gpu["template"]["spec"]["serviceAccountName"]}
+    accounts = {
+        head["template"]["spec"]["serviceAccountName"],
+        gpu["template"]["spec"]["serviceAccountName"],
+    }
     assert accounts == {"study-head", "study-worker"}
     for group in (head, gpu):
         pod = group["template"]["spec"]
@@ -206,8 +333,9 @@ def test_raycluster_scales_gpu_workers_with_auth_on_and_the_dashboard_private() 
         for c in pod["containers"]:
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             # the token comes from the operator's Secret, never from this file
-            assert not [e for e in c.get("env", []) if e["name"] == "RAY_AUTH_TOKEN"
-                        and "value" in e]
+            assert not [
+                e for e in c.get("env", []) if e["name"] == "RAY_AUTH_TOKEN" and "value" in e
+            ]
     # nothing in deploy/kuberay exposes a Service (the dashboard) outside the cluster
     for path in KUBERAY.glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -226,8 +354,11 @@ def test_dockerfile_builds_on_rays_image_at_the_pinned_versions() -> None:
     text = DOCKERFILE.read_text()
     args = dockerfile_args()
     assert args["RAY_VERSION"] == ray_pin()
-    assert re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON_TAG\}-\$\{CUDA_TAG\}$",
-                     text, re.MULTILINE)
+    assert re.search(
+        r"^FROM rayproject/ray:\$\{RAY_VERSION\}-\$\{PYTHON_TAG\}-\$\{CUDA_TAG\}$",
+        text,
+        re.MULTILINE,
+    )
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert args["PYTHON_TAG"] == "py311" and requires["requires-python"] == ">=3.11"
     assert re.fullmatch(r"cu\d{3}", args["CUDA_TAG"])
@@ -241,16 +372,28 @@ def test_dockerfile_runs_as_non_root_and_holds_no_secrets() -> None:
     users = re.findall(r"^USER (\S+)$", text, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert re.search(r"^ENV RAY_AUTH_MODE=token", text, re.MULTILINE)
-    for secret in ("RAY_AUTH_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "PASSWORD",
-                   "auth_token", "credentials", ".pem", "id_rsa"):
+    for secret in (
+        "RAY_AUTH_TOKEN",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "PASSWORD",
+        "auth_token",
+        "credentials",
+        ".pem",
+        "id_rsa",
+    ):
         instructions = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
         assert not [ln for ln in instructions if secret in ln], secret
     # the build context is an allow-list: only what the package needs, never data or tokens
     ignore = [ln for ln in DOCKERIGNORE.read_text().splitlines() if ln and ln[0] != "#"]
     assert ignore[0] == "*"  # everything out, then the allow-list
     allowed = {ln[1:].rstrip("/") for ln in ignore if ln.startswith("!")}
-    copied = [src for line in re.findall(r"^COPY .*$", text, re.MULTILINE)
-              for src in line.split()[1:-1] if not src.startswith("--")]
+    copied = [
+        src
+        for line in re.findall(r"^COPY .*$", text, re.MULTILINE)
+        for src in line.split()[1:-1]
+        if not src.startswith("--")
+    ]
     assert copied and {c.rstrip("/") for c in copied} <= allowed, copied
     assert all((REPO / c).exists() for c in copied)
     assert "**/auth_token" in ignore and "**/.ray/" in ignore

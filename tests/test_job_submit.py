@@ -40,7 +40,10 @@ def tiny_toon(tmp_path_factory) -> Path:
 
 
 def test_redact_hides_a_database_password() -> None:
-    assert redact("postgresql://study:s3cret@db:5432/optuna") == "postgresql://study:***@db:5432/optuna"
+    assert (
+        redact("postgresql://study:s3cret@db:5432/optuna")
+        == "postgresql://study:***@db:5432/optuna"
+    )
     assert redact("journal:///shared/optuna.log") == "journal:///shared/optuna.log"
     assert redact("sqlite:////tmp/x/optuna.db") == "sqlite:////tmp/x/optuna.db"
 
@@ -60,8 +63,21 @@ def test_bad_optuna_storage_fails_before_ray_starts(
     url: str, words: str, tiny_toon: Path, tmp_path: Path, capsys
 ) -> None:
     before = tree_snapshot(tmp_path)
-    rc = run.main(["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon),
-                   "--storage", str(tmp_path / "s"), "--name", "x", "--optuna-storage", url])
+    rc = run.main(
+        [
+            "--space",
+            "demo",
+            "--smoke-test",
+            "--data-dir",
+            str(tiny_toon),
+            "--storage",
+            str(tmp_path / "s"),
+            "--name",
+            "x",
+            "--optuna-storage",
+            url,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2, err
     assert err.startswith("error: --optuna-storage ") and words in err, err
@@ -74,8 +90,21 @@ def test_a_name_already_in_a_shared_storage_is_refused(tiny_toon: Path, tmp_path
     continue someone else's trials in a shared database."""
     url = f"journal://{tmp_path}/shared.log"
     optuna.create_study(storage=open_optuna_storage(url), study_name="taken")
-    rc = run.main(["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon),
-                   "--storage", str(tmp_path / "s"), "--name", "taken", "--optuna-storage", url])
+    rc = run.main(
+        [
+            "--space",
+            "demo",
+            "--smoke-test",
+            "--data-dir",
+            str(tiny_toon),
+            "--storage",
+            str(tmp_path / "s"),
+            "--name",
+            "taken",
+            "--optuna-storage",
+            url,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "already holds a study named 'taken'" in err, err
     assert not (tmp_path / "s").exists()
@@ -108,19 +137,40 @@ def ray_head() -> Iterator[Head]:
     token = temp_dir / "auth_token"
     token.write_text(secrets.token_hex(32))
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
-    env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
-            "RAY_USAGE_STATS_ENABLED": "0"}
+    env |= {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
     dash = _free_port()
-    cmd = [shutil.which("ray") or "ray", "start", "--head", "--block", "--disable-usage-stats",
-           "--node-ip-address", "127.0.0.1", "--port", str(_free_port()),
-           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash),
-           "--ray-client-server-port", str(_free_port()),
-           "--dashboard-agent-listen-port", str(_free_port()),
-           "--num-cpus", "2", "--temp-dir", str(temp_dir / "r")]
+    cmd = [
+        shutil.which("ray") or "ray",
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--ray-client-server-port",
+        str(_free_port()),
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        str(temp_dir / "r"),
+    ]
     log = (temp_dir / "head.log").open("w")
     # cwd without the project: the job gets its code from --working-dir only
-    head = subprocess.Popen(cmd, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    head = subprocess.Popen(
+        cmd, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         deadline = time.time() + 90
         while "--block" not in (temp_dir / "head.log").read_text():  # printed once all is up
@@ -160,31 +210,64 @@ def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
     --storage; its Optuna journal is read by this (another) process while the job runs."""
     storage, journal = tmp_path / "studies", tmp_path / "optuna.log"
     url = f"journal://{journal}"  # journal:///tmp/...
-    study_args = ["--space", "demo", "--smoke-test", "--address", "auto", "--name", "jobsmoke",
-                  "--data-dir", str(tiny_toon), "--storage", str(storage), "--no-report",
-                  "--optuna-storage", url]
-    submit = ["ray", "job", "submit", "--address", ray_head.dashboard, "--working-dir", str(REPO),
-              "--runtime-env", str(RUNTIME_ENV), "--"]
+    study_args = [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--address",
+        "auto",
+        "--name",
+        "jobsmoke",
+        "--data-dir",
+        str(tiny_toon),
+        "--storage",
+        str(storage),
+        "--no-report",
+        "--optuna-storage",
+        url,
+    ]
+    submit = [
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        ray_head.dashboard,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env",
+        str(RUNTIME_ENV),
+        "--",
+    ]
     # the job's code is the uploaded checkout, not a copy of the project installed on the node
-    where = subprocess.run([*submit, "python", "-c", "import study; print(study.__file__)"],
-                           env=ray_head.env, cwd=tmp_path, capture_output=True, text=True,
-                           timeout=120)
+    where = subprocess.run(
+        [*submit, "python", "-c", "import study; print(study.__file__)"],
+        env=ray_head.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert where.returncode == 0, where.stdout[-3000:] + where.stderr[-3000:]
     uploaded = f"{ray_head.temp_dir}/r/session_"
     assert "/runtime_resources/working_dir_files/" in where.stdout, where.stdout[-3000:]
     assert uploaded in where.stdout
     log = tmp_path / "job.log"  # a file, not a pipe: nobody reads a pipe while we poll
     with log.open("w") as out:
-        job = subprocess.Popen([*submit, "python", "-m", "study.run", *study_args],
-                               env=ray_head.env, cwd=tmp_path, stdout=out,
-                               stderr=subprocess.STDOUT)
+        job = subprocess.Popen(
+            [*submit, "python", "-m", "study.run", *study_args],
+            env=ray_head.env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     seen_while_running: list[int] = []
     deadline = time.time() + 200
     while job.poll() is None and time.time() < deadline:
         if journal.exists():  # what optuna-dashboard does: open the storage, load the study
             try:
-                trials = optuna.load_study(study_name="jobsmoke",
-                                           storage=open_optuna_storage(url)).trials
+                trials = optuna.load_study(
+                    study_name="jobsmoke", storage=open_optuna_storage(url)
+                ).trials
             except KeyError:  # the journal exists before the study is created in it
                 trials = []
             if trials and job.poll() is None:
@@ -202,6 +285,8 @@ def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
     assert not (sd / "optuna.db").exists()  # the study lives in the journal only
     final = optuna.load_study(study_name="jobsmoke", storage=open_optuna_storage(url))
     states = {t.state for t in final.trials}
-    assert len(final.trials) == 2 and states <= {optuna.trial.TrialState.COMPLETE,
-                                                 optuna.trial.TrialState.PRUNED}
+    assert len(final.trials) == 2 and states <= {
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+    }
     assert {t.user_attrs["ray_trial_id"] for t in final.trials} == set(trials["trial_id"])
