@@ -416,3 +416,52 @@ def test_job_runtime_env_is_one_ray_accepts() -> None:
     env = yaml.safe_load((REPO / "deploy" / "runtime_env.yaml").read_text())
     RuntimeEnv(**copy.deepcopy(env), working_dir=str(REPO))  # Ray's own validation
     assert "/.git/" in env["excludes"]
+
+
+# --- the README's cluster commands ---------------------------------------------------------------
+
+
+def readme_blocks() -> list[str]:
+    """The README's shell blocks, continuation lines joined, comments dropped."""
+    text = (REPO / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+    out = []
+    for block in blocks:
+        joined = block.replace("\\\n", " ")
+        out.append("\n".join(re.sub(r"\s+#\s.*$", "", ln) for ln in joined.splitlines()))
+    return out
+
+
+def test_readme_study_commands_use_options_that_exist() -> None:
+    """Every `python -m study.run ...` the README shows parses with the CLI (placeholders such
+    as `...` and `<bucket>` aside), so a renamed option cannot leave the docs behind."""
+    from study import run
+
+    commands = [
+        m.group(1)
+        for block in readme_blocks()
+        for m in re.finditer(r"python -m study\.run ([^\n\"]*)", block)
+    ]
+    assert len(commands) >= 8
+    for cmd in commands:
+        argv = [t for t in shlex.split(cmd) if t != "..."]
+        if argv and argv[0] in ("--list",):
+            continue
+        run.parse_args(argv)  # SystemExit (exit 2) on an unknown option
+
+
+def test_readme_ray_commands_carry_token_auth_and_no_usage_report() -> None:
+    text = (REPO / "README.md").read_text()
+    assert "RAY_DISABLE_USAGE_STATS" not in text  # Ray reads RAY_USAGE_STATS_ENABLED
+    section = text[text.index("## Running on any Ray cluster") :]
+    section = section[: section.index("\n## ", 1)]
+    assert "export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0" in section
+    assert 'pip install -e ".[cluster]"' in section
+    for block in readme_blocks():
+        for line in block.splitlines():
+            if re.search(r"\bray (start|job submit|status)\b", line):
+                # token mode set in that block (export) or on the line itself
+                assert "RAY_AUTH_MODE=token" in block or "cluster.yaml" in block, line
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert any(r.startswith("ray[default]") for r in extras["optional-dependencies"]["cluster"])
+    assert any(r.startswith("ray[default]") for r in extras["optional-dependencies"]["test"])
