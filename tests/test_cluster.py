@@ -181,6 +181,7 @@ def test_cluster_yaml_keeps_auth_on_and_the_dashboard_private() -> None:
     token_remote = [r for r, local in mounts.items() if local == "~/.ray/auth_token"]
     assert token_remote and token_remote[0].endswith("/.ray/auth_token")
     assert "--dashboard-host=127.0.0.1" in head_start
+    assert "--disable-usage-stats" in head_start  # Ray reads this, not RAY_DISABLE_USAGE_STATS
     commands = [c for k, v in config.items() if k.endswith("_commands") for c in v]
     assert not [c for c in commands if "0.0.0.0" in c]  # nothing Ray starts binds every address
     assert "security_group" not in config["provider"]  # no extra inbound rules (ports) opened

@@ -179,7 +179,7 @@ def ray_head() -> Iterator[Head]:
             time.sleep(0.5)
         yield Head(f"http://127.0.0.1:{dash}", env, temp_dir)
     finally:
-        for sig, wait in ((signal.SIGTERM, 3), (signal.SIGKILL, 5)):
+        for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 5)):
             try:
                 os.killpg(head.pid, sig)  # the group `ray start` leads: the processes we started
             except ProcessLookupError:
