@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,18 @@ def _journal_path(url: str) -> Path:
     return Path(u.path)
 
 
+def _is_journal(path: Path) -> bool:
+    """Empty, or its first line is one of Optuna's journal records (JSON with an op_code)."""
+    with path.open("rb") as f:
+        first = f.readline()
+    if not first:
+        return True
+    try:
+        return "op_code" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
+
+
 def open_optuna_storage(url: str) -> optuna.storages.BaseStorage:
     """Optuna's storage for a URL: `journal:///path` is a JournalStorage log file (one file,
     appended under a file lock; put it on storage that the driver and optuna-dashboard share),
@@ -101,6 +114,8 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
             raise ValueError(f"--optuna-storage {url}: directory {path.parent} does not exist")
         if not path.exists():  # checked without creating it: a failed start leaves nothing
             return
+        if not _is_journal(path):  # Optuna would append to any file it is given
+            raise ValueError(f"--optuna-storage {url}: {path} exists and is not an Optuna journal")
     else:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
@@ -119,7 +134,9 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
     try:
         names = optuna.get_all_study_names(open_optuna_storage(url))
     except Exception as e:  # the driver's own error says what is wrong (host, password, file)
-        raise ValueError(f"--optuna-storage {redact(url)}: cannot open it ({e})") from e
+        # its first line only (SQLAlchemy appends a "Background on this error" line)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--optuna-storage {redact(url)}: cannot open it ({why})") from e
     if name in names and not resume:
         raise ValueError(
             f"--optuna-storage {redact(url)} already holds a study named {name!r}: "

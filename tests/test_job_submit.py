@@ -110,6 +110,23 @@ def test_a_name_already_in_a_shared_storage_is_refused(tiny_toon: Path, tmp_path
     assert not (tmp_path / "s").exists()
 
 
+def test_a_file_that_is_not_an_optuna_journal_is_left_alone(
+    tiny_toon: Path, tmp_path: Path, capsys
+) -> None:
+    """Optuna's journal appends to whatever file it is given: a mistyped path to one of your
+    files must not get a study appended to it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    before = tree_snapshot(tmp_path)
+    args = ["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon)]
+    rc = run.main(
+        [*args, "--storage", str(tmp_path / "s"), "--optuna-storage", f"journal://{notes}"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{notes} exists and is not an Optuna journal" in err, err
+    assert tree_snapshot(tmp_path) == before
+
+
 # --- a Ray head started by hand, as the README's "any Ray cluster" section does ----------------
 
 
