@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--name", help="study name (default: <space>-<UTC time>)")
     p.add_argument(
+        "--optuna-storage",
+        default=None,
+        help="the Optuna study's storage, for optuna-dashboard while it runs: an RDB URL "
+        "(postgresql://...) or journal:///ABSOLUTE/PATH.log (default: SQLite beside the results)",
+    )
+    p.add_argument(
         "--data-dir",
         default=None,
         help="prepared data sets, a path or URI (default: $STUDY_DATA_DIR or ./data)",
@@ -207,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
             )
         if a.resume and not st.is_file(st.join(study_dir, STUDY_JSON)):
             raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
+        if a.optuna_storage:
+            from study.tune import check_optuna_storage, redact
+
+            check_optuna_storage(a.optuna_storage, name, a.resume)
+            # study.json records the command: never a database password
+            a.argv = [x.replace(a.optuna_storage, redact(a.optuna_storage)) for x in a.argv]
         fn = SpaceFunction(a.space, smoke_cfg)
         check_space_builds(fn, settings, constants, len(ds.classes))
     except (UsageError, NotPreparedError, ValueError, OSError) as e:
@@ -221,7 +233,7 @@ def run_study(
     import ray
 
     from study.trainable import TrialData
-    from study.tune import build_tuner, push_optuna_db, restore_tuner
+    from study.tune import build_tuner, optuna_storage_url, push_optuna_db, redact, restore_tuner
 
     study_dir = st.join(storage, name)
     if not st.is_remote(study_dir):  # object stores have no directories to create
@@ -268,6 +280,7 @@ def run_study(
                 "smoke_test": a.smoke_test,
             },
             "hyperparameters": describe_hyperparameters(space),
+            "optuna_storage": redact(optuna_storage_url(a.optuna_storage, study_dir)),
         }
         if a.resume:  # keep what the first run recorded; note when it was resumed
             first = read_json(st.join(study_dir, STUDY_JSON))
@@ -295,6 +308,7 @@ def run_study(
             resources=resources,
             max_concurrent=a.max_concurrent,
             grid=getattr(space.module, "GRID", None),
+            optuna_storage=a.optuna_storage,
         )
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
         tuner.fit()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import optuna
 from ray import tune
@@ -48,6 +50,100 @@ def push_optuna_db(study_dir: str) -> None:
         st.upload(local, st.join(study_dir, OPTUNA_DB))
 
 
+JOURNAL_SCHEME = "journal"
+OPTUNA_STORAGE_FORMS = (
+    "an RDB URL (postgresql://HOST/DB, mysql://..., sqlite:///PATH) or journal:///ABSOLUTE/PATH.log"
+)
+
+
+def optuna_storage_url(url: str | None, study_dir: str) -> str:
+    """The study's Optuna storage: --optuna-storage, else the SQLite file of `optuna_db`."""
+    return url or f"sqlite:///{optuna_db(study_dir)}"
+
+
+def redact(url: str) -> str:
+    """The URL with a password replaced by ***, for study.json and logs."""
+    if urlsplit(url).scheme == JOURNAL_SCHEME:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _journal_path(url: str) -> Path:
+    u = urlsplit(url)
+    if u.netloc or not u.path.startswith("/"):
+        raise ValueError(f"--optuna-storage {url}: expected journal:///ABSOLUTE/PATH.log")
+    return Path(u.path)
+
+
+def _is_journal(path: Path) -> bool:
+    """Empty, or its first line is one of Optuna's journal records (JSON with an op_code)."""
+    with path.open("rb") as f:
+        first = f.readline()
+    if not first:
+        return True
+    try:
+        return "op_code" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
+
+
+def open_optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's storage for a URL: `journal:///path` is a JournalStorage log file (one file,
+    appended under a file lock; put it on storage that the driver and optuna-dashboard share),
+    anything else an RDBStorage (PostgreSQL or MySQL: several readers while the study runs)."""
+    if urlsplit(url).scheme == JOURNAL_SCHEME:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
+    return optuna.storages.RDBStorage(url)
+
+
+def check_optuna_storage(url: str, name: str, resume: bool) -> None:
+    """Before Ray starts: the URL has a known form, its database driver is installed, the
+    database answers, and a new study does not take the name of one already stored there
+    (Ray's searcher would silently continue that study: load_if_exists)."""
+    if urlsplit(url).scheme == JOURNAL_SCHEME:
+        path = _journal_path(url)
+        if not path.parent.is_dir():
+            raise ValueError(f"--optuna-storage {url}: directory {path.parent} does not exist")
+        if not path.exists():  # checked without creating it: a failed start leaves nothing
+            return
+        if not _is_journal(path):  # Optuna would append to any file it is given
+            raise ValueError(f"--optuna-storage {url}: {path} exists and is not an Optuna journal")
+    else:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except ArgumentError as e:
+            raise ValueError(
+                f"--optuna-storage {redact(url)}: expected {OPTUNA_STORAGE_FORMS}"
+            ) from e
+        except ImportError as e:
+            raise ValueError(
+                f"--optuna-storage {redact(url)}: its database driver is not installed "
+                f"({e}; for PostgreSQL: pip install -e '.[postgres]')"
+            ) from e
+    try:
+        names = optuna.get_all_study_names(open_optuna_storage(url))
+    except Exception as e:  # the driver's own error says what is wrong (host, password, file)
+        # its first line only (SQLAlchemy appends a "Background on this error" line)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--optuna-storage {redact(url)}: cannot open it ({why})") from e
+    if name in names and not resume:
+        raise ValueError(
+            f"--optuna-storage {redact(url)} already holds a study named {name!r}: "
+            "choose another --name (or --resume it)"
+        )
+
+
 def make_sampler(
     name: str, seed: int, grid: dict[str, list] | None = None
 ) -> optuna.samplers.BaseSampler:
@@ -80,10 +176,11 @@ def build_tuner(
     max_concurrent: int | None,
     grid: dict[str, list] | None = None,
     max_failures: int = 2,
+    optuna_storage: str | None = None,
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
-    db = optuna_db(study_dir)
-    db.parent.mkdir(parents=True, exist_ok=True)
+    if optuna_storage is None:
+        optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
     # "stock" exists only to measure what telling Optuna PRUNED buys (benchmarks/pruned_vs_stock.py)
     search_cls = StockSearch if settings.searcher == "stock" else StudySearch
     searcher = search_cls(
@@ -94,8 +191,9 @@ def build_tuner(
         points_to_evaluate=list(settings.starting_points) or None,
         constants=constants,
         study_seed=seed,
-        # the Optuna study lives next to the results: optuna-dashboard sqlite:///<study>/optuna.db
-        storage=optuna.storages.RDBStorage(f"sqlite:///{db}"),
+        # by default the Optuna study lives next to the results (optuna-dashboard
+        # sqlite:///<study>/optuna.db); --optuna-storage puts it where a dashboard can watch it
+        storage=open_optuna_storage(optuna_storage_url(optuna_storage, study_dir)),
         study_name=name,
     )
     search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -15,22 +16,32 @@ from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_YAML = REPO / "cluster.yaml"
-GCP_BEGIN, GCP_END = "# >>> gcp", "# <<< gcp"
+WORKERS = ("worker_gpu_spot", "worker_gpu_ondemand")
+OVERLAYS = {  # the commented blocks of cluster.yaml and the top-level keys each one replaces
+    "gcp": {"provider", "available_node_types", "head_setup_commands"},
+    "docker": {"docker", "file_mounts", "setup_commands", "head_setup_commands"},
+}
 
 
 def load_cluster() -> dict[str, Any]:
     return yaml.safe_load(CLUSTER_YAML.read_text())
 
 
-def gcp_variant(config: dict[str, Any]) -> dict[str, Any]:
-    """The commented GCP block, uncommented and laid over the AWS config as its comment says."""
+def overlay(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """A commented block of cluster.yaml, uncommented and laid over the config as it says."""
     lines = CLUSTER_YAML.read_text().splitlines()
-    start = max(i for i, ln in enumerate(lines) if ln.startswith(GCP_BEGIN))
-    end = lines.index(GCP_END)
-    body = [ln.removeprefix("# ").removeprefix("#") for ln in lines[start + 1:end]]
-    gcp = yaml.safe_load("\n".join(body))
-    assert set(gcp) == {"provider", "available_node_types", "head_setup_commands"}, set(gcp)
-    return {**copy.deepcopy(config), **gcp}
+    start = max(i for i, ln in enumerate(lines) if ln.startswith(f"# >>> {name}"))
+    end = lines.index(f"# <<< {name}")
+    body = [
+        ln[2:] if ln.startswith("# ") else ln.removeprefix("#") for ln in lines[start + 1 : end]
+    ]
+    block = yaml.safe_load("\n".join(body))
+    assert set(block) == OVERLAYS[name], set(block)
+    return {**copy.deepcopy(config), **block}
+
+
+def variant(name: str) -> dict[str, Any]:
+    return load_cluster() if name == "aws" else overlay(load_cluster(), name)
 
 
 def ray_checked(config: dict[str, Any]) -> dict[str, Any]:
@@ -42,33 +53,111 @@ def ray_checked(config: dict[str, Any]) -> dict[str, Any]:
     return prepared
 
 
-@pytest.mark.parametrize("variant", ["aws", "gcp"])
-def test_cluster_yaml_passes_rays_validation(variant: str) -> None:
-    config = load_cluster() if variant == "aws" else gcp_variant(load_cluster())
-    prepared = ray_checked(config)
-    assert prepared["provider"]["type"] == variant
+@pytest.mark.parametrize("name", ["aws", "gcp", "docker"])
+def test_cluster_yaml_passes_rays_validation(name: str) -> None:
+    prepared = ray_checked(variant(name))
+    cloud = "gcp" if name == "gcp" else "aws"
+    assert prepared["provider"]["type"] == cloud
     types = prepared["available_node_types"]
-    head, worker = types[prepared["head_node_type"]], types["worker_gpu"]
-    assert set(types) == {"head_cpu", "worker_gpu"}  # the same shape on both clouds
+    head = types[prepared["head_node_type"]]
+    assert set(types) == {"head_cpu", *WORKERS}  # the same shape on both clouds
     assert head["resources"].get("GPU", 0) == 0
-    assert worker["resources"]["GPU"] >= 1 and worker["min_workers"] == 0
-    assert worker["max_workers"] == prepared["max_workers"] >= 1
-    node = worker["node_config"]
-    if variant == "aws":
-        assert node["InstanceMarketOptions"]["MarketType"] == "spot"
-        assert node["ImageId"] == head["node_config"]["ImageId"]
+    spot, ondemand = (types[t] for t in WORKERS)
+    # the same machine twice, spot first: same resources and machine, only the market differs
+    assert spot["resources"] == ondemand["resources"] and spot["resources"]["GPU"] >= 1
+    assert spot["priority"] > ondemand["priority"]
+    for worker in (spot, ondemand):
+        assert worker["min_workers"] == 0 and worker["max_workers"] == prepared["max_workers"] >= 1
+    if cloud == "aws":
+        assert spot["node_config"].pop("InstanceMarketOptions") == {"MarketType": "spot"}
+        assert spot["node_config"] == ondemand["node_config"]
+        assert spot["node_config"]["ImageId"] == head["node_config"]["ImageId"]
     else:
-        assert node["scheduling"]["provisioningModel"] == "SPOT"
+        assert spot["node_config"]["scheduling"]["provisioningModel"] == "SPOT"
+        assert "provisioningModel" not in ondemand["node_config"]["scheduling"]
+        assert spot["node_config"]["machineType"] == ondemand["node_config"]["machineType"]
         assert "<your-project-id>" in prepared["provider"]["project_id"]
 
 
-@pytest.mark.parametrize(("edit", "words"), [
-    (lambda c: c.update(max_worker=4), "max_worker"),  # a typo'd top-level key
-    (lambda c: c["available_node_types"]["worker_gpu"].update(min_worker=1), "min_worker"),
-    (lambda c: c["available_node_types"]["worker_gpu"]["resources"].update(GPU=0.5), "0.5"),
-    (lambda c: c.update(head_node_type="head"), "head_node_type"),
-    (lambda c: c["available_node_types"]["worker_gpu"].update(min_workers=9), "max_workers"),
-])
+def launches(config: dict[str, Any], availability: dict[str, float]) -> list[tuple[str, int]]:
+    """What Ray's own autoscaler (v2, the default for `ray up` since Ray 2.50) launches for two
+    pending 1-GPU trials, given each node type's recent launch success (1.0: no failure)."""
+    from ray.autoscaler.v2.instance_manager.config import AutoscalingConfig
+    from ray.autoscaler.v2.scheduler import ResourceDemandScheduler, SchedulingRequest
+    from ray.autoscaler.v2.utils import ResourceRequestUtil
+    from ray.core.generated.autoscaler_pb2 import ResourceRequestByCount
+
+    autoscaling = AutoscalingConfig(config, skip_content_hash=True)
+    trials = ResourceRequestByCount(request=ResourceRequestUtil.make({"CPU": 1, "GPU": 1}), count=2)
+    request = SchedulingRequest(
+        disable_launch_config_check=True,
+        node_type_configs=autoscaling.get_node_type_configs(),
+        max_num_nodes=autoscaling.get_max_num_nodes(),
+        resource_requests=[trials],
+        recoverable_resource_availabilities=availability,
+    )
+    reply = ResourceDemandScheduler().schedule(request)
+    return [(r.instance_type, r.count) for r in reply.to_launch]
+
+
+@pytest.mark.parametrize("name", ["aws", "gcp"])
+def test_spot_workers_come_first_and_on_demand_ones_when_spot_fails(name: str) -> None:
+    config = variant(name)
+    types = config["available_node_types"]
+    config["available_node_types"] = dict(reversed(types.items()))  # priority decides, not order
+    assert launches(config, {}) == [("worker_gpu_spot", 2)]
+    # a spot launch failed (no capacity): the same machines on demand, not a stalled study
+    assert launches(config, {"worker_gpu_spot": 0.0}) == [("worker_gpu_ondemand", 2)]
+
+
+def test_gpu_workers_reach_the_study_bucket_only() -> None:
+    """Workers run user space code and decode untrusted images: not the autoscaler's profile
+    (EC2 and S3 full access) and not GCP's cloud-platform scope."""
+    aws = load_cluster()["available_node_types"]
+    for t in WORKERS:
+        assert aws[t]["node_config"]["IamInstanceProfile"] == {"Name": "study-worker"}
+    assert aws["head_cpu"]["node_config"]["IamInstanceProfile"] == {"Name": "study-head"}
+    gcp = variant("gcp")["available_node_types"]
+    for t in WORKERS:
+        (account,) = gcp[t]["node_config"]["serviceAccounts"]
+        assert account["email"].startswith("study-worker@")
+        assert account["scopes"] == ["https://www.googleapis.com/auth/devstorage.read_write"]
+    # the AWS policies the README has you create: the worker's touches the bucket and nothing
+    # else; the head's passes the worker role only (never a role of its own choosing)
+    worker = json.loads((REPO / "deploy/aws/worker-policy.json").read_text())["Statement"]
+    assert {a.split(":")[0] for s in worker for a in _list(s["Action"])} == {"s3"}
+    assert {r for s in worker for r in _list(s["Resource"])} == {
+        "arn:aws:s3:::<bucket>",
+        "arn:aws:s3:::<bucket>/*",
+    }
+    head = json.loads((REPO / "deploy/aws/head-policy.json").read_text())["Statement"]
+    passes = [s for s in head if "iam:PassRole" in _list(s["Action"])]
+    worker_role = "arn:aws:iam::<account-id>:role/study-worker"
+    assert [_list(s["Resource"]) for s in passes] == [[worker_role]]
+    assert all("*" not in a for s in head for a in _list(s["Action"]))
+
+
+def _list(x: str | list[str]) -> list[str]:
+    return [x] if isinstance(x, str) else x
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (lambda c: c.update(max_worker=4), "max_worker"),  # a typo'd top-level key
+        (lambda c: c["available_node_types"]["worker_gpu_spot"].update(min_worker=1), "min_worker"),
+        (
+            lambda c: c["available_node_types"]["worker_gpu_spot"]["resources"].update(GPU=0.5),
+            "0.5",
+        ),
+        (lambda c: c.update(head_node_type="head"), "head_node_type"),
+        (
+            lambda c: c["available_node_types"]["worker_gpu_ondemand"].update(min_workers=9),
+            "max_workers",
+        ),
+        (lambda c: c["available_node_types"]["worker_gpu_spot"].update(priority="high"), "high"),
+    ],
+)
 def test_broken_edits_fail_rays_validation(edit, words: str) -> None:
     """The check above can fail: the edits a person plausibly makes by mistake are rejected."""
     import jsonschema
@@ -92,14 +181,21 @@ def test_cluster_yaml_keeps_auth_on_and_the_dashboard_private() -> None:
     token_remote = [r for r, local in mounts.items() if local == "~/.ray/auth_token"]
     assert token_remote and token_remote[0].endswith("/.ray/auth_token")
     assert "--dashboard-host=127.0.0.1" in head_start
+    assert "--disable-usage-stats" in head_start  # Ray reads this, not RAY_DISABLE_USAGE_STATS
     commands = [c for k, v in config.items() if k.endswith("_commands") for c in v]
     assert not [c for c in commands if "0.0.0.0" in c]  # nothing Ray starts binds every address
     assert "security_group" not in config["provider"]  # no extra inbound rules (ports) opened
 
 
-SECRET_PATTERNS = [r"AKIA[0-9A-Z]{16}", r"aws_secret_access_key", r"aws_session_token",
-                   r"BEGIN [A-Z ]*PRIVATE KEY", r"\"type\":\s*\"service_account\"",
-                   r"^\s*ssh_private_key:", r"RAY_AUTH_TOKEN="]
+SECRET_PATTERNS = [
+    r"AKIA[0-9A-Z]{16}",
+    r"aws_secret_access_key",
+    r"aws_session_token",
+    r"BEGIN [A-Z ]*PRIVATE KEY",
+    r"\"type\":\s*\"service_account\"",
+    r"^\s*ssh_private_key:",
+    r"RAY_AUTH_TOKEN=",
+]
 
 
 def test_cluster_yaml_holds_no_credentials() -> None:
@@ -119,8 +215,9 @@ def test_setup_installs_the_mounted_project_at_the_pyprojects_versions() -> None
     # the Ray pin (needed: laptop and cluster must run the same Ray) is inside pyproject's range
     pin = re.search(r'"(ray\[[a-z,]+\]==[0-9.]+)"', setup)
     assert pin, setup
-    ray_req = next(Requirement(d) for d in pyproject["project"]["dependencies"]
-                   if Requirement(d).name == "ray")
+    ray_req = next(
+        Requirement(d) for d in pyproject["project"]["dependencies"] if Requirement(d).name == "ray"
+    )
     pinned = Requirement(pin.group(1))
     assert ray_req.specifier.contains(next(iter(pinned.specifier)).version)
     assert {"default", "tune"} <= pinned.extras
@@ -150,19 +247,41 @@ def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path) ->
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:
-        workers = {name: cluster.add_node(num_cpus=1, resources={name: 1})
-                   for name in ("worker_a", "worker_b")}
+        workers = {
+            name: cluster.add_node(num_cpus=1, resources={name: 1})
+            for name in ("worker_a", "worker_b")
+        }
         cluster.wait_for_nodes()
         ray.init(address=cluster.address)
         try:  # the custom resource names each node, Ray's node table gives its id
-            by_resource = {name: n["NodeID"] for n in ray.nodes() if n["Alive"]
-                           for name in workers if name in n["Resources"]}
+            by_resource = {
+                name: n["NodeID"]
+                for n in ray.nodes()
+                if n["Alive"]
+                for name in workers
+                if name in n["Resources"]
+            }
         finally:
             ray.shutdown()
         assert by_resource == {name: w.node_id for name, w in workers.items()}
-        rc = run.main(["--space", "demo", "--smoke-test", "--address", cluster.address,
-                       "--cpus-per-trial", "1", "--data-dir", str(tiny_toon),
-                       "--storage", str(tmp_path / "s"), "--name", "multi", "--no-report"])
+        rc = run.main(
+            [
+                "--space",
+                "demo",
+                "--smoke-test",
+                "--address",
+                cluster.address,
+                "--cpus-per-trial",
+                "1",
+                "--data-dir",
+                str(tiny_toon),
+                "--storage",
+                str(tmp_path / "s"),
+                "--name",
+                "multi",
+                "--no-report",
+            ]
+        )
         assert rc == 0
     finally:
         ray.shutdown()

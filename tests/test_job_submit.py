@@ -1,0 +1,309 @@
+"""`ray job submit` on a hand-started Ray head (no `ray up`, no file_mounts), and
+`--optuna-storage`: a live Optuna study that another process reads while the run goes on."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from conftest import REPO, tree_snapshot
+
+from study import run
+from study.results import read_json
+from study.tune import open_optuna_storage, redact
+
+RUNTIME_ENV = REPO / "deploy" / "runtime_env.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_toon(tmp_path_factory) -> Path:
+    from study.data import prepare
+
+    d = tmp_path_factory.mktemp("data")
+    prepare("toon", source="tiny", data_dir=d, seed=0)
+    return d
+
+
+# --- --optuna-storage: checked before Ray starts -----------------------------------------------
+
+
+def test_redact_hides_a_database_password() -> None:
+    assert (
+        redact("postgresql://study:s3cret@db:5432/optuna")
+        == "postgresql://study:***@db:5432/optuna"
+    )
+    assert redact("journal:///shared/optuna.log") == "journal:///shared/optuna.log"
+    assert redact("sqlite:////tmp/x/optuna.db") == "sqlite:////tmp/x/optuna.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("journal://shared/optuna.log", "journal:///ABSOLUTE/PATH.log"),  # a relative path
+        ("journal:///no/such/dir/optuna.log", "directory /no/such/dir does not exist"),
+        ("s3://bucket/optuna.db", "expected an RDB URL"),
+        ("not a url", "expected an RDB URL"),
+        # a wrong port (or a missing driver): the database is not there, said now, no password
+        ("postgresql://study:s3cret@127.0.0.1:1/optuna", "postgresql://study:***@127.0.0.1:1"),
+    ],
+)
+def test_bad_optuna_storage_fails_before_ray_starts(
+    url: str, words: str, tiny_toon: Path, tmp_path: Path, capsys
+) -> None:
+    before = tree_snapshot(tmp_path)
+    rc = run.main(
+        [
+            "--space",
+            "demo",
+            "--smoke-test",
+            "--data-dir",
+            str(tiny_toon),
+            "--storage",
+            str(tmp_path / "s"),
+            "--name",
+            "x",
+            "--optuna-storage",
+            url,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: --optuna-storage ") and words in err, err
+    assert len(err.strip().splitlines()) == 1 and "s3cret" not in err
+    assert tree_snapshot(tmp_path) == before  # no study directory, no journal file
+
+
+def test_a_name_already_in_a_shared_storage_is_refused(tiny_toon: Path, tmp_path: Path, capsys):
+    """Ray's searcher loads an existing study of the same name: a new study would silently
+    continue someone else's trials in a shared database."""
+    url = f"journal://{tmp_path}/shared.log"
+    optuna.create_study(storage=open_optuna_storage(url), study_name="taken")
+    rc = run.main(
+        [
+            "--space",
+            "demo",
+            "--smoke-test",
+            "--data-dir",
+            str(tiny_toon),
+            "--storage",
+            str(tmp_path / "s"),
+            "--name",
+            "taken",
+            "--optuna-storage",
+            url,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and "already holds a study named 'taken'" in err, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_file_that_is_not_an_optuna_journal_is_left_alone(
+    tiny_toon: Path, tmp_path: Path, capsys
+) -> None:
+    """Optuna's journal appends to whatever file it is given: a mistyped path to one of your
+    files must not get a study appended to it."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    before = tree_snapshot(tmp_path)
+    args = ["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon)]
+    rc = run.main(
+        [*args, "--storage", str(tmp_path / "s"), "--optuna-storage", f"journal://{notes}"]
+    )
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{notes} exists and is not an Optuna journal" in err, err
+    assert tree_snapshot(tmp_path) == before
+
+
+# --- a Ray head started by hand, as the README's "any Ray cluster" section does ----------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Head:
+    dashboard: str  # http://127.0.0.1:PORT, the job API
+    env: dict[str, str]  # what every Ray CLI call and driver of this cluster needs
+    temp_dir: Path
+
+
+@pytest.fixture
+def ray_head() -> Iterator[Head]:
+    """`ray start --head --block` with token authentication, its own token file, its own temp
+    dir and free ports, in a new session; stopped by killing that session's process group only
+    (`ray stop` would stop every Ray on the machine)."""
+    pytest.importorskip("aiohttp", reason="needs ray[default] (pip install -e '.[cluster]')")
+    # short: Ray's unix sockets live under it (108-byte path limit)
+    temp_dir = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
+    token = temp_dir / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
+    env |= {
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token),
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    dash = _free_port()
+    cmd = [
+        shutil.which("ray") or "ray",
+        "start",
+        "--head",
+        "--block",
+        "--disable-usage-stats",
+        "--node-ip-address",
+        "127.0.0.1",
+        "--port",
+        str(_free_port()),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--ray-client-server-port",
+        str(_free_port()),
+        "--dashboard-agent-listen-port",
+        str(_free_port()),
+        "--num-cpus",
+        "2",
+        "--temp-dir",
+        str(temp_dir / "r"),
+    ]
+    log = (temp_dir / "head.log").open("w")
+    # cwd without the project: the job gets its code from --working-dir only
+    head = subprocess.Popen(
+        cmd, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        deadline = time.time() + 90
+        while "--block" not in (temp_dir / "head.log").read_text():  # printed once all is up
+            if head.poll() is not None or time.time() > deadline:
+                pytest.fail(f"ray start failed:\n{(temp_dir / 'head.log').read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Head(f"http://127.0.0.1:{dash}", env, temp_dir)
+    finally:
+        for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(head.pid, sig)  # the group `ray start` leads: the processes we started
+            except ProcessLookupError:
+                break
+            deadline = time.time() + wait
+            while time.time() < deadline and _group_alive(head.pid):
+                time.sleep(0.2)
+        head.wait(timeout=10)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
+    ray_head: Head, tiny_toon: Path, tmp_path: Path
+) -> None:
+    """The README's command: `ray job submit --working-dir . --runtime-env deploy/runtime_env.yaml
+    -- python -m study.run ... --address auto`. The code travels with the job; the study goes to
+    --storage; its Optuna journal is read by this (another) process while the job runs."""
+    storage, journal = tmp_path / "studies", tmp_path / "optuna.log"
+    url = f"journal://{journal}"  # journal:///tmp/...
+    study_args = [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--address",
+        "auto",
+        "--name",
+        "jobsmoke",
+        "--data-dir",
+        str(tiny_toon),
+        "--storage",
+        str(storage),
+        "--no-report",
+        "--optuna-storage",
+        url,
+    ]
+    submit = [
+        "ray",
+        "job",
+        "submit",
+        "--address",
+        ray_head.dashboard,
+        "--working-dir",
+        str(REPO),
+        "--runtime-env",
+        str(RUNTIME_ENV),
+        "--",
+    ]
+    # the job's code is the uploaded checkout, not a copy of the project installed on the node
+    where = subprocess.run(
+        [*submit, "python", "-c", "import study; print(study.__file__)"],
+        env=ray_head.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert where.returncode == 0, where.stdout[-3000:] + where.stderr[-3000:]
+    uploaded = f"{ray_head.temp_dir}/r/session_"
+    assert "/runtime_resources/working_dir_files/" in where.stdout, where.stdout[-3000:]
+    assert uploaded in where.stdout
+    log = tmp_path / "job.log"  # a file, not a pipe: nobody reads a pipe while we poll
+    with log.open("w") as out:
+        job = subprocess.Popen(
+            [*submit, "python", "-m", "study.run", *study_args],
+            env=ray_head.env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    seen_while_running: list[int] = []
+    deadline = time.time() + 200
+    while job.poll() is None and time.time() < deadline:
+        if journal.exists():  # what optuna-dashboard does: open the storage, load the study
+            try:
+                trials = optuna.load_study(
+                    study_name="jobsmoke", storage=open_optuna_storage(url)
+                ).trials
+            except KeyError:  # the journal exists before the study is created in it
+                trials = []
+            if trials and job.poll() is None:
+                seen_while_running.append(len(trials))
+        time.sleep(0.5)
+    job.wait(timeout=max(1.0, deadline - time.time()))
+    assert job.returncode == 0, log.read_text()[-4000:]
+    assert seen_while_running and max(seen_while_running) >= 1, "no trial seen during the run"
+
+    sd = storage / "jobsmoke"
+    trials = pd.read_parquet(sd / "trials.parquet")
+    assert len(trials) == 2 and set(trials["status"]) <= {"finished", "stopped"}
+    assert trials["test_acc"].notna().any()  # the final evaluation ran in the job as well
+    assert read_json(str(sd / "study.json"))["optuna_storage"] == url
+    assert not (sd / "optuna.db").exists()  # the study lives in the journal only
+    final = optuna.load_study(study_name="jobsmoke", storage=open_optuna_storage(url))
+    states = {t.state for t in final.trials}
+    assert len(final.trials) == 2 and states <= {
+        optuna.trial.TrialState.COMPLETE,
+        optuna.trial.TrialState.PRUNED,
+    }
+    assert {t.user_attrs["ray_trial_id"] for t in final.trials} == set(trials["trial_id"])
