@@ -231,17 +231,18 @@ def phase_ferg(s: Sizes, device: torch.device) -> dict[str, Any]:
 
 def study_rates(s: Sizes, device: torch.device, batch: int, **extra: Any) -> dict[str, float]:
     """A googlenet_ferg-sized trial (the seed's GoogLeNet at the space's image size) for two
-    epochs of `study_steps` steps: first and steady training seconds, validation img/s and the
-    checkpoint + report seconds of an epoch."""
+    epochs of `study_steps` steps and a partial last batch (as FERG's split has: a second batch
+    shape, so a second cuDNN search or compilation): first and steady training seconds,
+    validation img/s and the checkpoint + report seconds of an epoch."""
     cfg = trial_config(s.study_model, s.study_size, batch, s.threads, s.aug, **extra)
-    data = synthetic(batch * s.study_steps, s.study_size)
+    data = synthetic(batch * s.study_steps + batch // 2, s.study_size)
     a = measure_trainable(cfg, data, device)
     n = len(data.train.labels)
     first, steady = (n / r["images_per_s"] for r in a["reports"][:2])
     val_s = a["reports"][1]["epoch_s"] - steady
     return {"batch": batch, "first s": first, "steady s": steady,
             "train img/s": n / steady, "val img/s": ratio(len(data.val.labels), val_s),
-            "report s": a["report_s"], "steps": s.study_steps}
+            "report s": a["report_s"], "steps": -(-n // batch)}
 
 
 def phase_ferg_study(s: Sizes, device: torch.device) -> dict[str, Any]:
