@@ -34,7 +34,11 @@ def decide_compile(
 def compile_choice(
     setting: bool | str, device: torch.device, eager_step_s: float | None, planned_steps: int
 ) -> tuple[bool, str]:
-    """The trial's compile decision and why: the config's True/False, or "auto"."""
+    """The trial's compile decision and why: the config's True/False, or "auto".
+
+    `planned_steps` are the trial's remaining steps up to max_epochs: a trial does not know
+    ASHA's rungs, and one stopped at the first rung never earns the compile time back, so
+    "auto" can compile where it will not pay (the runner could pass the expected epochs)."""
     if isinstance(setting, bool):
         return setting, f"compile={setting} in the config"
     if device.type != "cuda":
