@@ -6,14 +6,22 @@
 Phases, each through the real trainable (`train_trial` with the stand-in `ray.tune` of
 benchmarks/pipeline.py; the GPU machine has no Ray) on synthetic uint8 data in memory:
   googlenet224  seed GoogLeNet at 224 px, bf16 autocast + channels_last: (a) trainable and (b)
-                in-memory training img/s, (a)/(b)   (goal: (a) >= 4,000 img/s on an H100)
-  ferg_epoch    one full FERG-sized epoch, 55,000 images of 224 px    (goal: <= 10 s)
+                in-memory training img/s, (a)/(b)   (goals: (a) >= 4,000 img/s, (a)/(b) >= 0.95)
+  syncs         host-device synchronisations in one training epoch (--cpu: host reads of
+                tensor values by study code per training step, the CPU stand-in)
+  ferg_epoch    one full FERG-sized epoch, 55,000 images of 224 px    (goal: <= 10 s), and the
+                first epoch split into data waits, steps with a new batch shape (cuDNN's
+                algorithm search, lazy set-up) and the other steps (goal: first <= 1.5x steady)
+  ferg_study    a googlenet_ferg trial's epoch (112 px, each batch size of the space) scaled to
+                FERG's split, and the GPU-hours of a 64-trial ASHA study (benchmarks/study_cost.py)
   packing       4 trials sharing the GPU (what --gpus-per-trial 0.25 does: 4 processes on one
                 CUDA device) vs 1 trial, aggregate img/s                (goal: >= 2.5x)
   batch_fit     a batch that does not fit: GoogLeNet-224 at batch 1024 under a 4 GiB memory cap
                 (real CUDA OOMs) must halve its micro-batch and train; --cpu injects the OOMs
-  pipeline      (a)/(b) for the vanilla CNN and smaller GoogLeNets
-  compile       (b) with torch.compile (the space option `compile`), and its compile time
+  pipeline      (a)/(b) for the vanilla CNN and smaller GoogLeNets          (goal: >= 0.95)
+  compile       the trainable eager vs compile=True at a googlenet_ferg trial's size: compile
+                time, speedup, and whether compile "auto" pays for a trial of that study
+Ends with one summary table of the headline figures and their goals.
 GPU utilisation is sampled by nvidia-smi in the background and averaged per phase.
 Needs torch, torchvision, timm, numpy, pandas, pyarrow, pillow; never Ray, Optuna or Plotly.
 """
@@ -23,13 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +54,17 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
     reset_peak_rss,
     table,
 )
+from benchmarks.gpu_instruments import (  # noqa: E402
+    SmiSampler,
+    count_host_reads,
+    gpu_index,
+    parse_smi_line,  # noqa: F401 - tests read it from here
+    profile_epochs,
+    shown,
+    summary_table,
+    verdict,
+    watching_train_epoch,
+)
 from benchmarks.pipeline import (  # noqa: E402
     NUM_CLASSES,
     StopTrial,
@@ -56,7 +75,13 @@ from benchmarks.pipeline import (  # noqa: E402
     synthetic_split,
     trial_config,
 )
-from study import trainable  # noqa: E402
+from benchmarks.study_cost import (  # noqa: E402
+    GOOGLENET_FERG,
+    asha_epochs,
+    ferg_split_images,
+    study_gpu_hours,
+)
+from study.compiling import decide_compile  # noqa: E402
 from study.trainable import TrialData, train_trial  # noqa: E402
 
 CLASSES = [str(i) for i in range(NUM_CLASSES)]
@@ -80,6 +105,10 @@ class Sizes:
     compile: bool
     fit_batch: int  # batch_fit phase: a batch size too big for...
     fit_cap_gib: float  # ...this much device memory (CUDA), or the injected fault (--cpu)
+    study_model: str  # ferg_study and compile phases: a googlenet_ferg trial...
+    study_size: int
+    study_batches: tuple[int, ...]
+    study_steps: int  # ...timed over this many steps per epoch
     aug: float = 0.5
 
 
@@ -91,79 +120,13 @@ GPU = Sizes("googlenet", 224, 256, 96, (("vanilla_cnn", 64), ("vanilla_cnn", 112
             "googlenet", 55_000, 224,
             # the demo space's GoogLeNet x0.25 at 64 px, batch 32: a trial too small for a card
             {"model": "googlenet", "width_mult": 0.25, "image_size": 64, "batch_size": 32},
-            4, 8192, 25.0, threads=4, compile=True, fit_batch=1024, fit_cap_gib=4.0)
+            4, 8192, 25.0, threads=4, compile=True, fit_batch=1024, fit_cap_gib=4.0,
+            study_model="googlenet", study_size=GOOGLENET_FERG.image_size,
+            study_batches=GOOGLENET_FERG.batch_sizes, study_steps=256)
 CPU = Sizes("googlenet", 64, 8, 2, (("vanilla_cnn", 32),), "vanilla_cnn", 256, 32,
             {"model": "vanilla_cnn", "width": 8, "image_size": 32, "batch_size": 8},
-            2, 64, 1.0, threads=1, compile=False, fit_batch=16, fit_cap_gib=0.0)
-GOALS = {"googlenet224 (a) img/s": (">=", 4000.0), "ferg epoch s": ("<=", 10.0),
-         "packing 4 vs 1": (">=", 2.5), "googlenet224 (a)/(b)": (">=", 0.9)}
-
-
-class SmiSampler:
-    """GPU utilisation and memory from nvidia-smi every `every_s`, in a thread.
-
-    One nvidia-smi call per sample rather than its own loop (-lms): through a pipe its output is
-    block-buffered, so samples would arrive minutes late and be charged to the wrong phase.
-    """
-
-    def __init__(self, gpu_index: str = "0", every_s: float = 0.5):
-        self.samples: list[tuple[float, float, float]] = []  # (perf_counter, util %, MiB used)
-        self.error = ""
-        self.every_s = every_s
-        self._stop = threading.Event()
-        exe = shutil.which("nvidia-smi")
-        if exe is None:
-            self.error = "nvidia-smi not found: utilisation not sampled"
-            return
-        self.cmd = [exe, f"--id={gpu_index}", "--query-gpu=utilization.gpu,memory.used",
-                    "--format=csv,noheader,nounits"]
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            t = time.perf_counter()
-            try:
-                out = subprocess.run(self.cmd, capture_output=True, text=True, timeout=10).stdout
-            except (OSError, subprocess.SubprocessError) as e:
-                self.error = f"nvidia-smi failed: {e}"
-                return
-            parsed = parse_smi_line(out.strip().splitlines()[0] if out.strip() else "")
-            if parsed is not None:
-                self.samples.append((t, *parsed))
-            self._stop.wait(self.every_s)
-
-    def window(self, t0: float, t1: float) -> dict[str, float]:
-        util = [u for t, u, _ in self.samples if t0 <= t <= t1]
-        mem = [m for t, _, m in self.samples if t0 <= t <= t1]
-        if not util:
-            return {}
-        return {"util_mean": float(np.mean(util)), "util_max": max(util),
-                "util_samples": len(util), "smi_mem_max": max(mem)}
-
-    def close(self) -> None:
-        self._stop.set()
-        if not self.error:
-            self._thread.join(timeout=15)
-
-
-def parse_smi_line(line: str) -> tuple[float, float] | None:
-    """'87, 12345' -> (87.0, 12345.0); None for lines that are not a sample ('[N/A]', noise)."""
-    parts = [p.strip() for p in line.split(",")]
-    if len(parts) != 2:
-        return None
-    try:
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        return None
-
-
-def gpu_index() -> str:
-    """nvidia-smi's index of the device torch uses (the first of CUDA_VISIBLE_DEVICES)."""
-    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip()
-    return first if first.isdigit() else "0"
-
-
+            2, 64, 1.0, threads=1, compile=False, fit_batch=16, fit_cap_gib=0.0,
+            study_model="vanilla_cnn", study_size=32, study_batches=(4, 8), study_steps=3)
 def synthetic(n: int, size: int, seed: int = 0) -> TrialData:
     """n training and min(n, 1024) validation images; tiled from 1,024 random ones when large,
     because generating 8 GB of random bytes would take longer than the epoch itself."""
@@ -191,35 +154,55 @@ def phase_big(s: Sizes, device: torch.device) -> dict[str, Any]:
             f"{k} RSS MiB": a["rss_mb"], f"{k} CUDA MiB": a["cuda_mb"]}
 
 
+def host_reads_in_epoch(s: Sizes, steps: int) -> list[str]:
+    """Host reads by study code inside one training epoch of `steps` steps (CPU stand-in)."""
+    cfg = trial_config("vanilla_cnn", 32, 4, s.threads, s.aug, epochs=1, width=4)
+    data = TrialData(synthetic_split(4 * steps, 32), synthetic_split(4, 32, 1), CLASSES)
+    calls: list[str] = []
+
+    @contextmanager
+    def watch() -> Iterator[None]:
+        with count_host_reads() as c:
+            yield
+        calls.extend(c)
+
+    with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), watching_train_epoch(watch):
+        train_trial(cfg, data)
+    return calls
+
+
 def phase_syncs(s: Sizes, device: torch.device) -> dict[str, Any]:
     """Host-device synchronisations in the training loop of the trainable, counted by torch's
     sync debug mode (each one stops the CPU from queueing work ahead of the GPU). Only
     train_epoch is watched: validation and the checkpoint (copies to the host) sync by nature,
-    once per epoch."""
+    once per epoch. Eager (compile=False), so that compile "auto"'s timing probe is not counted.
+    On CPU: host reads by study code per training step, from epochs of 2 and 6 steps."""
     if device.type != "cuda":
-        return {"syncs": "not counted on CPU"}
+        short, long = host_reads_in_epoch(s, 2), host_reads_in_epoch(s, 6)
+        print(f"host reads in a 6-step epoch: {long}", flush=True)
+        return {"host reads per training step (CPU proxy)": (len(long) - len(short)) / 4,
+                "host reads per training epoch (CPU proxy)": len(short)}
     steps = 32
     cfg = trial_config(s.big_model, 112, s.batch, s.threads, s.aug, epochs=1)
     data = synthetic(s.batch * steps, 112)
-    watched = trainable.train_epoch
 
-    def train_epoch_watched(*args: Any, **kwargs: Any) -> Any:
+    @contextmanager
+    def watch() -> Iterator[None]:
         torch.cuda.set_sync_debug_mode("warn")
         try:
-            return watched(*args, **kwargs)
+            yield
         finally:
             torch.cuda.set_sync_debug_mode("default")
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        trainable.train_epoch = train_epoch_watched
-        try:
-            with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)):
-                train_trial(cfg, data)
-        finally:
-            trainable.train_epoch = watched
+        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), \
+                watching_train_epoch(watch):
+            train_trial(cfg, data)
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
     print(f"syncs: {len(syncs)} in one training epoch of {steps} steps", flush=True)
+    for message in sorted(set(syncs)):
+        print(f"  sync: {message[:200]}", flush=True)
     return {f"syncs in train_epoch ({steps} steps)": len(syncs)}
 
 
@@ -228,13 +211,65 @@ def phase_ferg(s: Sizes, device: torch.device) -> dict[str, Any]:
     t0 = time.perf_counter()
     data = synthetic(s.ferg_images, s.ferg_size)
     made = time.perf_counter() - t0
-    a = measure_trainable(cfg, data, device)
+    with profile_epochs(device) as rows:
+        a = measure_trainable(cfg, data, device)
     first, second = a["reports"][0], a["reports"][1]
     train_s = s.ferg_images / second["images_per_s"]
-    return {"ferg epoch s": train_s, "ferg epoch incl val s": second["epoch_s"],
-            "ferg first epoch s": s.ferg_images / first["images_per_s"],
-            "ferg img/s": second["images_per_s"], "ferg data gen s": made,
-            "ferg RSS MiB": a["rss_mb"], "ferg CUDA MiB": a["cuda_mb"]}
+    first_s = s.ferg_images / first["images_per_s"]
+    print(table([{"epoch": i + 1, **{k: v for k, v in r.items() if k != "training"}}
+                 for i, r in enumerate(rows)], "ferg_epoch: where the training time goes"),
+          flush=True)
+    out = {"ferg epoch s": train_s, "ferg epoch incl val s": second["epoch_s"],
+           "ferg first epoch s": first_s, "ferg first/steady epoch": ratio(first_s, train_s),
+           "ferg img/s": second["images_per_s"], "ferg data gen s": made,
+           "ferg RSS MiB": a["rss_mb"], "ferg CUDA MiB": a["cuda_mb"]}
+    for i, r in enumerate(rows[:2]):
+        out |= {f"ferg epoch{i + 1} {k}": r[k] for k in ("data wait s", "new-shape steps",
+                                                          "new-shape s", "other steps s")}
+    return out
+
+
+def study_rates(s: Sizes, device: torch.device, batch: int, **extra: Any) -> dict[str, float]:
+    """A googlenet_ferg-sized trial (the seed's GoogLeNet at the space's image size) for two
+    epochs of `study_steps` steps and a partial last batch (as FERG's split has: a second batch
+    shape, so a second cuDNN search or compilation): first and steady training seconds,
+    validation img/s and the checkpoint + report seconds of an epoch."""
+    cfg = trial_config(s.study_model, s.study_size, batch, s.threads, s.aug, **extra)
+    data = synthetic(batch * s.study_steps + batch // 2, s.study_size)
+    a = measure_trainable(cfg, data, device)
+    n = len(data.train.labels)
+    first, steady = (n / r["images_per_s"] for r in a["reports"][:2])
+    val_s = a["reports"][1]["epoch_s"] - steady
+    return {"batch": batch, "first s": first, "steady s": steady,
+            "train img/s": n / steady, "val img/s": ratio(len(data.val.labels), val_s),
+            "report s": a["report_s"], "steps": -(-n // batch)}
+
+
+def phase_ferg_study(s: Sizes, device: torch.device) -> dict[str, Any]:
+    """The GPU-hours of a 64-trial googlenet_ferg ASHA study, trials one at a time, from the
+    epoch time measured at each of the space's batch sizes (their mean: the sampler draws all)."""
+    plan = GOOGLENET_FERG
+    n_train, n_val = ferg_split_images()
+    rows = []
+    for batch in s.study_batches:
+        r = study_rates(s, device, batch)
+        r["FERG epoch s"] = n_train / r["train img/s"] + n_val / r["val img/s"] + r["report s"]
+        r["first-epoch extra s"] = r["first s"] - r["steady s"]
+        rows.append(r)
+    print(table(rows, f"ferg_study: {s.study_model} at {s.study_size} px, FERG's split "
+                      f"{n_train:,} train / {n_val:,} val images"), flush=True)
+    epoch_s = float(np.mean([r["FERG epoch s"] for r in rows]))
+    extra = float(np.mean([r["first-epoch extra s"] for r in rows]))
+    epochs = asha_epochs(plan)
+    hours = study_gpu_hours(epochs, epoch_s, plan.num_samples, extra)
+    print(f"estimate: a {plan.num_samples}-trial googlenet_ferg ASHA study (max {plan.max_epochs}"
+          f" epochs, grace {plan.grace_period}, reduction {plan.reduction_factor}) trains about "
+          f"{epochs:.0f} epochs at {epoch_s:.1f} s: {hours:.2f} GPU-hours on one "
+          f"{describe(device).split(', ')[2] if device.type == 'cuda' else 'CPU'}, trials one at "
+          f"a time: python -m study.run --space googlenet_ferg --num-samples "
+          f"{plan.num_samples} --gpus-per-trial 1", flush=True)
+    return {"study FERG epoch s": epoch_s, "study first-epoch extra s": extra,
+            "study ASHA epochs": epochs, "study GPU-hours": hours}
 
 
 def phase_pipeline(s: Sizes, device: torch.device) -> dict[str, Any]:
@@ -287,9 +322,27 @@ def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
 
 
 def phase_compile(s: Sizes, device: torch.device) -> dict[str, Any]:
-    cfg = trial_config(s.big_model, s.big_size, s.batch, s.threads, s.aug, compile=True)
-    b = measure_in_memory(cfg, synthetic(s.batch * s.batches, s.big_size), s.batches, device)
-    return {"compiled (b) img/s": b["img_s"], "compile + first step s": b["warmup_s"]}
+    """The trainable eager vs compile=True at a googlenet_ferg trial's size (the middle batch
+    size): the compile time (the compiled first epoch's extra seconds over the eager one), the
+    steady speedup, and whether compiling pays back for that study's mean trial and for a trial
+    that runs all its epochs (what compile "auto" decides from study.compiling's constants)."""
+    batch = s.study_batches[len(s.study_batches) // 2]
+    eager = study_rates(s, device, batch, compile=False)
+    compiled = study_rates(s, device, batch, compile=True)
+    compile_s = compiled["first s"] - eager["first s"]
+    step_eager, step_compiled = (r["steady s"] / r["steps"] for r in (eager, compiled))
+    plan = GOOGLENET_FERG
+    steps_per_epoch = -(-ferg_split_images()[0] // batch)
+    out = {"compile s": compile_s, "compile eager (a) img/s": eager["train img/s"],
+           "compile compiled (a) img/s": compiled["train img/s"],
+           "compile speedup": ratio(step_eager, step_compiled)}
+    for name, epochs in (("mean trial", asha_epochs(plan) / plan.num_samples),
+                         (f"{plan.max_epochs}-epoch trial", plan.max_epochs)):
+        on, why = decide_compile(step_eager, step_compiled, compile_s,
+                                 round(epochs * steps_per_epoch))
+        print(f"compile for a googlenet_ferg {name}: {why}", flush=True)
+        out[f"compile pays, {name}"] = "yes" if on else "no"
+    return out
 
 
 def phase_packing(s: Sizes, device: torch.device) -> dict[str, Any]:
@@ -387,20 +440,12 @@ def describe(device: torch.device) -> str:
     return ", ".join(parts) + f"; {os.cpu_count()} CPUs"
 
 
-def verdict(name: str, value: Any, cpu: bool) -> str:
-    if cpu or name not in GOALS or not isinstance(value, int | float) or value != value:
-        return ""
-    op, goal = GOALS[name]
-    ok = value >= goal if op == ">=" else value <= goal
-    return f"   (goal {op} {goal:g}: {'met' if ok else 'MISSED'})"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="tiny sizes on CPU (CI)")
     p.add_argument("--phases", nargs="+", default=None,
-                   help="subset of: googlenet224 syncs ferg_epoch packing batch_fit pipeline "
-                   "compile")
+                   help="subset of: googlenet224 syncs ferg_epoch ferg_study packing batch_fit "
+                   "pipeline compile")
     p.add_argument("--budget-s", type=float, default=480,
                    help="phases not started within this many seconds are skipped")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -415,8 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu" if a.cpu else "cuda")
     s = CPU if a.cpu else GPU
     phases = {"googlenet224": phase_big, "syncs": phase_syncs, "ferg_epoch": phase_ferg,
-              "packing": phase_packing, "batch_fit": phase_batch_fit, "pipeline": phase_pipeline,
-              "compile": phase_compile}
+              "ferg_study": phase_ferg_study, "packing": phase_packing,
+              "batch_fit": phase_batch_fit, "pipeline": phase_pipeline, "compile": phase_compile}
     wanted = a.phases or list(phases)
     unknown = set(wanted) - set(phases)
     if unknown:
@@ -459,9 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, st in status.items():
         print(f"SUMMARY phase {name}: {st}")
     for k, v in results.items():
-        shown = f"{v:,.2f}" if isinstance(v, float) else "-" if v is None else str(v)
-        print(f"SUMMARY {k}: {shown}{verdict(k, v, a.cpu)}")
+        print(f"SUMMARY {k}: {shown(v)}{verdict(k, v, a.cpu)}")
     print(f"SUMMARY total s: {time.perf_counter() - start:.1f}")
+    if results:
+        print(summary_table(results, a.cpu))
     return 1 if any(st.startswith("FAILED") for st in status.values()) else 0
 
 

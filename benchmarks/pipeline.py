@@ -111,9 +111,11 @@ def inline_tune(storage: Path, on_start: Callable[[], None] | None = None,
 
 def trial_config(model: str, size: int, batch_size: int, threads: int, aug: float,
                  epochs: int = 2, **extra: Any) -> dict[str, Any]:
+    """A trial config; eager (compile False) unless `extra` says otherwise, so that (a) and (b)
+    compare the same thing whatever compile "auto" would decide."""
     return {"model": model, "image_size": size, "batch_size": batch_size, "max_epochs": epochs,
             "seed": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
-            "aug_strength": aug, "num_threads": threads, **extra}
+            "aug_strength": aug, "num_threads": threads, "compile": False, **extra}
 
 
 def epoch_rates(reports: list[dict], n_train: int) -> dict[str, float]:
@@ -189,7 +191,7 @@ def measure_in_memory(config: dict, data: TrialData, batches: int,
     reset_cuda_peak(device)
     model = build_model(cfg, NUM_CLASSES, device)
     opt = make_optimizer(cfg, model)
-    if cfg.compile:
+    if cfg.compile is True:
         model = torch.compile(model)
     scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16)
     model.train()

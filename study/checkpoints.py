@@ -1,25 +1,138 @@
 """Trial checkpoints: what a trial saves each epoch and how a retried trial finds the newest
-readable one (Ray restores the latest; a corrupt one must not end the trial)."""
+readable one (Ray restores the latest; a corrupt one must not end the trial).
+
+A checkpoint directory holds three files:
+  last.pt   model and optimiser state and torch's RNG: everything known when training ends
+  meta.pt   epoch, history and best (known only after validation)
+  best.pt   the best-validation weights (read by `study.evaluate`)
+The epoch's state is copied to the host as soon as its training ends (`snapshot`: on CUDA
+non-blocking copies, so the host does not wait) and serialised by one background thread
+(`CheckpointWriter`) while the trial validates; the trial waits for the writer before it reports,
+so the directory Ray copies is always complete.
+"""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+LAST, META, BEST = "last.pt", "meta.pt", "best.pt"
 
-def save_state(path: Path, model, opt, epoch: int, history: list[dict], best: dict) -> None:
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "epoch": epoch,
-            "history": history,
-            "best": best,
-            "torch_rng": torch.get_rng_state(),
-        },
-        path / "last.pt",
-    )
+
+def to_host(tree: Any) -> Any:
+    """A copy of `tree` (nested dicts, lists, tuples) with every tensor copied to the host.
+
+    From CUDA the copies are non-blocking into pinned memory: they are queued on the stream
+    ahead of the next step's in-place updates, and complete once an event recorded after them
+    has; the host never waits here."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", non_blocking=True, copy=True)
+    if isinstance(tree, dict):
+        return {k: to_host(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(to_host(v) for v in tree)
+    return tree
+
+
+@dataclass
+class Snapshot:
+    """The host copy of a trial's training state at the end of an epoch."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    torch_rng: torch.Tensor
+    ready: Any = None  # a torch.cuda.Event once the device copies have landed (None on CPU)
+
+    def wait(self) -> None:
+        if self.ready is not None:
+            self.ready.synchronize()
+
+    def last(self) -> dict[str, Any]:
+        return {"model": self.model, "optimizer": self.optimizer, "torch_rng": self.torch_rng}
+
+
+def snapshot(model: torch.nn.Module, opt: torch.optim.Optimizer) -> Snapshot:
+    # the optimiser's state_dict holds references to its live state tensors: copied as well
+    weights = model.state_dict()
+    snap = Snapshot(to_host(weights), to_host(opt.state_dict()), torch.get_rng_state())
+    if any(t.is_cuda for t in weights.values()):
+        snap.ready = torch.cuda.Event()
+        snap.ready.record()
+    return snap
+
+
+def write_last(path: Path, snap: Snapshot) -> None:
+    snap.wait()
+    torch.save(snap.last(), path / LAST)
+
+
+def write_meta(path: Path, epoch: int, history: list[dict], best: dict) -> None:
+    torch.save({"epoch": epoch, "history": history, "best": best}, path / META)
+
+
+def write_best(path: Path, snap: Snapshot, best_state: dict[str, torch.Tensor]) -> None:
+    snap.wait()  # best_state may be this epoch's snapshot of the weights
+    torch.save(best_state, path / BEST)
+
+
+class CheckpointWriter:
+    """One background thread that serialises checkpoint files in the order they are queued.
+
+    `wait()` blocks until everything queued is on disk and re-raises, in the trial's thread,
+    the first error the writer met (a full disk must fail the trial, not leave a checkpoint
+    without files)."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer")
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+    @contextmanager
+    def directory(self) -> Iterator[Path]:
+        """A temporary checkpoint directory; on leaving it (also on an error) the writer is
+        waited for before the directory is removed, so no write lands in a deleted folder."""
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                yield Path(d)
+            finally:
+                pending, self._pending = self._pending, []
+                for f in pending:  # errors were raised by wait() already, or an error is
+                    f.exception()  # on its way out of the block: only let the writes finish
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def save_state(
+    path: Path,
+    model,
+    opt,
+    epoch: int,
+    history: list[dict],
+    best: dict,
+    best_state: dict | None = None,
+) -> None:
+    """The whole checkpoint, written synchronously (what the writer thread does in pieces)."""
+    snap = snapshot(model, opt)
+    write_last(path, snap)
+    write_meta(path, epoch, history, best)
+    write_best(path, snap, best_state if best_state is not None else snap.model)
 
 
 def _candidates(ckpt) -> list:
@@ -48,8 +161,14 @@ def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str
     for cand in _candidates(ckpt):
         try:
             with cand.as_directory() as d:
-                state = torch.load(Path(d) / "last.pt", map_location=device, weights_only=True)
-                best_state = torch.load(Path(d) / "best.pt", map_location="cpu", weights_only=True)
+                state = torch.load(Path(d) / LAST, map_location=device, weights_only=True)
+                # checkpoints written before meta.pt existed kept these keys in last.pt
+                meta = (
+                    torch.load(Path(d) / META, weights_only=True)
+                    if (Path(d) / META).exists()
+                    else state
+                )
+                best_state = torch.load(Path(d) / BEST, map_location="cpu", weights_only=True)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except Exception as e:  # unreadable, truncated, or from another model: try an older one
@@ -58,7 +177,7 @@ def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str
             )
             continue
         torch.set_rng_state(state["torch_rng"])
-        notes.append(f"resumed from checkpoint {cand.path} (epoch {state['epoch']})")
-        return state["epoch"], state["history"], state["best"], best_state, "; ".join(notes)
+        notes.append(f"resumed from checkpoint {cand.path} (epoch {meta['epoch']})")
+        return meta["epoch"], meta["history"], meta["best"], best_state, "; ".join(notes)
     notes.append("restarted from scratch")
     return 0, [], {"value": None, "epoch": 0}, None, "; ".join(notes)

@@ -33,7 +33,9 @@ class TrainConfig:
     patience: int = 0  # early stopping on the metric, as the seed did; 0 = off
     metric: str = "val_acc"
     mode: str = "max"
-    compile: bool = False  # torch.compile (GPU runs; slow to start on CPU)
+    # torch.compile: True, False, or "auto" (on CUDA when it pays back within the trial's
+    # remaining epochs; off on CPU); the decision is reported per epoch (study.compiling)
+    compile: bool | str = "auto"
     num_threads: int = 0  # torch threads per trial; 0 = leave torch's default
     # where the cuda OOM / NaN fault tests inject failures (tests only; never set by spaces)
     fault: str = ""
@@ -61,6 +63,8 @@ class TrainConfig:
             raise bad("label_smoothing", "a value in [0, 1)")
         if self.mode not in ("max", "min"):
             raise bad("mode", "'max' or 'min'")
+        if not (isinstance(self.compile, bool) or self.compile == "auto"):
+            raise bad("compile", "true, false or 'auto'")
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> TrainConfig:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,11 +19,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from study import faults as inject
-from study.checkpoints import restore, save_state
+from study.checkpoints import (
+    CheckpointWriter,
+    restore,
+    snapshot,
+    write_best,
+    write_last,
+    write_meta,
+)
+from study.compiling import StepProbe, compile_choice
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.data.augment import AugmentDraw
-from study.feed import batches, prefetched
+from study.feed import BatchFit, DeviceSums, batches, prefetched
 from study.metrics import macro_f1
 from study.models import create_model, l2_penalty, param_groups
 
@@ -136,39 +142,6 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=dtype)
 
 
-@dataclass
-class BatchFit:
-    """The micro-batch that fits the device. A CUDA out-of-memory error halves it and the same
-    step is retried; the optimiser still steps once per `batch_size` images (gradients are
-    accumulated over micro-batches), so the trial's batch size keeps its meaning. Only batch
-    norm sees the smaller micro-batches; and a real OOM mid-forward has already updated batch
-    norm's running statistics (and drawn dropout masks) once, which the retry does again."""
-
-    batch_size: int
-    micro: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.micro = self.micro or self.batch_size
-
-    @property
-    def floor(self) -> int:  # batch norm cannot train on one image
-        return min(2, self.batch_size)
-
-    def shrink(self, epoch: int, error: BaseException) -> None:
-        """Halve after an OOM, or re-raise it when nothing smaller can be tried."""
-        if self.micro <= self.floor:
-            raise torch.OutOfMemoryError(
-                f"out of memory in epoch {epoch} even with micro-batches of {self.micro} "
-                f"images: {str(error)[:300]}"
-            ) from error
-        old, self.micro = self.micro, max(self.floor, self.micro // 2)
-        self.notes.append(
-            f"CUDA out of memory at micro-batch {old} in epoch {epoch}: batch {self.batch_size} "
-            f"now runs as micro-batches of {self.micro} with gradient accumulation"
-        )
-
-
 def train_step(
     model, x, y, aug: Augment, draw: AugmentDraw, cfg: TrainConfig, weight, scaler, micro, fault
 ) -> torch.Tensor:
@@ -223,18 +196,21 @@ def train_epoch(
     epoch: int = 1,
     faults: dict | None = None,
     fit: BatchFit | None = None,
+    probe: StepProbe | None = None,
 ) -> tuple[float, float, int]:
     model.train()
     fit = fit or BatchFit(cfg.batch_size)
-    # running sums stay on the device: reading them every step would sync the GPU every step
-    sums = torch.zeros(2, device=device)  # (loss x images, correct)
+    # running sums stay on the device and reach the host without a sync (see DeviceSums)
+    sums = DeviceSums(2, device)  # (loss x images, correct)
     seen = 0
-    # on CUDA the finite check (a sync) runs every 16 steps; a NaN stays NaN, so it is only late
-    check_every = 16 if device.type == "cuda" else 1
+    # each CUDA poll queues a copy: every 16 steps; a NaN stays NaN, so it is only found late
+    poll_every = 16 if device.type == "cuda" else 1
     # batch norm cannot train on a single image: drop a last batch of one
     order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
     fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
     for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
+        if probe is not None:
+            probe.at(step, len(order), device)
         # drawn once per batch: a retried or split step sees the same images
         draw = aug.draw(len(idx), gen).to(device)
         while True:
@@ -252,20 +228,20 @@ def train_epoch(
             oom = None
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-        if step % check_every == 0 and not torch.isfinite(step_sums[0]):
-            raise Diverged(
-                f"training loss became {step_sums[0].item()} in epoch {epoch} after {seen} images"
-            )
+        step_sums[0] *= len(idx)  # the batch's mean loss -> its sum over the images
+        sums.add(step_sums)
+        host = sums.poll() if step % poll_every == 0 else None
+        if host is not None and not math.isfinite(host[0]):
+            raise Diverged(f"training loss became {host[0]} in epoch {epoch} after {seen} images")
         scaler.step(opt)
         scaler.update()
         opt.zero_grad(set_to_none=True)
-        sums[0] += step_sums[0] * len(idx)
-        sums[1] += step_sums[1]
         seen += len(idx)
-    mean_loss = sums[0].item() / max(seen, 1)
+    loss_sum, correct = sums.total()  # the epoch's one wait for the device
+    mean_loss = loss_sum / max(seen, 1)
     if not math.isfinite(mean_loss):
         raise Diverged(f"training loss became {mean_loss} in epoch {epoch}")
-    return mean_loss, sums[1].item() / max(seen, 1), seen
+    return mean_loss, correct / max(seen, 1), seen
 
 
 def evaluate_val(model, data: TrialData, aug: Augment, device, batch_size: int = 128):
@@ -301,93 +277,125 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retry after a failure: continue where the last good report left off
         start_epoch, history, best, best_state, note = restore(ckpt, model, opt, device)
-    if cfg.compile:
+    # "auto" on CUDA times this run's first epoch eagerly and decides after it
+    probe = StepProbe() if cfg.compile == "auto" and device.type == "cuda" else None
+    compiled = None if probe else compile_choice(cfg.compile, device, None, 0)
+    if compiled and compiled[0]:
         model = torch.compile(model)
 
     sign = 1 if cfg.mode == "max" else -1
     fit = BatchFit(cfg.batch_size)
-    for epoch in range(start_epoch, cfg.max_epochs):
-        # the data order of an epoch depends only on (seed, epoch): a resumed trial sees the
-        # same batches as an uninterrupted one would have
-        gen.manual_seed(cfg.seed * 1_000 + epoch)
-        for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_factor(cfg, epoch)
-        t0 = time.perf_counter()
-        end_reason, error = "", ""
-        try:
-            train_loss, train_acc, seen = train_epoch(
-                model, opt, data, aug, cfg, gen, device, weight, scaler, epoch + 1, faults, fit
-            )
-        except Diverged as e:
-            train_loss, train_acc, seen, end_reason, error = (
-                float("nan"),
-                0.0,
-                1,
-                "diverged",
-                str(e),
-            )
-        except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end the trial
-            train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
-            error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
-            error = f"{error[:400]} (epoch {epoch + 1})"
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        train_s = time.perf_counter() - t0
-        if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
-            val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
-        else:
-            # no gradients: 128 fits wherever the training micro-batch did, unless it shrank
-            eval_batch = min(128, fit.micro) if fit.notes else 128
-            val_loss, val_acc, val_f1 = evaluate_val(model, data, aug, device, eval_batch)
-        metrics = {
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "val_macro_f1": val_f1,
-            "epoch_s": time.perf_counter() - t0,
-            "images_per_s": seen / max(train_s, 1e-9),
-            "lr": opt.param_groups[-1]["lr"],
-            "params": params,
-            "device": str(device),
-            "node": node_name(),
-            "seed": cfg.seed,
-            "pid": os.getpid(),
-            "micro_batch": fit.micro,
-            "restore_note": "; ".join(filter(None, [note, *fit.notes])),
-        }
-        value = metrics[cfg.metric]
-        if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):
-            best = {"value": value, "epoch": epoch + 1}
-            # on the host: a second copy of the weights on the GPU would take memory from training
-            best_state = {
-                k_: v.detach().to("cpu", copy=True) for k_, v in _unwrap(model).state_dict().items()
-            }
-        history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
-        if not end_reason and cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
-            end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
-        if not end_reason and epoch + 1 == cfg.max_epochs:
-            end_reason = "max_epochs"
-        metrics |= {
-            "end_reason": end_reason,
-            "error": error,
-            "best_epoch": best["epoch"],
-            "best_value": best["value"] if best["value"] is not None else float("nan"),
-        }
-        with tempfile.TemporaryDirectory() as d:
-            save_state(Path(d), _unwrap(model), opt, epoch + 1, history, best)
-            torch.save(
-                best_state if best_state is not None else _unwrap(model).state_dict(),
-                Path(d) / "best.pt",
-            )
+    writer = CheckpointWriter()
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs):
+            # the data order of an epoch depends only on (seed, epoch): a resumed trial sees the
+            # same batches as an uninterrupted one would have
+            gen.manual_seed(cfg.seed * 1_000 + epoch)
+            for g, base in zip(opt.param_groups, base_lrs, strict=True):
+                g["lr"] = base * lr_factor(cfg, epoch)
+            t0 = time.perf_counter()
+            end_reason, error = "", ""
+            try:
+                train_loss, train_acc, seen = train_epoch(
+                    model,
+                    opt,
+                    data,
+                    aug,
+                    cfg,
+                    gen,
+                    device,
+                    weight,
+                    scaler,
+                    epoch + 1,
+                    faults,
+                    fit,
+                    probe,
+                )
+            except Diverged as e:
+                train_loss, train_acc, seen, end_reason, error = (
+                    float("nan"),
+                    0.0,
+                    1,
+                    "diverged",
+                    str(e),
+                )
+            except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end it
+                train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
+                error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
+                error = f"{error[:400]} (epoch {epoch + 1})"
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            train_s = time.perf_counter() - t0
+            if compiled is None:  # auto on CUDA: compile from the next epoch on if it pays
+                assert probe is not None
+                planned = probe.steps_per_epoch * (cfg.max_epochs - epoch - 1)
+                compiled, probe = compile_choice(cfg.compile, device, probe.step_s, planned), None
+                if compiled[0]:
+                    model = torch.compile(model)
+            with writer.directory() as d:
+                # the host copy is queued now and written by the writer during validation
+                snap = snapshot(_unwrap(model), opt)
+                writer.submit(write_last, d, snap)
+                if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
+                    val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
+                else:
+                    # no gradients: 128 fits wherever the training micro-batch did, unless it
+                    # shrank; eager, so that compiling costs one graph, not a second for eval
+                    eval_batch = min(128, fit.micro) if fit.notes else 128
+                    val_loss, val_acc, val_f1 = evaluate_val(
+                        _unwrap(model), data, aug, device, eval_batch
+                    )
+                metrics = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                    "val_macro_f1": val_f1,
+                    "epoch_s": time.perf_counter() - t0,
+                    "images_per_s": seen / max(train_s, 1e-9),
+                    "lr": opt.param_groups[-1]["lr"],
+                    "params": params,
+                    "device": str(device),
+                    "node": node_name(),
+                    "seed": cfg.seed,
+                    "pid": os.getpid(),
+                    "micro_batch": fit.micro,
+                    "compile": "on" if compiled[0] else "off",
+                    "compile_reason": compiled[1],
+                    "restore_note": "; ".join(filter(None, [note, *fit.notes])),
+                }
+                value = metrics[cfg.metric]
+                if not end_reason and (
+                    best["value"] is None or sign * value > sign * best["value"]
+                ):
+                    best = {"value": value, "epoch": epoch + 1}
+                    best_state = snap.model  # already on the host: no second copy
+                history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
+                if not end_reason and cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
+                    end_reason = (
+                        f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
+                    )
+                if not end_reason and epoch + 1 == cfg.max_epochs:
+                    end_reason = "max_epochs"
+                metrics |= {
+                    "end_reason": end_reason,
+                    "error": error,
+                    "best_epoch": best["epoch"],
+                    "best_value": best["value"] if best["value"] is not None else float("nan"),
+                }
+                writer.submit(write_meta, d, epoch + 1, list(history), best)
+                writer.submit(write_best, d, snap, snap.model if best_state is None else best_state)
+                writer.wait()  # Ray copies the directory in report(): it must be complete
+                if faults:
+                    inject.corrupt_checkpoint(faults, epoch + 1, ckpt is not None, d)
+                tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(d)))
             if faults:
-                inject.corrupt_checkpoint(faults, epoch + 1, ckpt is not None, Path(d))
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
-        if faults:
-            inject.after_report(faults, epoch + 1, ckpt is not None)
-        if end_reason:
-            return
+                inject.after_report(faults, epoch + 1, ckpt is not None)
+            if end_reason:
+                return
+    finally:
+        writer.close()
 
 
 def node_name() -> str:
