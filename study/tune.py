@@ -132,10 +132,15 @@ def build_tuner(
 
 
 def restore_tuner(
-    *, storage: str, name: str, data: TrialData, resources: dict[str, float], **_: Any
+    *, storage: str, name: str, data: TrialData, resources: dict[str, float], **kwargs: Any
 ) -> tune.Tuner:
-    """Continue an interrupted study: finished trials stay, the others resume from checkpoints."""
+    """Continue an interrupted study: finished trials stay, the others resume from checkpoints.
+
+    A study whose first run ended after writing study.json but before its tuner existed (no
+    tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings."""
     study_dir = st.join(storage, name)
+    if not tune.Tuner.can_restore(study_dir):
+        return build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
     pull_optuna_db(study_dir)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner.restore(
