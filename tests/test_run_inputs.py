@@ -25,8 +25,13 @@ from study.results import write_parquet
 from study.spaces import SpaceFunction, load_space
 
 # one trial of one epoch: the cheapest real study
-SETTINGS = {"max_epochs": 1, "grace_period": 1, "num_samples": 1, "image_size": 32,
-            "sampler": "random"}
+SETTINGS = {
+    "max_epochs": 1,
+    "grace_period": 1,
+    "num_samples": 1,
+    "image_size": 32,
+    "sampler": "random",
+}
 SPACE = """
 from study.spaces import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="input test", {settings})
@@ -60,10 +65,17 @@ def record_study(study_dir: Path, data: Path, *, smoke: bool) -> dict:
         "space": "demo",
         "space_ref": "demo",
         "seed": 0,
-        "dataset": {"name": "toon", "version": open_dataset(data, "toon").version,
-                    "data_dir": str(data)},
-        "settings": {**asdict(settings), "resources": {"cpu": 1.0, "gpu": 0.0},
-                     "max_concurrent": None, "smoke_test": smoke},
+        "dataset": {
+            "name": "toon",
+            "version": open_dataset(data, "toon").version,
+            "data_dir": str(data),
+        },
+        "settings": {
+            **asdict(settings),
+            "resources": {"cpu": 1.0, "gpu": 0.0},
+            "max_concurrent": None,
+            "smoke_test": smoke,
+        },
     }
     study_dir.mkdir(parents=True)
     (study_dir / "study.json").write_text(json.dumps(meta))
@@ -96,14 +108,20 @@ BAD = [  # (setup: a kind or a space's settings, args, words the one-line error 
     ("foreign_report", ["--space", "demo"], ["--reports", "index.html", "not written by"]),
     ("junk", ["--space", "demo"], ["--name x", "not a study"]),
     ("study", ["--space", "demo"], ["already exists", "--resume --name x"]),
-    ({'reduction_factor': 1}, ["--space", "{tmp}/space.py"],
-     ["SpaceSettings.reduction_factor=1", ">= 2"]),
-    ({'metric': 'val_accuracy'}, ["--space", "{tmp}/space.py"],
-     ["SpaceSettings.metric='val_accuracy'", "val_acc, val_macro_f1"]),
-    ({'grace_period': 0}, ["--space", "{tmp}/space.py"], ["SpaceSettings.grace_period=0"]),
-    ({'image_size': 4}, ["--space", "{tmp}/space.py"], ["SpaceSettings.image_size=4"]),
-    ({'num_samples': 0}, ["--space", "{tmp}/space.py"], ["SpaceSettings.num_samples=0"]),
-    ({'sampler': 'grid'}, ["--space", "{tmp}/space.py"], ["sampler 'grid'", "GRID"]),
+    (
+        {"reduction_factor": 1},
+        ["--space", "{tmp}/space.py"],
+        ["SpaceSettings.reduction_factor=1", ">= 2"],
+    ),
+    (
+        {"metric": "val_accuracy"},
+        ["--space", "{tmp}/space.py"],
+        ["SpaceSettings.metric='val_accuracy'", "val_acc, val_macro_f1"],
+    ),
+    ({"grace_period": 0}, ["--space", "{tmp}/space.py"], ["SpaceSettings.grace_period=0"]),
+    ({"image_size": 4}, ["--space", "{tmp}/space.py"], ["SpaceSettings.image_size=4"]),
+    ({"num_samples": 0}, ["--space", "{tmp}/space.py"], ["SpaceSettings.num_samples=0"]),
+    ({"sampler": "grid"}, ["--space", "{tmp}/space.py"], ["sampler 'grid'", "GRID"]),
     ("", ["--resume"], ["--resume: no study at", "study.json"]),
     ("study", ["--resume", "--smoke-test"], ["--smoke-test", "not a smoke test"]),
     ("smoke_study", ["--resume", "--max-epochs", "5"], ["--max-epochs 5", "--max-epochs 2"]),
@@ -120,8 +138,16 @@ def test_bad_input_is_one_line_before_ray(setup, args, words, data, tmp_path, ca
     fill = {"tmp": str(tmp_path), "data": str(data)}
     args = [x.format(**fill) for x in args]
     words = [w.format(**fill) for w in words]
-    base = ["--data-dir", str(data), "--storage", str(tmp_path / "s"), "--name", "x",
-            "--reports", str(tmp_path / "r")]
+    base = [
+        "--data-dir",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "x",
+        "--reports",
+        str(tmp_path / "r"),
+    ]
     before, data_before = tree_snapshot(tmp_path), tree_snapshot(data)
     assert run.main([*base, *args]) == 2  # argparse: the case's flags come last and win
     err = capsys.readouterr().err
@@ -136,8 +162,18 @@ def test_bad_input_is_one_line_before_ray(setup, args, words, data, tmp_path, ca
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("smoke-1", True), ("a.b_c", True), ("..x", True), ("", False), (".", False),
-     ("..", False), ("a/b", False), ("../x", False), ("a b", False), ("x" * 256, False)],
+    [
+        ("smoke-1", True),
+        ("a.b_c", True),
+        ("..x", True),
+        ("", False),
+        (".", False),
+        ("..", False),
+        ("a/b", False),
+        ("../x", False),
+        ("a b", False),
+        ("x" * 256, False),
+    ],
 )
 def test_check_name(name, ok) -> None:
     if ok:
@@ -152,8 +188,10 @@ def test_check_name(name, ok) -> None:
     [
         ("s3://AK:SECRET@bucket/x", "s3://***@bucket/x"),
         ("at gs://SECRET@b/p: no", "at gs://***@b/p: no"),
-        ("s3://b/x?access_key=AK&secret_key=SECRET&scheme=http",
-         "s3://b/x?access_key=***&secret_key=***&scheme=http"),
+        (
+            "s3://b/x?access_key=AK&secret_key=SECRET&scheme=http",
+            "s3://b/x?access_key=***&secret_key=***&scheme=http",
+        ),
         ("'s3://b/x?session_token=SECRET'", "'s3://b/x?session_token=***'"),
         ("s3://b/x?endpoint_override=http://127.0.0.1:9000", None),  # nothing secret: unchanged
         ("/home/me/studies", None),
@@ -214,8 +252,20 @@ def test_failed_connection_leaves_no_study_folder(data, tmp_path, monkeypatch, c
         raise ConnectionError("Could not connect to the cluster at 10.0.0.1:6379\n(details)")
 
     monkeypatch.setattr(ray, "init", refuse)
-    args = ["--space", "demo", "--smoke-test", "--data-dir", str(data), "--storage",
-            str(tmp_path / "s"), "--name", "x", "--no-report", "--address", "auto"]
+    args = [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--data-dir",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "x",
+        "--no-report",
+        "--address",
+        "auto",
+    ]
     for _ in range(2):  # the re-run meets the same refusal, not "already exists"
         assert run.main(args) == 2
         err = capsys.readouterr().err
@@ -239,8 +289,18 @@ def test_study_json_holds_no_credentials(data, tmp_path, monkeypatch, capsys) ->
         raise RuntimeError("stop here")
 
     monkeypatch.setattr("study.tune.build_tuner", stop)
-    args = ["--space", "demo", "--smoke-test", "--data-dir", SECRET, "--storage",
-            str(tmp_path / "s"), "--name", "x", "--no-report"]
+    args = [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--data-dir",
+        SECRET,
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "x",
+        "--no-report",
+    ]
     with pytest.raises(RuntimeError, match="stop here"):
         run.main(args)
     text = (tmp_path / "s" / "x" / "study.json").read_text()
@@ -257,17 +317,40 @@ def test_run_exits_1_when_no_trial_finished(data, tmp_path, monkeypatch, capsys)
 
     class AllErrored:  # what ResultsWriter records when every trial raised
         def fit(self) -> None:
-            write_parquet(pd.DataFrame({
-                "trial_id": ["a", "b"], "model": "vanilla_cnn", "status": "errored",
-                "status_reason": "KeyError: 'val_accuracy'", "epochs": 0,
-                "val_acc_avg": float("nan"), "val_acc_max": float("nan"),
-                "val_loss_last": float("nan"), "test_acc": float("nan"),
-                "test_acc_ci_low": float("nan"), "test_acc_ci_high": float("nan"),
-                "params": 0, "epoch_s_mean": float("nan")}), sd / "trials.parquet")
+            write_parquet(
+                pd.DataFrame(
+                    {
+                        "trial_id": ["a", "b"],
+                        "model": "vanilla_cnn",
+                        "status": "errored",
+                        "status_reason": "KeyError: 'val_accuracy'",
+                        "epochs": 0,
+                        "val_acc_avg": float("nan"),
+                        "val_acc_max": float("nan"),
+                        "val_loss_last": float("nan"),
+                        "test_acc": float("nan"),
+                        "test_acc_ci_low": float("nan"),
+                        "test_acc_ci_high": float("nan"),
+                        "params": 0,
+                        "epoch_s_mean": float("nan"),
+                    }
+                ),
+                sd / "trials.parquet",
+            )
 
     monkeypatch.setattr("study.tune.build_tuner", lambda **_: AllErrored())
-    args = ["--space", "demo", "--smoke-test", "--data-dir", str(data), "--storage",
-            str(tmp_path / "s"), "--name", "x", "--no-report"]
+    args = [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--data-dir",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "x",
+        "--no-report",
+    ]
     assert run.main(args) == 1
     err = capsys.readouterr().err
     assert "no trial finished (2 errored" in err and "KeyError: 'val_accuracy'" in err
@@ -280,8 +363,21 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     record_study(tmp_path / "s" / "x", data, smoke=True)
     seen = {}
     monkeypatch.setattr(run, "run_study", lambda a, *plan: seen.update(a=a, plan=plan) or 0)
-    assert run.main(["--resume", "--name", "x", "--space", "demo", "--storage",
-                     str(tmp_path / "s"), "--no-report"]) == 0
+    assert (
+        run.main(
+            [
+                "--resume",
+                "--name",
+                "x",
+                "--space",
+                "demo",
+                "--storage",
+                str(tmp_path / "s"),
+                "--no-report",
+            ]
+        )
+        == 0
+    )
     space, settings, constants, fn, ds, data_dir, _, name = seen["plan"]
     assert (settings.image_size, settings.max_epochs, settings.num_samples) == (32, 2, 2)
     assert constants["image_size"] == 32 and seen["a"].smoke_test and seen["a"].seed == 0
@@ -295,8 +391,19 @@ def test_study_that_failed_before_its_tuner_resumes(data, tmp_path, monkeypatch,
     """A failure after study.json but before the tuner (reduction_factor=1 once asserted in ASHA)
     left a study that said "already exists" and could not be resumed (no tuner.pkl)."""
     sd = tmp_path / "s" / "x"
-    args = ["--space", str(space_file(tmp_path)), "--data-dir", str(data), "--storage",
-            str(tmp_path / "s"), "--name", "x", "--no-report", "--cpus-per-trial", "1"]
+    args = [
+        "--space",
+        str(space_file(tmp_path)),
+        "--data-dir",
+        str(data),
+        "--storage",
+        str(tmp_path / "s"),
+        "--name",
+        "x",
+        "--no-report",
+        "--cpus-per-trial",
+        "1",
+    ]
     with monkeypatch.context() as m:
         _no_ray(m)
 
