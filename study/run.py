@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -21,6 +22,14 @@ import pandas as pd
 from study import storage as st
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
 from study.metrics import rank_column
+from study.preflight import (
+    UsageError,
+    check_args,
+    check_reports,
+    make_storage,
+    recorded,
+    study_record,
+)
 from study.results import (
     GRADCAM,
     PREDICTIONS,
@@ -31,18 +40,24 @@ from study.results import (
     write_json,
     write_parquet,
 )
-from study.spaces import Space, SpaceFunction, describe_hyperparameters, list_spaces, load_space
+from study.spaces import (
+    Space,
+    SpaceFunction,
+    SpaceSettings,
+    describe_hyperparameters,
+    list_spaces,
+    load_space,
+)
 
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 
 
-class UsageError(ValueError):
-    pass
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__)
-    p.add_argument("--space", help="a name from --list, or a path to your own space .py file")
+    p.add_argument(
+        "--space",
+        help="a name from --list, or a path to your own space .py file (--resume: the study's)",
+    )
     p.add_argument("--list", action="store_true", help="list the shipped spaces and exit")
     p.add_argument("--num-samples", type=int, help="trials to run (default: the space's)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial at most (ASHA's max_t)")
@@ -71,47 +86,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="prepared data sets, a path or URI (default: $STUDY_DATA_DIR or ./data)",
     )
-    p.add_argument("--seed", type=int, default=0, help="study seed (sampler, trials, report)")
+    p.add_argument("--seed", type=int, help="study seed: sampler, trials, report (default 0)")
     p.add_argument("--address", default=None, help="'auto' joins the running Ray cluster")
     p.add_argument(
         "--smoke-test",
         action="store_true",
         help="2 trials x 2 epochs at tiny size: checks the whole path in about a minute",
     )
-    p.add_argument("--resume", action="store_true", help="continue the study --name")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study --name with the settings its study.json records",
+    )
     p.add_argument("--reports", default="reports", help="where the dashboard is written")
     p.add_argument("--no-report", action="store_true", help="skip writing the dashboard")
     return p.parse_args(argv)
-
-
-def check_args(a: argparse.Namespace) -> None:
-    """Reject impossible values with the option's name, before anything expensive."""
-    if not a.space:
-        raise UsageError("--space NAME is required (see --list)")
-    for opt in ("num_samples", "max_epochs", "max_concurrent"):
-        v = getattr(a, opt)
-        if v is not None and v < 1:
-            raise UsageError(f"--{opt.replace('_', '-')} {v}: expected an integer >= 1")
-    if a.cpus_per_trial <= 0:
-        raise UsageError(f"--cpus-per-trial {a.cpus_per_trial}: expected a number > 0")
-    if a.gpus_per_trial is not None and a.gpus_per_trial < 0:
-        raise UsageError(f"--gpus-per-trial {a.gpus_per_trial}: expected a number >= 0")
-    if a.gpus_per_trial and 1 < a.gpus_per_trial != int(a.gpus_per_trial):
-        raise UsageError(f"--gpus-per-trial {a.gpus_per_trial}: above 1 it must be a whole number")
-    if a.resume and not a.name:
-        raise UsageError("--resume needs --name STUDY (the study to continue)")
-    if a.address is None:  # local: we know the machine
-        ncpu = os.cpu_count() or 1
-        if a.cpus_per_trial > ncpu:
-            raise UsageError(f"--cpus-per-trial {a.cpus_per_trial}: this machine has {ncpu} CPUs")
-        if a.gpus_per_trial:
-            import torch
-
-            if torch.cuda.device_count() < a.gpus_per_trial or not torch.cuda.is_available():
-                raise UsageError(
-                    f"--gpus-per-trial {a.gpus_per_trial}: this machine has "
-                    f"{torch.cuda.device_count()} usable GPU(s)"
-                )
 
 
 def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -119,9 +108,7 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
     settings = space.settings
     smoke_cfg: dict[str, Any] = {}
     if a.smoke_test:
-        fields = settings.__dataclass_fields__
-        smoke_set = {k: v for k, v in space.settings.smoke.items() if k in fields}
-        smoke_cfg = {k: v for k, v in space.settings.smoke.items() if k not in fields}
+        smoke_set, smoke_cfg = split_smoke(settings)
         settings = settings.override(**SMOKE, **smoke_set)
     # a shorter --max-epochs pulls ASHA's first rung down with it
     max_epochs = a.max_epochs or settings.max_epochs
@@ -130,15 +117,25 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
         max_epochs=max_epochs,
         grace_period=min(settings.grace_period, max_epochs),
     )
-    threads = max(1, int(a.cpus_per_trial))
-    constants = {
+    return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
+
+
+def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
+    known = {f.name for f in fields(SpaceSettings)}
+    smoke = settings.smoke.items()
+    return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}
+
+
+def trial_constants(settings: SpaceSettings, cpus_per_trial: float) -> dict[str, Any]:
+    """What every trial's config holds besides the space's suggestions."""
+    return {
         "max_epochs": settings.max_epochs,
         "image_size": settings.image_size,
         "metric": settings.metric,
         "mode": settings.mode,
-        "num_threads": threads,
+        "num_threads": max(1, int(cpus_per_trial)),
     }
-    return settings, constants, smoke_cfg
 
 
 def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
@@ -197,34 +194,55 @@ def main(argv: list[str] | None = None) -> int:
             print(load_space(name).summary)
         return 0
     try:
-        check_args(a)
+        plan = prepare(a)
+    except (UsageError, NotPreparedError, ValueError, OSError) as e:
+        print(f"error: {st.redact(str(e))}", file=sys.stderr)  # never a URI's credentials
+        return 2
+    return run_study(a, *plan)
+
+
+def prepare(a: argparse.Namespace) -> tuple:
+    """Everything that can be wrong with the command line, checked before Ray starts (see
+    study.preflight); returns run_study's arguments."""
+    check_args(a)
+    storage = st.absolute(a.storage)
+    st.check_reachable(storage, "--storage")
+    meta = study_record(storage, a.name, True) if a.resume else None
+    if meta is not None:
+        settings = recorded(a, meta, st.join(storage, a.name, STUDY_JSON))
+        space = load_space(a.space)
+        constants = trial_constants(settings, a.cpus_per_trial)
+        smoke_cfg = split_smoke(settings)[1] if a.smoke_test else {}
+    else:
+        a.seed = 0 if a.seed is None else a.seed
         space = load_space(a.space)
         settings, constants, smoke_cfg = resolve(a, space)
-        data_dir = st.absolute(a.data_dir or default_data_dir())
-        ds = open_dataset(data_dir, settings.dataset)
-        name = a.name or f"{space.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-        storage = st.absolute(a.storage)
-        st.check_reachable(storage, "--storage")
-        study_dir = st.join(storage, name)
-        if st.exists(study_dir) and not a.resume:
-            raise UsageError(
-                f"study {study_dir} already exists: continue it with --resume "
-                f"--name {name}, or choose another --name"
-            )
-        if a.resume and not st.is_file(st.join(study_dir, STUDY_JSON)):
-            raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
-        if a.optuna_storage:
-            from study.tune import check_optuna_storage, redact
+    name = a.name or st.check_name(
+        f"{space.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}", "study name from --space (use --name)"
+    )
+    data_dir = st.absolute(a.data_dir or default_data_dir())
+    ds = open_dataset(data_dir, settings.dataset)
+    if meta is None:
+        study_record(storage, name, False)
+    elif meta.get("dataset", {}).get("version", ds.version) != ds.version:
+        raise UsageError(
+            f"--resume: the study ran on {ds.name} version {meta['dataset']['version']}; "
+            f"{st.redact(data_dir)} now holds version {ds.version}"
+        )
+    check_reports(a, name)
+    if a.optuna_storage:
+        from study.tune import check_optuna_storage
 
-            check_optuna_storage(a.optuna_storage, name, a.resume)
-            # study.json records the command: never a database password
-            a.argv = [x.replace(a.optuna_storage, redact(a.optuna_storage)) for x in a.argv]
-        fn = SpaceFunction(a.space, smoke_cfg)
-        check_space_builds(fn, settings, constants, len(ds.classes))
-    except (UsageError, NotPreparedError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return run_study(a, space, settings, constants, fn, ds, data_dir, storage, name)
+        check_optuna_storage(a.optuna_storage, name, a.resume)
+        # study.json records the command: never a database password
+        a.argv = [x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in a.argv]
+    fn = SpaceFunction(a.space, smoke_cfg)
+    check_space_builds(fn, settings, constants, len(ds.classes))
+    from study.tune import make_sampler  # a grid sampler without GRID fails here, not in Ray
+
+    make_sampler(settings.sampler, a.seed, getattr(space.module, "GRID", None))
+    make_storage(storage)
+    return space, settings, constants, fn, ds, data_dir, storage, name
 
 
 def run_study(
@@ -233,33 +251,42 @@ def run_study(
     import ray
 
     from study.trainable import TrialData
-    from study.tune import build_tuner, optuna_storage_url, push_optuna_db, redact, restore_tuner
+    from study.tune import build_tuner, optuna_storage_url, push_optuna_db, restore_tuner
 
     study_dir = st.join(storage, name)
-    if not st.is_remote(study_dir):  # object stores have no directories to create
-        Path(study_dir).mkdir(parents=True, exist_ok=True)
     # save Tune's experiment state at every step, so a killed driver resumes without re-running
     # or re-deciding anything (the state is small next to an epoch of training)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     t0 = time.time()
     gpus = a.gpus_per_trial
-    ray.init(
-        address=a.address,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        ignore_reinit_error=True,
-    )
     try:
+        ray.init(
+            address=a.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            ignore_reinit_error=True,
+        )
+    except Exception as e:  # refused connection, auth, version mismatch: whatever Ray raises
+        ray.shutdown()
+        where = f"--address {a.address}: cannot connect to Ray" if a.address else "cannot start Ray"
+        why = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {where} ({type(e).__name__}: {st.redact(why)})", file=sys.stderr)
+        return 2 if a.address else 1
+    try:
+        # only now: a study folder made before a failed connection blocked its name both ways
+        if not st.is_remote(study_dir):  # object stores have no directories to create
+            Path(study_dir).mkdir(parents=True, exist_ok=True)
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
         meta = {
             "name": name,
             "space": space.name,
+            "space_ref": fn.ref,  # what --resume loads: a shipped name or the file's path
             "description": settings.description,
             "seed": a.seed,
-            "command": shlex.join(["python", "-m", "study.run", *a.argv]),
+            "command": st.redact(shlex.join(["python", "-m", "study.run", *a.argv])),
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "finished": None,
             "git_commit": git_commit(),
@@ -270,7 +297,7 @@ def run_study(
                 "split_rule": ds.manifest["split_rule"],
                 "classes": ds.classes,
                 "counts": ds.manifest["counts"],
-                "data_dir": data_dir,
+                "data_dir": st.redact(data_dir),
             },
             "settings": {
                 **settings.__dict__,
@@ -280,7 +307,7 @@ def run_study(
                 "smoke_test": a.smoke_test,
             },
             "hyperparameters": describe_hyperparameters(space),
-            "optuna_storage": redact(optuna_storage_url(a.optuna_storage, study_dir)),
+            "optuna_storage": st.redact(optuna_storage_url(a.optuna_storage, study_dir)),
         }
         if a.resume:  # keep what the first run recorded; note when it was resumed
             first = read_json(st.join(study_dir, STUDY_JSON))
@@ -310,6 +337,7 @@ def run_study(
             grid=getattr(space.module, "GRID", None),
             optuna_storage=a.optuna_storage,
         )
+        # restore_tuner starts afresh a study whose first run ended before its tuner existed
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -320,16 +348,33 @@ def run_study(
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         ray.shutdown()
-    print_leaderboard(study_dir, {"metric": settings.metric, "mode": settings.mode})
+    rank = {"metric": settings.metric, "mode": settings.mode}
+    print_leaderboard(study_dir, rank)
     if not a.no_report:
         try:
             from study.report import build_report
 
             out = build_report(study_dir, str(Path(a.reports) / name))
             print(f"report: {out}")
-        except ImportError as e:  # the report is optional for a run; say why it is missing
-            print(f"report not written ({e})", file=sys.stderr)
-    return 0
+        except (ImportError, ValueError) as e:  # optional for a run; say why it is missing
+            print(f"report not written ({st.redact(str(e))})", file=sys.stderr)
+    return outcome(study_dir, rank)
+
+
+def outcome(study_dir: str, rank: dict[str, Any]) -> int:
+    """1, with why, when no trial produced a usable result (every trial errored): the run failed
+    even though Tune finished."""
+    from study.evaluate import select_top  # the trials the test split would go to
+
+    trials = read_table(study_dir, TRIALS)
+    if trials is not None and select_top(trials, 1, rank):
+        return 0
+    counts = {} if trials is None else trials["status"].value_counts().to_dict()
+    reasons = [] if trials is None else trials["status_reason"].dropna().astype(str).str.strip()
+    why = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trial reported"
+    print(f"error: no trial finished ({tally}; {st.redact(study_dir)}){why}", file=sys.stderr)
+    return 1
 
 
 def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
@@ -385,7 +430,7 @@ def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> 
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(
             f"\nleaderboard (by {column}, validation; test acc only for the best trials, on the "
-            f"test split, 95% CI) - {study_dir}"
+            f"test split, 95% CI) - {st.redact(study_dir)}"
         )
         print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -21,6 +21,19 @@ SCHEDULERS = ("asha", "fifo")
 # COMPLETE with their truncated score), kept only to measure the difference (benchmarks/)
 SEARCHERS = ("study", "stock")
 
+# the smallest input the models' downsampling accepts, and a bound on decoded memory per image
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+
+
+def study_metrics() -> tuple[str, ...]:
+    """Names a study may rank trials by: what the trainable measures each epoch
+    (study.results.EPOCH_COLUMNS less bookkeeping and the learning rate it is given)."""
+    from study.results import EPOCH_COLUMNS  # imports Ray Tune: only when a space is loaded
+
+    return tuple(
+        c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch", "time", "lr", "micro_batch")
+    )
+
 
 @dataclass(frozen=True)
 class SpaceSettings:
@@ -61,6 +74,30 @@ class SpaceSettings:
         bad = {k: v for k, v in self.roles.items() if v not in ROLES}
         if bad:
             raise ValueError(f"SpaceSettings.roles {bad}: roles must be one of {', '.join(ROLES)}")
+        # ASHA asserts on these only after Ray has started (and after study.json is written)
+        for name, low in (
+            ("max_epochs", 1),
+            ("grace_period", 1),
+            ("reduction_factor", 2),
+            ("num_samples", 1),
+            ("top_k", 1),
+            ("image_size", MIN_IMAGE_SIZE),
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"SpaceSettings.{name}={value!r}: expected an integer >= {low}")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(
+                f"SpaceSettings.image_size={self.image_size}: expected at most {MAX_IMAGE_SIZE} "
+                "(every image of the data set is decoded to this size in memory)"
+            )
+        metrics = study_metrics()
+        if self.metric not in metrics:
+            # a metric the trainable does not report fails every trial with a KeyError
+            raise ValueError(
+                f"SpaceSettings.metric={self.metric!r}: expected one of {', '.join(metrics)} "
+                "(what each trial reports per epoch)"
+            )
         if self.grace_period > self.max_epochs:
             raise ValueError(
                 f"SpaceSettings.grace_period={self.grace_period} exceeds "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +19,35 @@ from urllib.parse import urlsplit, urlunsplit
 import pyarrow.fs as pafs
 
 LOCAL_SCHEMES = ("", "file")
+# a plain name for a folder of ours (studies, data sets): one path component, nothing that climbs
+NAME = re.compile(r"[A-Za-z0-9._-]{1,255}")
+# credentials in a URI: `scheme://user:password@host` and query keys such as access_key, secret_key,
+# session_token (pyarrow accepts both); a match ends with the URI: at a quote, a space, or the
+# punctuation of the sentence it ends
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s'\"?#]+@")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&][^=&\s'\"#]*(?:key|secret|token|password|passwd|credential|signature)"
+    r"[^=&\s'\"#]*)=[^&\s'\"#]*?(?=[:,;.)]?(?:[&\s'\"#]|$))",
+    re.IGNORECASE,
+)
+
+
+def check_name(name: str, what: str) -> str:
+    """`name` if it is a plain name (letters, digits, `-`, `_`, `.`; not `.` or `..`), which
+    joined to a folder stays inside it; else a ValueError naming `what` (an option or field)."""
+    if not NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(
+            f"{what} {name!r}: expected a plain name of letters, digits, '-', '_' and '.' "
+            "(not '.' or '..', no '/'), at most 255 characters"
+        )
+    return name
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URI in it replaced by `***` (user:password@ and
+    secret-looking query values), for study.json, errors and reports."""
+    text = _USERINFO.sub(r"\g<scheme>***@", str(text))
+    return _SECRET_QUERY.sub(r"\g<key>=***", text)
 
 
 def is_remote(path: str | Path) -> bool:
@@ -66,7 +96,8 @@ def resolve(path: str | Path) -> tuple[pafs.FileSystem, str]:
         fs = _filesystem(u.scheme, u.netloc, u.query)
     except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
         raise ValueError(f"cannot open {path!r}: {e}") from e
-    return fs, (u.netloc + u.path).rstrip("/")
+    # the bucket without any user:password@ in front (pyarrow takes those as credentials)
+    return fs, (u.netloc.rpartition("@")[2] + u.path).rstrip("/")
 
 
 def check_reachable(path: str | Path, what: str) -> None:
@@ -78,7 +109,7 @@ def check_reachable(path: str | Path, what: str) -> None:
     bucket = urlunsplit((u.scheme, u.netloc, "", u.query, ""))
     try:
         found = exists(bucket)
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a scheme pyarrow does not know
         raise ValueError(f"{what} {path}: cannot reach {bucket} ({e})") from e
     if not found:
         raise ValueError(f"{what} {path}: bucket {bucket} does not exist")
@@ -114,6 +145,27 @@ def read_text(path: str | Path) -> str:
     return read_bytes(path).decode()
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (other threads may be creating files);
+    the os.umask round trip only where /proc does not report it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str, dest: Path) -> None:
+    """Rename a finished temporary file into place with the mode a plain open() would give it:
+    mkstemp makes it 0600, which would hide results in a shared folder from teammates."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, dest)
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Replace a file so that readers see the old or the new content, never half of one.
 
@@ -127,7 +179,7 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
-            os.replace(tmp, dest)
+            _publish(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -145,6 +197,17 @@ def delete_file(path: str | Path) -> None:
     fs, p = resolve(path)
     if fs.get_file_info(p).type == pafs.FileType.File:
         fs.delete_file(p)
+
+
+def is_empty(path: str | Path) -> bool:
+    """True for a folder with nothing in it, or nothing at `path` at all."""
+    fs, p = resolve(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.NotFound:
+        return True
+    if info.type != pafs.FileType.Directory:
+        return False
+    return not fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
 
 
 def list_dirs(path: str | Path) -> list[str]:
@@ -167,7 +230,7 @@ def _copy(src: str | Path, dest: str | Path) -> None:
     os.close(fd)
     try:
         pafs.copy_files(src_path, tmp, src_fs, pafs.LocalFileSystem())
-        os.replace(tmp, target)
+        _publish(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

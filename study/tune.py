@@ -61,19 +61,6 @@ def optuna_storage_url(url: str | None, study_dir: str) -> str:
     return url or f"sqlite:///{optuna_db(study_dir)}"
 
 
-def redact(url: str) -> str:
-    """The URL with a password replaced by ***, for study.json and logs."""
-    if urlsplit(url).scheme == JOURNAL_SCHEME:
-        return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def _journal_path(url: str) -> Path:
     u = urlsplit(url)
     if u.netloc or not u.path.startswith("/"):
@@ -124,11 +111,11 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
             make_url(url).get_dialect().import_dbapi()
         except ArgumentError as e:
             raise ValueError(
-                f"--optuna-storage {redact(url)}: expected {OPTUNA_STORAGE_FORMS}"
+                f"--optuna-storage {st.redact(url)}: expected {OPTUNA_STORAGE_FORMS}"
             ) from e
         except ImportError as e:
             raise ValueError(
-                f"--optuna-storage {redact(url)}: its database driver is not installed "
+                f"--optuna-storage {st.redact(url)}: its database driver is not installed "
                 f"({e}; for PostgreSQL: pip install -e '.[postgres]')"
             ) from e
     try:
@@ -136,10 +123,10 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
     except Exception as e:  # the driver's own error says what is wrong (host, password, file)
         # its first line only (SQLAlchemy appends a "Background on this error" line)
         why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"--optuna-storage {redact(url)}: cannot open it ({why})") from e
+        raise ValueError(f"--optuna-storage {st.redact(url)}: cannot open it ({why})") from e
     if name in names and not resume:
         raise ValueError(
-            f"--optuna-storage {redact(url)} already holds a study named {name!r}: "
+            f"--optuna-storage {st.redact(url)} already holds a study named {name!r}: "
             "choose another --name (or --resume it)"
         )
 
@@ -230,10 +217,15 @@ def build_tuner(
 
 
 def restore_tuner(
-    *, storage: str, name: str, data: TrialData, resources: dict[str, float], **_: Any
+    *, storage: str, name: str, data: TrialData, resources: dict[str, float], **kwargs: Any
 ) -> tune.Tuner:
-    """Continue an interrupted study: finished trials stay, the others resume from checkpoints."""
+    """Continue an interrupted study: finished trials stay, the others resume from checkpoints.
+
+    A study whose first run ended after writing study.json but before its tuner existed (no
+    tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings."""
     study_dir = st.join(storage, name)
+    if not tune.Tuner.can_restore(study_dir):
+        return build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
     pull_optuna_db(study_dir)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner.restore(

@@ -22,7 +22,8 @@ from conftest import REPO, tree_snapshot
 
 from study import run
 from study.results import read_json
-from study.tune import open_optuna_storage, redact
+from study.storage import redact
+from study.tune import open_optuna_storage
 
 RUNTIME_ENV = REPO / "deploy" / "runtime_env.yaml"
 
@@ -40,10 +41,7 @@ def tiny_toon(tmp_path_factory) -> Path:
 
 
 def test_redact_hides_a_database_password() -> None:
-    assert (
-        redact("postgresql://study:s3cret@db:5432/optuna")
-        == "postgresql://study:***@db:5432/optuna"
-    )
+    assert redact("postgresql://study:s3cret@db:5432/optuna") == "postgresql://***@db:5432/optuna"
     assert redact("journal:///shared/optuna.log") == "journal:///shared/optuna.log"
     assert redact("sqlite:////tmp/x/optuna.db") == "sqlite:////tmp/x/optuna.db"
 
@@ -56,7 +54,7 @@ def test_redact_hides_a_database_password() -> None:
         ("s3://bucket/optuna.db", "expected an RDB URL"),
         ("not a url", "expected an RDB URL"),
         # a wrong port (or a missing driver): the database is not there, said now, no password
-        ("postgresql://study:s3cret@127.0.0.1:1/optuna", "postgresql://study:***@127.0.0.1:1"),
+        ("postgresql://study:s3cret@127.0.0.1:1/optuna", "postgresql://***@127.0.0.1:1"),
     ],
 )
 def test_bad_optuna_storage_fails_before_ray_starts(

@@ -80,6 +80,7 @@ def test_bad_input_fails_before_ray_starts(args, words, tmp_path, capsys) -> Non
 
 def test_existing_study_is_not_overwritten(toon_dir, tmp_path, capsys) -> None:
     (tmp_path / "s" / "taken").mkdir(parents=True)
+    (tmp_path / "s" / "taken" / "study.json").write_text("{}")  # a study (an empty folder is not)
     rc = run.main(
         [
             "--space",

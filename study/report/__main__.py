@@ -10,6 +10,7 @@ import sys
 
 from study.report.load import ReportInputError
 from study.report.page import build_compare_report, build_report
+from study.storage import redact
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
             index = build_compare_report(args.compare, args.out)
         else:
             index = build_report(args.study_dir, args.out)
-    except ReportInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except ReportInputError as exc:  # one line, and never a URI's credentials
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(index)
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -31,6 +32,9 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 TABLES = ("trials", "epochs", "predictions", "gradcam")
 STUDY_FILES = ("study.json", *(f"{t}.parquet" for t in TABLES))
+# in the <head> of every page written from template.html: a folder whose index.html lacks it
+# was not written by the report, and is never overwritten
+REPORT_MARKER = '<meta name="generator" content="study.report">'
 
 
 class ReportInputError(ValueError):
@@ -66,12 +70,37 @@ class StudyData:
         return dict(self.meta.get("hyperparameters") or {})
 
 
+def check_out_dir(out: str | Path, what: str = "--out") -> None:
+    """Refuse an output folder that holds anything the report did not write (a page of ours is
+    replaced; an empty or new folder is fine), before anything is written."""
+    out = Path(out)
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ReportInputError(f"{what} {out}: exists and is not a folder")
+    index = out / "index.html"
+    if index.is_file() and not index.is_symlink():
+        with index.open("rb") as f:
+            if REPORT_MARKER.encode() in f.read(4096):
+                return
+        raise ReportInputError(
+            f"{what} {out}: its index.html was not written by study.report; "
+            "choose another folder (nothing was written)"
+        )
+    if index.exists() or index.is_symlink() or any(out.iterdir()):
+        raise ReportInputError(
+            f"{what} {out}: not empty and holds no report of study.report; "
+            "choose an empty or new folder (nothing was written)"
+        )
+
+
 def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     # the runner's resolution (one client per bucket, local paths made absolute), so a URI means
-    # the same to the report as to the study that wrote it
+    # the same to the report as to the study that wrote it; storage.resolve raises ValueError
+    # (ArrowInvalid is one) for a scheme pyarrow does not know, e.g. foo://x
     try:
         return storage.resolve(uri)
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (ValueError, OSError) as exc:
         raise ReportInputError(f"cannot open study directory {uri!r}: {exc}") from exc
 
 
@@ -155,7 +184,11 @@ def load_study(uri: str) -> StudyData:
     else:
         meta = {}
         notes.append("study.json is missing: data set, search space and settings are unknown.")
-    data = StudyData(uri=str(uri), meta=meta, notes=notes)
+    # shown on the page: never a URI's credentials (study.json written before redaction too)
+    for key, where in (("command", meta), ("data_dir", meta.get("dataset"))):
+        if isinstance(where, dict) and isinstance(where.get(key), str):
+            where[key] = storage.redact(where[key])
+    data = StudyData(uri=storage.redact(str(uri)), meta=meta, notes=notes)
     why = {
         "trials": "no leaderboard, hyperparameter or cost plots",
         "epochs": "no learning curves",

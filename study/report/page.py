@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 import plotly.offline
 
 from study.report import compute, evaluation, figures
-from study.report.load import ReportInputError, StudyData, load_study
+from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 
 esc = html.escape
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ def _slug(name: str) -> str:
 
 def write_page(out_dir: Path, title: str, subtitle: str, sections: list[Section]) -> Path:
     """Write index.html and assets/plotly.min.js (the report needs no network)."""
+    check_out_dir(out_dir, "report folder")  # never over a page or folder of someone else's
     assets = out_dir / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     js = plotly.offline.get_plotlyjs()
