@@ -115,6 +115,13 @@ def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSe
     if a.data_dir is None and "***" in data_dir:
         raise UsageError(f"{where} records --data-dir {data_dir} without its credentials: give it")
     a.data_dir = a.data_dir or data_dir
+    # Ray's saved searcher keeps the Optuna storage the study started with: another is an error
+    had = meta.get("optuna_storage")
+    if a.optuna_storage is not None and had and st.redact(a.optuna_storage) != had:
+        raise UsageError(
+            f"--optuna-storage {st.redact(a.optuna_storage)} contradicts {where}: the study has "
+            f"--optuna-storage {had}"
+        )
     ref = str(meta.get("space_ref") or meta.get("space"))
     if a.space is not None:
         given = SpaceFunction(a.space).ref

@@ -65,6 +65,7 @@ def record_study(study_dir: Path, data: Path, *, smoke: bool) -> dict:
         "space": "demo",
         "space_ref": "demo",
         "seed": 0,
+        "optuna_storage": f"sqlite:///{study_dir / 'optuna.db'}",
         "dataset": {
             "name": "toon",
             "version": open_dataset(data, "toon").version,
@@ -129,6 +130,11 @@ BAD = [  # (setup: a kind or a space's settings, args, words the one-line error 
     ("study", ["--resume", "--space", "cnn_ferg"], ["--space cnn_ferg", "--space demo"]),
     ("study", ["--resume", "--data-dir", "{tmp}/other"], ["--data-dir", "other", "{data}"]),
     ("study", ["--resume", "--max-concurrent", "2"], ["--max-concurrent 2", "None"]),
+    (
+        "study",
+        ["--resume", "--optuna-storage", "journal:///{tmp}/j.log"],
+        ["--optuna-storage journal:///", "contradicts", "sqlite:///"],
+    ),
 ]
 
 
