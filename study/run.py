@@ -295,6 +295,7 @@ def run_study(
             resources=resources,
             max_concurrent=a.max_concurrent,
             grid=getattr(space.module, "GRID", None),
+            reports=None if a.no_report else str(Path(a.reports) / name),
         )
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
         tuner.fit()

@@ -32,9 +32,13 @@ HYPERPARAMETERS = {
     "head_layers": {"role": "scientific", "kind": "int", "low": 0, "high": 2, "log": False},
     "head_width_0": {"role": "scientific", "kind": "categorical", "choices": [32, 64, 128]},
     "pretrained": {"role": "nuisance", "kind": "categorical", "choices": [True, False]},
+    # a 0/1 switch (drawn as two ticks) and numeric categories (ordered as numbers, not text)
+    "extra_inception_3": {"role": "scientific", "kind": "int", "low": 0, "high": 1, "log": False},
+    "l2": {"role": "nuisance", "kind": "categorical", "choices": [0.0, 1e-5, 1e-4]},
     "image_size": {"role": "fixed", "kind": "categorical", "choices": [32]},
 }
 TABLES = ("trials", "epochs", "predictions", "gradcam")
+T0 = 1_735_689_600.0  # 2025-01-01 00:00 UTC, when the first trial starts
 
 
 def png(rgb: np.ndarray) -> bytes:
@@ -53,6 +57,8 @@ def _config(rng: np.random.Generator, index: int, seed: int) -> dict:
         "activation": str(rng.choice(HYPERPARAMETERS["activation"]["choices"])),
         "batch_size": int(rng.integers(16, 65)), "head_layers": n_layers,
         "pretrained": bool(rng.integers(0, 2)),
+        "extra_inception_3": int(rng.integers(0, 2)),
+        "l2": float(rng.choice([0.0, 1e-5, 1e-4])),
     }
     if n_layers:
         suggested["head_width_0"] = int(rng.choice([32, 64, 128]))
@@ -73,8 +79,11 @@ def make_study(
     root: Path, name: str = "fixture", *, n_trials: int = 8, statuses: list[str] | None = None,
     classes: list[str] | None = None, tables: tuple[str, ...] = TABLES, study_json: bool = True,
     model: str = "googlenet", dataset: str = "toon", n_test: int = 40, seed: int = 0,
+    models: tuple[str, ...] | None = None, smoke: bool = False,
 ) -> Path:
-    """Write ``root/name`` with the given tables; returns the study directory."""
+    """Write ``root/name`` with the given tables; returns the study directory. ``models``: the
+    model family of trial i is models[i % len(models)] (default: ``model`` for all)."""
+    models = models or (model,)
     rng = np.random.default_rng(seed)
     classes = classes or ["happy", "sad", "crying", EVIL]
     statuses = statuses or [STATUS_CYCLE[i % len(STATUS_CYCLE)] for i in range(n_trials)]
@@ -86,6 +95,9 @@ def make_study(
         # Dropout matters most, then the learning rate (best near 1e-3 for adam, 1e-2 for sgd).
         best_lr = -3 if cfg["optimizer"] == "adam" else -2
         quality = 0.88 - 0.8 * cfg["dropout"] - 0.05 * abs(np.log10(cfg["lr"]) - best_lr)
+        family = models[i % len(models)]
+        if family != models[0]:  # a weaker second family, so the verdict has a leader
+            quality -= 0.1
         n_ep = _epochs_for(status, i)
         e = np.arange(1, n_ep + 1)
         acc = np.clip(quality - (quality - 0.25) * np.exp(-e / 2) + rng.normal(0, 0.01, n_ep),
@@ -95,11 +107,13 @@ def make_study(
             acc[-1], loss[-1] = 0.25, np.nan
         epoch_s = 2.0 + cfg["batch_size"] / 32
         trial_id = f"t{i:03d}"
+        # two trials at a time, each starting when the one two before it ended
+        start = T0 + (i // 2) * 40.0 + (i % 2) * 7.0
         epochs += [{
             "trial_id": trial_id, "epoch": int(k), "train_loss": float(l_ * 0.9),
             "train_acc": float(min(1.0, a + 0.05)), "val_loss": float(l_), "val_acc": float(a),
             "val_macro_f1": float(a * 0.95), "epoch_s": epoch_s, "images_per_s": 100.0,
-            "lr": cfg["lr"],
+            "lr": cfg["lr"], "time": start + k * epoch_s,
         } for k, a, l_ in zip(e, acc, loss, strict=True)]
         trials.append({
             "trial_id": trial_id, "status": status,
@@ -113,7 +127,7 @@ def make_study(
             "test_acc": np.nan, "test_macro_f1": np.nan, "test_acc_ci_low": np.nan,
             "test_acc_ci_high": np.nan, "params": int(50_000 * (1 + (i + 1) % 4)),
             "wall_s": float(n_ep * epoch_s + 3), "epoch_s_mean": epoch_s if n_ep else np.nan,
-            "node": "node-0", "device": "cpu", "model": model, "dataset": dataset, "seed": seed,
+            "node": "node-0", "device": "cpu", "model": family, "dataset": dataset, "seed": seed,
             **{f"config/{k}": v for k, v in cfg.items()},
         })
     tdf = pd.DataFrame(trials)
@@ -138,7 +152,7 @@ def make_study(
                     "classes": classes, "counts": {"train": 400, "val": 80, "test": n_test}},
         "settings": {"metric": "val_acc", "mode": "max", "max_epochs": MAX_EPOCHS,
                      "grace_period": GRACE, "reduction_factor": RF, "num_samples": len(statuses),
-                     "image_size": 32, "sampler": "tpe"},
+                     "image_size": 32, "sampler": "tpe", "smoke_test": smoke},
         "hyperparameters": HYPERPARAMETERS,
     }
     if study_json:

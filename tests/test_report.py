@@ -20,6 +20,7 @@ from study.report import (
     build_report,
     compute,
     evaluation,
+    figures,
     load_study,
 )
 from study.report.__main__ import main
@@ -69,11 +70,107 @@ def test_label_names_from_indices() -> None:
     assert evaluation.label_names(pd.Series(["y"]), ["x", "y"]).tolist() == ["y"]
 
 
-def test_at_edge() -> None:
-    assert compute.at_edge(0.05, 0, 1) and compute.at_edge(0.95, 0, 1)
-    assert not compute.at_edge(0.5, 0, 1)
-    assert compute.at_edge(1.5e-4, 1e-4, 1e-1, log=True)  # 6 % of the way in log space
-    assert not compute.at_edge(1e-2, 1e-4, 1e-1, log=True)  # 67 %, though 10 % linearly
+def test_edge_only_where_the_range_can_widen() -> None:
+    assert compute.edge(0.05, 0.01, 1) == "low" and compute.edge(0.95, 0, 1) == "high"
+    assert compute.edge(0.5, 0, 1) is None
+    assert compute.edge(1.5e-4, 1e-4, 1e-1, log=True) == "low"  # 6 % of the way in log space
+    assert compute.edge(1e-2, 1e-4, 1e-1, log=True) is None  # 67 %, though 10 % linearly
+    # head_layers=0 of 0..2, dropout 0 of 0..0.6: nothing below 0 to widen to (bug 4)
+    assert compute.edge(0, 0, 2) is None and compute.edge(0.0, 0.0, 0.6) is None
+    assert compute.edge(2, 0, 2) == "high"
+
+
+def test_category_order() -> None:
+    from study.report.categories import category_order, decode, label
+
+    # numbers in numeric order, whether stored as numbers, as text or JSON-encoded (bug 1)
+    assert category_order([1e-4, 1e-5, 0.0, 1e-4]) == [0.0, 1e-5, 1e-4]
+    assert category_order(["0.0001", "1e-05", "0"]) == [0, 1e-5, 1e-4]
+    assert category_order(["64", "32", "128"]) == [32, 64, 128]
+    assert [label(v) for v in category_order([1e-4, 1e-5, 0.0])] == ["0", "1e-05", "0.0001"]
+    # booleans False, True; missing values left out
+    assert category_order([True, False, None, np.nan, pd.NA]) == [False, True]
+    # mixed types (JSON-encoded by the runner): the declared choices' order, then the rest
+    choices = ["none", "backbone", 1, 2]
+    assert category_order(['2', '"none"', '1', '"backbone"'], choices) == ["none", "backbone", 1, 2]
+    assert category_order(["b", 3, "a", 1]) == [1, 3, "a", "b"]
+    assert decode('"none"') == "none" and decode("relu") == "relu" and decode("[64, 64]") == "[64, 64]"
+    assert decode(np.int64(3)) == 3 and decode(pd.NA) is None and decode("null") is None
+
+
+def test_axis_data_orders_categories_and_ticks() -> None:
+    hps = {
+        "l2": {"role": "nuisance", "kind": "categorical", "choices": [0.0, 1e-5, 1e-4]},
+        "head_width_1": {"role": "scientific", "kind": "categorical", "choices": [32, 64, 128]},
+        "extra_inception_3": {"role": "scientific", "kind": "int", "low": 0, "high": 1},
+        "head_layers": {"role": "scientific", "kind": "int", "low": 0, "high": 2},
+        "bn": {"role": "scientific", "kind": "categorical", "choices": [True, False]},
+        "freeze": {"role": "scientific", "kind": "categorical", "choices": ["none", "backbone", 1]},
+    }
+    trials = pd.DataFrame({
+        "trial_id": ["a", "b", "c"], "status": ["finished"] * 3, "val_acc_max": [0.9, 0.8, 0.7],
+        # as the runner may store them: JSON text where a column mixes types
+        "config/l2": ["0.0001", "1e-05", "0.0"], "config/head_width_1": [64, 32, 128],
+        "config/extra_inception_3": [1, 0, 1], "config/head_layers": [0, 2, 1],
+        "config/bn": [True, False, True], "config/freeze": ["1", '"none"', '"backbone"'],
+    })
+    axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
+    assert axes["l2"]["categories"] == ["0", "1e-05", "0.0001"]
+    assert axes["l2"]["x"] == ["0.0001", "1e-05", "0"]  # best first, as labels
+    assert axes["head_width_1"]["categories"] == ["32", "64", "128"]
+    assert axes["bn"]["categories"] == ["False", "True"]
+    assert axes["freeze"]["categories"] == ["none", "backbone", "1"]
+    # a 0/1 switch is two ticks, not a continuous 0-1 axis; other ints have integer ticks
+    assert axes["extra_inception_3"]["kind"] == "category"
+    assert axes["extra_inception_3"]["categories"] == ["0", "1"]
+    assert axes["head_layers"]["kind"] == "int" and axes["head_layers"]["ticks"] == [0, 1, 2]
+    # head_layers=0 is best but cannot be widened below 0: no edge warning (bug 4)
+    assert axes["head_layers"]["best"] == 0 and axes["head_layers"]["edge"] is None
+    # the parallel coordinates draw those orders (codes follow the categories, not the text)
+    dim = figures._encode(axes["l2"])
+    assert dim["ticktext"] == ["0", "1e-05", "0.0001"] and dim["values"] == [2, 1, 0]
+    assert figures._encode(axes["head_layers"])["tickvals"] == [0, 1, 2]
+    panel = figures.axis_figure(list(axes.values()), "val acc").layout.xaxis
+    assert list(panel.categoryarray) == ["0", "1e-05", "0.0001"]
+
+
+def test_gradcam_rows_sample_across_characters(monkeypatch) -> None:
+    import study.evaluate as ev
+    from study.data import SplitArrays
+
+    monkeypatch.setattr(ev, "grad_cam", lambda model, x, pred: np.zeros((len(x), 4, 4)))
+    chars = ["aiko", "bob", "cleo", "dan", "eve", "fay"]
+    # in path order every class starts with 20 images of "aiko" (bug 2)
+    paths = [f"{c}/{e}/{c}_{e}_{i}.png" for e in ("joy", "sad") for c in chars for i in range(20)]
+    labels = np.array([0 if "/joy/" in p else 1 for p in paths])
+    arr = SplitArrays(np.zeros((len(paths), 3, 8, 8), np.uint8), labels, paths)
+    probs = np.eye(2)[labels]
+    rows = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu())
+    assert rows["label"].value_counts().to_dict() == {"joy": 3, "sad": 3}
+    for _, g in rows.groupby("label"):
+        assert g["path"].str.split("/").str[0].nunique() == 3  # three characters per class
+    again = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu())
+    assert rows["path"].tolist() == again["path"].tolist()  # seeded
+    other = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu(), seed=1)
+    assert rows["path"].tolist() != other["path"].tolist()
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def test_self_contained_page_and_missing_plotly_note(tmp_path: Path, capsys) -> None:
+    d = make_study(tmp_path, statuses=["finished", "stopped"], tables=("trials",))
+    page = build_report(str(d), str(tmp_path / "a")).read_text()
+    # a page copied without assets/ says so instead of showing blank figures (bug 3)
+    assert 'id="plotly-missing" hidden' in page and "if (!window.Plotly)" in page
+    assert main([str(d), "--out", str(tmp_path / "b"), "--self-contained"]) == 0
+    inline = (tmp_path / "b" / "index.html").read_text()
+    assert not (tmp_path / "b" / "assets").exists() and "assets/plotly.min.js" not in inline
+    assert plotly.offline.get_plotlyjs()[:2000] in inline
+    capsys.readouterr()
 
 
 def test_status_counts_and_rungs() -> None:
@@ -91,18 +188,27 @@ def _trials(tmp_path: Path, **kw) -> pd.DataFrame:
     return pd.read_parquet(make_study(tmp_path, **kw) / "trials.parquet")
 
 
-def test_leaderboard_order_and_variant(tmp_path: Path) -> None:
+def test_leaderboard_columns(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=8)
-    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS)
+    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS, study_seed=0)
     assert len(board) == len(t)
     # Errored and diverged trials are not ranked: listed after the others, best first.
     assert set(board["status"].iloc[-2:]) == {"errored", "diverged"}
     ranked = board["max val acc"].iloc[:-2].tolist()
     assert ranked == sorted(ranked, reverse=True)
-    first = board["variant"].iloc[0]
-    assert "dropout=" in first and "lr_" in first and "image_size" not in first
+    assert board["rank"].tolist() == [str(i) for i in range(1, 7)] + ["", ""]
+    # Optuna's trial number (from the per-trial seed) beside Ray's trial id
+    assert board.set_index("trial")["optuna #"].to_dict() == {f"t{i:03d}": i for i in range(8)}
+    # one column per searched hyperparameter, conditional ones blank where not set; no variant
+    # string, no fixed image_size, no constant data-set column (the summary names it)
+    assert "variant" not in board and "data set" not in board and "image_size" not in board
+    assert {"dropout", "lr_adam", "lr_sgd", "head_width_0", "l2"} <= set(board.columns)
+    assert (board["lr_adam"] == "").sum() + (board["lr_sgd"] == "").sum() == len(t)
+    two = compute.leaderboard(pd.concat([t, t.assign(dataset="manga", trial_id="x")]),
+                              HYPERPARAMETERS, SETTINGS)
+    assert "data set" in two and "optuna #" not in two  # no study seed: no trial numbers
     # A metric without a trials column is ranked by val_acc_max, and the page says so.
     other = {"metric": "val_macro_f1", "mode": "max"}
     assert compute.leaderboard(t, HYPERPARAMETERS, other)["trial"].equals(board["trial"])
@@ -149,19 +255,26 @@ def test_param_importances(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=24)
-    imp, note = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
+    imp, note, spread = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
     assert imp is not None and "PED-ANOVA" in note
     assert set(imp) == set(HYPERPARAMETERS) - {"image_size"}  # conditional ones included
     assert sum(imp.values()) == pytest.approx(1.0)
     assert max(imp, key=imp.get) == "dropout"  # the fixture's accuracy depends most on it
+    # which trials it uses, and why optuna-dashboard's differ
+    n_done = t["status"].isin(["finished", "stopped"]).sum()
+    assert f"of {n_done} trials" in note and "COMPLETE trials only" in note
+    # the spread over seeded bootstrap resamples of the trials
+    assert len(spread) >= 15 and set(spread.columns) == set(imp)
+    again = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)[2]
+    assert spread.equals(again) and spread["dropout"].std() > 0
     two = t[t["status"] == "finished"].head(2)
-    imp, note = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
-    assert imp is not None and "rough hint" in note  # computed, with a caution
+    imp, note, _ = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
+    assert imp is not None and "rough hint" in note and "Only 2 trials" in note
     tied = two.assign(val_acc_max=0.5)  # equal results cannot rank hyperparameters
-    imp, note = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "not informative" in note
     one = t[t["status"] == "finished"].head(1)
-    imp, note = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "fewer than 2" in note
 
 
@@ -213,10 +326,12 @@ def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
     assert '<script src="assets/plotly.min.js">' in page
     assert "cdn.plot.ly" not in page and 'src="http' not in page
     assert EVIL not in page and html.escape(EVIL) in page  # HTML-escaped, never raw
-    for section in ("summary", "leaderboard", "curves", "hyperparameters", "cost", "best",
-                    "gradcam"):
+    for section in ("summary", "architectures", "leaderboard", "history", "curves",
+                    "hyperparameters", "cost", "best", "gradcam"):
         assert f'<section id="{section}"' in page
-    assert page.count('class="plotly-graph-div"') == 6
+    # architectures 1, history 2, curves 1, hyperparameters 3, cost 1, 2 evaluated trials
+    assert page.count('class="plotly-graph-div"') == 10
+    assert 'class="scroll"' not in page  # no fixed-height box hiding leaderboard rows
     assert "still running" in page  # the fixture has running trials and no finish time
     assert "stopped by ASHA" in page and "95 % CI" in page
 
