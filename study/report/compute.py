@@ -177,7 +177,7 @@ def config_split(
     fixed, internal = {}, {}
     for col in sorted(c for c in trials.columns if str(c).startswith("config/")):
         name = col.removeprefix("config/")
-        if name in searched:
+        if name in searched or name == "suggested":  # the searched values again, as JSON
             continue
         values = {label(v) for v in trials[col] if not missing(decode(v))}
         if name in INTERNAL:
