@@ -54,8 +54,11 @@ class LiveReport(tune.Callback):
             self.builds += 1
         except Exception as exc:  # noqa: BLE001 - whatever breaks the report must not stop the study
             self.failures += 1
-            log.warning("live report not written (%s: %s); the study goes on",
-                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            log.warning(
+                "live report not written (%s: %s); the study goes on",
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._pending = True  # new epochs: worth a rewrite once the quiet period has passed

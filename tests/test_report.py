@@ -20,7 +20,6 @@ from study.report import (
     build_report,
     compute,
     evaluation,
-    figures,
     load_study,
 )
 from study.report.__main__ import main
@@ -80,99 +79,6 @@ def test_edge_only_where_the_range_can_widen() -> None:
     assert compute.edge(2, 0, 2) == "high"
 
 
-def test_category_order() -> None:
-    from study.report.categories import category_order, decode, label
-
-    # numbers in numeric order, whether stored as numbers, as text or JSON-encoded (bug 1)
-    assert category_order([1e-4, 1e-5, 0.0, 1e-4]) == [0.0, 1e-5, 1e-4]
-    assert category_order(["0.0001", "1e-05", "0"]) == [0, 1e-5, 1e-4]
-    assert category_order(["64", "32", "128"]) == [32, 64, 128]
-    assert [label(v) for v in category_order([1e-4, 1e-5, 0.0])] == ["0", "1e-05", "0.0001"]
-    # booleans False, True; missing values left out
-    assert category_order([True, False, None, np.nan, pd.NA]) == [False, True]
-    # mixed types (JSON-encoded by the runner): the declared choices' order, then the rest
-    choices = ["none", "backbone", 1, 2]
-    assert category_order(['2', '"none"', '1', '"backbone"'], choices) == ["none", "backbone", 1, 2]
-    assert category_order(["b", 3, "a", 1]) == [1, 3, "a", "b"]
-    assert decode('"none"') == "none" and decode("relu") == "relu" and decode("[64, 64]") == "[64, 64]"
-    assert decode(np.int64(3)) == 3 and decode(pd.NA) is None and decode("null") is None
-
-
-def test_axis_data_orders_categories_and_ticks() -> None:
-    hps = {
-        "l2": {"role": "nuisance", "kind": "categorical", "choices": [0.0, 1e-5, 1e-4]},
-        "head_width_1": {"role": "scientific", "kind": "categorical", "choices": [32, 64, 128]},
-        "extra_inception_3": {"role": "scientific", "kind": "int", "low": 0, "high": 1},
-        "head_layers": {"role": "scientific", "kind": "int", "low": 0, "high": 2},
-        "bn": {"role": "scientific", "kind": "categorical", "choices": [True, False]},
-        "freeze": {"role": "scientific", "kind": "categorical", "choices": ["none", "backbone", 1]},
-    }
-    trials = pd.DataFrame({
-        "trial_id": ["a", "b", "c"], "status": ["finished"] * 3, "val_acc_max": [0.9, 0.8, 0.7],
-        # as the runner may store them: JSON text where a column mixes types
-        "config/l2": ["0.0001", "1e-05", "0.0"], "config/head_width_1": [64, 32, 128],
-        "config/extra_inception_3": [1, 0, 1], "config/head_layers": [0, 2, 1],
-        "config/bn": [True, False, True], "config/freeze": ["1", '"none"', '"backbone"'],
-    })
-    axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
-    assert axes["l2"]["categories"] == ["0", "1e-05", "0.0001"]
-    assert axes["l2"]["x"] == ["0.0001", "1e-05", "0"]  # best first, as labels
-    assert axes["head_width_1"]["categories"] == ["32", "64", "128"]
-    assert axes["bn"]["categories"] == ["False", "True"]
-    assert axes["freeze"]["categories"] == ["none", "backbone", "1"]
-    # a 0/1 switch is two ticks, not a continuous 0-1 axis; other ints have integer ticks
-    assert axes["extra_inception_3"]["kind"] == "category"
-    assert axes["extra_inception_3"]["categories"] == ["0", "1"]
-    assert axes["head_layers"]["kind"] == "int" and axes["head_layers"]["ticks"] == [0, 1, 2]
-    # head_layers=0 is best but cannot be widened below 0: no edge warning (bug 4)
-    assert axes["head_layers"]["best"] == 0 and axes["head_layers"]["edge"] is None
-    # the parallel coordinates draw those orders (codes follow the categories, not the text)
-    dim = figures._encode(axes["l2"])
-    assert dim["ticktext"] == ["0", "1e-05", "0.0001"] and dim["values"] == [2, 1, 0]
-    assert figures._encode(axes["head_layers"])["tickvals"] == [0, 1, 2]
-    panel = figures.axis_figure(list(axes.values()), "val acc").layout.xaxis
-    assert list(panel.categoryarray) == ["0", "1e-05", "0.0001"]
-
-
-def test_gradcam_rows_sample_across_characters(monkeypatch) -> None:
-    import study.evaluate as ev
-    from study.data import SplitArrays
-
-    monkeypatch.setattr(ev, "grad_cam", lambda model, x, pred: np.zeros((len(x), 4, 4)))
-    chars = ["aiko", "bob", "cleo", "dan", "eve", "fay"]
-    # in path order every class starts with 20 images of "aiko" (bug 2)
-    paths = [f"{c}/{e}/{c}_{e}_{i}.png" for e in ("joy", "sad") for c in chars for i in range(20)]
-    labels = np.array([0 if "/joy/" in p else 1 for p in paths])
-    arr = SplitArrays(np.zeros((len(paths), 3, 8, 8), np.uint8), labels, paths)
-    probs = np.eye(2)[labels]
-    rows = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu())
-    assert rows["label"].value_counts().to_dict() == {"joy": 3, "sad": 3}
-    for _, g in rows.groupby("label"):
-        assert g["path"].str.split("/").str[0].nunique() == 3  # three characters per class
-    again = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu())
-    assert rows["path"].tolist() == again["path"].tolist()  # seeded
-    other = ev.gradcam_rows(None, "t1", arr, probs, ["joy", "sad"], 3, torch_cpu(), seed=1)
-    assert rows["path"].tolist() != other["path"].tolist()
-
-
-def torch_cpu():
-    import torch
-
-    return torch.device("cpu")
-
-
-def test_self_contained_page_and_missing_plotly_note(tmp_path: Path, capsys) -> None:
-    d = make_study(tmp_path, statuses=["finished", "stopped"], tables=("trials",))
-    page = build_report(str(d), str(tmp_path / "a")).read_text()
-    # a page copied without assets/ says so instead of showing blank figures (bug 3)
-    assert 'id="plotly-missing" hidden' in page and "if (!window.Plotly)" in page
-    assert main([str(d), "--out", str(tmp_path / "b"), "--self-contained"]) == 0
-    inline = (tmp_path / "b" / "index.html").read_text()
-    assert not (tmp_path / "b" / "assets").exists() and "assets/plotly.min.js" not in inline
-    assert plotly.offline.get_plotlyjs()[:2000] in inline
-    capsys.readouterr()
-
-
 def test_status_counts_and_rungs() -> None:
     trials = pd.DataFrame({"status": ["finished", "stopped", "stopped", "errored", "odd"]})
     c = compute.status_counts(trials)
@@ -206,8 +112,9 @@ def test_leaderboard_columns(tmp_path: Path) -> None:
     assert "variant" not in board and "data set" not in board and "image_size" not in board
     assert {"dropout", "lr_adam", "lr_sgd", "head_width_0", "l2"} <= set(board.columns)
     assert (board["lr_adam"] == "").sum() + (board["lr_sgd"] == "").sum() == len(t)
-    two = compute.leaderboard(pd.concat([t, t.assign(dataset="manga", trial_id="x")]),
-                              HYPERPARAMETERS, SETTINGS)
+    two = compute.leaderboard(
+        pd.concat([t, t.assign(dataset="manga", trial_id="x")]), HYPERPARAMETERS, SETTINGS
+    )
     assert "data set" in two and "optuna #" not in two  # no study seed: no trial numbers
     # A metric without a trials column is ranked by val_acc_max, and the page says so.
     other = {"metric": "val_macro_f1", "mode": "max"}
@@ -216,34 +123,51 @@ def test_leaderboard_columns(tmp_path: Path) -> None:
 
 
 def test_hp_values_from_suggestions_with_conditionals() -> None:
-    trials = pd.DataFrame({
-        "config/lr": [0.1, 0.001], "config/seed": [1, 2], "config/optimizer": ["sgd", "adam"],
-        "config/suggested": [json.dumps({"optimizer": "sgd", "lr_sgd": 0.1}),
-                             json.dumps({"optimizer": "adam", "lr_adam": 0.001})],
-    })
-    hps = {"optimizer": {"role": "nuisance", "kind": "categorical", "choices": ["sgd", "adam"]},
-           "lr_sgd": {"role": "nuisance", "kind": "float", "low": 1e-3, "high": 1.0},
-           "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2}}
+    trials = pd.DataFrame(
+        {
+            "config/lr": [0.1, 0.001],
+            "config/seed": [1, 2],
+            "config/optimizer": ["sgd", "adam"],
+            "config/suggested": [
+                json.dumps({"optimizer": "sgd", "lr_sgd": 0.1}),
+                json.dumps({"optimizer": "adam", "lr_adam": 0.001}),
+            ],
+        }
+    )
+    hps = {
+        "optimizer": {"role": "nuisance", "kind": "categorical", "choices": ["sgd", "adam"]},
+        "lr_sgd": {"role": "nuisance", "kind": "float", "low": 1e-3, "high": 1.0},
+        "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2},
+    }
     for spec in (hps, {}):  # from study.json's names, or from the suggestions alone
         v = compute.hp_values(trials, spec)
         assert list(v.columns) == ["optimizer", "lr_sgd", "lr_adam"]
         assert v["lr_sgd"].tolist()[0] == 0.1 and np.isnan(v["lr_sgd"].tolist()[1])
     assert compute.variants(trials, hps).tolist() == [
-        "optimizer=sgd, lr_sgd=0.1", "optimizer=adam, lr_adam=0.001"]
+        "optimizer=sgd, lr_sgd=0.1",
+        "optimizer=adam, lr_adam=0.001",
+    ]
     # Without suggestions or study.json: the varying config columns, never the per-trial seed.
     plain = trials.drop(columns="config/suggested")
     assert list(compute.hp_values(plain, {}).columns) == ["lr", "optimizer"]
 
 
 def test_axis_data_flags_best_at_edge() -> None:
-    hps = {"lr": {"role": "scientific", "kind": "float", "low": 1e-4, "high": 1e-1, "log": True},
-           "act": {"role": "scientific", "kind": "categorical", "choices": ["relu", "gelu"]},
-           "size": {"role": "fixed", "kind": "int", "low": 32, "high": 32}}
-    trials = pd.DataFrame({
-        "trial_id": ["a", "b", "c"], "status": ["finished", "stopped", "errored"],
-        "val_acc_max": [0.6, 0.9, np.nan], "config/lr": [1e-3, 0.09, 1e-2],
-        "config/act": ["relu", "gelu", "relu"], "config/size": [32, 32, 32],
-    })
+    hps = {
+        "lr": {"role": "scientific", "kind": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "act": {"role": "scientific", "kind": "categorical", "choices": ["relu", "gelu"]},
+        "size": {"role": "fixed", "kind": "int", "low": 32, "high": 32},
+    }
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["finished", "stopped", "errored"],
+            "val_acc_max": [0.6, 0.9, np.nan],
+            "config/lr": [1e-3, 0.09, 1e-2],
+            "config/act": ["relu", "gelu", "relu"],
+            "config/size": [32, 32, 32],
+        }
+    )
     axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
     assert set(axes) == {"lr", "act"}  # fixed hyperparameters are not plotted
     assert axes["lr"]["best"] == 0.09 and axes["lr"]["at_edge"]
@@ -295,7 +219,8 @@ def test_load_errors_say_what_is_missing(tmp_path: Path) -> None:
         load_study(str(tmp_path / "empty"))
     d = make_study(tmp_path, "bad")
     pd.read_parquet(d / "trials.parquet").drop(columns=["val_acc_max"]).to_parquet(
-        d / "trials.parquet")
+        d / "trials.parquet"
+    )
     with pytest.raises(ReportInputError, match=r"trials.parquet: missing column.*val_acc_max"):
         load_study(str(d))
     (d / "study.json").write_text("{not json")
@@ -326,8 +251,17 @@ def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
     assert '<script src="assets/plotly.min.js">' in page
     assert "cdn.plot.ly" not in page and 'src="http' not in page
     assert EVIL not in page and html.escape(EVIL) in page  # HTML-escaped, never raw
-    for section in ("summary", "architectures", "leaderboard", "history", "curves",
-                    "hyperparameters", "cost", "best", "gradcam"):
+    for section in (
+        "summary",
+        "architectures",
+        "leaderboard",
+        "history",
+        "curves",
+        "hyperparameters",
+        "cost",
+        "best",
+        "gradcam",
+    ):
         assert f'<section id="{section}"' in page
     # architectures 1, history 2, curves 1, hyperparameters 3, cost 1, 2 evaluated trials
     assert page.count('class="plotly-graph-div"') == 10
@@ -336,11 +270,14 @@ def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
     assert "stopped by ASHA" in page and "95 % CI" in page
 
 
-@pytest.mark.parametrize("statuses,expect", [
-    (["finished"], "fewer than 2 finished trials"),
-    (["errored", "running", "stopped"], "No test predictions yet"),
-    (["errored", "errored"], "none has reported a validation accuracy yet"),
-])
+@pytest.mark.parametrize(
+    "statuses,expect",
+    [
+        (["finished"], "fewer than 2 finished trials"),
+        (["errored", "running", "stopped"], "No test predictions yet"),
+        (["errored", "errored"], "none has reported a validation accuracy yet"),
+    ],
+)
 def test_small_or_unfinished_studies_render(tmp_path: Path, statuses, expect) -> None:
     d = make_study(tmp_path, statuses=statuses)
     page = build_report(str(d), str(tmp_path / "out")).read_text()
@@ -372,14 +309,19 @@ def test_compare(tmp_path: Path) -> None:
     b = make_study(tmp_path, "b", n_trials=6, model="resnet18", dataset="manga", seed=1)
     rows = compute.compare_rows([load_study(str(a)), load_study(str(b))])
     assert rows[["study", "model", "data set"]].values.tolist() == [
-        ["a", "googlenet", "toon"], ["b", "resnet18", "manga"]]
+        ["a", "googlenet", "toon"],
+        ["b", "resnet18", "manga"],
+    ]
     ta = pd.read_parquet(a / "trials.parquet")
     assert rows["max val acc"].iloc[0] == ta["val_acc_max"].max()
     assert (rows["ci low"] < rows["test acc"]).all() and (rows["test acc"] < rows["ci high"]).all()
     out = tmp_path / "cmp"
     result = subprocess.run(
         [sys.executable, "-m", "study.report", "--compare", str(a), str(b), "--out", str(out)],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     page = (out / "index.html").read_text()
     assert page.count('class="plotly-graph-div"') == 1 and "resnet18" in page

@@ -12,8 +12,14 @@ from report_fixture import EVIL, make_study
 from study.report import build_compare_report, build_report
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path("/tmp/study_report_browser.png")
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -37,8 +43,12 @@ def _open(browser, index: Path) -> tuple[object, dict[str, list[str]]]:
     page.on("pageerror", lambda e: seen["pageerror"].append(str(e)))
     page.on("dialog", lambda d: (seen["dialog"].append(d.message), d.dismiss()))
     # Offline means no request leaves file://.
-    page.on("request", lambda r: seen["request"].append(r.url)
-            if not r.url.startswith(("file:", "data:")) else None)
+    page.on(
+        "request",
+        lambda r: (
+            seen["request"].append(r.url) if not r.url.startswith(("file:", "data:")) else None
+        ),
+    )
     page.goto(index.resolve().as_uri())
     page.wait_for_load_state("load")
     return page, seen
@@ -47,10 +57,12 @@ def _open(browser, index: Path) -> tuple[object, dict[str, list[str]]]:
 def _check_page(page, seen: dict[str, list[str]], n_figures: int) -> None:
     assert seen == {"console": [], "pageerror": [], "dialog": [], "request": []}
     traces = page.evaluate(
-        "Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => d.data.length)")
+        "Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => d.data.length)"
+    )
     assert len(traces) == n_figures and all(n > 0 for n in traces), traces
     rows = page.evaluate(
-        "Array.from(document.querySelectorAll('table')).map(t => t.tBodies[0].rows.length)")
+        "Array.from(document.querySelectorAll('table')).map(t => t.tBodies[0].rows.length)"
+    )
     assert rows and all(n > 0 for n in rows), rows
 
 

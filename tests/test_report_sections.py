@@ -35,8 +35,9 @@ def page(study: Path, tmp_path_factory) -> str:
 def test_family_table_by_hand(study: Path) -> None:
     d = load_study(str(study))
     t = d.trials
-    rows = architectures.family_table(t, HYPERPARAMETERS, SETTINGS, d.predictions, d.classes,
-                                      pd.Series(np.nan, index=t.index))
+    rows = architectures.family_table(
+        t, HYPERPARAMETERS, SETTINGS, d.predictions, d.classes, pd.Series(np.nan, index=t.index)
+    )
     fam = rows[rows["variant"] == "all"].set_index("family")
     assert list(fam.index) == list(FAMILIES)
     for name, g in t.groupby("model"):
@@ -51,21 +52,31 @@ def test_family_table_by_hand(study: Path) -> None:
     sw = rows[rows["variant"].str.startswith("extra_inception_3=")]
     assert sw.groupby("family")["trials"].sum().to_dict() == fam["trials"].to_dict()
     assert list(sw[sw["family"] == "googlenet"]["variant"]) == [
-        "extra_inception_3=0", "extra_inception_3=1"]
+        "extra_inception_3=0",
+        "extra_inception_3=1",
+    ]
     assert not rows["variant"].str.startswith("dropout=").any()
 
 
 def test_verdict_against_the_noise() -> None:
     def table(a, b, ci_a=(np.nan, np.nan), ci_b=(np.nan, np.nan)):
-        return pd.DataFrame({"family": ["x", "y"], "variant": ["all", "all"],
-                             "best max val acc": [a, b], "ci low": [ci_a[0], ci_b[0]],
-                             "ci high": [ci_a[1], ci_b[1]]})
+        return pd.DataFrame(
+            {
+                "family": ["x", "y"],
+                "variant": ["all", "all"],
+                "best max val acc": [a, b],
+                "ci low": [ci_a[0], ci_b[0]],
+                "ci high": [ci_a[1], ci_b[1]],
+            }
+        )
 
     # test CIs decide when both families have them
     assert "exceeds the noise" in architectures.verdict(
-        table(0.9, 0.7, (0.85, 0.95), (0.6, 0.8)), 100)
+        table(0.9, 0.7, (0.85, 0.95), (0.6, 0.8)), 100
+    )
     assert "within the noise" in architectures.verdict(
-        table(0.9, 0.8, (0.8, 0.95), (0.7, 0.85)), 100)
+        table(0.9, 0.8, (0.8, 0.95), (0.7, 0.85)), 100
+    )
     # else the binomial noise of n validation images: 1.96 * sqrt((.09 + .16) / 100) = 0.098
     assert "more than the sampling noise" in architectures.verdict(table(0.9, 0.8 - 0.01), 100)
     assert "±0.098" in architectures.verdict(table(0.9, 0.8), 100)
@@ -77,36 +88,50 @@ def test_verdict_against_the_noise() -> None:
 def test_gflops_counted_from_the_config() -> None:
     from study.report.architectures import _count_gflops
 
-    trials = pd.DataFrame({
-        "model": ["vanilla_cnn", "vanilla_cnn", "googlenet", "googlenet", "nonesuch"],
-        "config/depth": [3, 5, None, None, None],
-        "config/extra_inception_3": [None, None, 0, 1, None],
-        "config/width_mult": [None, None, 0.25, 0.25, None],
-        "config/head_dense": ["[]", "[]", "[64]", "[64]", "[]"],
-        "config/lr_adam": [1e-3] * 5,  # a suggestion, not a model option: ignored
-        "config/dropout": [0.1, 0.5, 0.2, 0.3, 0.1],
-    })
+    trials = pd.DataFrame(
+        {
+            "model": ["vanilla_cnn", "vanilla_cnn", "googlenet", "googlenet", "nonesuch"],
+            "config/depth": [3, 5, None, None, None],
+            "config/extra_inception_3": [None, None, 0, 1, None],
+            "config/width_mult": [None, None, 0.25, 0.25, None],
+            "config/head_dense": ["[]", "[]", "[64]", "[64]", "[]"],
+            "config/lr_adam": [1e-3] * 5,  # a suggestion, not a model option: ignored
+            "config/dropout": [0.1, 0.5, 0.2, 0.3, 0.1],
+        }
+    )
     g, notes = architectures.trial_gflops(trials, num_classes=7, image_size=32)
-    assert g[0] == pytest.approx(_count_gflops("vanilla_cnn", '{"depth": 3, "head_dense": []}',
-                                               7, 32))
+    assert g[0] == pytest.approx(
+        _count_gflops("vanilla_cnn", '{"depth": 3, "head_dense": []}', 7, 32)
+    )
     assert g[0] != g[1] and g[3] > g[2] > 0  # depth and an extra Inception block cost FLOPs
     assert math.isnan(g[4]) and "nonesuch" in notes[0]
     assert architectures.trial_gflops(trials.assign(gflops=1.5), 7, 32)[0].eq(1.5).all()
 
 
 def test_history_by_hand() -> None:
-    trials = pd.DataFrame({"trial_id": ["a", "b", "c", "d"], "config/seed": [2, 0, 1, 3],
-                           "val_acc_max": [0.5, 0.4, np.nan, 0.7],
-                           "status": ["finished", "stopped", "errored", "running"],
-                           "status_reason": ["done", "ASHA", "boom", ""],
-                           "model": ["m"] * 4})
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c", "d"],
+            "config/seed": [2, 0, 1, 3],
+            "val_acc_max": [0.5, 0.4, np.nan, 0.7],
+            "status": ["finished", "stopped", "errored", "running"],
+            "status_reason": ["done", "ASHA", "boom", ""],
+            "model": ["m"] * 4,
+        }
+    )
     bt = history.by_trial(trials, SETTINGS, 0)
     assert bt["number"].tolist() == [0, 2, 3] and bt["trial_id"].tolist() == ["b", "a", "d"]
     assert bt["best"].tolist() == [0.4, 0.5, 0.7]
     assert history.optuna_numbers(trials, 1) is None  # seeds do not fit study seed 1
-    epochs = pd.DataFrame({"trial_id": ["a", "a", "b", "d"], "epoch": [1, 2, 1, 1],
-                           "val_acc": [0.3, 0.5, 0.4, 0.2], "epoch_s": [10.0, 10.0, 5.0, 5.0],
-                           "time": [T0 + 10, T0 + 20, T0 + 12, T0 + 20]})
+    epochs = pd.DataFrame(
+        {
+            "trial_id": ["a", "a", "b", "d"],
+            "epoch": [1, 2, 1, 1],
+            "val_acc": [0.3, 0.5, 0.4, 0.2],
+            "epoch_s": [10.0, 10.0, 5.0, 5.0],
+            "time": [T0 + 10, T0 + 20, T0 + 12, T0 + 20],
+        }
+    )
     bt = history.by_time(epochs, SETTINGS)
     assert bt["best"].tolist() == [0.3, 0.4, 0.5, 0.5]
     spans = history.timeline(trials, epochs).set_index("trial_id")
@@ -133,13 +158,13 @@ def test_config_split_and_smoke(tmp_path: Path) -> None:
 
 
 def test_page_answers_which_architecture(page: str) -> None:
-    arch = page[page.index('<section id="architectures"'):page.index('<section id="leaderboard"')]
+    arch = page[page.index('<section id="architectures"') : page.index('<section id="leaderboard"')]
     assert "Verdict:" in arch and "googlenet leads vanilla_cnn" in arch
     assert arch.count("js-plotly-plot") == 0 and arch.count("plotly-graph-div") == 1
-    hist = page[page.index('<section id="history"'):page.index('<section id="curves"')]
+    hist = page[page.index('<section id="history"') : page.index('<section id="curves"')]
     assert hist.count("plotly-graph-div") == 2  # best so far; timeline with concurrency
     # every evaluated trial has its own confusion matrix, the best one shown first
-    best = page[page.index('<section id="best"'):page.index('<section id="gradcam"')]
+    best = page[page.index('<section id="best"') : page.index('<section id="gradcam"')]
     assert best.count('class="tab"') == 2 and best.count("plotly-graph-div") == 2
     assert 'id="eval-1" role="tabpanel" hidden' in best
     assert "running: 11 of 12 trials done" in page  # one of the trials is running
@@ -151,8 +176,9 @@ def _trial(tid: str) -> SimpleNamespace:
 
 
 def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
-    study = make_study(tmp_path, "live", statuses=["finished", "running", "stopped"],
-                       tables=("trials",))
+    study = make_study(
+        tmp_path, "live", statuses=["finished", "running", "stopped"], tables=("trials",)
+    )
     now = [1000.0]
     live = LiveReport(str(study), str(tmp_path / "live"), every_s=60, clock=lambda: now[0])
     live.on_trial_complete(1, [], _trial("t000"))

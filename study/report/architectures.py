@@ -79,8 +79,9 @@ def trial_gflops(
             continue
         try:
             options = _model_options(model, row)
-            out[idx] = _count_gflops(model, json.dumps(options, sort_keys=True), num_classes,
-                                     int(size))
+            out[idx] = _count_gflops(
+                model, json.dumps(options, sort_keys=True), num_classes, int(size)
+            )
         except (ValueError, TypeError, RuntimeError) as exc:
             note = f"GFLOPs unknown for model {model}: {exc}"
             if note not in notes:
@@ -89,12 +90,17 @@ def trial_gflops(
 
 
 def _scientific(hyperparameters: dict[str, dict[str, Any]]) -> list[str]:
-    return [n for n, s in hyperparameters.items()
-            if s.get("role") == "scientific" and n != "model"]
+    return [n for n, s in hyperparameters.items() if s.get("role") == "scientific" and n != "model"]
 
 
-def _row(family: str, variant: str, g: pd.DataFrame, predictions: pd.DataFrame | None,
-         classes: list[str], settings: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    family: str,
+    variant: str,
+    g: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    classes: list[str],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
     done = g[g["status"].isin(DONE) & g["val_acc_max"].notna()]
     ids = predictions["trial_id"] if predictions is not None else pd.Series(dtype=object)
     evaluated = g[g["test_acc"].notna() | g["trial_id"].isin(ids)]
@@ -103,21 +109,28 @@ def _row(family: str, variant: str, g: pd.DataFrame, predictions: pd.DataFrame |
     test = test_accuracy(pick, predictions, classes) if pick is not None else None
     params = g["params"][g["params"] > 0]
     return {
-        "family": family, "variant": variant, "trials": len(g),
+        "family": family,
+        "variant": variant,
+        "trials": len(g),
         "finished": int((g["status"] == "finished").sum()),
         "stopped": int((g["status"] == "stopped").sum()),
         "best max val acc": float(done["val_acc_max"].max()) if len(done) else np.nan,
         "median max val acc": float(done["val_acc_max"].median()) if len(done) else np.nan,
         "test acc": test["acc"] if test else np.nan,
-        "ci low": test["low"] if test else np.nan, "ci high": test["high"] if test else np.nan,
+        "ci low": test["low"] if test else np.nan,
+        "ci high": test["high"] if test else np.nan,
         "params": float(params.median()) if len(params) else np.nan,
         "GFLOPs": float(g["gflops"].median()) if g["gflops"].notna().any() else np.nan,
     }
 
 
 def family_table(
-    trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]], settings: dict[str, Any],
-    predictions: pd.DataFrame | None, classes: list[str], gflops: pd.Series,
+    trials: pd.DataFrame,
+    hyperparameters: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    predictions: pd.DataFrame | None,
+    classes: list[str],
+    gflops: pd.Series,
 ) -> pd.DataFrame:
     """One row per model family (variant 'all'), then per value of each discrete scientific
     hyperparameter that varies within the family ('extra_inception_3=1'), in category order.
@@ -139,10 +152,30 @@ def family_table(
                 continue
             for value in category_order(present, hyperparameters[name].get("choices")):
                 mask = [not missing(x) and decode(x) == value for x in v]
-                rows.append(_row(str(family), f"{name}={label(value)}", g[mask], predictions,
-                                 classes, settings))
-    cols = ["family", "variant", "trials", "finished", "stopped", "best max val acc",
-            "median max val acc", "test acc", "ci low", "ci high", "params", "GFLOPs"]
+                rows.append(
+                    _row(
+                        str(family),
+                        f"{name}={label(value)}",
+                        g[mask],
+                        predictions,
+                        classes,
+                        settings,
+                    )
+                )
+    cols = [
+        "family",
+        "variant",
+        "trials",
+        "finished",
+        "stopped",
+        "best max val acc",
+        "median max val acc",
+        "test acc",
+        "ci low",
+        "ci high",
+        "params",
+        "GFLOPs",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -153,12 +186,19 @@ def strip_data(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]])
     values = hp_values(done, {n: hyperparameters[n] for n in sci}) if sci else None
     variant = [
         ", ".join(f"{n}={label(v)}" for n, v in values.loc[i].items() if not missing(v))
-        if values is not None else "" for i in done.index]
-    return pd.DataFrame({
-        "family": done["model"].astype(str).to_numpy(), "acc": done["val_acc_max"].to_numpy(),
-        "trial_id": done["trial_id"].astype(str).to_numpy(),
-        "status": done["status"].astype(str).to_numpy(), "variant": variant,
-    }).sort_values(["family", "acc"], ascending=[True, False], kind="stable")
+        if values is not None
+        else ""
+        for i in done.index
+    ]
+    return pd.DataFrame(
+        {
+            "family": done["model"].astype(str).to_numpy(),
+            "acc": done["val_acc_max"].to_numpy(),
+            "trial_id": done["trial_id"].astype(str).to_numpy(),
+            "status": done["status"].astype(str).to_numpy(),
+            "variant": variant,
+        }
+    ).sort_values(["family", "acc"], ascending=[True, False], kind="stable")
 
 
 def verdict(table: pd.DataFrame, n_val: int | None) -> str:
@@ -173,26 +213,35 @@ def verdict(table: pd.DataFrame, n_val: int | None) -> str:
         return "No model family has a finished or ASHA-stopped trial yet."
     top = fam.iloc[0]
     if len(fam) == 1:
-        return (f"Only one model family ({top['family']}) has results: nothing to compare it "
-                "with.")
+        return f"Only one model family ({top['family']}) has results: nothing to compare it with."
     second = fam.iloc[1]
     lead = top["best max val acc"] - second["best max val acc"]
-    head = (f"{top['family']} leads {second['family']} by {lead:.3f} in best max val acc "
-            f"({top['best max val acc']:.3f} vs {second['best max val acc']:.3f})")
+    head = (
+        f"{top['family']} leads {second['family']} by {lead:.3f} in best max val acc "
+        f"({top['best max val acc']:.3f} vs {second['best max val acc']:.3f})"
+    )
     if all(pd.notna(r[c]) for r in (top, second) for c in ("ci low", "ci high")):
         if top["ci low"] > second["ci high"]:
-            return (head + f"; the lead exceeds the noise: their test 95 % CIs do not overlap "
-                    f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
-                    f"{second['ci low']:.3f}–{second['ci high']:.3f}).")
-        return (head + f"; within the noise: their test 95 % CIs overlap "
+            return (
+                head + f"; the lead exceeds the noise: their test 95 % CIs do not overlap "
                 f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
-                f"{second['ci low']:.3f}–{second['ci high']:.3f}).")
+                f"{second['ci low']:.3f}–{second['ci high']:.3f})."
+            )
+        return (
+            head + f"; within the noise: their test 95 % CIs overlap "
+            f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
+            f"{second['ci low']:.3f}–{second['ci high']:.3f})."
+        )
     if n_val:
         p1, p2 = top["best max val acc"], second["best max val acc"]
         se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n_val)
         if lead > 1.96 * se:
-            return (head + f"; more than the sampling noise of {n_val} validation images "
-                    f"(±{1.96 * se:.3f}), though not yet confirmed on the test split.")
-        return (head + f"; within the noise: a difference of up to ±{1.96 * se:.3f} is "
-                f"expected from {n_val} validation images alone.")
+            return (
+                head + f"; more than the sampling noise of {n_val} validation images "
+                f"(±{1.96 * se:.3f}), though not yet confirmed on the test split."
+            )
+        return (
+            head + f"; within the noise: a difference of up to ±{1.96 * se:.3f} is "
+            f"expected from {n_val} validation images alone."
+        )
     return head + "; the noise is unknown (no test CIs, no validation size in study.json)."

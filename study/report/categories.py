@@ -79,5 +79,9 @@ def label(value: Any) -> str:
 def two_valued(spec: dict[str, Any]) -> bool:
     """An int hyperparameter with only two values (0/1 switches such as extra_inception_3)."""
     low, high = spec.get("low"), spec.get("high")
-    return (spec.get("kind") == "int" and low is not None and high is not None
-            and int(high) - int(low) <= 1)
+    return (
+        spec.get("kind") == "int"
+        and low is not None
+        and high is not None
+        and int(high) - int(low) <= 1
+    )

@@ -66,8 +66,10 @@ def rank_note(settings: dict[str, Any]) -> str | None:
     key = (settings.get("metric", "val_acc"), settings.get("mode", "max"))
     if key in RANK_COLUMNS:
         return None
-    return (f"The study metric {key[0]!r} ({key[1]}) has no column in trials.parquet; trials are "
-            f"ranked by max validation accuracy instead (supported: {sorted(RANK_COLUMNS)}).")
+    return (
+        f"The study metric {key[0]!r} ({key[1]}) has no column in trials.parquet; trials are "
+        f"ranked by max validation accuracy instead (supported: {sorted(RANK_COLUMNS)})."
+    )
 
 
 def best_trial(
@@ -84,8 +86,11 @@ ACCURACY_COLUMNS = ("avg val acc", "max val acc", "test acc")
 
 
 def leaderboard(
-    trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]], settings: dict[str, Any],
-    gflops: pd.Series | None = None, study_seed: Any = None,
+    trials: pd.DataFrame,
+    hyperparameters: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    gflops: pd.Series | None = None,
+    study_seed: Any = None,
 ) -> pd.DataFrame:
     """The seed's results per trial, best first (rank 1..), then trials without a metric.
 
@@ -106,8 +111,10 @@ def leaderboard(
     numbers = optuna_numbers(t, study_seed)
     if numbers is not None:
         cols["optuna #"] = numbers.to_numpy()
-    cols |= {"status": t["status"].astype(str).to_numpy(),
-             "model": t["model"].astype(str).to_numpy()}
+    cols |= {
+        "status": t["status"].astype(str).to_numpy(),
+        "model": t["model"].astype(str).to_numpy(),
+    }
     if t["dataset"].astype(str).nunique() > 1:
         cols["data set"] = t["dataset"].astype(str).to_numpy()
     values = hp_values(t, hyperparameters)
@@ -131,13 +138,15 @@ def leaderboard(
 def key_config(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.Series:
     """'name=value, ...' of the scientific hyperparameters per trial (all searched ones when
     study.json names none), for hover texts."""
-    sci = {n: s for n, s in hyperparameters.items()
-           if s.get("role") == "scientific" and n != "model"}
+    sci = {
+        n: s for n, s in hyperparameters.items() if s.get("role") == "scientific" and n != "model"
+    }
     return variants(trials, sci or hyperparameters)
 
 
 def learning_curves(
-    epochs: pd.DataFrame, trials: pd.DataFrame | None,
+    epochs: pd.DataFrame,
+    trials: pd.DataFrame | None,
     hyperparameters: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Per trial-epoch val acc/loss and train loss, with the trial's status ('unknown' without
@@ -172,8 +181,9 @@ def config_split(
         if spec.get("kind") == "categorical":
             searched[name] = ", ".join(label(c) for c in spec.get("choices") or [])
         else:
-            searched[name] = (f"{label(spec.get('low'))} … {label(spec.get('high'))}"
-                              + (" (log)" if spec.get("log") else ""))
+            searched[name] = f"{label(spec.get('low'))} … {label(spec.get('high'))}" + (
+                " (log)" if spec.get("log") else ""
+            )
     fixed, internal = {}, {}
     for col in sorted(c for c in trials.columns if str(c).startswith("config/")):
         name = col.removeprefix("config/")
@@ -195,8 +205,11 @@ def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
     return ~(no_worse & better).any(axis=1)
 
 
-COSTS = {"params": "parameters", "gflops": "GFLOPs per image",
-         "epoch_s_mean": "epoch time (s), depends on machine load"}
+COSTS = {
+    "params": "parameters",
+    "gflops": "GFLOPs per image",
+    "epoch_s_mean": "epoch time (s), depends on machine load",
+}
 
 
 def cost_data(
@@ -212,11 +225,15 @@ def cost_data(
         d = r[r[cost].notna() & (r[cost] > 0)]  # 0 = not reported (would dominate all)
         if cost == "gflops" and d.empty:
             continue
-        d = pd.DataFrame({
-            "trial_id": d["trial_id"].astype(str), "cost": d[cost].astype(float),
-            "acc": d[column].astype(float), "status": d["status"].astype(str),
-            "model": d["model"].astype(str),
-        }).sort_values("cost")
+        d = pd.DataFrame(
+            {
+                "trial_id": d["trial_id"].astype(str),
+                "cost": d[cost].astype(float),
+                "acc": d[column].astype(float),
+                "status": d["status"].astype(str),
+                "model": d["model"].astype(str),
+            }
+        ).sort_values("cost")
         out[cost] = d.assign(on_front=pareto_front(d["cost"].to_numpy(), d["acc"].to_numpy()))
     return out
 
@@ -231,11 +248,14 @@ def smoke_note(meta: dict[str, Any]) -> str | None:
     if not is_smoke(meta):
         return None
     s = meta.get("settings") or {}
-    shown = ", ".join(f"{k} {s[k]}" for k in ("num_samples", "max_epochs", "image_size")
-                      if s.get(k) is not None)
-    return (f"SMOKE TEST: a quick check that the study runs, not a result ({shown}; the space's "
-            f"smoke overrides also shrink the models, see the fixed settings). The description "
-            f"above is the full study's.")
+    shown = ", ".join(
+        f"{k} {s[k]}" for k in ("num_samples", "max_epochs", "image_size") if s.get(k) is not None
+    )
+    return (
+        f"SMOKE TEST: a quick check that the study runs, not a result ({shown}; the space's "
+        f"smoke overrides also shrink the models, see the fixed settings). The description "
+        f"above is the full study's."
+    )
 
 
 def compare_rows(studies: list[StudyData]) -> pd.DataFrame:
@@ -249,18 +269,34 @@ def compare_rows(studies: list[StudyData]) -> pd.DataFrame:
             if best is None:
                 continue
             test = test_accuracy(best, s.predictions, s.classes) or {}
-            rows.append({
-                "study": s.name + (" (smoke test)" if is_smoke(s.meta) else ""),
-                "space": str(s.meta.get("space", "")),
-                "model": str(model), "data set": str(dataset),
-                "variant": variants(best.to_frame().T, s.hyperparameters).iloc[0],
-                "trial": str(best["trial_id"]),
-                "avg val acc": float(best["val_acc_avg"]),
-                "max val acc": float(best["val_acc_max"]),
-                "test acc": test.get("acc", np.nan),
-                "ci low": test.get("low", np.nan), "ci high": test.get("high", np.nan),
-            })
-    return pd.DataFrame(rows, columns=[
-        "study", "space", "model", "data set", "variant", "trial", "avg val acc",
-        "max val acc", "test acc", "ci low", "ci high",
-    ])
+            rows.append(
+                {
+                    "study": s.name + (" (smoke test)" if is_smoke(s.meta) else ""),
+                    "space": str(s.meta.get("space", "")),
+                    "model": str(model),
+                    "data set": str(dataset),
+                    "variant": variants(best.to_frame().T, s.hyperparameters).iloc[0],
+                    "trial": str(best["trial_id"]),
+                    "avg val acc": float(best["val_acc_avg"]),
+                    "max val acc": float(best["val_acc_max"]),
+                    "test acc": test.get("acc", np.nan),
+                    "ci low": test.get("low", np.nan),
+                    "ci high": test.get("high", np.nan),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "study",
+            "space",
+            "model",
+            "data set",
+            "variant",
+            "trial",
+            "avg val acc",
+            "max val acc",
+            "test acc",
+            "ci low",
+            "ci high",
+        ],
+    )

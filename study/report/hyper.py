@@ -30,22 +30,30 @@ def hp_values(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) 
     them), else from ``config/<name>``, decoded where stored as JSON text. Conditional
     hyperparameters are NaN on other branches.
     """
-    suggested = (trials["config/suggested"].map(_as_dict) if "config/suggested" in trials
-                 else pd.Series([{}] * len(trials), index=trials.index, dtype=object))
+    suggested = (
+        trials["config/suggested"].map(_as_dict)
+        if "config/suggested" in trials
+        else pd.Series([{}] * len(trials), index=trials.index, dtype=object)
+    )
     if hyperparameters:
         names = [n for n, spec in hyperparameters.items() if spec.get("role") != "fixed"]
     elif "config/suggested" in trials:
         names = list(dict.fromkeys(k for d in suggested for k in d))
     else:  # no study.json: whatever config columns vary (the per-trial seed always does)
-        names = [c.removeprefix("config/") for c in trials.columns
-                 if c.startswith("config/") and c != "config/seed"
-                 and trials[c].astype(str).nunique() > 1]
+        names = [
+            c.removeprefix("config/")
+            for c in trials.columns
+            if c.startswith("config/")
+            and c != "config/seed"
+            and trials[c].astype(str).nunique() > 1
+        ]
     cols = {}
     for n in names:
         config = trials[f"config/{n}"] if f"config/{n}" in trials else [None] * len(trials)
         values = [decode(d[n] if n in d else c) for d, c in zip(suggested, config, strict=True)]
-        col = pd.Series([np.nan if v is None else v for v in values], index=trials.index,
-                        dtype=object)
+        col = pd.Series(
+            [np.nan if v is None else v for v in values], index=trials.index, dtype=object
+        )
         if col.notna().any():
             cols[n] = col.infer_objects()
     return pd.DataFrame(cols, index=trials.index)
@@ -64,10 +72,14 @@ def _as_dict(value: Any) -> dict[str, Any]:
 def variants(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.Series:
     """'name=value, ...' of each trial's searched hyperparameters (the seed's variant column)."""
     values = hp_values(trials, hyperparameters)
-    return pd.Series([
-        ", ".join(f"{n}={label(v)}" for n, v in row.items() if not missing(v))
-        for _, row in values.iterrows()
-    ], index=trials.index, dtype=object)
+    return pd.Series(
+        [
+            ", ".join(f"{n}={label(v)}" for n, v in row.items() if not missing(v))
+            for _, row in values.iterrows()
+        ],
+        index=trials.index,
+        dtype=object,
+    )
 
 
 def axis_kind(spec: dict[str, Any], values: pd.Series) -> str:
@@ -86,8 +98,9 @@ def axis_kind(spec: dict[str, Any], values: pd.Series) -> str:
     return "int" if pd.api.types.is_integer_dtype(present) else "float"
 
 
-def edge(value: float, low: float, high: float, log: bool = False,
-         margin: float = 0.1) -> str | None:
+def edge(
+    value: float, low: float, high: float, log: bool = False, margin: float = 0.1
+) -> str | None:
     """'low' or 'high' when ``value`` lies in the outer ``margin`` of [low, high] (in log space
     if log) on a side the range could be widened to. A linear range starting at 0 or below
     cannot go lower (a count, a rate or a probability), so its low edge is never flagged."""
@@ -118,14 +131,22 @@ def axis_data(
         numeric = kind != "category"
         cats = [] if numeric else category_order(values, spec.get("choices"))
         entry: dict[str, Any] = {
-            "name": n, "kind": kind, "numeric": numeric, "log": bool(spec.get("log", False)),
+            "name": n,
+            "kind": kind,
+            "numeric": numeric,
+            "log": bool(spec.get("log", False)),
             # None where a conditional hyperparameter is absent from a trial
             "x": [None if missing(v) else (float(v) if numeric else label(v)) for v in values],
-            "categories": [label(c) for c in cats], "ticks": None,
-            "y": r[column].tolist(), "status": r["status"].astype(str).tolist(),
+            "categories": [label(c) for c in cats],
+            "ticks": None,
+            "y": r[column].tolist(),
+            "status": r["status"].astype(str).tolist(),
             "trial_id": r["trial_id"].astype(str).tolist(),
             "complete": bool(values.notna().all()),
-            "low": spec.get("low"), "high": spec.get("high"), "best": None, "edge": None,
+            "low": spec.get("low"),
+            "high": spec.get("high"),
+            "best": None,
+            "edge": None,
         }
         if numeric and len(values.dropna()):
             num = pd.to_numeric(values)
@@ -180,9 +201,11 @@ def _frozen_trials(
         # Conditional hyperparameters: each trial carries only the ones it was given.
         params = {n: _plain(vals.at[idx, n]) for n in names if not missing(vals.at[idx, n])}
         try:
-            frozen.append(optuna.trial.create_trial(
-                value=float(value), params=params,
-                distributions={n: dists[n] for n in params}))
+            frozen.append(
+                optuna.trial.create_trial(
+                    value=float(value), params=params, distributions={n: dists[n] for n in params}
+                )
+            )
         except ValueError:  # a value outside the declared space: leave that trial out
             skipped += 1
     return frozen, skipped, names
@@ -194,13 +217,17 @@ def _ped_anova(frozen: list[Any], larger: bool, quantile: float) -> dict[str, fl
     study = optuna.create_study(direction="maximize" if larger else "minimize")
     study.add_trials(frozen)
     imp = optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile))
+        study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(target_quantile=quantile)
+    )
     return {k: float(v) for k, v in imp.items()}
 
 
 def param_importances(
-    trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]], settings: dict[str, Any],
-    resamples: int = 20, seed: int = 0,
+    trials: pd.DataFrame,
+    hyperparameters: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    resamples: int = 20,
+    seed: int = 0,
 ) -> tuple[dict[str, float] | None, str, pd.DataFrame | None]:
     """Optuna (PED-ANOVA) importances of the searched hyperparameters for the study metric.
 
@@ -214,8 +241,11 @@ def param_importances(
     _, larger = rank_column(settings)
     frozen, skipped, names = _frozen_trials(trials, hyperparameters, settings)
     if len(frozen) + skipped < 2 or not names:
-        why = ("fewer than 2 finished trials" if len(frozen) + skipped < 2
-               else "no searched hyperparameters")
+        why = (
+            "fewer than 2 finished trials"
+            if len(frozen) + skipped < 2
+            else "no searched hyperparameters"
+        )
         return None, f"Hyperparameter importance needs more data: {why}.", None
     # PED-ANOVA needs no extra package (fANOVA would need scikit-learn). Its docs advise >= 5
     # trials in the top quantile, so small studies look at a wider top (at most half).
@@ -231,9 +261,14 @@ def param_importances(
             for _ in range(resamples if len(frozen) >= 3 else 0):
                 pick = rng.integers(0, len(frozen), len(frozen))
                 # Optuna wants distinct trial numbers; copies of one trial are fine otherwise
-                sample = [optuna.trial.create_trial(
-                    value=frozen[i].value, params=frozen[i].params,
-                    distributions=frozen[i].distributions) for i in pick]
+                sample = [
+                    optuna.trial.create_trial(
+                        value=frozen[i].value,
+                        params=frozen[i].params,
+                        distributions=frozen[i].distributions,
+                    )
+                    for i in pick
+                ]
                 try:
                     spread.append(_ped_anova(sample, larger, quantile))
                 except (ValueError, RuntimeError):
@@ -245,18 +280,28 @@ def param_importances(
     scores = list(imp.values())
     if len(frozen) < 2 or not scores or max(scores) - min(scores) < 1e-9:
         # PED-ANOVA gives every hyperparameter the same score when it cannot tell them apart
-        return None, ("Hyperparameter importance is not informative yet: too few trials, or "
-                      "trials too alike, to tell the hyperparameters apart."), None
+        return (
+            None,
+            (
+                "Hyperparameter importance is not informative yet: too few trials, or "
+                "trials too alike, to tell the hyperparameters apart."
+            ),
+            None,
+        )
     n_fin = int((trials["status"] == "finished").sum())
-    note = (f"PED-ANOVA: how much each hyperparameter matters for reaching the top "
-            f"{quantile:.0%} of {len(frozen)} trials ({n_fin} finished and the ASHA-stopped ones, "
-            f"each with its best validation score). optuna-dashboard computes importance from "
-            f"COMPLETE trials only (ASHA-stopped trials are PRUNED in optuna.db), so its "
-            f"numbers differ")
+    note = (
+        f"PED-ANOVA: how much each hyperparameter matters for reaching the top "
+        f"{quantile:.0%} of {len(frozen)} trials ({n_fin} finished and the ASHA-stopped ones, "
+        f"each with its best validation score). optuna-dashboard computes importance from "
+        f"COMPLETE trials only (ASHA-stopped trials are PRUNED in optuna.db), so its "
+        f"numbers differ"
+    )
     if skipped:
         note += f" ({skipped} trial(s) with values outside the search space left out)"
     if len(frozen) < 10:
-        note += (f". Only {len(frozen)} trials: treat this as a rough hint, not a ranking; the "
-                 "whiskers show how much it moves over bootstrap resamples of the trials")
+        note += (
+            f". Only {len(frozen)} trials: treat this as a rough hint, not a ranking; the "
+            "whiskers show how much it moves over bootstrap resamples of the trials"
+        )
     frame = pd.DataFrame(spread, columns=list(imp)).fillna(0.0) if spread else None
     return imp, note + ".", frame

@@ -15,8 +15,16 @@ esc = html.escape
 Section = tuple[str, str, str]  # (anchor id, title, inner HTML)
 
 # How numbers are written in tables: accuracies and scores with 3 decimals everywhere.
-THREE_DECIMALS = ("avg val acc", "max val acc", "test acc", "best max val acc",
-                  "median max val acc", "precision", "recall", "f1")
+THREE_DECIMALS = (
+    "avg val acc",
+    "max val acc",
+    "test acc",
+    "best max val acc",
+    "median max val acc",
+    "precision",
+    "recall",
+    "f1",
+)
 
 
 def _number_format(column: str) -> Callable[[Any], str] | None:
@@ -25,21 +33,28 @@ def _number_format(column: str) -> Callable[[Any], str] | None:
 
     if column in THREE_DECIMALS:
         return fmt(".3f")
-    return {"params": fmt(",.0f"), "GFLOPs": fmt(".3g"),
-            "epoch time (s)": fmt(".1f")}.get(column)
+    return {"params": fmt(",.0f"), "GFLOPs": fmt(".3g"), "epoch time (s)": fmt(".1f")}.get(column)
 
 
 def fig_html(fig: go.Figure) -> str:
-    return fig.to_html(full_html=False, include_plotlyjs=False,
-                       config={"responsive": True, "displaylogo": False})
+    return fig.to_html(
+        full_html=False, include_plotlyjs=False, config={"responsive": True, "displaylogo": False}
+    )
 
 
 def table(df: pd.DataFrame, index: bool = False, classes: str = "sortable") -> str:
     """A sortable table, all rows shown (no scroll box hiding rows), numbers formatted."""
     formatters = {c: f for c in df.columns if (f := _number_format(str(c))) is not None}
     # params with thousands separators would sort as text; the sorter strips the commas
-    return df.to_html(escape=True, index=index, na_rep="", border=0, classes=classes,
-                      formatters=formatters, float_format=lambda v: f"{v:.4g}")
+    return df.to_html(
+        escape=True,
+        index=index,
+        na_rep="",
+        border=0,
+        classes=classes,
+        formatters=formatters,
+        float_format=lambda v: f"{v:.4g}",
+    )
 
 
 def note(text: str) -> str:
@@ -54,13 +69,18 @@ def img(png: Any, alt: str = "") -> str:
 
 def dl(items: list[tuple[str, str]]) -> str:
     """A definition list; values are already-escaped HTML."""
-    return '<dl class="summary">' + "".join(
-        f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+    return (
+        '<dl class="summary">'
+        + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items)
+        + "</dl>"
+    )
 
 
 def ci_text(test: dict[str, Any] | None) -> str:
     if test is None:
         return "not evaluated on the test split (yet)"
     n = f", {test['n']} test images" if test["n"] else ""
-    return (f"{test['acc']:.3f} (95 % CI {test['low']:.3f}–{test['high']:.3f}, "
-            f"{esc(test['source'])}{n})")
+    return (
+        f"{test['acc']:.3f} (95 % CI {test['low']:.3f}–{test['high']:.3f}, "
+        f"{esc(test['source'])}{n})"
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import plotly.offline
 
-from study.report import architectures, compute, evaluation, figures, sections
+from study.report import architectures, compute, evaluation, figures, figures_eval, sections
 from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
@@ -30,35 +30,66 @@ def _summary(d: StudyData) -> str:
     items = [("description", esc(str(meta.get("description", ""))))]
     if smoke:
         items.append(("smoke test", f'<span class="smoke">{esc(smoke)}</span>'))
-    items += [("data set", esc(f"{ds.get('name', '?')} {ds.get('version', '')}".strip())),
-              ("split rule", esc(str(ds.get("split_rule", "?")))),
-              ("classes", esc(", ".join(d.classes)) or "?"),
-              ("images", esc(", ".join(f"{k} {v}" for k, v in (ds.get("counts") or {}).items()))),
-              ("space", esc(str(meta.get("space", "?")))),
-              ("started", esc(str(meta.get("started", "?")))),
-              ("finished", esc(str(meta.get("finished") or "still running (or interrupted)")))]
+    items += [
+        ("data set", esc(f"{ds.get('name', '?')} {ds.get('version', '')}".strip())),
+        ("split rule", esc(str(ds.get("split_rule", "?")))),
+        ("classes", esc(", ".join(d.classes)) or "?"),
+        ("images", esc(", ".join(f"{k} {v}" for k, v in (ds.get("counts") or {}).items()))),
+        ("space", esc(str(meta.get("space", "?")))),
+        ("started", esc(str(meta.get("started", "?")))),
+        ("finished", esc(str(meta.get("finished") or "still running (or interrupted)"))),
+    ]
     split = {"searched": {}, "fixed": {}, "internal": {}}
     if d.trials is not None:
         c = compute.status_counts(d.trials)
-        items.append(("trials", esc(
-            f"{c['total']} in all: {c['finished']} finished, {c['stopped']} stopped by ASHA, "
-            f"{c['errored']} errored, {c['diverged']} diverged, {c['running']} running")))
+        items.append(
+            (
+                "trials",
+                esc(
+                    f"{c['total']} in all: {c['finished']} finished, "
+                    f"{c['stopped']} stopped by ASHA, {c['errored']} errored, "
+                    f"{c['diverged']} diverged, {c['running']} running"
+                ),
+            )
+        )
         used = compute.compute_used(d.trials, d.epochs)
         devices = ", ".join(f"{k} ×{v}" for k, v in used["devices"].items())
-        items.append(("compute used", esc(
-            f"{used['trial_hours']:.2f} trial-hours, {used['epochs']} epochs"
-            + (f" on {devices}" if devices else ""))))
+        items.append(
+            (
+                "compute used",
+                esc(
+                    f"{used['trial_hours']:.2f} trial-hours, {used['epochs']} epochs"
+                    + (f" on {devices}" if devices else "")
+                ),
+            )
+        )
         split = compute.config_split(d.trials, d.hyperparameters)
         best = compute.best_trial(d.trials, d.settings)
         if best is not None:
             searched = compute.hp_values(best.to_frame().T, d.hyperparameters).iloc[0]
-            items.append(("best trial", esc(
-                f"{best['trial_id']} ({best['model']}, {best['status']}, "
-                f"max val acc {best['val_acc_max']:.3f})")))
-            items.append(("its searched values", esc(", ".join(
-                f"{k}={label(v)}" for k, v in searched.items() if label(v) != ""))))
-            items.append(("its test accuracy", ci_text(
-                evaluation.test_accuracy(best, d.predictions, d.classes))))
+            items.append(
+                (
+                    "best trial",
+                    esc(
+                        f"{best['trial_id']} ({best['model']}, {best['status']}, "
+                        f"max val acc {best['val_acc_max']:.3f})"
+                    ),
+                )
+            )
+            items.append(
+                (
+                    "its searched values",
+                    esc(
+                        ", ".join(f"{k}={label(v)}" for k, v in searched.items() if label(v) != "")
+                    ),
+                )
+            )
+            items.append(
+                (
+                    "its test accuracy",
+                    ci_text(evaluation.test_accuracy(best, d.predictions, d.classes)),
+                )
+            )
         else:
             items.append(("best trial", "none has reported a validation accuracy yet"))
     elif d.hyperparameters:
@@ -67,15 +98,25 @@ def _summary(d: StudyData) -> str:
     def pairs(values: dict[str, str]) -> str:
         return esc(", ".join(f"{k}={v}" for k, v in values.items())) or "none"
 
-    items += [("searched", esc("; ".join(f"{k}: {v}" for k, v in split["searched"].items()))
-               or "nothing declared in study.json"),
-              ("fixed settings", pairs(split["fixed"]))]
-    extra = "".join(f"<dt>{esc(k)}</dt><dd>{esc(str(meta[k]))}</dd>"
-                    for k in ("seed", "git_commit", "command") if meta.get(k) is not None)
+    items += [
+        (
+            "searched",
+            esc("; ".join(f"{k}: {v}" for k, v in split["searched"].items()))
+            or "nothing declared in study.json",
+        ),
+        ("fixed settings", pairs(split["fixed"])),
+    ]
+    extra = "".join(
+        f"<dt>{esc(k)}</dt><dd>{esc(str(meta[k]))}</dd>"
+        for k in ("seed", "git_commit", "command")
+        if meta.get(k) is not None
+    )
     versions = esc(", ".join(f"{k} {v}" for k, v in (meta.get("versions") or {}).items()))
-    return (dl(items) + f'<details><summary>run details</summary><dl class="summary">{extra}'
-            f"<dt>internal keys</dt><dd>{pairs(split['internal'])}</dd>"
-            f"<dt>versions</dt><dd>{versions}</dd></dl></details>")
+    return (
+        dl(items) + f'<details><summary>run details</summary><dl class="summary">{extra}'
+        f"<dt>internal keys</dt><dd>{pairs(split['internal'])}</dd>"
+        f"<dt>versions</dt><dd>{versions}</dd></dl></details>"
+    )
 
 
 def _curves(d: StudyData) -> str:
@@ -83,20 +124,28 @@ def _curves(d: StudyData) -> str:
         return note("No epochs recorded yet.")
     s = d.settings
     rungs = []
-    if s.get("scheduler", "asha") == "asha" and {
-            "grace_period", "reduction_factor", "max_epochs"} <= s.keys():
-        rungs = compute.rung_epochs(int(s["grace_period"]), int(s["reduction_factor"]),
-                                    int(s["max_epochs"]))
+    if (
+        s.get("scheduler", "asha") == "asha"
+        and {"grace_period", "reduction_factor", "max_epochs"} <= s.keys()
+    ):
+        rungs = compute.rung_epochs(
+            int(s["grace_period"]), int(s["reduction_factor"]), int(s["max_epochs"])
+        )
     best = compute.best_trial(d.trials, s) if d.trials is not None else None
     chance = 1 / len(d.classes) if d.classes else None
     fig = figures.learning_curves_figure(
-        compute.learning_curves(d.epochs, d.trials, d.hyperparameters), rungs,
-        None if best is None else str(best["trial_id"]), chance)
+        compute.learning_curves(d.epochs, d.trials, d.hyperparameters),
+        rungs,
+        None if best is None else str(best["trial_id"]),
+        chance,
+    )
     rung_text = "; dotted purple lines: ASHA rungs" if rungs else ""
     chance_text = "; red dashed line: chance (1 / number of classes)" if chance else ""
-    return (f"<p>Colour: model family. Dashed: stopped early by ASHA (× marks the stop)"
-            f"{rung_text}; thick: best trial{chance_text}. Hover a line for its configuration."
-            "</p>" + fig_html(fig))
+    return (
+        f"<p>Colour: model family. Dashed: stopped early by ASHA (× marks the stop)"
+        f"{rung_text}; thick: best trial{chance_text}. Hover a line for its configuration."
+        "</p>" + fig_html(fig)
+    )
 
 
 def _hyperparameters(d: StudyData, metric: str) -> str:
@@ -109,17 +158,28 @@ def _hyperparameters(d: StudyData, metric: str) -> str:
     parts = ["<h3>Parallel coordinates</h3>"]
     parts.append(fig_html(figures.parallel_figure(full, metric)) if full else "")
     if len(full) < len(axes):
-        parts.append(note("Left out of the parallel coordinates (conditional, not set in every "
-                          "trial): " + ", ".join(a["name"] for a in axes if not a["complete"])))
+        parts.append(
+            note(
+                "Left out of the parallel coordinates (conditional, not set in every "
+                "trial): " + ", ".join(a["name"] for a in axes if not a["complete"])
+            )
+        )
     imp, why, spread = compute.param_importances(d.trials, d.hyperparameters, d.settings)
     parts.append("<h3>Importance</h3>")
-    parts.append(fig_html(figures.importance_figure(imp, spread)) + f"<p>{esc(why)}</p>" if imp
-                 else note(why))
+    parts.append(
+        fig_html(figures.importance_figure(imp, spread)) + f"<p>{esc(why)}</p>"
+        if imp
+        else note(why)
+    )
     edge = [f"{a['name']} ({a['edge']} end)" for a in axes if a["edge"]]
     parts.append("<h3>Each hyperparameter</h3>")
     if edge:
-        parts.append(note("Best value at the edge of its search range (consider widening it on "
-                          "that side): " + ", ".join(edge)))
+        parts.append(
+            note(
+                "Best value at the edge of its search range (consider widening it on "
+                "that side): " + ", ".join(edge)
+            )
+        )
     parts.append(fig_html(figures.axis_figure(axes, metric)))
     return "".join(parts)
 
@@ -128,10 +188,12 @@ def _cost(d: StudyData, metric: str, gflops: pd.Series) -> str:
     costs = compute.cost_data(d.trials, d.settings, gflops)
     if all(c.empty for c in costs.values()):
         return note("No trial with both accuracy and cost recorded yet.")
-    return ("<p>Red: Pareto front (no other trial is both cheaper and more accurate). GFLOPs per "
-            "image measure the model alone; epoch seconds also measure how busy the machine was "
-            "(the same configuration can take three times longer on a loaded machine).</p>"
-            + fig_html(figures.cost_figure(costs, metric)))
+    return (
+        "<p>Red: Pareto front (no other trial is both cheaper and more accurate). GFLOPs per "
+        "image measure the model alone; epoch seconds also measure how busy the machine was "
+        "(the same configuration can take three times longer on a loaded machine).</p>"
+        + fig_html(figures.cost_figure(costs, metric))
+    )
 
 
 def study_sections(d: StudyData) -> list[Section]:
@@ -142,14 +204,26 @@ def study_sections(d: StudyData) -> list[Section]:
     gflops, gflops_notes = pd.Series(dtype=float), []
     if has_trials:
         gflops, gflops_notes = architectures.trial_gflops(
-            d.trials, len(d.classes), d.settings.get("image_size"))
-        out.append(("architectures", "Architectures",
-                    sections.architectures_section(d, gflops, gflops_notes)))
-        board = compute.leaderboard(d.trials, d.hyperparameters, d.settings, gflops,
-                                    d.meta.get("seed"))
-        out.append(("leaderboard", "Leaderboard",
-                    "<p>Click a column header to sort. Blank hyperparameter cells: not set in "
-                    "that trial (a conditional hyperparameter).</p>" + table(board)))
+            d.trials, len(d.classes), d.settings.get("image_size")
+        )
+        out.append(
+            (
+                "architectures",
+                "Architectures",
+                sections.architectures_section(d, gflops, gflops_notes),
+            )
+        )
+        board = compute.leaderboard(
+            d.trials, d.hyperparameters, d.settings, gflops, d.meta.get("seed")
+        )
+        out.append(
+            (
+                "leaderboard",
+                "Leaderboard",
+                "<p>Click a column header to sort. Blank hyperparameter cells: not set in "
+                "that trial (a conditional hyperparameter).</p>" + table(board),
+            )
+        )
         out.append(("history", "History", sections.history_section(d, metric)))
     out.append(("curves", "Learning curves", _curves(d)))
     if has_trials:
@@ -170,8 +244,14 @@ def _slug(name: str) -> str:
 
 
 def write_page(
-    out_dir: Path, title: str, subtitle: str, sections_: list[Section], *,
-    self_contained: bool = False, banner: str = "", refresh_s: int | None = None,
+    out_dir: Path,
+    title: str,
+    subtitle: str,
+    sections_: list[Section],
+    *,
+    self_contained: bool = False,
+    banner: str = "",
+    refresh_s: int | None = None,
 ) -> Path:
     """Write index.html, with Plotly inline (``self_contained``: one file to copy anywhere) or
     in assets/plotly.min.js beside it; either way the report needs no network."""
@@ -188,11 +268,19 @@ def write_page(
     out_dir.mkdir(parents=True, exist_ok=True)
     template = resources.files("study.report").joinpath("template.html").read_text()
     nav = "".join(f'<a href="#{a}">{esc(t)}</a>' for a, t, _ in sections_)
-    body = "\n".join(f'<section id="{a}" class="{a}"><h2>{esc(t)}</h2>{h}</section>'
-                     for a, t, h in sections_)
+    body = "\n".join(
+        f'<section id="{a}" class="{a}"><h2>{esc(t)}</h2>{h}</section>' for a, t, h in sections_
+    )
     refresh = f'<meta http-equiv="refresh" content="{int(refresh_s)}">' if refresh_s else ""
-    values = {"title": esc(title), "subtitle": esc(subtitle), "nav": nav, "banner": banner,
-              "refresh": refresh, "body": body, "plotly": plotly_tag}
+    values = {
+        "title": esc(title),
+        "subtitle": esc(subtitle),
+        "nav": nav,
+        "banner": banner,
+        "refresh": refresh,
+        "body": body,
+        "plotly": plotly_tag,
+    }
     # one pass, so nothing substituted is read again (plotly.js is full of "$" and braces)
     page = re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
     index = out_dir / "index.html"
@@ -206,8 +294,13 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def build_report(study_dir: str, out_dir: str | None = None, *, self_contained: bool = False,
-                 refresh_s: int | None = None) -> Path:
+def build_report(
+    study_dir: str,
+    out_dir: str | None = None,
+    *,
+    self_contained: bool = False,
+    refresh_s: int | None = None,
+) -> Path:
     """Write the report of one study; returns the path of its index.html. ``refresh_s``: a
     page of a running study reloads itself this often (the live report)."""
     data = load_study(str(study_dir))
@@ -218,13 +311,20 @@ def build_report(study_dir: str, out_dir: str | None = None, *, self_contained: 
     smoke = " · SMOKE TEST" if compute.is_smoke(data.meta) else ""
     subtitle = f"Study report{smoke} · {data.uri} · generated {_stamp()}"
     banner = sections.banner(data)
-    return write_page(out, f"Study {data.name}", subtitle, sections_,
-                      self_contained=self_contained, banner=banner,
-                      refresh_s=refresh_s if banner else None)
+    return write_page(
+        out,
+        f"Study {data.name}",
+        subtitle,
+        sections_,
+        self_contained=self_contained,
+        banner=banner,
+        refresh_s=refresh_s if banner else None,
+    )
 
 
-def build_compare_report(study_dirs: list[str], out_dir: str | None = None, *,
-                         self_contained: bool = True) -> Path:
+def build_compare_report(
+    study_dirs: list[str], out_dir: str | None = None, *, self_contained: bool = True
+) -> Path:
     """Write the cross-study comparison (the seed's results table); returns index.html's path.
     Self-contained by default: a comparison is often mailed or copied on its own."""
     if len(study_dirs) < 1:
@@ -236,21 +336,36 @@ def build_compare_report(study_dirs: list[str], out_dir: str | None = None, *,
         log.warning("%s", n)
     out_sections: list[Section] = []
     if notes:
-        out_sections.append(("notes", "What is missing",
-                             "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>"))
+        out_sections.append(
+            (
+                "notes",
+                "What is missing",
+                "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>",
+            )
+        )
     if rows.empty:
-        out_sections.append(("results", "Results",
-                             note("None of the studies has a ranked trial.")))
+        out_sections.append(("results", "Results", note("None of the studies has a ranked trial.")))
     else:
-        shown = rows.assign(**{"test acc 95% CI": [
-            f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else ""
-            for lo, hi in zip(rows["ci low"], rows["ci high"], strict=True)]}
+        shown = rows.assign(
+            **{
+                "test acc 95% CI": [
+                    f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else ""
+                    for lo, hi in zip(rows["ci low"], rows["ci high"], strict=True)
+                ]
+            }
         ).drop(columns=["ci low", "ci high"])
-        out_sections.append(("results", "Results (best trial per study × model × data set)",
-                             table(shown)))
-        out_sections.append(("charts", "Grouped bars", fig_html(figures.compare_figure(rows))))
+        out_sections.append(
+            ("results", "Results (best trial per study × model × data set)", table(shown))
+        )
+        out_sections.append(("charts", "Grouped bars", fig_html(figures_eval.compare_figure(rows))))
     out = Path(out_dir) if out_dir is not None else Path("reports") / "compare"
-    names = ", ".join(s.name + (" (smoke test)" if compute.is_smoke(s.meta) else "")
-                      for s in studies)
-    return write_page(out, "Study comparison", f"{names} · generated {_stamp()}", out_sections,
-                      self_contained=self_contained)
+    names = ", ".join(
+        s.name + (" (smoke test)" if compute.is_smoke(s.meta) else "") for s in studies
+    )
+    return write_page(
+        out,
+        "Study comparison",
+        f"{names} · generated {_stamp()}",
+        out_sections,
+        self_contained=self_contained,
+    )
