@@ -50,7 +50,12 @@ class LiveReport(tune.Callback):
         try:
             from study.report import build_report
 
-            build_report(self.study_dir, self.out_dir, refresh_s=max(10, round(self.every_s)))
+            build_report(
+                self.study_dir,
+                self.out_dir,
+                refresh_s=max(10, round(self.every_s)),
+                log_notes=False,
+            )
             self.builds += 1
         except Exception as exc:  # noqa: BLE001 - whatever breaks the report must not stop the study
             self.failures += 1

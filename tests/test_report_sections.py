@@ -56,6 +56,15 @@ def test_family_table_by_hand(study: Path) -> None:
         "extra_inception_3=1",
     ]
     assert not rows["variant"].str.startswith("dropout=").any()
+    # a family's own architecture options are variants even when the space calls them nuisance
+    hps = {
+        "depth": {"role": "nuisance", "kind": "int", "low": 3, "high": 5},
+        "lr": {"role": "nuisance", "kind": "float"},
+        "batch_size": {"role": "nuisance", "kind": "int"},
+        "extra_inception_3": {"role": "scientific", "kind": "int", "low": 0, "high": 1},
+    }
+    assert architectures.variant_names("vanilla_cnn", hps) == ["depth", "extra_inception_3"]
+    assert architectures.variant_names("googlenet", hps) == ["extra_inception_3"]
 
 
 def test_verdict_against_the_noise() -> None:

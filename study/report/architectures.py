@@ -41,12 +41,25 @@ def _count_gflops(model: str, options_json: str, num_classes: int, image_size: i
     return counter.get_total_flops() / 1e9
 
 
+@functools.cache
+def model_fields(model: str) -> frozenset[str]:
+    """The option names of a model family (its architecture knobs); empty if unknown here."""
+    try:
+        from study.models.registry import get_entry
+
+        return frozenset(f.name for f in dataclasses.fields(get_entry(model).options))
+    except (ImportError, ValueError):
+        return frozenset()
+
+
 def _model_options(model: str, row: pd.Series) -> dict[str, Any]:
     """The model options of one trial, from its config columns (only the model's own options:
     the config also holds training keys and raw suggestions such as head_width_0)."""
-    from study.models.registry import get_entry
+    fields = model_fields(model)
+    if not fields:
+        from study.models.registry import get_entry
 
-    fields = {f.name for f in dataclasses.fields(get_entry(model).options)}
+        get_entry(model)  # raises the registry's "unknown model" message
     out = {}
     for name in sorted(fields - set(_NO_FLOPS)):
         value = decode(row.get(f"config/{name}"))
@@ -93,6 +106,18 @@ def _scientific(hyperparameters: dict[str, dict[str, Any]]) -> list[str]:
     return [n for n, s in hyperparameters.items() if s.get("role") == "scientific" and n != "model"]
 
 
+def variant_names(family: str, hyperparameters: dict[str, dict[str, Any]]) -> list[str]:
+    """The discrete hyperparameters that make a variant of ``family``: the scientific ones and
+    the family's own architecture options (vanilla_cnn's depth even where the space calls it a
+    nuisance). Continuous knobs (dropout) are no variants: every trial has its own value."""
+    own = model_fields(family)
+    return [
+        n
+        for n, s in hyperparameters.items()
+        if n != "model" and s.get("kind") != "float" and (s.get("role") == "scientific" or n in own)
+    ]
+
+
 def _row(
     family: str,
     variant: str,
@@ -132,8 +157,8 @@ def family_table(
     classes: list[str],
     gflops: pd.Series,
 ) -> pd.DataFrame:
-    """One row per model family (variant 'all'), then per value of each discrete scientific
-    hyperparameter that varies within the family ('extra_inception_3=1'), in category order.
+    """One row per model family (variant 'all'), then per value of each variant hyperparameter
+    (``variant_names``) that varies within the family ('extra_inception_3=1'), in category order.
 
     Best/median are over finished and ASHA-stopped trials; test accuracy is that of the best
     evaluated trial of the row, with its 95 % CI."""
@@ -142,9 +167,8 @@ def family_table(
     rows = []
     for family, g in t.groupby(t["model"].astype(str), sort=True):
         rows.append(_row(str(family), "all", g, predictions, classes, settings))
-        for name in _scientific(hyperparameters):
-            if name not in values or hyperparameters[name].get("kind") == "float":
-                # a continuous knob (dropout) is no variant: every trial has its own value
+        for name in variant_names(str(family), hyperparameters):
+            if name not in values:
                 continue
             v = values.loc[g.index, name]
             present = [x for x in v if not missing(x)]

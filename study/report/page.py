@@ -300,11 +300,13 @@ def build_report(
     *,
     self_contained: bool = False,
     refresh_s: int | None = None,
+    log_notes: bool = True,
 ) -> Path:
     """Write the report of one study; returns the path of its index.html. ``refresh_s``: a
-    page of a running study reloads itself this often (the live report)."""
+    page of a running study reloads itself this often; ``log_notes=False``: what is missing is
+    on the page only (the live report, rewritten every minute, would repeat it in the log)."""
     data = load_study(str(study_dir))
-    for n in data.notes:  # also on the page; logged so the CLI and runner show them
+    for n in data.notes if log_notes else ():  # also on the page; logged for the CLI and runner
         log.warning("%s: %s", data.name, n)
     sections_ = study_sections(data)
     out = Path(out_dir) if out_dir is not None else Path("reports") / _slug(data.name)
