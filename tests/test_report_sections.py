@@ -76,6 +76,7 @@ def test_verdict_against_the_noise() -> None:
                 "best max val acc": [a, b],
                 "ci low": [ci_a[0], ci_b[0]],
                 "ci high": [ci_a[1], ci_b[1]],
+                "test acc": [np.mean(ci_a), np.mean(ci_b)],
             }
         )
 
@@ -91,6 +92,9 @@ def test_verdict_against_the_noise() -> None:
     assert "±0.098" in architectures.verdict(table(0.9, 0.8), 100)
     assert "within the noise" in architectures.verdict(table(0.9, 0.85), 100)
     assert "unknown" in architectures.verdict(table(0.9, 0.8), None)
+    # one family evaluated: its test CI is named, nothing is compared with it
+    one = architectures.verdict(table(0.9, 0.7, (0.85, 0.95)), 100)
+    assert "only x's best was evaluated (0.900, 95 % CI 0.850–0.950)" in one
     assert "Only one model family" in architectures.verdict(table(0.9, np.nan), 100)
 
 

@@ -256,16 +256,26 @@ def verdict(table: pd.DataFrame, n_val: int | None) -> str:
             f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
             f"{second['ci low']:.3f}–{second['ci high']:.3f})."
         )
+    # only one family evaluated on the test split: say so, the CIs cannot be compared
+    tested = next((r for r in (top, second) if pd.notna(r["ci low"])), None)
+    test = (
+        ""
+        if tested is None
+        else (
+            f" On the test split only {tested['family']}'s best was evaluated "
+            f"({tested['test acc']:.3f}, 95 % CI {tested['ci low']:.3f}–{tested['ci high']:.3f})."
+        )
+    )
     if n_val:
         p1, p2 = top["best max val acc"], second["best max val acc"]
         se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n_val)
         if lead > 1.96 * se:
             return (
                 head + f"; more than the sampling noise of {n_val} validation images "
-                f"(±{1.96 * se:.3f}), though not yet confirmed on the test split."
+                f"(±{1.96 * se:.3f}), though not confirmed on the test split." + test
             )
         return (
             head + f"; within the noise: a difference of up to ±{1.96 * se:.3f} is "
-            f"expected from {n_val} validation images alone."
+            f"expected from {n_val} validation images alone." + test
         )
-    return head + "; the noise is unknown (no test CIs, no validation size in study.json)."
+    return head + "; the noise is unknown (no test CIs, no validation size in study.json)." + test

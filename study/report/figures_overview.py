@@ -84,6 +84,20 @@ def history_figure(by_trial: pd.DataFrame, by_time: pd.DataFrame | None, metric:
         fig.add_trace(
             go.Scatter(
                 x=by_time["time"],
+                y=by_time["value"],
+                mode="markers",
+                name="an epoch",
+                marker={"color": "#9a9a9a", "size": 4},
+                opacity=0.6,
+                text=[txt(t) for t in by_time["trial_id"]],
+                hovertemplate="%{x}<br>trial %{text}: %{y:.3f}<extra></extra>",
+            ),
+            row=1,
+            col=2,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=by_time["time"],
                 y=by_time["best"],
                 mode="lines",
                 name="best so far (time)",

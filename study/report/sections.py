@@ -38,10 +38,10 @@ def architectures_section(d: StudyData, gflops: pd.Series, gflops_notes: list[st
     )
     parts = [
         f'<p class="verdict"><b>Verdict:</b> {esc(architectures.verdict(rows, _n_val(d)))}</p>',
-        "<p>One row per model family (variant <i>all</i>), then one per value of each "
-        "scientific hyperparameter within it. Best and median are over finished and "
-        "ASHA-stopped trials; test accuracy is that of the best evaluated trial of the row; "
-        "params and GFLOPs per image are medians.</p>",
+        "<p>One row per model family (variant <i>all</i>), then one per value of each discrete "
+        "scientific hyperparameter or architecture option within it. Best and median are over "
+        "finished and ASHA-stopped trials; test accuracy is that of the best evaluated trial of "
+        "the row; params and GFLOPs per image are medians.</p>",
         table(shown, classes="sortable architectures"),
     ]
     strip = architectures.strip_data(t, d.hyperparameters)
@@ -200,10 +200,10 @@ def banner(d: StudyData) -> str:
     t = d.trials
     done = 0 if t is None else int((t["status"].astype(str) != "running").sum())
     total: Any = d.settings.get("num_samples") or "?"
-    if d.meta.get("tuning_finished"):
+    if d.meta.get("tuning_finished") or (isinstance(total, int) and done >= total):
         text = (
-            f"running: {done} of {total} trials done; tuning finished, evaluating the best "
-            "on the test split"
+            f"running: {done} of {total} trials done; tuning finished, the best are being "
+            "evaluated on the test split"
         )
     else:
         text = f"running: {done} of {total} trials done"
