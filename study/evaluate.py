@@ -120,9 +120,21 @@ def gradcam_rows(
     classes: list[str],
     per_class: int,
     device: torch.device,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """A few test images per class: the image, what the model predicted, and where it looked."""
-    idx = np.concatenate([np.flatnonzero(arr.labels == k)[:per_class] for k in range(len(classes))])
+    """A few test images per class: the image, what the model predicted, and where it looked.
+
+    Sampled, seeded, across groups: a path's first folder is its group (the toon character,
+    the FERG person), and each class takes one image per group, in shuffled group order, before
+    a second from any group. The first images in path order would all show one character."""
+    rng = np.random.default_rng(seed)
+    picks = []
+    for k in range(len(classes)):
+        members = rng.permutation(np.flatnonzero(arr.labels == k))
+        groups = pd.Series([str(arr.paths[i]).replace("\\", "/").split("/")[0] for i in members])
+        turn = groups.groupby(groups, sort=False).cumcount().to_numpy()  # nth image of its group
+        picks.append(members[np.argsort(turn, kind="stable")][:per_class])
+    idx = np.concatenate(picks) if picks else np.array([], dtype=np.int64)
     if len(idx) == 0:
         return pd.DataFrame()
     images = np.ascontiguousarray(arr.images[idx])

@@ -336,6 +336,7 @@ def run_study(
             max_concurrent=a.max_concurrent,
             grid=getattr(space.module, "GRID", None),
             optuna_storage=a.optuna_storage,
+            reports=None if a.no_report else str(Path(a.reports) / name),
         )
         # restore_tuner starts afresh a study whose first run ended before its tuner existed
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)

@@ -15,6 +15,7 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
+from study.live_report import live_report_callbacks
 from study.results import ResultsWriter
 from study.search import StockSearch, StudyASHA, StudySearch
 from study.spaces import SpaceSettings
@@ -164,6 +165,7 @@ def build_tuner(
     grid: dict[str, list] | None = None,
     max_failures: int = 2,
     optuna_storage: str | None = None,
+    reports: str | None = None,  # where the report is written: rewritten live as trials finish
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
     if optuna_storage is None:
@@ -208,7 +210,10 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=[ResultsWriter(study_dir, dataset=dataset)],
+            callbacks=[
+                ResultsWriter(study_dir, dataset=dataset),
+                *live_report_callbacks(study_dir, reports),  # after the writer has flushed
+            ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=0,  # our ResultsWriter prints one line per epoch instead

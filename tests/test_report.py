@@ -69,11 +69,14 @@ def test_label_names_from_indices() -> None:
     assert evaluation.label_names(pd.Series(["y"]), ["x", "y"]).tolist() == ["y"]
 
 
-def test_at_edge() -> None:
-    assert compute.at_edge(0.05, 0, 1) and compute.at_edge(0.95, 0, 1)
-    assert not compute.at_edge(0.5, 0, 1)
-    assert compute.at_edge(1.5e-4, 1e-4, 1e-1, log=True)  # 6 % of the way in log space
-    assert not compute.at_edge(1e-2, 1e-4, 1e-1, log=True)  # 67 %, though 10 % linearly
+def test_edge_only_where_the_range_can_widen() -> None:
+    assert compute.edge(0.05, 0.01, 1) == "low" and compute.edge(0.95, 0, 1) == "high"
+    assert compute.edge(0.5, 0, 1) is None
+    assert compute.edge(1.5e-4, 1e-4, 1e-1, log=True) == "low"  # 6 % of the way in log space
+    assert compute.edge(1e-2, 1e-4, 1e-1, log=True) is None  # 67 %, though 10 % linearly
+    # head_layers=0 of 0..2, dropout 0 of 0..0.6: nothing below 0 to widen to (bug 4)
+    assert compute.edge(0, 0, 2) is None and compute.edge(0.0, 0.0, 0.6) is None
+    assert compute.edge(2, 0, 2) == "high"
 
 
 def test_status_counts_and_rungs() -> None:
@@ -91,18 +94,28 @@ def _trials(tmp_path: Path, **kw) -> pd.DataFrame:
     return pd.read_parquet(make_study(tmp_path, **kw) / "trials.parquet")
 
 
-def test_leaderboard_order_and_variant(tmp_path: Path) -> None:
+def test_leaderboard_columns(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=8)
-    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS)
+    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS, study_seed=0)
     assert len(board) == len(t)
     # Errored and diverged trials are not ranked: listed after the others, best first.
     assert set(board["status"].iloc[-2:]) == {"errored", "diverged"}
     ranked = board["max val acc"].iloc[:-2].tolist()
     assert ranked == sorted(ranked, reverse=True)
-    first = board["variant"].iloc[0]
-    assert "dropout=" in first and "lr_" in first and "image_size" not in first
+    assert board["rank"].tolist() == [str(i) for i in range(1, 7)] + ["", ""]
+    # Optuna's trial number (from the per-trial seed) beside Ray's trial id
+    assert board.set_index("trial")["optuna #"].to_dict() == {f"t{i:03d}": i for i in range(8)}
+    # one column per searched hyperparameter, conditional ones blank where not set; no variant
+    # string, no fixed image_size, no constant data-set column (the summary names it)
+    assert "variant" not in board and "data set" not in board and "image_size" not in board
+    assert {"dropout", "lr_adam", "lr_sgd", "head_width_0", "l2"} <= set(board.columns)
+    assert (board["lr_adam"] == "").sum() + (board["lr_sgd"] == "").sum() == len(t)
+    two = compute.leaderboard(
+        pd.concat([t, t.assign(dataset="manga", trial_id="x")]), HYPERPARAMETERS, SETTINGS
+    )
+    assert "data set" in two and "optuna #" not in two  # no study seed: no trial numbers
     # A metric without a trials column is ranked by val_acc_max, and the page says so.
     other = {"metric": "val_macro_f1", "mode": "max"}
     assert compute.leaderboard(t, HYPERPARAMETERS, other)["trial"].equals(board["trial"])
@@ -110,34 +123,51 @@ def test_leaderboard_order_and_variant(tmp_path: Path) -> None:
 
 
 def test_hp_values_from_suggestions_with_conditionals() -> None:
-    trials = pd.DataFrame({
-        "config/lr": [0.1, 0.001], "config/seed": [1, 2], "config/optimizer": ["sgd", "adam"],
-        "config/suggested": [json.dumps({"optimizer": "sgd", "lr_sgd": 0.1}),
-                             json.dumps({"optimizer": "adam", "lr_adam": 0.001})],
-    })
-    hps = {"optimizer": {"role": "nuisance", "kind": "categorical", "choices": ["sgd", "adam"]},
-           "lr_sgd": {"role": "nuisance", "kind": "float", "low": 1e-3, "high": 1.0},
-           "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2}}
+    trials = pd.DataFrame(
+        {
+            "config/lr": [0.1, 0.001],
+            "config/seed": [1, 2],
+            "config/optimizer": ["sgd", "adam"],
+            "config/suggested": [
+                json.dumps({"optimizer": "sgd", "lr_sgd": 0.1}),
+                json.dumps({"optimizer": "adam", "lr_adam": 0.001}),
+            ],
+        }
+    )
+    hps = {
+        "optimizer": {"role": "nuisance", "kind": "categorical", "choices": ["sgd", "adam"]},
+        "lr_sgd": {"role": "nuisance", "kind": "float", "low": 1e-3, "high": 1.0},
+        "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2},
+    }
     for spec in (hps, {}):  # from study.json's names, or from the suggestions alone
         v = compute.hp_values(trials, spec)
         assert list(v.columns) == ["optimizer", "lr_sgd", "lr_adam"]
         assert v["lr_sgd"].tolist()[0] == 0.1 and np.isnan(v["lr_sgd"].tolist()[1])
     assert compute.variants(trials, hps).tolist() == [
-        "optimizer=sgd, lr_sgd=0.1", "optimizer=adam, lr_adam=0.001"]
+        "optimizer=sgd, lr_sgd=0.1",
+        "optimizer=adam, lr_adam=0.001",
+    ]
     # Without suggestions or study.json: the varying config columns, never the per-trial seed.
     plain = trials.drop(columns="config/suggested")
     assert list(compute.hp_values(plain, {}).columns) == ["lr", "optimizer"]
 
 
 def test_axis_data_flags_best_at_edge() -> None:
-    hps = {"lr": {"role": "scientific", "kind": "float", "low": 1e-4, "high": 1e-1, "log": True},
-           "act": {"role": "scientific", "kind": "categorical", "choices": ["relu", "gelu"]},
-           "size": {"role": "fixed", "kind": "int", "low": 32, "high": 32}}
-    trials = pd.DataFrame({
-        "trial_id": ["a", "b", "c"], "status": ["finished", "stopped", "errored"],
-        "val_acc_max": [0.6, 0.9, np.nan], "config/lr": [1e-3, 0.09, 1e-2],
-        "config/act": ["relu", "gelu", "relu"], "config/size": [32, 32, 32],
-    })
+    hps = {
+        "lr": {"role": "scientific", "kind": "float", "low": 1e-4, "high": 1e-1, "log": True},
+        "act": {"role": "scientific", "kind": "categorical", "choices": ["relu", "gelu"]},
+        "size": {"role": "fixed", "kind": "int", "low": 32, "high": 32},
+    }
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["a", "b", "c"],
+            "status": ["finished", "stopped", "errored"],
+            "val_acc_max": [0.6, 0.9, np.nan],
+            "config/lr": [1e-3, 0.09, 1e-2],
+            "config/act": ["relu", "gelu", "relu"],
+            "config/size": [32, 32, 32],
+        }
+    )
     axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
     assert set(axes) == {"lr", "act"}  # fixed hyperparameters are not plotted
     assert axes["lr"]["best"] == 0.09 and axes["lr"]["at_edge"]
@@ -149,19 +179,26 @@ def test_param_importances(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=24)
-    imp, note = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
+    imp, note, spread = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
     assert imp is not None and "PED-ANOVA" in note
     assert set(imp) == set(HYPERPARAMETERS) - {"image_size"}  # conditional ones included
     assert sum(imp.values()) == pytest.approx(1.0)
     assert max(imp, key=imp.get) == "dropout"  # the fixture's accuracy depends most on it
+    # which trials it uses, and why optuna-dashboard's differ
+    n_done = t["status"].isin(["finished", "stopped"]).sum()
+    assert f"of {n_done} trials" in note and "COMPLETE trials only" in note
+    # the spread over seeded bootstrap resamples of the trials
+    assert len(spread) >= 15 and set(spread.columns) == set(imp)
+    again = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)[2]
+    assert spread.equals(again) and spread["dropout"].std() > 0
     two = t[t["status"] == "finished"].head(2)
-    imp, note = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
-    assert imp is not None and "rough hint" in note  # computed, with a caution
+    imp, note, _ = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
+    assert imp is not None and "rough hint" in note and "Only 2 trials" in note
     tied = two.assign(val_acc_max=0.5)  # equal results cannot rank hyperparameters
-    imp, note = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "not informative" in note
     one = t[t["status"] == "finished"].head(1)
-    imp, note = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "fewer than 2" in note
 
 
@@ -182,7 +219,8 @@ def test_load_errors_say_what_is_missing(tmp_path: Path) -> None:
         load_study(str(tmp_path / "empty"))
     d = make_study(tmp_path, "bad")
     pd.read_parquet(d / "trials.parquet").drop(columns=["val_acc_max"]).to_parquet(
-        d / "trials.parquet")
+        d / "trials.parquet"
+    )
     with pytest.raises(ReportInputError, match=r"trials.parquet: missing column.*val_acc_max"):
         load_study(str(d))
     (d / "study.json").write_text("{not json")
@@ -213,19 +251,33 @@ def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
     assert '<script src="assets/plotly.min.js">' in page
     assert "cdn.plot.ly" not in page and 'src="http' not in page
     assert EVIL not in page and html.escape(EVIL) in page  # HTML-escaped, never raw
-    for section in ("summary", "leaderboard", "curves", "hyperparameters", "cost", "best",
-                    "gradcam"):
+    for section in (
+        "summary",
+        "architectures",
+        "leaderboard",
+        "history",
+        "curves",
+        "hyperparameters",
+        "cost",
+        "best",
+        "gradcam",
+    ):
         assert f'<section id="{section}"' in page
-    assert page.count('class="plotly-graph-div"') == 6
+    # architectures 1, history 2, curves 1, hyperparameters 3, cost 1, 2 evaluated trials
+    assert page.count('class="plotly-graph-div"') == 10
+    assert 'class="scroll"' not in page  # no fixed-height box hiding leaderboard rows
     assert "still running" in page  # the fixture has running trials and no finish time
     assert "stopped by ASHA" in page and "95 % CI" in page
 
 
-@pytest.mark.parametrize("statuses,expect", [
-    (["finished"], "fewer than 2 finished trials"),
-    (["errored", "running", "stopped"], "No test predictions yet"),
-    (["errored", "errored"], "none has reported a validation accuracy yet"),
-])
+@pytest.mark.parametrize(
+    "statuses,expect",
+    [
+        (["finished"], "fewer than 2 finished trials"),
+        (["errored", "running", "stopped"], "No test predictions yet"),
+        (["errored", "errored"], "none has reported a validation accuracy yet"),
+    ],
+)
 def test_small_or_unfinished_studies_render(tmp_path: Path, statuses, expect) -> None:
     d = make_study(tmp_path, statuses=statuses)
     page = build_report(str(d), str(tmp_path / "out")).read_text()
@@ -257,14 +309,19 @@ def test_compare(tmp_path: Path) -> None:
     b = make_study(tmp_path, "b", n_trials=6, model="resnet18", dataset="manga", seed=1)
     rows = compute.compare_rows([load_study(str(a)), load_study(str(b))])
     assert rows[["study", "model", "data set"]].values.tolist() == [
-        ["a", "googlenet", "toon"], ["b", "resnet18", "manga"]]
+        ["a", "googlenet", "toon"],
+        ["b", "resnet18", "manga"],
+    ]
     ta = pd.read_parquet(a / "trials.parquet")
     assert rows["max val acc"].iloc[0] == ta["val_acc_max"].max()
     assert (rows["ci low"] < rows["test acc"]).all() and (rows["test acc"] < rows["ci high"]).all()
     out = tmp_path / "cmp"
     result = subprocess.run(
         [sys.executable, "-m", "study.report", "--compare", str(a), str(b), "--out", str(out)],
-        capture_output=True, text=True, check=False)
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     page = (out / "index.html").read_text()
     assert page.count('class="plotly-graph-div"') == 1 and "resnet18" in page

@@ -19,19 +19,33 @@ def main(argv: list[str] | None = None) -> int:
         description="Write an offline HTML report (index.html + assets/) of a study directory.",
     )
     parser.add_argument("study_dir", nargs="?", help="study directory (path or URI)")
-    parser.add_argument("--compare", nargs="+", metavar="DIR",
-                        help="compare these study directories instead (the seed's results table)")
-    parser.add_argument("--out", help="output directory (default reports/<study>/, "
-                                      "reports/compare/ with --compare)")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="DIR",
+        help="compare these study directories instead (the seed's results table)",
+    )
+    parser.add_argument(
+        "--out", help="output directory (default reports/<study>/, reports/compare/ with --compare)"
+    )
+    parser.add_argument(
+        "--self-contained",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="Plotly inside index.html, one file to copy anywhere (default: on "
+        "with --compare, off otherwise: assets/plotly.min.js beside it)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     if (args.study_dir is None) == (args.compare is None):
         parser.error("give either STUDY_DIR or --compare DIR1 DIR2 ..., not both or neither")
     try:
         if args.compare:
-            index = build_compare_report(args.compare, args.out)
+            index = build_compare_report(
+                args.compare, args.out, self_contained=args.self_contained is not False
+            )
         else:
-            index = build_report(args.study_dir, args.out)
+            index = build_report(args.study_dir, args.out, self_contained=bool(args.self_contained))
     except ReportInputError as exc:  # one line, and never a URI's credentials
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2

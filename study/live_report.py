@@ -1,0 +1,87 @@
+"""The report of a running study, rewritten as trials finish: a Ray Tune callback in the driver.
+
+It rebuilds ``reports/<study>/index.html`` at most every ``every_s`` seconds, after ResultsWriter
+(listed before it) has flushed the tables, so a user can open the page during a long study; the
+page says "running: k of N trials done" and reloads itself until study.json records the end. A
+report that fails is one logged line: the study goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ray import tune
+
+log = logging.getLogger(__name__)
+DEFAULT_EVERY_S = 60.0
+
+
+class LiveReport(tune.Callback):
+    """Rewrites the study's report during the run, throttled; never raises into Tune."""
+
+    def __init__(
+        self,
+        study_dir: str,
+        out_dir: str,
+        every_s: float = DEFAULT_EVERY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.study_dir, self.out_dir = study_dir, out_dir
+        self.every_s = float(every_s)
+        self.clock = clock
+        self.builds = self.failures = 0
+        self._last = -math.inf
+        self._pending = False
+
+    def setup(self, **info: Any) -> None:
+        # a resumed driver unpickles this with another process's clock reading: start afresh
+        self._last, self._pending = -math.inf, False
+
+    def _rebuild(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now - self._last < self.every_s:
+            self._pending = True  # written by the first on_step after the quiet period
+            return
+        self._last, self._pending = now, False
+        try:
+            from study.report import build_report
+
+            build_report(
+                self.study_dir,
+                self.out_dir,
+                refresh_s=max(10, round(self.every_s)),
+                log_notes=False,
+            )
+            self.builds += 1
+        except Exception as exc:  # noqa: BLE001 - whatever breaks the report must not stop the study
+            self.failures += 1
+            log.warning(
+                "live report not written (%s: %s); the study goes on",
+                type(exc).__name__,
+                str(exc).splitlines()[0] if str(exc) else "",
+            )
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._pending = True  # new epochs: worth a rewrite once the quiet period has passed
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._rebuild()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._rebuild()
+
+    def on_step(self, iteration, trials, **info):
+        if self._pending and self.clock() - self._last >= self.every_s:
+            self._rebuild()
+
+    def on_experiment_end(self, trials, **info):
+        self._rebuild(force=True)  # the final counts, before the test-split evaluation
+
+
+def live_report_callbacks(study_dir: str, out_dir: str | None) -> list[tune.Callback]:
+    """[LiveReport] when the run writes a report (``out_dir``), else nothing."""
+    return [] if out_dir is None else [LiveReport(study_dir, out_dir)]

@@ -1,0 +1,281 @@
+"""Plain data for "which architecture is best, and why": one row per model family and per
+scientific variant, a verdict on whether the best family's lead exceeds the noise, and each
+trial's forward cost in GFLOPs per image (pandas/numpy; torch only to count FLOPs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from study.metrics import ranked
+from study.report.categories import category_order, decode, label, missing
+from study.report.evaluation import test_accuracy
+from study.report.hyper import DONE, hp_values
+
+log = logging.getLogger(__name__)
+# Options that change no convolution or matrix product, so not the FLOP count either: leaving
+# them out of the cache key spares one model build per dropout value.
+_NO_FLOPS = ("dropout", "activation", "head_output")
+
+
+@functools.cache
+def _count_gflops(model: str, options_json: str, num_classes: int, image_size: int) -> float:
+    """Forward GFLOPs of one image, counted on the meta device (no weights, no memory)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from study.models import create_model
+
+    with torch.device("meta"):
+        net = create_model(model, num_classes, **json.loads(options_json)).eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(torch.zeros(1, 3, image_size, image_size))
+    return counter.get_total_flops() / 1e9
+
+
+@functools.cache
+def model_fields(model: str) -> frozenset[str]:
+    """The option names of a model family (its architecture knobs); empty if unknown here."""
+    try:
+        from study.models.registry import get_entry
+
+        return frozenset(f.name for f in dataclasses.fields(get_entry(model).options))
+    except (ImportError, ValueError):
+        return frozenset()
+
+
+def _model_options(model: str, row: pd.Series) -> dict[str, Any]:
+    """The model options of one trial, from its config columns (only the model's own options:
+    the config also holds training keys and raw suggestions such as head_width_0)."""
+    fields = model_fields(model)
+    if not fields:
+        from study.models.registry import get_entry
+
+        get_entry(model)  # raises the registry's "unknown model" message
+    out = {}
+    for name in sorted(fields - set(_NO_FLOPS)):
+        value = decode(row.get(f"config/{name}"))
+        if value is None:
+            continue
+        if isinstance(value, str) and value[:1] in "[{":
+            value = json.loads(value)
+        out[name] = value
+    if "pretrained" in fields:
+        out["pretrained"] = False  # the cost does not depend on weights; never load any
+    return out
+
+
+def trial_gflops(
+    trials: pd.DataFrame, num_classes: int, image_size: int | None
+) -> tuple[pd.Series, list[str]]:
+    """GFLOPs per image of each trial's model at its image size (NaN where it cannot be counted,
+    with one note per reason). A ``gflops`` column in trials.parquet is used as it is."""
+    if "gflops" in trials:
+        return trials["gflops"].astype(float), []
+    out, notes = pd.Series(np.nan, index=trials.index, dtype=float), []
+    try:
+        import torch  # noqa: F401 - only to know whether FLOPs can be counted here
+    except ImportError:
+        return out, ["GFLOPs not shown: PyTorch is not installed where the report was built."]
+    for idx, row in trials.iterrows():
+        model = str(row.get("model") or "")
+        size = decode(row.get("config/image_size")) or image_size
+        if not model or not size or num_classes < 1:
+            continue
+        try:
+            options = _model_options(model, row)
+            out[idx] = _count_gflops(
+                model, json.dumps(options, sort_keys=True), num_classes, int(size)
+            )
+        except (ValueError, TypeError, RuntimeError) as exc:
+            note = f"GFLOPs unknown for model {model}: {exc}"
+            if note not in notes:
+                notes.append(note)
+    return out, notes
+
+
+def _scientific(hyperparameters: dict[str, dict[str, Any]]) -> list[str]:
+    return [n for n, s in hyperparameters.items() if s.get("role") == "scientific" and n != "model"]
+
+
+def variant_names(family: str, hyperparameters: dict[str, dict[str, Any]]) -> list[str]:
+    """The discrete hyperparameters that make a variant of ``family``: the scientific ones and
+    the family's own architecture options (vanilla_cnn's depth even where the space calls it a
+    nuisance). Continuous knobs (dropout) are no variants: every trial has its own value."""
+    own = model_fields(family)
+    return [
+        n
+        for n, s in hyperparameters.items()
+        if n != "model" and s.get("kind") != "float" and (s.get("role") == "scientific" or n in own)
+    ]
+
+
+def _row(
+    family: str,
+    variant: str,
+    g: pd.DataFrame,
+    predictions: pd.DataFrame | None,
+    classes: list[str],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    done = g[g["status"].isin(DONE) & g["val_acc_max"].notna()]
+    ids = predictions["trial_id"] if predictions is not None else pd.Series(dtype=object)
+    evaluated = g[g["test_acc"].notna() | g["trial_id"].isin(ids)]
+    r = ranked(evaluated, settings)
+    pick = r.iloc[0] if len(r) else (evaluated.iloc[0] if len(evaluated) else None)
+    test = test_accuracy(pick, predictions, classes) if pick is not None else None
+    params = g["params"][g["params"] > 0]
+    return {
+        "family": family,
+        "variant": variant,
+        "trials": len(g),
+        "finished": int((g["status"] == "finished").sum()),
+        "stopped": int((g["status"] == "stopped").sum()),
+        "best max val acc": float(done["val_acc_max"].max()) if len(done) else np.nan,
+        "median max val acc": float(done["val_acc_max"].median()) if len(done) else np.nan,
+        "test acc": test["acc"] if test else np.nan,
+        "ci low": test["low"] if test else np.nan,
+        "ci high": test["high"] if test else np.nan,
+        "params": float(params.median()) if len(params) else np.nan,
+        "GFLOPs": float(g["gflops"].median()) if g["gflops"].notna().any() else np.nan,
+    }
+
+
+def family_table(
+    trials: pd.DataFrame,
+    hyperparameters: dict[str, dict[str, Any]],
+    settings: dict[str, Any],
+    predictions: pd.DataFrame | None,
+    classes: list[str],
+    gflops: pd.Series,
+) -> pd.DataFrame:
+    """One row per model family (variant 'all'), then per value of each variant hyperparameter
+    (``variant_names``) that varies within the family ('extra_inception_3=1'), in category order.
+
+    Best/median are over finished and ASHA-stopped trials; test accuracy is that of the best
+    evaluated trial of the row, with its 95 % CI."""
+    t = trials.assign(gflops=gflops.reindex(trials.index))
+    values = hp_values(t, hyperparameters)
+    rows = []
+    for family, g in t.groupby(t["model"].astype(str), sort=True):
+        rows.append(_row(str(family), "all", g, predictions, classes, settings))
+        for name in variant_names(str(family), hyperparameters):
+            if name not in values:
+                continue
+            v = values.loc[g.index, name]
+            present = [x for x in v if not missing(x)]
+            if len({label(x) for x in present}) < 2:
+                continue
+            for value in category_order(present, hyperparameters[name].get("choices")):
+                mask = [not missing(x) and decode(x) == value for x in v]
+                rows.append(
+                    _row(
+                        str(family),
+                        f"{name}={label(value)}",
+                        g[mask],
+                        predictions,
+                        classes,
+                        settings,
+                    )
+                )
+    cols = [
+        "family",
+        "variant",
+        "trials",
+        "finished",
+        "stopped",
+        "best max val acc",
+        "median max val acc",
+        "test acc",
+        "ci low",
+        "ci high",
+        "params",
+        "GFLOPs",
+    ]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def strip_data(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """Max val acc of every finished or stopped trial, by family, with its scientific variant."""
+    done = trials[trials["status"].isin(DONE) & trials["val_acc_max"].notna()]
+    sci = _scientific(hyperparameters)
+    values = hp_values(done, {n: hyperparameters[n] for n in sci}) if sci else None
+    variant = [
+        ", ".join(f"{n}={label(v)}" for n, v in values.loc[i].items() if not missing(v))
+        if values is not None
+        else ""
+        for i in done.index
+    ]
+    return pd.DataFrame(
+        {
+            "family": done["model"].astype(str).to_numpy(),
+            "acc": done["val_acc_max"].to_numpy(),
+            "trial_id": done["trial_id"].astype(str).to_numpy(),
+            "status": done["status"].astype(str).to_numpy(),
+            "variant": variant,
+        }
+    ).sort_values(["family", "acc"], ascending=[True, False], kind="stable")
+
+
+def verdict(table: pd.DataFrame, n_val: int | None) -> str:
+    """One line: the best family, its lead over the next, and whether that exceeds the noise.
+
+    The noise is the overlap of the two families' test 95 % CIs where both were evaluated,
+    else the binomial standard error of a difference of two accuracies on ``n_val`` validation
+    images (a lower bound: the best of many trials is also biased upward)."""
+    fam = table[(table["variant"] == "all") & table["best max val acc"].notna()]
+    fam = fam.sort_values("best max val acc", ascending=False)
+    if fam.empty:
+        return "No model family has a finished or ASHA-stopped trial yet."
+    top = fam.iloc[0]
+    if len(fam) == 1:
+        return f"Only one model family ({top['family']}) has results: nothing to compare it with."
+    second = fam.iloc[1]
+    lead = top["best max val acc"] - second["best max val acc"]
+    head = (
+        f"{top['family']} leads {second['family']} by {lead:.3f} in best max val acc "
+        f"({top['best max val acc']:.3f} vs {second['best max val acc']:.3f})"
+    )
+    if all(pd.notna(r[c]) for r in (top, second) for c in ("ci low", "ci high")):
+        if top["ci low"] > second["ci high"]:
+            return (
+                head + f"; the lead exceeds the noise: their test 95 % CIs do not overlap "
+                f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
+                f"{second['ci low']:.3f}–{second['ci high']:.3f})."
+            )
+        return (
+            head + f"; within the noise: their test 95 % CIs overlap "
+            f"({top['ci low']:.3f}–{top['ci high']:.3f} vs "
+            f"{second['ci low']:.3f}–{second['ci high']:.3f})."
+        )
+    # only one family evaluated on the test split: say so, the CIs cannot be compared
+    tested = next((r for r in (top, second) if pd.notna(r["ci low"])), None)
+    test = (
+        ""
+        if tested is None
+        else (
+            f" On the test split only {tested['family']}'s best was evaluated "
+            f"({tested['test acc']:.3f}, 95 % CI {tested['ci low']:.3f}–{tested['ci high']:.3f})."
+        )
+    )
+    if n_val:
+        p1, p2 = top["best max val acc"], second["best max val acc"]
+        se = math.sqrt(max(p1 * (1 - p1) + p2 * (1 - p2), 1e-12) / n_val)
+        if lead > 1.96 * se:
+            return (
+                head + f"; more than the sampling noise of {n_val} validation images "
+                f"(±{1.96 * se:.3f}), though not confirmed on the test split." + test
+            )
+        return (
+            head + f"; within the noise: a difference of up to ±{1.96 * se:.3f} is "
+            f"expected from {n_val} validation images alone." + test
+        )
+    return head + "; the noise is unknown (no test CIs, no validation size in study.json)." + test
