@@ -13,7 +13,7 @@ from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
-from study.results import ResultsWriter
+from study.results import ResultsWriter, declared_columns
 from study.search import StockSearch, StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
@@ -123,7 +123,13 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=[ResultsWriter(study_dir, dataset=dataset)],
+            callbacks=[
+                ResultsWriter(
+                    study_dir,
+                    dataset=dataset,
+                    columns=declared_columns(space_fn, settings, constants),
+                )
+            ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=0,  # our ResultsWriter prints one line per epoch instead
