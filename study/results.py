@@ -99,9 +99,11 @@ def decode_json_columns(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def config_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The config and the raw suggested values behind it (so every hyperparameter in study.json
-    has a column), flat: name -> value."""
-    return {**config.get("suggested", {}), **{k: v for k, v in config.items() if k != "suggested"}}
+    """The config and the raw suggested values behind it, flat: name -> value. Every
+    hyperparameter in study.json gets a column (the config's value where the config has the
+    same key), and `suggested` keeps the raw suggestions whole (a JSON object; the report reads
+    it, and it holds a sampled value even where the config overrides it, as --smoke-test does)."""
+    return {**config.get("suggested", {}), **config}
 
 
 def value_dtype(values: Iterable[Any]) -> str:
@@ -132,7 +134,7 @@ def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str,
     (so every constant) it has; the run's constants and the per-trial seed join them."""
     cover = cover_space(space_fn, settings)
     hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
-    return config_dtypes(hyperparameters, [{**constants, **c, "seed": 0} for c in cover.configs])
+    return config_dtypes(hyperparameters, [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs])
 
 
 _MISSING = object()  # a trial without this config value (unlike None, a value of its own)

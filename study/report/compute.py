@@ -76,7 +76,9 @@ def best_trial(
 
 
 def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float | np.floating) and math.isnan(value))
+    # pd.NA: a trial without this value in a nullable (Int64, boolean, string) config column
+    return value is not None and value is not pd.NA and not (
+        isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def _as_dict(value: Any) -> dict[str, Any]:
