@@ -134,7 +134,8 @@ def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str,
     (so every constant) it has; the run's constants and the per-trial seed join them."""
     cover = cover_space(space_fn, settings)
     hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
-    return config_dtypes(hyperparameters, [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs])
+    examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]
+    return config_dtypes(hyperparameters, examples)
 
 
 _MISSING = object()  # a trial without this config value (unlike None, a value of its own)

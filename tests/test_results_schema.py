@@ -21,8 +21,8 @@ from study.results import (
     SCHEMA_VERSION,
     TRIALS,
     ResultsWriter,
-    decode_json_columns,
     declared_columns,
+    decode_json_columns,
     read_table,
 )
 from study.search import StudySearch
