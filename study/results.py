@@ -55,6 +55,7 @@ EPOCH_COLUMNS = [
 JSON = "json"
 JSON_COLUMNS = "json_columns"
 _DTYPES = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
+_KINDS = {"int": 0, "float": 0.0}  # a value of each declared numeric kind, for its dtype
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
@@ -124,9 +125,6 @@ def config_dtypes(hyperparameters: dict[str, dict], configs: Iterable[dict]) -> 
         for k, v in config_values(cfg).items():
             values.setdefault(k, []).append(v)
     return {f"config/{k}": value_dtype(v) for k, v in sorted(values.items())}
-
-
-_KINDS = {"int": 0, "float": 0.0}
 
 
 def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
