@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
+_TYPES = {"int": int, "float": int | float, "str": str, "bool": bool}  # annotation -> accepted
 SCHEDULES = ("cosine", "constant", "step")
 
 
@@ -47,6 +48,10 @@ class TrainConfig:
         def bad(name: str, expected: str) -> ValueError:
             return ValueError(f"config {name}={getattr(self, name)!r}: expected {expected}")
 
+        for f in fields(self):  # "lr": "fast" from a space: name the field, not a TypeError
+            want, value = _TYPES.get(f.type), getattr(self, f.name)
+            if want and not (isinstance(value, want) and (want is bool or type(value) is not bool)):
+                raise bad(f.name, f"a value of type {f.type}")
         if self.optimizer not in OPTIMIZERS:
             raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in SCHEDULES:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from ray import tune
 
 from study import storage
+from study.spaces import cover_space, describe
 
 TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
     "trials.parquet",
@@ -26,6 +29,9 @@ TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
     "gradcam.parquet",
     "study.json",
 )
+# In every Parquet file's key-value metadata. 2: typed config/<name> columns from the space's
+# declared hyperparameters (JSON-encoded where a column mixes types), a `study` column.
+SCHEMA_VERSION = 2
 EPOCH_COLUMNS = [
     "trial_id",
     "epoch",
@@ -40,11 +46,28 @@ EPOCH_COLUMNS = [
     "lr",
     "time",
 ]
+# A config column's dtype follows the Python type of its values. A column whose values do not
+# share one of these types (a categorical like ["none", "backbone", 1], None among the choices, a
+# list or dict) is a string column holding json.dumps(value) per row: '"none"', '1' and 'null'
+# (the value None) stay apart, and a trial without that parameter has a null. Such columns are
+# listed in df.attrs["json_columns"] and marked {"encoding": "json"} in their Parquet field
+# metadata; `decode_json_columns` turns them back into the values.
+JSON = "json"
+JSON_COLUMNS = "json_columns"
+_DTYPES = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
+_KINDS = {"int": 0, "float": 0.0}  # a value of each declared numeric kind, for its dtype
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    """`df` with `schema_version` in the file's metadata and its JSON columns marked."""
+    schema = pa.Schema.from_pandas(df, preserve_index=False)
+    encoded = set(df.attrs.get(JSON_COLUMNS, ()))
+    schema = pa.schema(
+        [f.with_metadata({"encoding": JSON}) if f.name in encoded else f for f in schema],
+        metadata={**(schema.metadata or {}), b"schema_version": str(SCHEMA_VERSION).encode()},
+    )
     buf = io.BytesIO()
-    df.to_parquet(buf, index=False)
+    df.to_parquet(buf, index=False, schema=schema)
     storage.write_bytes(path, buf.getvalue())
 
 
@@ -65,14 +88,87 @@ def read_table(study_dir: str | Path, name: str) -> pd.DataFrame | None:
     return read_parquet(storage.join(study_dir, name))
 
 
-def config_columns(config: dict[str, Any]) -> dict[str, Any]:
-    """`config/<name>` columns for the config and the raw suggested values behind it (so every
-    hyperparameter in study.json has a column); lists as JSON so each column has one type."""
-    flat = {**config.get("suggested", {}), **{k: v for k, v in config.items() if k != "suggested"}}
-    return {
-        f"config/{k}": json.dumps(v) if isinstance(v, list | dict) else v
-        for k, v in sorted(flat.items())
-    }
+def decode_json_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a table read back with its JSON columns decoded (object columns of the values;
+    pd.NA where a trial had no such value, None where the value was None)."""
+    out = df.copy()
+    for col in df.attrs.get(JSON_COLUMNS, ()):
+        out[col] = pd.Series(
+            [pd.NA if pd.isna(v) else json.loads(v) for v in df[col]], index=df.index, dtype=object
+        )
+    return out
+
+
+def config_values(config: dict[str, Any]) -> dict[str, Any]:
+    """The config and the raw suggested values behind it, flat: name -> value. Every
+    hyperparameter in study.json gets a column (the config's value where the config has the
+    same key), and `suggested` keeps the raw suggestions whole (a JSON object; the report reads
+    it, and it holds a sampled value even where the config overrides it, as --smoke-test does)."""
+    return {**config.get("suggested", {}), **config}
+
+
+def value_dtype(values: Iterable[Any]) -> str:
+    """The column dtype that holds all these values losslessly (JSON unless they share a type)."""
+    types = {type(v.item() if isinstance(v, np.generic) else v) for v in values}
+    return _DTYPES.get(types.pop(), JSON) if len(types) == 1 else JSON
+
+
+def config_dtypes(hyperparameters: dict[str, dict], configs: Iterable[dict]) -> dict[str, str]:
+    """`config/<name>` column -> dtype, from the declared hyperparameters (as study.json records
+    them) and example configs (for the constants a space returns), so the schema never depends
+    on which trials ran or which value came first."""
+    values: dict[str, list] = {}
+    for name, spec in hyperparameters.items():
+        kind = spec["kind"]
+        values[name] = list(spec["choices"]) if kind == "categorical" else [_KINDS[kind]]
+    for cfg in configs:
+        for k, v in config_values(cfg).items():
+            values.setdefault(k, []).append(v)
+    return {f"config/{k}": value_dtype(v) for k, v in sorted(values.items())}
+
+
+def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
+    """`config_dtypes` of a space: its covering trials meet every hyperparameter and every branch
+    (so every constant) it has; the run's constants and the per-trial seed join them."""
+    cover = cover_space(space_fn, settings)
+    hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
+    examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]
+    return config_dtypes(hyperparameters, examples)
+
+
+_MISSING = object()  # a trial without this config value (unlike None, a value of its own)
+
+
+def trials_frame(rows: list[dict[str, Any]], dtypes: dict[str, str]) -> pd.DataFrame:
+    """The trials table from rows holding raw config values: typed config columns (declared ones
+    even when no trial has them yet, undeclared ones by their values), JSON where mixed."""
+    found = {k for r in rows for k in r if k.startswith("config/")}
+    names = [*dtypes, *sorted(found - set(dtypes))]
+    df = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("config/")} for r in rows])
+    encoded = []
+    for col in names:
+        values = [r.get(col, _MISSING) for r in rows]
+        dtype = dtypes.get(col) or value_dtype(v for v in values if v is not _MISSING)
+        if dtype == JSON:
+            encoded.append(col)
+            values = [None if v is _MISSING else json.dumps(v) for v in values]
+            dtype = "string"
+        df[col] = pd.array([None if v is _MISSING else v for v in values], dtype=dtype)
+    df.attrs[JSON_COLUMNS] = encoded
+    return df
+
+
+def _raw_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a trials table read back, with raw config values (missing ones left out), as
+    `summarise_trial` makes them."""
+    rows = decode_json_columns(table.drop(columns=["study"], errors="ignore")).to_dict("records")
+    return [
+        {k: v for k, v in r.items() if not (k.startswith("config/") and _absent(v))} for r in rows
+    ]
+
+
+def _absent(value: Any) -> bool:
+    return value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
 
 def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") -> tuple[str, str]:
@@ -126,7 +222,7 @@ def summarise_trial(
         "model": config.get("model", ""),
         "dataset": dataset,
         "seed": int(config.get("seed", 0)),
-        **config_columns(config),
+        **{f"config/{k}": v for k, v in sorted(config_values(config).items())},
     }
 
 
@@ -135,9 +231,17 @@ class ResultsWriter(tune.Callback):
 
     # Every result is flushed by default: a driver killed between two flushes would otherwise lose
     # epochs of unfinished trials that a resume cannot report again (they continue after them).
-    def __init__(self, study_dir: str | Path, dataset: str, flush_every_s: float = 0.0):
+    def __init__(
+        self,
+        study_dir: str | Path,
+        dataset: str,
+        columns: dict[str, str] | None = None,
+        flush_every_s: float = 0.0,
+    ):
         self.dir = storage.absolute(study_dir)
+        self.study = storage.basename(self.dir)  # the study's name: its directory's
         self.dataset = dataset
+        self.columns = dict(columns or {})  # config column -> dtype (see `declared_columns`)
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
         self._loaded = False
@@ -154,9 +258,7 @@ class ResultsWriter(tune.Callback):
         self._loaded = True
         old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
         self.epochs = old_e.to_dict("records") if old_e is not None else []
-        self.trials = (
-            {r["trial_id"]: r for r in old_t.to_dict("records")} if old_t is not None else {}
-        )
+        self.trials = {r["trial_id"]: r for r in _raw_rows(old_t)} if old_t is not None else {}
 
     def setup(self, **info) -> None:
         self._load_once()
@@ -213,9 +315,12 @@ class ResultsWriter(tune.Callback):
         self._last_flush = time.monotonic()
         if self.epochs:
             e = pd.DataFrame(self.epochs, columns=EPOCH_COLUMNS)
+            e.insert(0, "study", self.study)
             write_parquet(e.sort_values(["trial_id", "epoch"]), storage.join(self.dir, EPOCHS))
         if self.trials:
-            write_parquet(pd.DataFrame(list(self.trials.values())), storage.join(self.dir, TRIALS))
+            t = trials_frame(list(self.trials.values()), self.columns)
+            t.insert(0, "study", self.study)
+            write_parquet(t, storage.join(self.dir, TRIALS))
 
 
 def _error_text(trial) -> str:

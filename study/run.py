@@ -139,15 +139,31 @@ def trial_constants(settings: SpaceSettings, cpus_per_trial: float) -> dict[str,
 
 
 def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
-    """Sample one config and build its model, so a typo in a space fails now, not in every trial."""
-    import optuna
+    """Build the config and model of every covering trial (each categorical choice of the space
+    at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
+    in every trial that samples it. Models are built on the meta device (no memory, no init) and
+    without pretrained=True weights (timm would download them): the trials load those."""
+    import torch
 
     from study.config import TrainConfig
     from study.models import create_model
+    from study.spaces import cover_space, one_line
 
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    cfg = TrainConfig.from_config({**constants, **fn(trial), "seed": 0})
-    create_model(cfg.model, num_classes, **cfg.model_options)
+    source = fn.space.module.__file__
+    try:
+        cover = cover_space(fn, settings)
+    except ValueError as e:
+        raise ValueError(f"space {source}: {e}") from e
+    for params, cfg in zip(cover.params, cover.configs, strict=True):
+        try:
+            tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
+            options = dict(tc.model_options)
+            if options.get("pretrained") is True:
+                options["pretrained"] = False
+            with torch.device("meta"):
+                create_model(tc.model, num_classes, **options)
+        except Exception as e:  # whatever the config or model rejects: one line, exit code 2
+            raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
 
 
 def versions() -> dict[str, str]:
@@ -259,6 +275,7 @@ def run_study(
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     t0 = time.time()
     gpus = a.gpus_per_trial
+    started_ray = not ray.is_initialized()  # a caller's Ray (tests, notebooks) stays up after
     try:
         ray.init(
             address=a.address,
@@ -348,7 +365,8 @@ def run_study(
         write_json(meta, st.join(study_dir, STUDY_JSON))
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
-        ray.shutdown()
+        if started_ray:
+            ray.shutdown()
     rank = {"metric": settings.metric, "mode": settings.mode}
     print_leaderboard(study_dir, rank)
     if not a.no_report:

@@ -16,7 +16,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
 from study.live_report import live_report_callbacks
-from study.results import ResultsWriter
+from study.results import ResultsWriter, declared_columns
 from study.search import StockSearch, StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
@@ -211,7 +211,11 @@ def build_tuner(
             name=name,
             storage_path=storage,
             callbacks=[
-                ResultsWriter(study_dir, dataset=dataset),
+                ResultsWriter(
+                    study_dir,
+                    dataset=dataset,
+                    columns=declared_columns(space_fn, settings, constants),
+                ),
                 *live_report_callbacks(study_dir, reports),  # after the writer has flushed
             ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
