@@ -1,5 +1,5 @@
-"""The driver's writer of a study's tables: a Tune callback (the layout is `study.schema`, the
-Ray-free reading and writing `study.tables`, whose names this module re-exports).
+"""The driver's Tune callbacks: the writer of a study's tables (the layout is `study.schema`, the
+Ray-free reading and writing `study.tables`, whose names this module re-exports) and the console.
 
 Each result costs O(1): its epoch row is appended to the trial's log (`study.tables.append_epoch`)
 before anything else, so a killed driver loses no epoch; trials.parquet is rewritten when a
@@ -20,6 +20,7 @@ import pandas as pd
 from ray import tune
 
 from study import storage
+from study.console import Progress
 from study.spaces import cover_space, describe
 from study.tables import (  # noqa: F401 - re-exported: the names callers import from here
     EPOCH_COLUMNS,
@@ -273,6 +274,66 @@ class ResultsWriter(tune.Callback):
         rows = [r for mine in self.epochs.values() for r in mine.values()]
         if rows:
             compact_epochs(self.dir, epochs_frame(rows, self.study))
+
+
+class ConsoleCallback(tune.Callback):
+    """Feeds `study.console.Progress` from Tune: trial start, epoch and end lines, status lines."""
+
+    def __init__(self, total: int, metric: str, mode: str):
+        self.progress = Progress(total, metric, mode)
+        self._seen: set[str] = set()
+        self._seeded = False
+
+    def setup(self, **info) -> None:
+        # a resumed driver unpickles this with another process's clock: start afresh
+        self.progress.reset()
+        self._seen, self._seeded = set(), False
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self._seen:  # a retry after a failure, or a resumed trial
+            self.progress.models.setdefault(trial.trial_id, str(trial.config.get("model")))
+            return
+        self._seen.add(trial.trial_id)
+        number = next((i for i, t in enumerate(trials, 1) if t is trial), len(trials))
+        self.progress.started(trial.trial_id, trial.config, number)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.progress.result(trial.trial_id, trial.config, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.progress.ended(trial.trial_id, *_ended(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress.ended(trial.trial_id, *trial_status(None, True, _error_text(trial)))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.progress.step(self._counts(trials))
+
+    def on_experiment_end(self, trials, **info):
+        self.progress.step(self._counts(trials), force=True)
+
+    def _counts(self, trials) -> dict[str, int]:
+        if not self._seeded:  # a resumed study: the best of the trials of earlier runs
+            self._seeded = True
+            for t in trials:
+                stats = (getattr(t, "metric_analysis", None) or {}).get(self.progress.metric, {})
+                self.progress.models.setdefault(t.trial_id, str(t.config.get("model", "?")))
+                self.progress.offer(t.trial_id, stats.get(self.progress.mode))
+        counts: dict[str, int] = {}
+        for t in trials:
+            if t.status == "TERMINATED":
+                key = _ended(t)[0]
+            else:
+                key = {"ERROR": "errored", "RUNNING": "running"}.get(t.status)
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def _ended(trial) -> tuple[str, str]:
+    """How a terminated trial ended (one that reported nothing was stopped before its first)."""
+    status = trial_status(trial.last_result, False)
+    return ("stopped", "ended before its first result") if status[0] == "running" else status
 
 
 def _error_text(trial) -> str:
