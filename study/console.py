@@ -88,6 +88,7 @@ class Progress:
         self.t0 = self.clock()
         self._last_status = self.t0
         self._changed = False
+        self._last_line = ""
         self.ended_here = 0  # trials that ended in this run: the rate of the estimate
         self.best: tuple[float, str, str] | None = None  # value, trial, model
         self.models: dict[str, str] = {}
@@ -154,7 +155,10 @@ class Progress:
         now = self.clock()
         if force or self._changed or now - self._last_status >= self.every_s:
             self._changed, self._last_status = False, now
-            say(self.status_line(counts))
+            line = self.status_line(counts)
+            if line != self._last_line:  # the final one repeats the last trial's end
+                self._last_line = line
+                say(line)
 
 
 def _num(v: Any, digits: int = 3) -> str:

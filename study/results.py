@@ -3,8 +3,9 @@ Ray-free reading and writing `study.tables`, whose names this module re-exports)
 
 Each result costs O(1): its epoch row is appended to the trial's log (`study.tables.append_epoch`)
 before anything else, so a killed driver loses no epoch; trials.parquet is rewritten when a
-trial first reports and when it ends, and at most every `flush_every_s` in between; the logs are
-merged into epochs.parquet when the experiment ends (and by every reader before that).
+trial first reports and when it ends (O(trials) per trial), and at most every `flush_every_s` in
+between; the logs are merged into epochs.parquet when the experiment ends (and by every reader
+before that).
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ class ResultsWriter(tune.Callback):
         append_epoch(self.dir, row, [mine[e] for e in sorted(mine)])
         self._configs.setdefault(tid, dict(trial.config))
         self._last[tid] = result
-        first = tid not in self.trials
+        first = tid not in self.trials  # its row now: a killed driver leaves no epochs orphaned
         # no status given: the trial is still training, whatever its last end_reason says
         self._stale[tid] = ("running", "")
         if first or time.monotonic() - self._last_flush >= self.flush_every_s:

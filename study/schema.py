@@ -72,8 +72,8 @@ TRIAL_ID = Column(
 TABLES: dict[str, Table] = {
     TRIALS: Table(
         TRIALS,
-        "one per trial; rewritten when a trial starts or ends, every ~10 s while trials report, "
-        "and after the test-split evaluation",
+        "one per trial; rewritten when a trial first reports and when it ends, every ~10 s "
+        "while trials report, and after the test-split evaluation",
         (
             STUDY,
             TRIAL_ID,
@@ -204,6 +204,8 @@ FILES = {
     "study runs; `study.load`, the report and `study.tables.read_table` merge them",
     "asha_rungs.parquet": "ASHA's rung records, restored by --resume",
     "optuna.db": "the Optuna study (SQLite): `optuna-dashboard sqlite:///studies/<study>/optuna.db`",
+    "tuner.pkl, experiment_state-*.json, searcher-state-*.pkl": "Ray Tune's experiment state "
+    "(--resume, `ray.tune.ExperimentAnalysis`, `Tuner.restore`)",
     "<trial_id>/": "Ray Tune's trial folder: params.json (the exact config), result.json, "
     "progress.csv, checkpoints, TensorBoard event files (`tensorboard --logdir studies/<study>`)",
 }
