@@ -9,6 +9,7 @@ a real study (the session's `asha_study`).
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import warnings
@@ -219,3 +220,18 @@ def test_a_real_study_matches_the_docs_and_loads(asha_study) -> None:
         out = best.model(torch.zeros(1, 3, 32, 32))
     assert out.shape == (1, len(best.classes)) == (1, len(s.classes))
     assert json.loads((asha_study.dir / "study.json").read_text())["set"] == {}
+
+
+def test_the_append_benchmark_prints_both_writers_per_result_cost(capsys) -> None:
+    sys.path.insert(0, str(REPO))
+    from benchmarks.append_results import main as bench
+
+    assert (
+        bench(["--trials", "6", "--epochs", "4", "--concurrent", "3", "--rewrite-results", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "per-result cost, 6 trials x 4 epochs" in out and "load average" in out
+    for row in ("append (now)", "rewrite (before)"):
+        assert re.search(rf"{re.escape(row)}\s+\d+\s+[\d.]+", out), row
+    assert "append: 24 epoch rows" in out

@@ -10,6 +10,10 @@ import argparse
 import sys
 import time
 
+from study.data.prepare import PrepareError, default_data_dir, prepare
+from study.data.registry import get_dataset, list_datasets
+from study.data.sources import SourceError
+
 PROGRESS_EVERY_S = 2.0
 
 
@@ -34,9 +38,6 @@ class ProgressLine:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    # the readers, decoders and pandas are imported after the command line is parsed
-    from study.data.registry import get_dataset, list_datasets
-
     p = argparse.ArgumentParser(
         prog=prog or "python -m study.data", description=__doc__.split("\n")[0]
     )
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     pp.add_argument(
         "--data-dir",
         default=None,
-        help="where prepared data sets live, a path or URI (default: $STUDY_DATA_DIR, else ./data)",
+        help=f"where prepared data sets live (default $STUDY_DATA_DIR or {default_data_dir()})",
     )
     pp.add_argument(
         "--split",
@@ -71,9 +72,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         for n in list_datasets():
             print(f"{n:8s} {get_dataset(n).description}")
         return 0
-    from study.data.prepare import PrepareError, prepare
-    from study.data.sources import SourceError
-
     try:
         res = prepare(
             args.name,
