@@ -191,8 +191,8 @@ def test_prepare_shows_progress_and_names_near_duplicates(tmp_path, capsys) -> N
     total = seen[-1][2]
     assert ("read", 1, None) in seen and seen[-1] == ("decoded", total, total) and total > 0
     assert data_main(["prepare", "toon", "--source", "tiny", "--data-dir", str(tmp_path)]) == 0
-    err = capsys.readouterr().err  # the last line of each phase is always printed
-    assert f"prepare toon: decoded {total:,} / {total:,} files" in err
+    out = capsys.readouterr().out  # the last line of each phase is always printed
+    assert f"prepare toon: decoded {total:,} / {total:,} files" in out
     manifest = json.loads((tmp_path / "toon" / "manifest.json").read_text())
     near = {"dhash": "0", "paths": ["a/1.png", "b/2.png"], "splits": ["test", "train"]}
     near["split_of"] = {"a/1.png": "train", "b/2.png": "test"}

@@ -18,7 +18,8 @@ PROGRESS_EVERY_S = 2.0
 
 
 class ProgressLine:
-    """'prepare toon: decoded 1,200 / 3,360 files (9 s)' on stderr, at most every 2 s."""
+    """'prepare toon: decoded 1,200 / 3,360 files (9 s)', at most every 2 s (on stdout: stderr
+    holds only a bad input's one error)."""
 
     def __init__(self, name: str, every_s: float = PROGRESS_EVERY_S):
         self.name, self.every_s = name, every_s
@@ -30,11 +31,7 @@ class ProgressLine:
             return
         self.last = now
         of = f" / {total:,}" if total is not None else ""
-        print(
-            f"prepare {self.name}: {what} {done:,}{of} files ({now - self.t0:.0f} s)",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(f"prepare {self.name}: {what} {done:,}{of} files ({now - self.t0:.0f} s)", flush=True)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -66,7 +63,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     pp.add_argument("--skip-bad", action="store_true", help="leave bad files out and list them")
     pp.add_argument("--name", dest="out_name", default=None, help="store under this name")
     pp.add_argument("--overwrite", action="store_true", help="replace a different existing version")
-    pp.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    pp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
     if args.cmd == "list":
         for n in list_datasets():
