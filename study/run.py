@@ -7,7 +7,6 @@ Everything that can be wrong with the command line is checked before Ray starts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import subprocess
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from study import console
 from study import storage as st
+from study.overrides import apply_set, check_set_on_resume, parse_set, settings_types
 from study.schema import GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
@@ -114,88 +114,18 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     return p.parse_args(argv)
 
 
-def _settings_types() -> dict[str, str]:
-    from study.spaces import SpaceSettings
-
-    return {f.name: str(f.type) for f in fields(SpaceSettings)}
-
-
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """--set KEY=VALUE pairs as SpaceSettings values of each field's type: int, float, bool and
-    str fields from their text, the others (roles, starting_points, smoke) as JSON."""
-    from study.preflight import UsageError
-
-    types = _settings_types()
-    valid = ", ".join(types)
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or key not in types:
-            what = f"unknown key {key!r}" if sep else "expected KEY=VALUE"
-            raise UsageError(f"--set {item}: {what}; valid keys: {valid}")
-        try:
-            out[key] = _typed(types[key], text.strip())
-        except ValueError as e:
-            raise UsageError(f"--set {item}: {e}") from None
-    return out
-
-
-def _typed(kind: str, text: str) -> Any:
-    if kind == "int":
-        try:
-            return int(text)
-        except ValueError:
-            raise ValueError("expected an integer") from None
-    if kind == "float":
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError("expected a number") from None
-    if kind == "bool":
-        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ValueError("expected true or false")
-        return text.lower() in ("true", "1", "yes")
-    if kind == "str":
-        return text
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise ValueError(f"expected JSON ({kind})") from None
-    want = tuple if kind.startswith("tuple") else dict
-    if not isinstance(value, list if want is tuple else dict):
-        raise ValueError(f"expected a JSON {'list' if want is tuple else 'object'} ({kind})")
-    return tuple(value) if want is tuple else value
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equal as study.json records them (tuples as lists)."""
-    return json.dumps(a, sort_keys=True, default=list) == json.dumps(
-        b, sort_keys=True, default=list
-    )
-
-
 def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Settings after smoke, --set and flag overrides (in that order), config constants, and the
     smoke config overrides."""
-    from study.preflight import UsageError
-
     settings = space.settings
     smoke_cfg: dict[str, Any] = {}
     if a.smoke_test:
         smoke_set, smoke_cfg = split_smoke(settings)
         settings = settings.override(**SMOKE, **smoke_set)
     given = parse_set(getattr(a, "set", None) or [])
-    for key, flag in (("num_samples", "--num-samples"), ("max_epochs", "--max-epochs")):
-        value = getattr(a, key)
-        if key in given and value is not None and value != given[key]:
-            raise UsageError(f"--set {key}={given[key]} contradicts {flag} {value}")
-    if given:
-        try:
-            settings = settings.override(**given)
-        except (ValueError, TypeError) as e:
-            pairs = " ".join(f"--set {k}={v}" for k, v in given.items())
-            raise UsageError(f"{pairs}: {e}") from None
+    settings = apply_set(
+        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
+    )
     # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
     max_epochs = a.max_epochs or settings.max_epochs
     grace = settings.grace_period
@@ -305,7 +235,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         return 0
     if any(item.strip() == "help" for item in a.set):
         print("--set KEY=VALUE keys (SpaceSettings fields) and their types:")
-        for key, kind in _settings_types().items():
+        for key, kind in settings_types().items():
             print(f"  {key:18s} {kind}")
         return 0
     console.phase("checking the command, the space (every choice builds its model) and the data")
@@ -338,12 +268,7 @@ def prepare(a: argparse.Namespace) -> tuple:
     if meta is not None:
         where = st.join(storage, a.name, STUDY_JSON)
         settings = recorded(a, meta, where)
-        for key, value in parse_set(a.set).items():  # the study's settings are what it recorded
-            if not _same(value, getattr(settings, key)):
-                raise UsageError(
-                    f"--set {key}={value} contradicts {where}: the study has "
-                    f"{key}={getattr(settings, key)}"
-                )
+        check_set_on_resume(parse_set(a.set), settings, where)
         space = load_space(a.space)
         constants = trial_constants(settings, a.cpus_per_trial)
         smoke_cfg = split_smoke(settings)[1] if a.smoke_test else {}
