@@ -2,27 +2,43 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 
+from study import __version__
+
+# command -> (its module, one line on what it does); modules are imported only when run, so
+# `study --help` and `study --version` answer at once
 COMMANDS = {
-    "data": "study.data.__main__",
-    "models": "study.models.__main__",
-    "run": "study.run",
-    "evaluate": "study.evaluate",
-    "report": "study.report.__main__",
+    "data": ("study.data.__main__", "prepare a data set once (decode, split, dedupe) or list them"),
+    "models": ("study.models.__main__", "list the model zoo with parameter counts and GFLOPs"),
+    "run": ("study.run", "run a hyperparameter study (Ray Tune, Optuna, ASHA)"),
+    "evaluate": ("study.evaluate", "score a study's best trials on another image folder"),
+    "report": ("study.report.__main__", "write the HTML report of a study, or compare studies"),
 }
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="study",
+        description="Hyperparameter studies for emotion classification of animated characters.",
+        epilog="`study COMMAND --help` shows a command's options.",
+    )
+    p.add_argument("--version", action="version", version=f"study {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, summary) in COMMANDS.items():
+        sub.add_parser(name, help=summary, add_help=False)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        print(
-            f"usage: study {{{','.join(COMMANDS)}}} [options]   (study CMD --help)", file=sys.stderr
-        )
-        return 2
-    module = importlib.import_module(COMMANDS[argv[0]])
-    return int(module.main(argv[1:]) or 0)
+    if argv and argv[0] in COMMANDS:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        return int(module.main(argv[1:], prog=f"study {argv[0]}") or 0)
+    parser().parse_args(argv)  # --help, --version: exit 0; anything else: usage, exit 2
+    return 2
 
 
 if __name__ == "__main__":

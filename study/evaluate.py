@@ -21,7 +21,7 @@ from study.data import Augment, AugmentConfig, SplitArrays
 from study.folder_source import FolderPlan, decode_folder, parse_label_map, plan_folder
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
-from study.results import STUDY_JSON, TRIALS, read_json, read_table
+from study.tables import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
@@ -254,9 +254,17 @@ def trials_with_checkpoints(
     return chosen, passed_over
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m study.evaluate", description=__doc__)
-    p.add_argument("study_dir")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    p = _Parser(
+        prog=prog or "python -m study.evaluate",
+        description="Score a study's best trials (by validation) on another class-per-folder "
+        "image tree: accuracy with its 95 % CI and macro-F1 per trial, over the classes the "
+        "tree shares with the study (a cross-style check; the study's own test split is scored "
+        "by study run).",
+    )
+    p.add_argument(
+        "study_dir", help="a study directory written by study run (a path or s3:// / gs:// URI)"
+    )
     p.add_argument("--source", required=True, help="class-per-folder image tree (or .zip)")
     p.add_argument(
         "--label-map", default=None, help="FOLDER=STUDY_CLASS,... where folder names differ"

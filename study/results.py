@@ -1,13 +1,15 @@
-"""The study directory's tables: trials / epochs / predictions Parquet files and study.json.
+"""The driver's Tune callbacks: the writer of a study's tables (the layout is `study.schema`, the
+Ray-free reading and writing `study.tables`, whose names this module re-exports) and the console.
 
-Written from the driver as results arrive (a Tune callback), atomically (write + rename locally,
-one complete upload on s3:// or gs://), so a crash loses nothing already finished and a reader never
-sees half a file. Every path here may be a local path or a URI (see `study.storage`).
+Each result costs O(1): its epoch row is appended to the trial's log (`study.tables.append_epoch`)
+before anything else, so a killed driver loses no epoch; trials.parquet is rewritten when a
+trial first reports and when it ends (O(trials) per trial), and at most every `flush_every_s` in
+between; the logs are merged into epochs.parquet when the experiment ends (and by every reader
+before that).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Iterable
@@ -16,87 +18,34 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 from ray import tune
 
 from study import storage
+from study.console import Progress
 from study.spaces import cover_space, describe
-
-TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
-    "trials.parquet",
-    "epochs.parquet",
-    "predictions.parquet",
-    "gradcam.parquet",
-    "study.json",
+from study.tables import (  # noqa: F401 - re-exported: the names callers import from here
+    EPOCH_COLUMNS,
+    EPOCHS,
+    GRADCAM,
+    JSON,
+    JSON_COLUMNS,
+    PREDICTIONS,
+    SCHEMA_VERSION,
+    STUDY_JSON,
+    TRIALS,
+    append_epoch,
+    compact_epochs,
+    decode_json_columns,
+    epochs_frame,
+    read_json,
+    read_parquet,
+    read_table,
+    write_json,
+    write_parquet,
 )
-# In every Parquet file's key-value metadata. 2: typed config/<name> columns from the space's
-# declared hyperparameters (JSON-encoded where a column mixes types), a `study` column.
-SCHEMA_VERSION = 2
-EPOCH_COLUMNS = [
-    "trial_id",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "val_macro_f1",
-    "epoch_s",
-    "images_per_s",
-    "micro_batch",
-    "lr",
-    "time",
-]
-# A config column's dtype follows the Python type of its values. A column whose values do not
-# share one of these types (a categorical like ["none", "backbone", 1], None among the choices, a
-# list or dict) is a string column holding json.dumps(value) per row: '"none"', '1' and 'null'
-# (the value None) stay apart, and a trial without that parameter has a null. Such columns are
-# listed in df.attrs["json_columns"] and marked {"encoding": "json"} in their Parquet field
-# metadata; `decode_json_columns` turns them back into the values.
-JSON = "json"
-JSON_COLUMNS = "json_columns"
+
 _DTYPES = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
 _KINDS = {"int": 0, "float": 0.0}  # a value of each declared numeric kind, for its dtype
-
-
-def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    """`df` with `schema_version` in the file's metadata and its JSON columns marked."""
-    schema = pa.Schema.from_pandas(df, preserve_index=False)
-    encoded = set(df.attrs.get(JSON_COLUMNS, ()))
-    schema = pa.schema(
-        [f.with_metadata({"encoding": JSON}) if f.name in encoded else f for f in schema],
-        metadata={**(schema.metadata or {}), b"schema_version": str(SCHEMA_VERSION).encode()},
-    )
-    buf = io.BytesIO()
-    df.to_parquet(buf, index=False, schema=schema)
-    storage.write_bytes(path, buf.getvalue())
-
-
-def write_json(obj: dict, path: str | Path) -> None:
-    storage.write_text(path, json.dumps(obj, indent=2, default=str))
-
-
-def read_json(path: str | Path) -> dict:
-    return json.loads(storage.read_text(path))
-
-
-def read_parquet(path: str | Path) -> pd.DataFrame | None:
-    """The table at `path`, or None if there is no such file."""
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(path))) if storage.is_file(path) else None
-
-
-def read_table(study_dir: str | Path, name: str) -> pd.DataFrame | None:
-    return read_parquet(storage.join(study_dir, name))
-
-
-def decode_json_columns(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of a table read back with its JSON columns decoded (object columns of the values;
-    pd.NA where a trial had no such value, None where the value was None)."""
-    out = df.copy()
-    for col in df.attrs.get(JSON_COLUMNS, ()):
-        out[col] = pd.Series(
-            [pd.NA if pd.isna(v) else json.loads(v) for v in df[col]], index=df.index, dtype=object
-        )
-    return out
 
 
 def config_values(config: dict[str, Any]) -> dict[str, Any]:
@@ -127,15 +76,6 @@ def config_dtypes(hyperparameters: dict[str, dict], configs: Iterable[dict]) -> 
     return {f"config/{k}": value_dtype(v) for k, v in sorted(values.items())}
 
 
-def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
-    """`config_dtypes` of a space: its covering trials meet every hyperparameter and every branch
-    (so every constant) it has; the run's constants and the per-trial seed join them."""
-    cover = cover_space(space_fn, settings)
-    hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
-    examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]
-    return config_dtypes(hyperparameters, examples)
-
-
 _MISSING = object()  # a trial without this config value (unlike None, a value of its own)
 
 
@@ -158,7 +98,7 @@ def trials_frame(rows: list[dict[str, Any]], dtypes: dict[str, str]) -> pd.DataF
     return df
 
 
-def _raw_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
+def raw_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of a trials table read back, with raw config values (missing ones left out), as
     `summarise_trial` makes them."""
     rows = decode_json_columns(table.drop(columns=["study"], errors="ignore")).to_dict("records")
@@ -198,18 +138,18 @@ def summarise_trial(
 ) -> dict[str, Any]:
     e = epochs.sort_values("epoch")
     acc = e["val_acc"].to_numpy(float)
+    # a diverged trial's epochs hold NaN: no "mean of empty slice" warnings, NaN stays NaN
+    finite = acc[np.isfinite(acc)]
     return {
         "trial_id": trial_id,
         "status": status[0],
         "status_reason": status[1],
         "epochs": len(e),
-        "val_acc_avg": float(np.nanmean(acc)) if len(acc) else np.nan,
-        "val_acc_max": float(np.nanmax(acc)) if len(acc) else np.nan,
+        "val_acc_avg": float(finite.mean()) if len(finite) else np.nan,
+        "val_acc_max": float(finite.max()) if len(finite) else np.nan,
         "val_acc_last": float(acc[-1]) if len(acc) else np.nan,
         "val_loss_last": float(e["val_loss"].iloc[-1]) if len(e) else np.nan,
-        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))])
-        if len(acc) and np.isfinite(acc).any()
-        else 0,
+        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))]) if len(finite) else 0,
         "test_acc": np.nan,
         "test_macro_f1": np.nan,
         "test_acc_ci_low": np.nan,
@@ -226,17 +166,31 @@ def summarise_trial(
     }
 
 
-class ResultsWriter(tune.Callback):
-    """Keeps trials.parquet and epochs.parquet up to date from the driver."""
+def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
+    """`config_dtypes` of a space: its covering trials meet every hyperparameter and every branch
+    (so every constant) it has; the run's constants and the per-trial seed join them."""
+    cover = cover_space(space_fn, settings)
+    hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
+    examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]
+    return config_dtypes(hyperparameters, examples)
 
-    # Every result is flushed by default: a driver killed between two flushes would otherwise lose
-    # epochs of unfinished trials that a resume cannot report again (they continue after them).
+
+def _seconds(t: Any) -> float | None:
+    """An epoch's time as Unix seconds (rows read back hold timestamps)."""
+    if t is None or t is pd.NaT:
+        return None
+    return t.timestamp() if isinstance(t, pd.Timestamp) else float(t)
+
+
+class ResultsWriter(tune.Callback):
+    """Keeps trials.parquet and epochs.parquet (with its per-trial logs) up to date."""
+
     def __init__(
         self,
         study_dir: str | Path,
         dataset: str,
         columns: dict[str, str] | None = None,
-        flush_every_s: float = 0.0,
+        flush_every_s: float = 10.0,
     ):
         self.dir = storage.absolute(study_dir)
         self.study = storage.basename(self.dir)  # the study's name: its directory's
@@ -245,8 +199,9 @@ class ResultsWriter(tune.Callback):
         self.flush_every_s = flush_every_s
         self._last_flush = 0.0
         self._loaded = False
-        self.epochs: list[dict] = []
-        self.trials: dict[str, dict] = {}
+        self.epochs: dict[str, dict[int, dict]] = {}  # trial -> epoch -> row
+        self.trials: dict[str, dict] = {}  # trial -> its trials.parquet row
+        self._stale: dict[str, tuple[str, str]] = {}  # trials whose row is out of date: status
         self._configs: dict[str, dict] = {}
         self._last: dict[str, dict] = {}
 
@@ -257,42 +212,29 @@ class ResultsWriter(tune.Callback):
             return
         self._loaded = True
         old_e, old_t = read_table(self.dir, EPOCHS), read_table(self.dir, TRIALS)
-        self.epochs = old_e.to_dict("records") if old_e is not None else []
-        self.trials = {r["trial_id"]: r for r in _raw_rows(old_t)} if old_t is not None else {}
+        for r in [] if old_e is None else old_e[EPOCH_COLUMNS].to_dict("records"):
+            r["time"] = _seconds(r["time"])
+            self.epochs.setdefault(r["trial_id"], {})[int(r["epoch"])] = r
+        self.trials = {r["trial_id"]: r for r in raw_rows(old_t)} if old_t is not None else {}
 
     def setup(self, **info) -> None:
         self._load_once()
 
-    def _update(self, trial, status: tuple[str, str] | None = None) -> None:
-        tid = trial.trial_id
-        cfg = self._configs.setdefault(tid, dict(trial.config))
-        last = self._last.get(tid)
-        mine = pd.DataFrame([r for r in self.epochs if r["trial_id"] == tid], columns=EPOCH_COLUMNS)
-        # no status given: the trial is still training, whatever its last end_reason says
-        self.trials[tid] = summarise_trial(
-            tid, cfg, mine, last, status or ("running", ""), self.dataset
-        )
-
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._load_once()
+        tid = trial.trial_id
         row = {c: result.get(c) for c in EPOCH_COLUMNS if c not in ("trial_id", "time")}
-        row |= {"trial_id": trial.trial_id, "time": result.get("timestamp", time.time())}
+        row |= {"trial_id": tid, "time": _seconds(result.get("timestamp", time.time()))}
+        mine = self.epochs.setdefault(tid, {})
         # a retried trial re-reports epochs after its checkpoint: keep one row per epoch
-        self.epochs = [
-            r
-            for r in self.epochs
-            if not (r["trial_id"] == trial.trial_id and r["epoch"] == row["epoch"])
-        ]
-        self.epochs.append(row)
-        self._last[trial.trial_id] = result
-        self._update(trial)
-        print(
-            f"[{trial.trial_id}] epoch {row['epoch']}: train_loss {row['train_loss']:.3f} "
-            f"val_acc {row['val_acc']:.3f} ({row['epoch_s']:.1f} s, "
-            f"{row['images_per_s']:.0f} img/s) {result.get('end_reason', '')}",
-            flush=True,
-        )
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
+        mine[int(row["epoch"])] = row
+        append_epoch(self.dir, row, [mine[e] for e in sorted(mine)])
+        self._configs.setdefault(tid, dict(trial.config))
+        self._last[tid] = result
+        first = tid not in self.trials  # its row now: a killed driver leaves no epochs orphaned
+        # no status given: the trial is still training, whatever its last end_reason says
+        self._stale[tid] = ("running", "")
+        if first or time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -303,24 +245,96 @@ class ResultsWriter(tune.Callback):
 
     def _end(self, trial, status: tuple[str, str]) -> None:
         self._load_once()
-        self._update(trial, status)
-        print(f"[{trial.trial_id}] {status[0]}: {status[1]}", flush=True)
+        self._configs.setdefault(trial.trial_id, dict(trial.config))
+        self._stale[trial.trial_id] = status
         self.flush()
 
     def on_experiment_end(self, trials, **info):
         self.flush()
+        self.compact()
 
     def flush(self) -> None:
+        """Rewrite trials.parquet with the rows of trials that changed since the last flush."""
         self._load_once()
         self._last_flush = time.monotonic()
-        if self.epochs:
-            e = pd.DataFrame(self.epochs, columns=EPOCH_COLUMNS)
-            e.insert(0, "study", self.study)
-            write_parquet(e.sort_values(["trial_id", "epoch"]), storage.join(self.dir, EPOCHS))
+        for tid, status in self._stale.items():
+            mine = pd.DataFrame(list(self.epochs.get(tid, {}).values()), columns=EPOCH_COLUMNS)
+            cfg = self._configs.get(tid, {})
+            self.trials[tid] = summarise_trial(
+                tid, cfg, mine, self._last.get(tid), status, self.dataset
+            )
+        self._stale.clear()
         if self.trials:
             t = trials_frame(list(self.trials.values()), self.columns)
             t.insert(0, "study", self.study)
             write_parquet(t, storage.join(self.dir, TRIALS))
+
+    def compact(self) -> None:
+        """Every epoch row into epochs.parquet; the per-trial logs go."""
+        self._load_once()
+        rows = [r for mine in self.epochs.values() for r in mine.values()]
+        if rows:
+            compact_epochs(self.dir, epochs_frame(rows, self.study))
+
+
+class ConsoleCallback(tune.Callback):
+    """Feeds `study.console.Progress` from Tune: trial start, epoch and end lines, status lines."""
+
+    def __init__(self, total: int, metric: str, mode: str):
+        self.progress = Progress(total, metric, mode)
+        self._seen: set[str] = set()
+        self._seeded = False
+
+    def setup(self, **info) -> None:
+        # a resumed driver unpickles this with another process's clock: start afresh
+        self.progress.reset()
+        self._seen, self._seeded = set(), False
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self._seen:  # a retry after a failure, or a resumed trial
+            self.progress.models.setdefault(trial.trial_id, str(trial.config.get("model")))
+            return
+        self._seen.add(trial.trial_id)
+        number = next((i for i, t in enumerate(trials, 1) if t is trial), len(trials))
+        self.progress.started(trial.trial_id, trial.config, number)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.progress.result(trial.trial_id, trial.config, result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.progress.ended(trial.trial_id, *_ended(trial))
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.progress.ended(trial.trial_id, *trial_status(None, True, _error_text(trial)))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.progress.step(self._counts(trials))
+
+    def on_experiment_end(self, trials, **info):
+        self.progress.step(self._counts(trials), force=True)
+
+    def _counts(self, trials) -> dict[str, int]:
+        if not self._seeded:  # a resumed study: the best of the trials of earlier runs
+            self._seeded = True
+            for t in trials:
+                stats = (getattr(t, "metric_analysis", None) or {}).get(self.progress.metric, {})
+                self.progress.models.setdefault(t.trial_id, str(t.config.get("model", "?")))
+                self.progress.offer(t.trial_id, stats.get(self.progress.mode))
+        counts: dict[str, int] = {}
+        for t in trials:
+            if t.status == "TERMINATED":
+                key = _ended(t)[0]
+            else:
+                key = {"ERROR": "errored", "RUNNING": "running"}.get(t.status)
+            if key:
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+
+def _ended(trial) -> tuple[str, str]:
+    """How a terminated trial ended (one that reported nothing was stopped before its first)."""
+    status = trial_status(trial.last_result, False)
+    return ("stopped", "ended before its first result") if status[0] == "running" else status
 
 
 def _error_text(trial) -> str:

@@ -1,6 +1,7 @@
-"""`python -m study.run --space NAME`: one hyperparameter study, locally or on a Ray cluster.
+"""Run one hyperparameter study (Ray Tune + Optuna + ASHA), locally or on a Ray cluster.
 
 Everything that can be wrong with the command line is checked before Ray starts.
+`study run --space NAME` is `python -m study.run --space NAME`.
 """
 
 from __future__ import annotations
@@ -15,45 +16,34 @@ from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from study import console
 from study import storage as st
-from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
-from study.metrics import rank_column
-from study.preflight import (
-    UsageError,
-    check_args,
-    check_reports,
-    make_storage,
-    recorded,
-    study_record,
-)
-from study.results import (
-    GRADCAM,
-    PREDICTIONS,
-    STUDY_JSON,
-    TRIALS,
-    read_json,
-    read_table,
-    write_json,
-    write_parquet,
-)
-from study.spaces import (
-    Space,
-    SpaceFunction,
-    SpaceSettings,
-    describe_hyperparameters,
-    list_spaces,
-    load_space,
-)
+from study.overrides import apply_set, check_set_on_resume, parse_set, settings_types
+from study.schema import GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
+
+# torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
+# without them
+if TYPE_CHECKING:
+    from study.spaces import Space, SpaceSettings
 
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__)
+def open_dataset(data_dir: str, name: str):
+    from study.data import open_dataset as _open  # torch: imported when a study runs
+
+    return _open(data_dir, name)
+
+
+def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog=prog or "python -m study.run",
+        description=__doc__.split("\n")[0],
+        epilog="Settings of the space without a flag of their own: --set KEY=VALUE, e.g. "
+        "--set sampler=random --set image_size=64 ('--set help' lists the keys).",
+    )
     p.add_argument(
         "--space",
         help="a name from --list, or a path to your own space .py file (--resume: the study's)",
@@ -67,7 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="fractions pack trials on one card (default 1 if a GPU is visible, else 0)",
     )
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument(
+        "--cpus-per-trial",
+        type=float,
+        default=1.0,
+        help="CPUs Ray reserves for each trial, also its torch threads (default 1)",
+    )
     p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: all)")
     p.add_argument(
         "--storage",
@@ -100,28 +95,52 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--reports", default="reports", help="where the dashboard is written")
     p.add_argument("--no-report", action="store_true", help="skip writing the dashboard")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of the space (SpaceSettings: sampler, image_size, grace_period, "
+        "top_k, ...; JSON for roles, starting_points, smoke); repeatable; recorded in "
+        "study.json. '--set help' lists the keys",
+    )
+    talk = p.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-q", "--quiet", action="store_true", help="print only the summary (leaderboard, report)"
+    )
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", help="also print Ray Tune's own progress table"
+    )
     return p.parse_args(argv)
 
 
 def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Settings after flag and smoke overrides, config constants, and the smoke config overrides."""
+    """Settings after smoke, --set and flag overrides (in that order), config constants, and the
+    smoke config overrides."""
     settings = space.settings
     smoke_cfg: dict[str, Any] = {}
     if a.smoke_test:
         smoke_set, smoke_cfg = split_smoke(settings)
         settings = settings.override(**SMOKE, **smoke_set)
-    # a shorter --max-epochs pulls ASHA's first rung down with it
+    given = parse_set(getattr(a, "set", None) or [])
+    settings = apply_set(
+        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
+    )
+    # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
     max_epochs = a.max_epochs or settings.max_epochs
+    grace = settings.grace_period
     settings = settings.override(
         num_samples=a.num_samples,
         max_epochs=max_epochs,
-        grace_period=min(settings.grace_period, max_epochs),
+        grace_period=grace if "grace_period" in given else min(grace, max_epochs),
     )
     return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
 
 
 def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
+    from study.spaces import SpaceSettings
+
     known = {f.name for f in fields(SpaceSettings)}
     smoke = settings.smoke.items()
     return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}
@@ -202,16 +221,27 @@ def git_commit() -> str | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    a = parse_args(argv, prog)
     a.argv = list(sys.argv[1:] if argv is None else argv)
+    console.set_level(
+        console.QUIET if a.quiet else console.VERBOSE if a.verbose else console.NORMAL
+    )
     if a.list:
+        from study.spaces import list_spaces, load_space
+
         for name in list_spaces():
             print(load_space(name).summary)
         return 0
+    if any(item.strip() == "help" for item in a.set):
+        print("--set KEY=VALUE keys (SpaceSettings fields) and their types:")
+        for key, kind in settings_types().items():
+            print(f"  {key:18s} {kind}")
+        return 0
+    console.phase("checking the command, the space (every choice builds its model) and the data")
     try:
         plan = prepare(a)
-    except (UsageError, NotPreparedError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # UsageError, NotPreparedError, a bad space or setting
         print(f"error: {st.redact(str(e))}", file=sys.stderr)  # never a URI's credentials
         return 2
     return run_study(a, *plan)
@@ -220,12 +250,25 @@ def main(argv: list[str] | None = None) -> int:
 def prepare(a: argparse.Namespace) -> tuple:
     """Everything that can be wrong with the command line, checked before Ray starts (see
     study.preflight); returns run_study's arguments."""
+    from study.data import default_data_dir
+    from study.preflight import (
+        UsageError,
+        check_args,
+        check_reports,
+        make_storage,
+        recorded,
+        study_record,
+    )
+    from study.spaces import SpaceFunction, load_space
+
     check_args(a)
     storage = st.absolute(a.storage)
     st.check_reachable(storage, "--storage")
     meta = study_record(storage, a.name, True) if a.resume else None
     if meta is not None:
-        settings = recorded(a, meta, st.join(storage, a.name, STUDY_JSON))
+        where = st.join(storage, a.name, STUDY_JSON)
+        settings = recorded(a, meta, where)
+        check_set_on_resume(parse_set(a.set), settings, where)
         space = load_space(a.space)
         constants = trial_constants(settings, a.cpus_per_trial)
         smoke_cfg = split_smoke(settings)[1] if a.smoke_test else {}
@@ -264,11 +307,21 @@ def prepare(a: argparse.Namespace) -> tuple:
 def run_study(
     a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
 ) -> int:
+    console.phase("starting Ray")
+    import optuna
     import ray
 
+    from study.data import load_split
+    from study.spaces import describe_hyperparameters
+    from study.tables import read_json, write_json
     from study.trainable import TrialData
     from study.tune import build_tuner, optuna_storage_url, push_optuna_db, restore_tuner
 
+    # no "A new study created in RDB" line: the study's own lines say what starts
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Tune's classic reporter: silent at verbose=0 and its table at -v; the newer one prints a
+    # configuration box and a TensorBoard hint into /tmp/ray/... at any verbosity
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     study_dir = st.join(storage, name)
     # save Tune's experiment state at every step, so a killed driver resumes without re-running
     # or re-deciding anything (the state is small next to an epoch of training)
@@ -325,6 +378,7 @@ def run_study(
             },
             "hyperparameters": describe_hyperparameters(space),
             "optuna_storage": st.redact(optuna_storage_url(a.optuna_storage, study_dir)),
+            "set": parse_set(a.set),  # the settings --set changed (already in settings above)
         }
         if a.resume:  # keep what the first run recorded; note when it was resumed
             first = read_json(st.join(study_dir, STUDY_JSON))
@@ -335,6 +389,10 @@ def run_study(
             }
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
+        console.phase(
+            f"decoding {ds.name} train and val at {settings.image_size} px (cached on disk "
+            "after the first study at this size)"
+        )
         data = TrialData(
             train=load_split(ds, "train", settings.image_size),
             val=load_split(ds, "val", settings.image_size),
@@ -354,9 +412,16 @@ def run_study(
             grid=getattr(space.module, "GRID", None),
             optuna_storage=a.optuna_storage,
             reports=None if a.no_report else str(Path(a.reports) / name),
+            verbose=1 if a.verbose else 0,
         )
         # restore_tuner starts afresh a study whose first run ended before its tuner existed
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
+        console.phase(
+            f"tuning: {settings.num_samples} trials of at most {settings.max_epochs} epochs "
+            f"({settings.sampler} sampler, {settings.scheduler}); results in {st.redact(study_dir)}"
+        )
+        if _has_tensorboard():
+            console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
@@ -370,6 +435,7 @@ def run_study(
     rank = {"metric": settings.metric, "mode": settings.mode}
     print_leaderboard(study_dir, rank)
     if not a.no_report:
+        console.phase("writing the report")
         try:
             from study.report import build_report
 
@@ -380,10 +446,19 @@ def run_study(
     return outcome(study_dir, rank)
 
 
+def _has_tensorboard() -> bool:
+    """Ray Tune writes TensorBoard event files into each trial's folder when tensorboardX is
+    installed (tensorboard itself is not needed to run a study)."""
+    from importlib.util import find_spec
+
+    return find_spec("tensorboardX") is not None
+
+
 def outcome(study_dir: str, rank: dict[str, Any]) -> int:
     """1, with why, when no trial produced a usable result (every trial errored): the run failed
     even though Tune finished."""
     from study.evaluate import select_top  # the trials the test split would go to
+    from study.tables import read_table
 
     trials = read_table(study_dir, TRIALS)
     if trials is not None and select_top(trials, 1, rank):
@@ -401,6 +476,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     import ray
 
     from study.evaluate import evaluate_on_test, select_top
+    from study.tables import read_table, write_json, write_parquet
 
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
@@ -408,6 +484,10 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     top = select_top(trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode})
     if not top:
         return
+    console.phase(
+        f"evaluating the best {len(top)} trial(s) by validation on the test split, and Grad-CAM "
+        "of the best"
+    )
     task = ray.remote(evaluate_on_test).options(
         num_cpus=resources["cpu"], num_gpus=resources["gpu"]
     )
@@ -426,6 +506,11 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
 
 
 def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> None:
+    import pandas as pd
+
+    from study.metrics import rank_column
+    from study.tables import read_table
+
     trials = read_table(study_dir, TRIALS)
     if trials is None:
         print("no trial reported a result")

@@ -33,8 +33,8 @@ MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
 
 def study_metrics() -> tuple[str, ...]:
     """Names a study may rank trials by: what the trainable measures each epoch
-    (study.results.EPOCH_COLUMNS less bookkeeping and the learning rate it is given)."""
-    from study.results import EPOCH_COLUMNS  # imports Ray Tune: only when a space is loaded
+    (study.schema.EPOCH_COLUMNS less bookkeeping and the learning rate it is given)."""
+    from study.schema import EPOCH_COLUMNS
 
     return tuple(
         c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch", "time", "lr", "micro_batch")

@@ -16,7 +16,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
 from study.live_report import live_report_callbacks
-from study.results import ResultsWriter, declared_columns
+from study.results import ConsoleCallback, ResultsWriter, declared_columns
 from study.search import StockSearch, StudyASHA, StudySearch
 from study.spaces import SpaceSettings
 from study.trainable import TrialData, train_trial
@@ -166,6 +166,7 @@ def build_tuner(
     max_failures: int = 2,
     optuna_storage: str | None = None,
     reports: str | None = None,  # where the report is written: rewritten live as trials finish
+    verbose: int = 0,  # 1: Ray Tune's own progress table besides ours (`study run -v`)
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
     if optuna_storage is None:
@@ -216,11 +217,13 @@ def build_tuner(
                     dataset=dataset,
                     columns=declared_columns(space_fn, settings, constants),
                 ),
+                # trial start, epoch and end lines and status lines (study.console)
+                ConsoleCallback(settings.num_samples, settings.metric, settings.mode),
                 *live_report_callbacks(study_dir, reports),  # after the writer has flushed
             ],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            verbose=0,  # our ResultsWriter prints one line per epoch instead
+            verbose=verbose,
         ),
     )
 

@@ -104,6 +104,7 @@ class Study:
     trials: pd.DataFrame
     epochs: pd.DataFrame
     stdout: str
+    stderr: str = ""  # the console's noise checks (tests/test_console.py)
 
 
 @pytest.fixture(scope="session")
@@ -127,7 +128,11 @@ def asha_study(toon_dir, tmp_path_factory) -> Study:
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp / "s" / "asha"
     return Study(
-        sd, pd.read_parquet(sd / "trials.parquet"), pd.read_parquet(sd / "epochs.parquet"), r.stdout
+        sd,
+        pd.read_parquet(sd / "trials.parquet"),
+        pd.read_parquet(sd / "epochs.parquet"),
+        r.stdout,
+        r.stderr,
     )
 
 

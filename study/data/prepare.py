@@ -9,6 +9,7 @@ import platform
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -59,7 +60,23 @@ def default_data_dir() -> Path | str:
     return value if storage.is_remote(value) else Path(value)
 
 
-def _inspect_all(items: list[SourceItem], workers: int) -> tuple[list[dict], list[tuple[str, str]]]:
+# progress(what, done, total): "read" as the source is listed (or generated: toon), total None;
+# then "decoded" per file, total known
+Progress = Callable[[str, int, int | None], None]
+
+
+def _counted(items: Iterable[SourceItem], progress: Progress | None) -> list[SourceItem]:
+    out = []
+    for item in items:
+        out.append(item)
+        if progress:
+            progress("read", len(out), None)
+    return out
+
+
+def _inspect_all(
+    items: list[SourceItem], workers: int, progress: Progress | None = None
+) -> tuple[list[dict], list[tuple[str, str]]]:
     """Read and decode every file exactly once (threads: PIL releases the GIL while decoding)."""
 
     def one(item: SourceItem) -> dict | tuple[str, str]:
@@ -87,6 +104,8 @@ def _inspect_all(items: list[SourceItem], workers: int) -> tuple[list[dict], lis
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for r in pool.map(one, items):
             (bad if isinstance(r, tuple) else rows).append(r)
+            if progress:
+                progress("decoded", len(rows) + len(bad), len(items))
     return rows, bad
 
 
@@ -100,6 +119,8 @@ def _near_duplicates(df: pd.DataFrame) -> list[dict]:
                     "dhash": f"{int(h):016x}",
                     "paths": sorted(rows["path"]),
                     "splits": sorted(rows["split"].unique()),
+                    # which split each file is in, for the summary's line naming them
+                    "split_of": dict(sorted(zip(rows["path"], rows["split"], strict=True))),
                 }
             )
     return out
@@ -110,6 +131,9 @@ def _version(df: pd.DataFrame, rule: str, seed: int) -> str:
     for row in df[["path", "sha256", "label", "group", "split"]].itertuples(index=False):
         h.update("|".join(map(str, row)).encode() + b"\n")
     return h.hexdigest()[:12]
+
+
+NEAR_SHOWN = 20  # near-duplicate groups named in the summary (all are in the manifest)
 
 
 def summarise(manifest: dict, table: pd.DataFrame) -> str:
@@ -123,8 +147,14 @@ def summarise(manifest: dict, table: pd.DataFrame) -> str:
         "modes: " + ", ".join(f"{k} {v}" for k, v in manifest["modes"].items()),
         f"exact duplicates: {len(manifest['duplicates'])} group(s) (kept within one split); "
         f"near-duplicates across splits: {len(manifest['near_duplicates'])}",
-        f"skipped files: {len(manifest['skipped'])}",
     ]
+    near = manifest["near_duplicates"]
+    for d in near[:NEAR_SHOWN]:
+        where = d.get("split_of") or {}
+        lines.append("  " + " ~ ".join(f"{p} ({where.get(p, '?')})" for p in d["paths"]))
+    if len(near) > NEAR_SHOWN:
+        lines.append(f"  ... and {len(near) - NEAR_SHOWN} more (manifest.json: near_duplicates)")
+    lines.append(f"skipped files: {len(manifest['skipped'])}")
     lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
     return "\n".join(lines)
 
@@ -139,6 +169,7 @@ def prepare(
     out_name: str | None = None,
     overwrite: bool = False,
     workers: int | None = None,
+    progress: Progress | None = None,
 ) -> PrepareResult:
     spec = get_dataset(name)
     split = split or spec.default_split
@@ -162,7 +193,7 @@ def prepare(
     prev = _existing(out_dir, overwrite)
 
     items, problems = spec.reader(str(source), seed)
-    items = list(items)
+    items = _counted(items, progress)
     if spec.classes is not None:
         found = {i.label for i in items}
         unexpected = sorted(found - set(spec.classes))
@@ -172,7 +203,7 @@ def prepare(
             if i.label in unexpected
         ]
         items = [i for i in items if i.label not in unexpected]
-    rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2))
+    rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2), progress)
     problems = sorted(problems + bad)
     if problems and not skip_bad:
         raise PrepareError(name, problems)

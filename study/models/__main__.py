@@ -26,13 +26,20 @@ def describe(name: str, num_classes: int, image_size: int) -> dict[str, object]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m study.models", description=__doc__)
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog or "python -m study.models", description=__doc__)
     parser.add_argument(
         "names", nargs="*", help="models to show (default: all registered; timm/<arch> also works)"
     )
-    parser.add_argument("--num-classes", type=int, default=7)
-    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument(
+        "--num-classes", type=int, default=7, help="outputs of the classifier head (default 7)"
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=224,
+        help="input side in pixels for the GFLOPs count (default 224, at least 32)",
+    )
     args = parser.parse_args(argv)
     if args.image_size < 32:
         parser.error(f"--image-size {args.image_size}: expected at least 32")

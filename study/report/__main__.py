@@ -13,9 +13,9 @@ from study.report.page import build_compare_report, build_report
 from study.storage import redact
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m study.report",
+        prog=prog or "python -m study.report",
         description="Write an offline HTML report (index.html + assets/) of a study directory.",
     )
     parser.add_argument("study_dir", nargs="?", help="study directory (path or URI)")

@@ -68,7 +68,8 @@ def _times(epochs: pd.DataFrame | None) -> pd.DataFrame | None:
     if epochs is None or "time" not in epochs or epochs["time"].isna().all():
         return None
     e = epochs[epochs["time"].notna()].copy()
-    e["time"] = pd.to_datetime(e["time"].astype(float), unit="s", utc=True)
+    if not isinstance(e["time"].dtype, pd.DatetimeTZDtype):  # Unix seconds (schema < 3)
+        e["time"] = pd.to_datetime(e["time"].astype(float), unit="s", utc=True)
     return e.sort_values("time", kind="stable")
 
 

@@ -15,9 +15,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from study import storage
+from study import storage, tables
+from study.schema import EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -30,8 +30,10 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "predictions": ("trial_id", "path", "label", "pred", "confidence"),
     "gradcam": ("trial_id", "path", "label", "pred", "confidence", "image", "cam", "cam_size"),
 }
-TABLES = ("trials", "epochs", "predictions", "gradcam")
-STUDY_FILES = ("study.json", *(f"{t}.parquet" for t in TABLES))
+# the tables' files (study.schema declares their columns)
+FILES = {"trials": TRIALS, "epochs": EPOCHS, "predictions": PREDICTIONS, "gradcam": GRADCAM}
+TABLES = tuple(FILES)
+STUDY_FILES = (STUDY_JSON, *FILES.values())
 # in the <head> of every page written from template.html: a folder whose index.html lacks it
 # was not written by the report, and is never overwritten
 REPORT_MARKER = '<meta name="generator" content="study.report">'
@@ -142,12 +144,14 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
                                    f"got {value!r}")
 
 
-def _read_table(fs: pafs.FileSystem, path: str, table: str, notes: list[str]) -> pd.DataFrame:
-    try:
-        df = pq.read_table(path, filesystem=fs).to_pandas()
-    except (pa.ArrowException, OSError) as exc:
+def _read_table(uri: str, path: str, table: str, notes: list[str]) -> pd.DataFrame:
+    try:  # epochs with the rows a running (or killed) study still holds in its logs
+        df = tables.read_table(uri, FILES[table])
+    except (pa.ArrowException, OSError, ValueError) as exc:
         # A file being rewritten by a running study can be briefly unreadable: report, don't die.
         notes.append(f"{table}.parquet could not be read ({type(exc).__name__}: {exc}).")
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
+    if df is None:  # gone since it was listed
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
     missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
     if missing and df.empty:  # e.g. an empty table written before the first row existed
@@ -172,7 +176,9 @@ def load_study(uri: str) -> StudyData:
         name for name in STUDY_FILES
         if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
     }
-    if not present & {"study.json", "trials.parquet", "epochs.parquet"}:
+    if fs.get_file_info(f"{root}/{EPOCH_PARTS}").type == pafs.FileType.Directory:
+        present.add(EPOCHS)  # only logs yet: a study killed before its first compaction
+    if not present & {STUDY_JSON, TRIALS, EPOCHS}:
         raise ReportInputError(
             f"{uri!r} holds no study results: none of study.json, trials.parquet, "
             f"epochs.parquet found (expected files: {', '.join(STUDY_FILES)})"
@@ -195,9 +201,9 @@ def load_study(uri: str) -> StudyData:
         "predictions": "no confusion matrix, per-class scores or misclassified images",
         "gradcam": "no Grad-CAM heatmaps (computed by the runner for the best model)",
     }
-    for table in TABLES:
-        if f"{table}.parquet" in present:
-            setattr(data, table, _read_table(fs, f"{root}/{table}.parquet", table, notes))
+    for table, file in FILES.items():
+        if file in present:
+            setattr(data, table, _read_table(str(uri), f"{root}/{file}", table, notes))
         else:
             notes.append(f"{table}.parquet is missing: {why[table]}.")
     return data

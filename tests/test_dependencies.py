@@ -1,0 +1,52 @@
+"""study/search.py extends Ray Tune's OptunaSearch and ASHAScheduler through private attributes;
+pyproject.toml caps ray[tune] and optuna at the minor versions checked here. A new release that
+renames any of them fails this test (then check search.py and raise the cap), not a study."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tomllib
+from importlib import metadata
+
+import optuna
+from conftest import REPO
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+# what study/search.py reads or overrides, by owner
+OPTUNA_SEARCH = ("_ot_trials", "_completed_trials", "_ot_study", "metric")
+ASHA = ("_brackets", "_num_stopped", "_time_attr", "_max_t")
+
+
+def _space(trial: optuna.Trial) -> dict:
+    return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}
+
+
+def test_the_private_attributes_search_py_uses_still_exist() -> None:
+    searcher = OptunaSearch(space=_space, metric="val_acc", mode="max")
+    assert searcher.suggest("t1") is not None
+    for name in OPTUNA_SEARCH:
+        assert hasattr(searcher, name), f"OptunaSearch.{name}"
+    # StudySearch overrides this hook: OptunaSearch must still call it for define-by-run spaces
+    assert "_suggest_from_define_by_run_func" in inspect.getsource(OptunaSearch)
+    ot_trial = searcher._ot_trials["t1"]
+    assert isinstance(ot_trial, optuna.Trial)
+    assert isinstance(ot_trial._cached_frozen_trial.intermediate_values, dict)
+    asha = ASHAScheduler(time_attr="epoch", max_t=4, grace_period=1, reduction_factor=2)
+    for name in ASHA:
+        assert hasattr(asha, name), f"ASHAScheduler.{name}"
+    milestone, records = asha._brackets[0]._rungs[0]  # (milestone, {trial_id: value})
+    assert isinstance(milestone, int | float) and isinstance(records, dict)
+
+
+def _cap(requirement: str) -> tuple[int, int]:
+    return tuple(int(x) for x in re.search(r"<(\d+)\.(\d+)", requirement).groups())
+
+
+def test_the_installed_versions_are_below_the_caps() -> None:
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for pkg in ("ray", "optuna"):
+        req = next(d for d in deps if re.match(rf"{pkg}\b", d))
+        installed = tuple(int(x) for x in metadata.version(pkg).split(".")[:2])
+        assert installed < _cap(req), f"{pkg} {metadata.version(pkg)} vs {req}"
