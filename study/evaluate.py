@@ -22,8 +22,10 @@ from study.folder_source import FolderPlan, decode_folder, parse_label_map, plan
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
 from study.results import STUDY_JSON, TRIALS, read_json, read_table
+from study.models import input_norm
 from study.trainable import build_model, pick_device, predict
 
+TTA_MODES = ("none", "hflip")  # test-time augmentation: none, or + the mirror image
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 # the printout's columns <- score()'s keys
 COLUMNS = {
@@ -61,6 +63,21 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     state = torch.load(blob, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), cfg
+
+
+def probabilities(
+    model: torch.nn.Module, arr: SplitArrays, device: torch.device, tta: str = "none"
+) -> np.ndarray:
+    """Class probabilities of every image, normalised as the model's weights expect; with
+    `tta="hflip"` the mean of the image's and its mirror image's probabilities."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    aug = Augment(AugmentConfig(flip=0), *input_norm(model))
+    probs = predict(model, arr, aug, device)
+    if tta == "hflip" and len(arr.labels):
+        mirrored = SplitArrays(np.ascontiguousarray(arr.images[..., ::-1]), arr.labels, arr.paths)
+        probs = (probs + predict(model, mirrored, aug, device)) / 2
+    return probs
 
 
 def select_top(trials: pd.DataFrame, k: int, settings: dict[str, Any]) -> list[str]:
@@ -126,7 +143,8 @@ def gradcam_rows(
     if len(idx) == 0:
         return pd.DataFrame()
     images = np.ascontiguousarray(arr.images[idx])
-    x = Augment(AugmentConfig(flip=0))(torch.from_numpy(images).to(device), train=False)
+    norm = Augment(AugmentConfig(flip=0), *input_norm(model))
+    x = norm(torch.from_numpy(images).to(device), train=False)
     pred = probs[idx].argmax(1)
     cams = grad_cam(model, x, torch.from_numpy(pred).to(device))
     return pd.DataFrame(
@@ -161,10 +179,9 @@ def evaluate_on_test(
     test = load_split(ds, "test", image_size)
     device = pick_device()
     metrics, preds, cams = {}, [], []
-    aug = Augment(AugmentConfig(flip=0))
     for rank, tid in enumerate(trial_ids):
         model, _ = load_best_model(study_dir, tid, len(ds.classes), device)
-        probs = predict(model, test, aug, device)
+        probs = probabilities(model, test, device)
         metrics[tid] = score(test.labels, probs, ds.classes)
         preds.append(prediction_rows(tid, test, probs, ds.classes))
         if rank == 0 and gradcam_per_class:

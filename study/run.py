@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from study import confirm
 from study import storage as st
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
 from study.metrics import rank_column
@@ -81,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true", help="continue the study --name")
     p.add_argument("--reports", default="reports", help="where the dashboard is written")
     p.add_argument("--no-report", action="store_true", help="skip writing the dashboard")
+    confirm.add_arguments(p)  # --confirm-seeds/-folds, --refit, --ensemble, --tta, --init-from
     return p.parse_args(argv)
 
 
@@ -220,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             # study.json records the command: never a database password
             a.argv = [x.replace(a.optuna_storage, redact(a.optuna_storage)) for x in a.argv]
         fn = SpaceFunction(a.space, smoke_cfg)
+        constants = confirm.prepare(a, space, fn, ds, constants)  # small-data options, init_from
         check_space_builds(fn, settings, constants, len(ds.classes))
     except (UsageError, NotPreparedError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -314,6 +317,8 @@ def run_study(
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
+        plan, rule = confirm.plan_of(a), ds.manifest["split_rule"]
+        confirm.run(study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule)
         meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))

@@ -14,6 +14,7 @@ from typing import Any
 
 import timm
 import torch
+from timm.data import resolve_model_data_config
 from timm.models import group_modules
 from timm.utils import freeze as timm_freeze
 from torch import Tensor, nn
@@ -234,12 +235,16 @@ def _timm_builder(arch: str):
         ]
         info = getattr(backbone, "feature_info", None)
         gradcam = info[-1]["module"] if info else ""
+        # the normalisation the weights were trained with (0.5/0.5 for ViT, Inception v3 tv,
+        # Xception; ImageNet's for most others), from the backbone's own pretrained_cfg
+        data_cfg = resolve_model_data_config(backbone)
         return _classifier(
             backbone,
             _head(backbone.num_features, num_classes, opts),
             opts,
             gradcam=gradcam,
             stages=stages,
+            norm=data_cfg,
         )
 
     return build
@@ -281,8 +286,24 @@ def _head(in_features: int, num_classes: int, opts: BackboneOptions) -> Head:
 
 
 def _classifier(
-    backbone: nn.Module, head: Head, opts: BackboneOptions, *, gradcam: str, stages: list[list[str]]
+    backbone: nn.Module,
+    head: Head,
+    opts: BackboneOptions,
+    *,
+    gradcam: str,
+    stages: list[list[str]],
+    norm: dict[str, Any] | None = None,
 ) -> Classifier:
+    """`norm`: a timm data config (mean, std, interpolation); None for ImageNet's defaults."""
+    extra = (
+        {}
+        if norm is None
+        else {
+            "input_mean": norm["mean"],
+            "input_std": norm["std"],
+            "input_interpolation": norm["interpolation"],
+        }
+    )
     model = Classifier(
         backbone,
         head,
@@ -290,6 +311,7 @@ def _classifier(
         gradcam_target=gradcam,
         stages=stages,
         backbone_lr_mult=opts.backbone_lr_mult,
+        **extra,
     )
     apply_freeze(model, opts.freeze)  # after loading: frozen BNs no longer take BN state dicts
     return model

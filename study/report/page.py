@@ -20,7 +20,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.offline
 
-from study.report import compute, evaluation, figures
+from study.report import compute, confirm_section, evaluation, figures
 from study.report.load import ReportInputError, StudyData, load_study
 
 esc = html.escape
@@ -222,6 +222,7 @@ def study_sections(d: StudyData) -> list[Section]:
         board = compute.leaderboard(d.trials, d.hyperparameters, d.settings)
         sections.append(("leaderboard", "Leaderboard",
                          "<p>Click a column header to sort.</p>" + _table(board, scroll=True)))
+    sections += confirm_section.sections(d)  # confirm.parquet of study.confirm, if any
     sections.append(("curves", "Learning curves", _curves(d)))
     if d.trials is not None and not d.trials.empty:
         sections.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))
