@@ -243,6 +243,7 @@ def stored_models_job(
     trial_ids: list[str],
     ensemble: list[str],
     tta: str,
+    epochs: dict[str, int],
 ) -> list[dict]:
     """The top trials' own best checkpoints (`tuning` rows) and their ensemble (a Ray task)."""
     from study.data import load_split, open_dataset
@@ -266,6 +267,9 @@ def stored_models_job(
                     "tuning", tid, cfg.model, cfg.seed, probs[tid], val, test, tta, ds.classes
                 )
             )
+    n_train = len(ds.table("train"))
+    for row in rows:
+        row |= {"epochs": epochs.get(row["trial_id"], -1), "n_train": n_train}
     if ensemble:
         mean = {
             key: np.mean([probs[t][key] for t in ensemble], axis=0) for key in probs[ensemble[0]]
@@ -342,9 +346,10 @@ def run(
         from study.folds import fold_ids
 
         folds = fold_ids(pooled_meta(open_dataset(data_dir, dataset)), split_rule, plan.folds, seed)
+    chosen = {t: chosen_epoch(epochs, trials, t, settings.metric, settings.mode) for t in top}
     for tid in top_k:
         cfg = trial_config(study_dir, tid)
-        n = chosen_epoch(epochs, trials, tid, settings.metric, settings.mode)
+        n = chosen[tid]
         jobs += [
             Job("seed", tid, {**cfg, "seed": new_seed(int(cfg.get("seed", 0)), i)}, n)
             for i in range(plan.seeds)
@@ -354,7 +359,9 @@ def run(
     stored_task = ray.remote(stored_models_job).options(**opts)
     size = settings.image_size
     pending = [train_task.remote(data_dir, dataset, size, j, folds, plan.tta) for j in jobs]
-    stored = stored_task.remote(study_dir, data_dir, dataset, size, top_k, members, plan.tta)
+    stored = stored_task.remote(
+        study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen
+    )
     rows = [*ray.get(stored), *ray.get(pending)]
     order = confirmed.ranking(confirmed.table(rows)) or top_k
     if plan.refit:
