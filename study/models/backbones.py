@@ -148,6 +148,12 @@ def apply_freeze(model: Classifier, freeze: str | int) -> None:
 
 
 # ----------------------------------------------------------------------------- MobileNetV1
+# ReLU, not LeakyReLU(0.1) (the weights' source repository has both versions of this network).
+# Measured (benchmarks/mobilenet_activation.py, benchmarks/results/mobilenet_activation.txt): 9
+# channels of 5 BN layers stored a running variance of 5.6e-45, i.e. their input was exactly
+# constant through training, which only a dead ReLU unit produces; on the manga images those
+# channels stay exactly constant with ReLU and not with LeakyReLU(0.1), and ReLU matches the
+# stored BN statistics better in 18 of 26 layers (LeakyReLU in none, on both mean and variance).
 
 
 def _full(cin: int, cout: int, stride: int) -> nn.Sequential:
