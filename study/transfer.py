@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -114,14 +114,17 @@ def inherited_config(init_from: str) -> dict[str, Any]:
     transfer ones), so a space that sets only what it changes builds the source's network;
     whatever the space sets wins. Recorded with every trial like any config key."""
     from study.config import TrainConfig
+    from study.models.registry import get_entry
 
     src = resolve(init_from)
     cfg = TrainConfig.from_config(src.config)
     options = {k: v for k, v in cfg.model_options.items() if k not in NOT_INHERITED}
+    if "pretrained" in {f.name for f in fields(get_entry(cfg.model).options)}:
+        options["pretrained"] = False  # the source's weights replace ImageNet's anyway
     # pinned to the trial it resolved to: every trial starts from the same weights even if the
     # source study's ranking changes while this one runs
     pinned = f"{src.study_dir}:{src.trial_id}"
-    return {"model": cfg.model, **options, "pretrained": False, "init_from": pinned}
+    return {"model": cfg.model, **options, "init_from": pinned}
 
 
 def _without_counters(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

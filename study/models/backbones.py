@@ -27,20 +27,15 @@ FREEZE_MODES = ("none", "backbone")
 
 
 @dataclass
-class BackboneOptions(HeadOptions):
-    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
+class TransferOptions(HeadOptions):
+    """Freezing and a backbone learning-rate multiplier: for pretrained weights, and for any
+    family's weights warm-started from another study (`init_from`, study.transfer)."""
 
-    head_dense: list[int] = field(default_factory=list)
-    dropout: float = 0.0
-    pretrained: bool | str = False
     freeze: str | int = "none"
     backbone_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(
-            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
-        )
         require(
             self.freeze in FREEZE_MODES or isinstance(self.freeze, int) and self.freeze >= 0,
             "freeze",
@@ -49,6 +44,21 @@ class BackboneOptions(HeadOptions):
         )
         require(
             self.backbone_lr_mult >= 0, "backbone_lr_mult", self.backbone_lr_mult, "a float >= 0"
+        )
+
+
+@dataclass
+class BackboneOptions(TransferOptions):
+    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
+
+    head_dense: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    pretrained: bool | str = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
         )
 
 
