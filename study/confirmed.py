@@ -50,7 +50,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
         if dtype == "int64":
             df[col] = df[col].fillna(-1)
         elif dtype == "string":
-            df[col] = df[col].fillna("")
+            df[col] = df[col].astype("string").fillna("")
     return df.astype(COLUMNS)
 
 

@@ -25,7 +25,8 @@ def fold_ids(meta: pd.DataFrame, rule: str, k: int, seed: int, what: str = "fold
     units = _units(meta, by_group=rule == "by-group")
     n_units = units.nunique()
     if n_units < k:
-        kind = "characters (groups)" if rule == "by-group" else "distinct images"
+        # a duplicate image shared by two characters ties them into one unit, as in the splits
+        kind = "separable characters (groups)" if rule == "by-group" else "distinct images"
         raise ValueError(
             f"{what} {k}: train+val has only {n_units} {kind} (split rule {rule}); "
             f"at most {n_units} folds"
