@@ -17,9 +17,7 @@ Every training runs as a Ray task with a trial's resources; rows go to confirm.p
 from __future__ import annotations
 
 import argparse
-import io
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +25,7 @@ import pandas as pd
 
 from study import confirmed
 from study import storage as st
+from study.confirm_jobs import Job, stored_models_job, train_job
 from study.results import EPOCHS, TRIALS, read_table, write_parquet
 
 
@@ -41,15 +40,6 @@ class Plan:
     @property
     def active(self) -> bool:
         return bool(self.seeds or self.folds or self.refit or self.ensemble or self.tta != "none")
-
-
-@dataclass(frozen=True)
-class Job:
-    kind: str  # seed | fold | refit
-    trial_id: str
-    config: dict[str, Any]
-    epochs: int
-    fold: int = -1
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -99,7 +89,7 @@ def plan_of(a: argparse.Namespace) -> Plan:
     return Plan(a.confirm_seeds, a.confirm_folds, a.refit, a.ensemble, a.tta)
 
 
-def prepare(a: argparse.Namespace, space, fn, ds, constants: dict[str, Any]) -> dict:
+def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:
     """Check every small-data option before Ray starts; returns the constants with the warm-start
     source's architecture folded in (`--init-from`)."""
     plan = plan_of(a)
@@ -108,10 +98,11 @@ def prepare(a: argparse.Namespace, space, fn, ds, constants: dict[str, Any]) -> 
             raise ValueError(f"{opt} {v}: expected an integer >= 0")
     if plan.ensemble == 1:
         raise ValueError("--ensemble 1: an ensemble needs at least 2 models (or leave it out)")
-    if plan.folds:
-        from study.folds import fold_ids
+    from study.folds import fold_ids
 
-        fold_ids(pooled_meta(ds), ds.manifest["split_rule"], plan.folds, a.seed, "--confirm-folds")
+    for k, what in ((plan.folds, "--confirm-folds"), (settings.cv_folds, "SpaceSettings.cv_folds")):
+        if k:
+            fold_ids(pooled_meta(ds), ds.manifest["split_rule"], k, a.seed, what)
     need = getattr(space.module, "NEEDS_INIT_FROM", None)
     if need and not a.init_from:
         raise ValueError(f"--space {space.name} needs --init-from STUDY_DIR[:TRIAL_ID] ({need})")
@@ -139,6 +130,17 @@ def check_warm_start(fn, constants: dict[str, Any], classes: list[str]) -> None:
         warm_start(model, cfg.init_from, classes)
 
 
+def tuning_data(data, ds, settings, seed: int):
+    """The data every trial gets: for `cv_folds` tuning, train+val with each image's fold."""
+    if not settings.cv_folds:
+        return data
+    from study.fit import concat
+    from study.folds import fold_ids
+
+    folds = fold_ids(pooled_meta(ds), ds.manifest["split_rule"], settings.cv_folds, seed)
+    return replace(data, train=concat(data.train, data.val), folds=folds)
+
+
 def pooled_meta(ds) -> pd.DataFrame:
     """label, group, sha256 of train then val: the order of `load_split` for each."""
     cols = ["label", "group", "sha256"]
@@ -164,147 +166,6 @@ def chosen_epoch(
         return int(e.loc[best, "epoch"])
     row = trials[trials["trial_id"] == tid]
     return max(1, int(row["best_epoch"].iloc[0])) if len(row) else 1
-
-
-# ----------------------------------------------------------------------------- Ray tasks
-
-
-def _scores(model, arr, device, tta: str, classes: list[str], prefix: str) -> dict[str, float]:
-    from study.evaluate import probabilities, score
-
-    if arr is None or not len(arr.labels):
-        return {}
-    probs = probabilities(model, arr, device)
-    m = score(arr.labels, probs, classes)
-    out = {f"{prefix}_acc": m["test_acc"], f"{prefix}_macro_f1": m["test_macro_f1"]}
-    if prefix == "test":
-        out |= {"test_acc_ci_low": m["test_acc_ci_low"], "test_acc_ci_high": m["test_acc_ci_high"]}
-    if tta != "none":
-        tprobs = probabilities(model, arr, device, tta)
-        out[f"{prefix}_acc_tta"] = float((tprobs.argmax(1) == arr.labels).mean())
-    return out
-
-
-def train_job(
-    data_dir: str, dataset: str, image_size: int, job: Job, folds: np.ndarray | None, tta: str
-) -> dict[str, Any]:
-    """One retraining (a Ray task): train, then score validation (or the held-out fold), then
-    test. Refit rows carry the weights under `state`."""
-    import torch
-
-    from study.data import load_split, open_dataset
-    from study.fit import concat, fit, subset
-    from study.trainable import Diverged, pick_device
-
-    t0 = time.perf_counter()
-    ds = open_dataset(data_dir, dataset)
-    train, val = load_split(ds, "train", image_size), load_split(ds, "val", image_size)
-    if job.kind == "fold":
-        assert folds is not None
-        pool = concat(train, val)
-        train, val = (
-            subset(pool, np.flatnonzero(folds != job.fold)),
-            subset(pool, np.flatnonzero(folds == job.fold)),
-        )
-    elif job.kind == "refit":
-        train, val = concat(train, val), None
-    row: dict[str, Any] = {
-        "kind": job.kind,
-        "trial_id": job.trial_id,
-        "model": job.config.get("model", ""),
-        "seed": job.config.get("seed", 0),
-        "fold": job.fold,
-        "epochs": job.epochs,
-        "n_train": len(train.labels),
-        "n_val": 0 if val is None else len(val.labels),
-    }
-    device = pick_device()
-    try:
-        fitted = fit(job.config, train, ds.classes, job.epochs, device)
-    except Diverged as e:
-        return row | {"error": f"diverged: {e}", "wall_s": time.perf_counter() - t0}
-    row |= _scores(fitted.model, val, device, tta, ds.classes, "val")
-    # training and every validation score are done: only now the test split is read
-    row |= _scores(
-        fitted.model, load_split(ds, "test", image_size), device, tta, ds.classes, "test"
-    )
-    if job.kind == "refit":
-        buf = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in fitted.model.state_dict().items()}, buf)
-        row["state"] = buf.getvalue()
-    return row | {"wall_s": time.perf_counter() - t0, "error": ""}
-
-
-def stored_models_job(
-    study_dir: str,
-    data_dir: str,
-    dataset: str,
-    image_size: int,
-    trial_ids: list[str],
-    ensemble: list[str],
-    tta: str,
-    epochs: dict[str, int],
-) -> list[dict]:
-    """The top trials' own best checkpoints (`tuning` rows) and their ensemble (a Ray task)."""
-    from study.data import load_split, open_dataset
-    from study.evaluate import load_best_model, probabilities
-    from study.trainable import pick_device
-
-    ds = open_dataset(data_dir, dataset)
-    val, test = load_split(ds, "val", image_size), load_split(ds, "test", image_size)
-    device = pick_device()
-    rows, probs = [], {}
-    for tid in dict.fromkeys([*trial_ids, *ensemble]):
-        model, cfg = load_best_model(study_dir, tid, len(ds.classes), device)
-        probs[tid] = {
-            (split, mode): probabilities(model, arr, device, mode)
-            for split, arr in (("val", val), ("test", test))
-            for mode in dict.fromkeys(["none", tta])
-        }
-        if tid in trial_ids:
-            rows.append(
-                _prob_row(
-                    "tuning", tid, cfg.model, cfg.seed, probs[tid], val, test, tta, ds.classes
-                )
-            )
-    n_train = len(ds.table("train"))
-    for row in rows:
-        row |= {"epochs": epochs.get(row["trial_id"], -1), "n_train": n_train}
-    if ensemble:
-        mean = {
-            key: np.mean([probs[t][key] for t in ensemble], axis=0) for key in probs[ensemble[0]]
-        }
-        rows.append(
-            _prob_row(
-                "ensemble", "+".join(ensemble), "ensemble", -1, mean, val, test, tta, ds.classes
-            )
-        )
-    return rows
-
-
-def _prob_row(kind, tid, model, seed, probs, val, test, tta, classes) -> dict[str, Any]:
-    from study.evaluate import score
-
-    v = score(val.labels, probs[("val", "none")], classes)
-    t = score(test.labels, probs[("test", "none")], classes)
-    row = {
-        "kind": kind,
-        "trial_id": tid,
-        "model": model,
-        "seed": seed,
-        "fold": -1,
-        "n_val": len(val.labels),
-        "val_acc": v["test_acc"],
-        "val_macro_f1": v["test_macro_f1"],
-        "test_acc": t["test_acc"],
-        "test_macro_f1": t["test_macro_f1"],
-        "test_acc_ci_low": t["test_acc_ci_low"],
-        "test_acc_ci_high": t["test_acc_ci_high"],
-    }
-    if tta != "none":
-        for split, arr in (("val", val), ("test", test)):
-            row[f"{split}_acc_tta"] = float((probs[(split, tta)].argmax(1) == arr.labels).mean())
-    return row
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -360,9 +221,14 @@ def run(
     size = settings.image_size
     pending = [train_task.remote(data_dir, dataset, size, j, folds, plan.tta) for j in jobs]
     stored = stored_task.remote(
-        study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen
+        study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen, not settings.cv_folds
     )
     rows = [*ray.get(stored), *ray.get(pending)]
+    if settings.cv_folds:  # what tuning chose on: the trial's fold mean at its chosen epoch
+        for row in rows:
+            if row["kind"] == "tuning":
+                e = epochs[(epochs["trial_id"] == row["trial_id"])]
+                row["val_acc"] = float(e.loc[e["epoch"] == row["epochs"], "val_acc"].iloc[0])
     order = confirmed.ranking(confirmed.table(rows)) or top_k
     if plan.refit:
         rows.append(

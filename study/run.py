@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             # study.json records the command: never a database password
             a.argv = [x.replace(a.optuna_storage, redact(a.optuna_storage)) for x in a.argv]
         fn = SpaceFunction(a.space, smoke_cfg)
-        constants = confirm.prepare(a, space, fn, ds, constants)  # small-data options, init_from
+        constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
         check_space_builds(fn, settings, constants, len(ds.classes))
     except (UsageError, NotPreparedError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -299,6 +299,7 @@ def run_study(
             val=load_split(ds, "val", settings.image_size),
             classes=ds.classes,
         )
+        data = confirm.tuning_data(data, ds, settings, a.seed)  # cv_folds: train+val in folds
         kwargs = dict(
             space_fn=fn,
             settings=settings,

@@ -39,6 +39,9 @@ class SpaceSettings:
     scheduler: str = "asha"
     searcher: str = "study"
     top_k: int = 3  # best trials (by validation) evaluated on the test split
+    # > 1: each trial's metric is its mean over this many folds of train+val (tiny data sets;
+    # study.cv_trial), at K times the cost
+    cv_folds: int = 0
     # tuning-playbook roles of the hyperparameters; names not listed are "nuisance"
     roles: dict[str, str] = field(default_factory=dict)
     # enqueued first, by raw suggest names (e.g. the seed's named variants)
@@ -61,6 +64,8 @@ class SpaceSettings:
         bad = {k: v for k, v in self.roles.items() if v not in ROLES}
         if bad:
             raise ValueError(f"SpaceSettings.roles {bad}: roles must be one of {', '.join(ROLES)}")
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise ValueError(f"SpaceSettings.cv_folds={self.cv_folds}: expected 0 (off) or >= 2")
         if self.grace_period > self.max_epochs:
             raise ValueError(
                 f"SpaceSettings.grace_period={self.grace_period} exceeds "

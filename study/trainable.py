@@ -43,6 +43,8 @@ class TrialData:
     train: SplitArrays
     val: SplitArrays
     classes: list[str]
+    # cv_folds tuning: `train` is train+val and this its fold ids (study.cv_trial); else None
+    folds: np.ndarray | None = None
 
 
 class Diverged(RuntimeError):
@@ -257,6 +259,10 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
     from ray import tune  # imported here so the module is importable without Ray's runtime
 
+    if data.folds is not None:  # SpaceSettings.cv_folds: the metric is the mean over folds
+        from study.cv_trial import train_trial_cv
+
+        return train_trial_cv(config, data)
     cfg = TrainConfig.from_config(config)
     faults = inject.parse(cfg.fault)
     if cfg.num_threads:

@@ -30,13 +30,25 @@ def tiny(tmp_path_factory):
     return d
 
 
+CV_SPACE = """
+from study.spaces import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="cv tuning", max_epochs=2, grace_period=1,
+                         num_samples=2, image_size=32, sampler="random", cv_folds=2, top_k=1)
+def space(trial):
+    return {"model": "vanilla_cnn", "width": 8, "depth": 2, "batch_norm": True, "head_dense": [],
+            "lr": trial.suggest_float("lr", 1e-3, 1e-2, log=True), "batch_size": 32}
+"""
+
+
 @pytest.fixture(scope="module")
 def study(tiny, tmp_path_factory):
-    """`--smoke-test` with --confirm-seeds 2 --confirm-folds 2 --refit --ensemble 2 --tta hflip."""
+    """`--smoke-test` with --confirm-seeds 2 --confirm-folds 2 --refit --ensemble 2 --tta hflip,
+    on a space that tunes on the mean of 2 folds (SpaceSettings.cv_folds): one study for all."""
     tmp = tmp_path_factory.mktemp("confirm")
+    (tmp / "cv_space.py").write_text(CV_SPACE)
     r = study_cli(
         "--space",
-        "demo",
+        str(tmp / "cv_space.py"),
         "--smoke-test",
         "--data-dir",
         str(tiny),
@@ -125,6 +137,36 @@ def test_ensemble_and_tta_rows(study) -> None:
     assert set(ens["trial_id"].iloc[0].split("+")) == set(study["trials"]["trial_id"])
     scored = df[df["kind"].isin(["tuning", "ensemble", "seed", "fold", "refit"])]
     assert scored["test_acc_tta"].notna().all()  # --tta hflip: next to every test score
+
+
+def test_cv_folds_tuning_reports_the_fold_mean(study, tiny) -> None:
+    """Each trial trained 2 fold models in lockstep (both in its checkpoint) and reported their
+    mean: re-scoring the last checkpoint's fold models on their held-out folds gives the stored
+    validation accuracy of that epoch."""
+    from study.config import TrainConfig
+    from study.data import load_split
+    from study.fit import concat, subset
+
+    sd = study["dir"]
+    ds = open_dataset(tiny, "toon")
+    pool = concat(load_split(ds, "train", 32), load_split(ds, "val", 32))
+    folds = fold_ids(confirm.pooled_meta(ds), ds.manifest["split_rule"], 2, seed=0)
+    epochs = pd.read_parquet(sd / "epochs.parquet")
+    for tid in study["trials"]["trial_id"]:
+        ckpt = sorted((sd / tid).glob("checkpoint_*"))[-1]
+        state = torch.load(ckpt / "cv.pt", weights_only=True)
+        cfg = TrainConfig.from_config(json.loads((sd / tid / "params.json").read_text()))
+        accs = []
+        for f, (weights, _) in enumerate(state["folds"]):
+            model = create_model(cfg.model, 7, **cfg.model_options)
+            model.load_state_dict(weights)
+            held = subset(pool, np.flatnonzero(folds == f))
+            probs = probabilities(model, held, torch.device("cpu"))
+            accs.append(float((probs.argmax(1) == held.labels).mean()))
+        row = epochs[(epochs["trial_id"] == tid) & (epochs["epoch"] == state["epoch"])]
+        assert len(accs) == 2 and row["val_acc"].iloc[0] == pytest.approx(np.mean(accs))
+    tuning = study["confirm"].query("kind == 'tuning'")
+    assert tuning["n_val"].eq(0).all()  # its checkpoint saw part of val: not scored there
 
 
 def test_ranking_uses_the_confirmed_mean_not_the_tuning_run() -> None:
