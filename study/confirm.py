@@ -73,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tta",
         default="none",
-        choices=("none", "hflip"),
+        choices=confirmed.TTA_MODES,
         help="test-time augmentation for every score after tuning",
     )
     g.add_argument(

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 CONFIRM = "confirm.parquet"
+TTA_MODES = ("none", "hflip")  # test-time augmentation: none, or + the mirror image
 KINDS = ("tuning", "seed", "fold", "refit", "ensemble")
 COLUMNS = {
     "kind": "string",

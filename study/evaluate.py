@@ -16,6 +16,7 @@ import torch
 
 from study import storage
 from study.config import TrainConfig
+from study.confirmed import TTA_MODES
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.folder_source import FolderPlan, decode_folder, parse_label_map, plan_folder
 from study.gradcam import grad_cam, png_bytes
@@ -24,7 +25,6 @@ from study.models import input_norm
 from study.results import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
-TTA_MODES = ("none", "hflip")  # test-time augmentation: none, or + the mirror image
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 
 
