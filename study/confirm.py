@@ -192,9 +192,11 @@ def run(
     trials, epochs = read_table(study_dir, TRIALS), read_table(study_dir, EPOCHS)
     rank_by = {"metric": settings.metric, "mode": settings.mode}
     try:
+        if trials is None:
+            raise ValueError(f"{study_dir}: no trial reported a result")
         k = max(settings.top_k, plan.ensemble)
         top, _ = trials_with_checkpoints(study_dir, trials, rank_by, k)
-    except (ValueError, TypeError) as e:  # TypeError: no trials table at all
+    except ValueError as e:
         print(f"confirmation skipped: {e}")
         return None
     top_k, members = top[: settings.top_k], top[: plan.ensemble] if plan.ensemble else []
@@ -223,7 +225,12 @@ def run(
     stored = stored_task.remote(
         study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen, not settings.cv_folds
     )
-    rows = [*ray.get(stored), *ray.get(pending)]
+    try:
+        rows = ray.get(stored)
+    except ray.exceptions.RayError as e:  # the retraining rows are still worth keeping
+        print(f"note: scoring the top trials' checkpoints failed: {error_line(e)}")
+        rows = []
+    rows += gather(pending, jobs)
     if settings.cv_folds:  # what tuning chose on: the trial's fold mean at its chosen epoch
         for row in rows:
             if row["kind"] == "tuning":
@@ -231,24 +238,43 @@ def run(
                 row["val_acc"] = float(e.loc[e["epoch"] == row["epochs"], "val_acc"].iloc[0])
     order = confirmed.ranking(confirmed.table(rows)) or top_k
     if plan.refit:
-        rows.append(
-            refit(
-                study_dir,
-                data_dir,
-                dataset,
-                settings,
-                epochs,
-                trials,
-                order,
-                order is not top_k,
-                train_task,
-                plan,
-            )
-        )
+        ranked_by = "confirmed validation mean" if order is not top_k else "tuning validation rank"
+        where = (study_dir, data_dir, dataset)
+        rows.append(refit(where, settings, epochs, trials, order[0], ranked_by, train_task, plan))
     df = confirmed.table(rows)
     write_parquet(df, st.join(study_dir, confirmed.CONFIRM))
     print_confirmed(df, study_dir)
     return df
+
+
+def error_line(e: Exception) -> str:
+    """The last line of a task's error (the reason, not Ray's traceback)."""
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else type(e).__name__
+
+
+def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
+    """The rows of finished retraining tasks; a task that raised becomes a row with its error,
+    so one failed run (a lost node, an out-of-memory) never loses the others."""
+    import ray
+
+    rows = []
+    for ref, job in zip(refs, jobs, strict=True):
+        try:
+            rows.append(ray.get(ref))
+        except ray.exceptions.RayError as e:
+            rows.append(
+                {
+                    "kind": job.kind,
+                    "trial_id": job.trial_id,
+                    "model": job.config.get("model", ""),
+                    "seed": job.config.get("seed", 0),
+                    "fold": job.fold,
+                    "epochs": job.epochs,
+                    "error": error_line(e),
+                }
+            )
+    return rows
 
 
 def print_confirmed(df: pd.DataFrame, study_dir: str) -> None:
@@ -265,31 +291,28 @@ def print_confirmed(df: pd.DataFrame, study_dir: str) -> None:
 
 
 def refit(
-    study_dir,
-    data_dir,
-    dataset,
+    where: tuple[str, str, str],
     settings,
     epochs,
     trials,
-    order: list[str],
-    confirmed_rank: bool,
+    winner: str,
+    chosen_by: str,
     train_task,
     plan: Plan,
 ) -> dict[str, Any]:
     """Train the winner on train+val to its chosen epoch; write final_model/ with its weights."""
-    import ray
-
     from study.data import open_dataset
     from study.evaluate import trial_config
     from study.transfer import write_final_model
 
-    winner = order[0]
+    study_dir, data_dir, dataset = where
     cfg = trial_config(study_dir, winner)
     n = chosen_epoch(epochs, trials, winner, settings.metric, settings.mode)
     job = Job("refit", winner, cfg, n)
-    row = ray.get(train_task.remote(data_dir, dataset, settings.image_size, job, None, plan.tta))
+    ref = train_task.remote(data_dir, dataset, settings.image_size, job, None, plan.tta)
+    row = gather([ref], [job])[0]
     state = row.pop("state", None)
-    if state is None:  # diverged: no final model, the row says why
+    if state is None:  # diverged or failed: no final model, the row says why
         return row
     meta = {
         "trial_id": winner,
@@ -297,9 +320,9 @@ def refit(
         "epochs": n,
         "trained_on": "train+val",
         "classes": open_dataset(data_dir, dataset).classes,
-        "chosen_by": "confirmed validation mean" if confirmed_rank else "tuning validation rank",
+        "chosen_by": chosen_by,
         "plan": asdict(plan),
     }
-    where = write_final_model(study_dir, state, meta)
-    print(f"final model: trial {winner}'s config, {n} epochs on train+val -> {where}")
+    out = write_final_model(study_dir, state, meta)
+    print(f"final model: trial {winner}'s config, {n} epochs on train+val -> {out}")
     return row

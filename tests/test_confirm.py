@@ -191,6 +191,21 @@ def test_ranking_uses_the_confirmed_mean_not_the_tuning_run() -> None:
     assert 0 <= lo < 0.55 < hi <= 1  # a t-interval from 2 runs, clipped to [0, 1]
 
 
+def test_a_failed_retraining_is_a_row_not_a_lost_study(monkeypatch) -> None:
+    def get(ref):
+        if ref == "lost":
+            raise ray.exceptions.WorkerCrashedError()
+        return {"kind": "seed", "trial_id": "a", "val_acc": 0.5}
+
+    monkeypatch.setattr(ray, "get", get)
+    jobs = [confirm.Job("seed", "a", {"model": "m", "seed": s}, 3) for s in (1, 2)]
+    ok, lost = confirm.gather(["fine", "lost"], jobs)
+    assert ok["val_acc"] == 0.5
+    assert lost["seed"] == 2 and lost["epochs"] == 3 and "worker died" in lost["error"]
+    df = confirmed.table([ok, lost])
+    assert confirmed.summary(df).loc[0, "failed"] == 1
+
+
 def test_new_seeds_are_deterministic_and_new() -> None:
     seeds = [confirm.new_seed(7, i) for i in range(5)]
     assert seeds == [confirm.new_seed(7, i) for i in range(5)]
