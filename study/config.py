@@ -38,6 +38,9 @@ class TrainConfig:
     # remaining epochs; off on CPU); the decision is reported per epoch (study.compiling)
     compile: bool | str = "auto"
     num_threads: int = 0  # torch threads per trial; 0 = leave torch's default
+    # warm start: STUDY_DIR[:TRIAL_ID] (or STUDY_DIR:final), weights of another study's model
+    # (study.transfer); freeze / backbone_lr_mult apply to them as to ImageNet weights
+    init_from: str = ""
     # where the cuda OOM / NaN fault tests inject failures (tests only; never set by spaces)
     fault: str = ""
     # the raw suggest_* values behind this config, recorded for the report; training ignores them

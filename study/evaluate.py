@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-from collections import Counter
 from typing import Any, NoReturn
 
 import numpy as np
@@ -17,21 +16,16 @@ import torch
 
 from study import storage
 from study.config import TrainConfig
+from study.confirmed import TTA_MODES
 from study.data import Augment, AugmentConfig, SplitArrays
 from study.folder_source import FolderPlan, decode_folder, parse_label_map, plan_folder
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
+from study.models import input_norm
 from study.tables import STUDY_JSON, TRIALS, read_json, read_table
 from study.trainable import build_model, pick_device, predict
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
-# the printout's columns <- score()'s keys
-COLUMNS = {
-    "accuracy": "test_acc",
-    "ci_low": "test_acc_ci_low",
-    "ci_high": "test_acc_ci_high",
-    "macro_f1": "test_macro_f1",
-}
 
 
 def latest_checkpoint(trial_dir: str) -> str | None:
@@ -61,6 +55,21 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     state = torch.load(blob, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), cfg
+
+
+def probabilities(
+    model: torch.nn.Module, arr: SplitArrays, device: torch.device, tta: str = "none"
+) -> np.ndarray:
+    """Class probabilities of every image, normalised as the model's weights expect; with
+    `tta="hflip"` the mean of the image's and its mirror image's probabilities."""
+    if tta not in TTA_MODES:
+        raise ValueError(f"--tta {tta!r}: expected one of {', '.join(TTA_MODES)}")
+    aug = Augment(AugmentConfig(flip=0), *input_norm(model))
+    probs = predict(model, arr, aug, device)
+    if tta == "hflip" and len(arr.labels):
+        mirrored = SplitArrays(np.ascontiguousarray(arr.images[..., ::-1]), arr.labels, arr.paths)
+        probs = (probs + predict(model, mirrored, aug, device)) / 2
+    return probs
 
 
 def select_top(trials: pd.DataFrame, k: int, settings: dict[str, Any]) -> list[str]:
@@ -138,7 +147,8 @@ def gradcam_rows(
     if len(idx) == 0:
         return pd.DataFrame()
     images = np.ascontiguousarray(arr.images[idx])
-    x = Augment(AugmentConfig(flip=0))(torch.from_numpy(images).to(device), train=False)
+    norm = Augment(AugmentConfig(flip=0), *input_norm(model))
+    x = norm(torch.from_numpy(images).to(device), train=False)
     pred = probs[idx].argmax(1)
     cams = grad_cam(model, x, torch.from_numpy(pred).to(device))
     return pd.DataFrame(
@@ -173,10 +183,9 @@ def evaluate_on_test(
     test = load_split(ds, "test", image_size)
     device = pick_device()
     metrics, preds, cams = {}, [], []
-    aug = Augment(AugmentConfig(flip=0))
     for rank, tid in enumerate(trial_ids):
         model, _ = load_best_model(study_dir, tid, len(ds.classes), device)
-        probs = predict(model, test, aug, device)
+        probs = probabilities(model, test, device)
         metrics[tid] = score(test.labels, probs, ds.classes)
         preds.append(prediction_rows(tid, test, probs, ds.classes))
         if rank == 0 and gradcam_per_class:
@@ -254,6 +263,23 @@ def trials_with_checkpoints(
     return chosen, passed_over
 
 
+def load_final_model(study_dir: str, num_classes: int, device: torch.device):
+    """The study's refit model (final_model/ of --refit), or None if it has none."""
+    from study.transfer import final_model
+
+    found = final_model(study_dir)
+    if found is None:
+        return None
+    meta, weights = found
+    cfg = TrainConfig.from_config(meta["config"])
+    model = build_model(cfg, num_classes, device)
+    state = torch.load(
+        io.BytesIO(storage.read_bytes(weights)), map_location=device, weights_only=True
+    )
+    model.load_state_dict(state)
+    return model.eval(), meta
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     p = _Parser(
         prog=prog or "python -m study.evaluate",
@@ -269,15 +295,39 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     p.add_argument(
         "--label-map", default=None, help="FOLDER=STUDY_CLASS,... where folder names differ"
     )
-    p.add_argument("--top", type=int, default=1, help="evaluate the best K trials (by validation)")
+    p.add_argument(
+        "--top",
+        type=int,
+        default=None,
+        help="evaluate the best K trials (by validation); default: the study's final model "
+        "(--refit) if it has one, else the best trial",
+    )
+    p.add_argument("--ensemble", type=int, default=0, help="also the best K trials averaged")
+    p.add_argument("--tta", default="none", choices=TTA_MODES, help="also with the mirror image")
+    p.add_argument(
+        "--out", default=None, help="where scores.json/.parquet go (default: STUDY/evaluations/SRC)"
+    )
     try:  # every check before any image is decoded or model loaded
         a = p.parse_args(argv)
-        if a.top < 1:
+        if a.top is not None and a.top < 1:
             raise ValueError(f"--top {a.top}: expected the number of best trials, an integer >= 1")
+        if a.ensemble < 0 or a.ensemble == 1:
+            raise ValueError(f"--ensemble {a.ensemble}: expected an integer >= 2 (models averaged)")
         label_map = parse_label_map(a.label_map)
         study_dir = storage.absolute(a.study_dir)
         meta, trials, classes, size = read_study(study_dir)
-        chosen, passed_over = trials_with_checkpoints(study_dir, trials, meta["settings"], a.top)
+        use_final = a.top is None and storage.is_file(
+            storage.join(study_dir, "final_model", "final.json")
+        )
+        k = max(a.top or (0 if use_final else 1), a.ensemble)
+        chosen, passed_over = (
+            trials_with_checkpoints(study_dir, trials, meta["settings"], k) if k else ([], [])
+        )
+        if a.ensemble and len(chosen) < a.ensemble:
+            raise ValueError(
+                f"--ensemble {a.ensemble}: only {len(chosen)} trials of {study_dir} "
+                "have checkpoints"
+            )
         plan = plan_folder(a.source, classes, label_map)
         arr, bad = decode_folder(plan, a.source, classes, size)
     except (OSError, ValueError) as e:
@@ -293,42 +343,58 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if passed_over:
         print(f"note: better-ranked trials without a checkpoint: {', '.join(passed_over)}")
-    return score_folder(a.source, study_dir, chosen, arr, classes, plan)
+    singles = [] if use_final and a.top is None else chosen[: a.top or 1]
+    out = a.out or storage.join(study_dir, "evaluations", storage.basename(a.source.rstrip("/")))
+    return score_folder(
+        a, study_dir, singles, chosen[: a.ensemble], use_final, arr, classes, plan, bad, out
+    )
 
 
 def score_folder(
-    source: str, study_dir: str, trial_ids: list[str], arr, classes: list[str], plan: FolderPlan
+    a,
+    study_dir: str,
+    trial_ids: list[str],
+    ensemble: list[str],
+    use_final: bool,
+    arr,
+    classes: list[str],
+    plan: FolderPlan,
+    bad: list[tuple[str, str]],
+    out: str,
 ) -> int:
-    """Print accuracy (95 % CI) and macro-F1 of each trial; only the scored classes compete, so
-    macro-F1 averages over them (the classes a reader sees in the printout)."""
+    """Score each model (final, trials, ensemble; each also with --tta) the honest way
+    (`study.cross_style`): print, and write scores.json / scores.parquet to `out`."""
+    from study.cross_style import report, scores
+
     device = pick_device()
-    aug = Augment(AugmentConfig(flip=0))
-    idx = np.unique(arr.labels)  # study positions of the scored classes, in the study's order
-    shared = [classes[i] for i in idx]
-    labels = np.searchsorted(idx, arr.labels)  # positions among the scored classes
-    rows = []
-    for tid in trial_ids:
-        try:
-            model, _ = load_best_model(study_dir, tid, len(classes), device)
-        except (OSError, ValueError, RuntimeError) as e:
-            print(f"error: trial {tid}: cannot load its best weights ({e})", file=sys.stderr)
-            return 2
-        probs = predict(model, arr, aug, device)[:, idx]  # only the scored classes compete
-        m = score(labels, probs, shared)  # the runner's test scoring, on this source
-        rows.append(
-            {"trial_id": tid, "images": len(labels)} | {k: m[v] for k, v in COLUMNS.items()}
-        )
-    per_class = Counter(shared[i] for i in labels)
-    print(
-        f"{source}: {len(labels)} images scored in {len(shared)} classes: "
-        + ", ".join(f"{c} ({per_class[c]})" for c in shared)
-    )
-    if plan.left_out:
-        print(
-            "left out (not a class of the study, not in --label-map): "
-            + ", ".join(f"{f} ({n} images)" for f, n in plan.left_out.items())
-        )
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    modes = list(dict.fromkeys(["none", a.tta]))
+    results: dict[str, dict[str, Any]] = {}
+    members: dict[str, np.ndarray] = {}
+    try:
+        models = []
+        if use_final:
+            model, fmeta = load_final_model(study_dir, len(classes), device)
+            models.append((f"final ({fmeta.get('trial_id', '?')} refit)", model))
+        for tid in dict.fromkeys([*trial_ids, *ensemble]):
+            models.append((tid, load_best_model(study_dir, tid, len(classes), device)[0]))
+    except (OSError, ValueError, RuntimeError, KeyError) as e:
+        print(f"error: cannot load the model's weights ({e})", file=sys.stderr)
+        return 2
+    for name, model in models:
+        for mode in modes:
+            probs = probabilities(model, arr, device, mode)
+            members[f"{name}|{mode}"] = probs
+            if name in ensemble and name not in trial_ids:
+                continue
+            results[name + ("" if mode == "none" else f" +{mode}")] = scores(
+                arr.labels, probs, classes
+            )
+    for mode in modes if ensemble else []:
+        mean = np.mean([members[f"{t}|{mode}"] for t in ensemble], axis=0)
+        name = f"ensemble of {len(ensemble)}" + ("" if mode == "none" else f" +{mode}")
+        results[name] = scores(arr.labels, mean, classes)
+    report(a.source, classes, arr, plan, bad, results, out)
+    print(f"wrote {storage.join(out, 'scores.json')} and scores.parquet", file=sys.stderr)
     return 0
 
 

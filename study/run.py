@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study import console
+from study import confirm, console
 from study import storage as st
 from study.overrides import apply_set, check_set_on_resume, parse_set, settings_types
 from study.schema import GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
@@ -111,6 +111,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     talk.add_argument(
         "-v", "--verbose", action="store_true", help="also print Ray Tune's own progress table"
     )
+    confirm.add_arguments(p)  # --confirm-seeds/-folds, --refit, --ensemble, --tta, --init-from
     return p.parse_args(argv)
 
 
@@ -296,6 +297,7 @@ def prepare(a: argparse.Namespace) -> tuple:
         # study.json records the command: never a database password
         a.argv = [x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in a.argv]
     fn = SpaceFunction(a.space, smoke_cfg)
+    constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
     check_space_builds(fn, settings, constants, len(ds.classes))
     from study.tune import make_sampler  # a grid sampler without GRID fails here, not in Ray
 
@@ -398,6 +400,7 @@ def run_study(
             val=load_split(ds, "val", settings.image_size),
             classes=ds.classes,
         )
+        data = confirm.tuning_data(data, ds, settings, a.seed)  # cv_folds: train+val in folds
         kwargs = dict(
             space_fn=fn,
             settings=settings,
@@ -425,6 +428,8 @@ def run_study(
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
+        plan, rule = confirm.plan_of(a), ds.manifest["split_rule"]
+        confirm.run(study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule)
         meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))

@@ -58,6 +58,9 @@ class SpaceSettings:
     scheduler: str = "asha"
     searcher: str = "study"
     top_k: int = 3  # best trials (by validation) evaluated on the test split
+    # > 1: each trial's metric is its mean over this many folds of train+val (tiny data sets;
+    # study.cv_trial), at K times the cost
+    cv_folds: int = 0
     # tuning-playbook roles of the hyperparameters; names not listed are "nuisance"
     roles: dict[str, str] = field(default_factory=dict)
     # enqueued first, by raw suggest names (e.g. the seed's named variants)
@@ -104,6 +107,8 @@ class SpaceSettings:
                 f"SpaceSettings.metric={self.metric!r}: expected one of {', '.join(metrics)} "
                 "(what each trial reports per epoch)"
             )
+        if self.cv_folds < 0 or self.cv_folds == 1:
+            raise ValueError(f"SpaceSettings.cv_folds={self.cv_folds}: expected 0 (off) or >= 2")
         if self.grace_period > self.max_epochs:
             raise ValueError(
                 f"SpaceSettings.grace_period={self.grace_period} exceeds "

@@ -29,7 +29,7 @@ from study.checkpoints import (
 )
 from study.compiling import StepProbe, compile_choice
 from study.config import TrainConfig
-from study.data import Augment, AugmentConfig, SplitArrays
+from study.data import Augment, SplitArrays
 from study.data.augment import AugmentDraw
 from study.feed import BatchFit, DeviceSums, batches, prefetched
 from study.metrics import macro_f1
@@ -43,6 +43,8 @@ class TrialData:
     train: SplitArrays
     val: SplitArrays
     classes: list[str]
+    # cv_folds tuning: `train` is train+val and this its fold ids (study.cv_trial); else None
+    folds: np.ndarray | None = None
 
 
 class Diverged(RuntimeError):
@@ -257,6 +259,10 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
     from ray import tune  # imported here so the module is importable without Ray's runtime
 
+    if data.folds is not None:  # SpaceSettings.cv_folds: the metric is the mean over folds
+        from study.cv_trial import train_trial_cv
+
+        return train_trial_cv(config, data)
     cfg = TrainConfig.from_config(config)
     faults = inject.parse(cfg.fault)
     if cfg.num_threads:
@@ -264,16 +270,13 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     device = pick_device()
     gen = seed_everything(cfg.seed)
     torch.backends.cudnn.benchmark = True
-    k = len(data.classes)
-    model = build_model(cfg, k, device)
-    opt = make_optimizer(cfg, model)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
-    weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
-    scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16)
-    params = sum(p.numel() for p in model.parameters())
+    from study.fit import setup_training  # study.fit imports this module
 
-    start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, ""
+    # model (warm-started if init_from), optimiser, input normalisation of its weights
+    t = setup_training(cfg, data, device)
+    model, opt, aug, weight, scaler, params = t.model, t.opt, t.aug, t.weight, t.scaler, t.params
+
+    start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, t.note
     ckpt = tune.get_checkpoint()
     if ckpt is not None:  # a retry after a failure: continue where the last good report left off
         start_epoch, history, best, best_state, note = restore(ckpt, model, opt, device)
@@ -291,8 +294,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
             # the data order of an epoch depends only on (seed, epoch): a resumed trial sees the
             # same batches as an uninterrupted one would have
             gen.manual_seed(cfg.seed * 1_000 + epoch)
-            for g, base in zip(opt.param_groups, base_lrs, strict=True):
-                g["lr"] = base * lr_factor(cfg, epoch)
+            t.set_epoch_lr(epoch)
             t0 = time.perf_counter()
             end_reason, error = "", ""
             try:

@@ -9,7 +9,7 @@ Importing this package registers the families below.
 from __future__ import annotations
 
 from . import backbones, googlenet, vanilla_cnn  # noqa: F401 - fill the registry
-from .layers import ACTIVATIONS, Classifier, count_params
+from .layers import ACTIVATIONS, Classifier, count_params, input_norm
 from .registry import create_model, list_models, model_info, register_model
 from .regularization import gradcam_layer, l2_penalty, param_groups
 
@@ -19,6 +19,7 @@ __all__ = [
     "count_params",
     "create_model",
     "gradcam_layer",
+    "input_norm",
     "l2_penalty",
     "list_models",
     "model_info",

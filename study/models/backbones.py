@@ -14,6 +14,7 @@ from typing import Any
 
 import timm
 import torch
+from timm.data import resolve_model_data_config
 from timm.models import group_modules
 from timm.utils import freeze as timm_freeze
 from torch import Tensor, nn
@@ -26,20 +27,15 @@ FREEZE_MODES = ("none", "backbone")
 
 
 @dataclass
-class BackboneOptions(HeadOptions):
-    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
+class TransferOptions(HeadOptions):
+    """Freezing and a backbone learning-rate multiplier: for pretrained weights, and for any
+    family's weights warm-started from another study (`init_from`, study.transfer)."""
 
-    head_dense: list[int] = field(default_factory=list)
-    dropout: float = 0.0
-    pretrained: bool | str = False
     freeze: str | int = "none"
     backbone_lr_mult: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(
-            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
-        )
         require(
             self.freeze in FREEZE_MODES or isinstance(self.freeze, int) and self.freeze >= 0,
             "freeze",
@@ -48,6 +44,21 @@ class BackboneOptions(HeadOptions):
         )
         require(
             self.backbone_lr_mult >= 0, "backbone_lr_mult", self.backbone_lr_mult, "a float >= 0"
+        )
+
+
+@dataclass
+class BackboneOptions(TransferOptions):
+    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
+
+    head_dense: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    pretrained: bool | str = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(
+            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
         )
 
 
@@ -147,6 +158,12 @@ def apply_freeze(model: Classifier, freeze: str | int) -> None:
 
 
 # ----------------------------------------------------------------------------- MobileNetV1
+# ReLU, not LeakyReLU(0.1) (the weights' source repository has both versions of this network).
+# Measured (benchmarks/mobilenet_activation.py, benchmarks/results/mobilenet_activation.txt): 9
+# channels of 5 BN layers stored a running variance of 5.6e-45, i.e. their input was exactly
+# constant through training, which only a dead ReLU unit produces; on the manga images those
+# channels stay exactly constant with ReLU and not with LeakyReLU(0.1), and ReLU matches the
+# stored BN statistics better in 18 of 26 layers (LeakyReLU in none, on both mean and variance).
 
 
 def _full(cin: int, cout: int, stride: int) -> nn.Sequential:
@@ -234,12 +251,16 @@ def _timm_builder(arch: str):
         ]
         info = getattr(backbone, "feature_info", None)
         gradcam = info[-1]["module"] if info else ""
+        # the normalisation the weights were trained with (0.5/0.5 for ViT, Inception v3 tv,
+        # Xception; ImageNet's for most others), from the backbone's own pretrained_cfg
+        data_cfg = resolve_model_data_config(backbone)
         return _classifier(
             backbone,
             _head(backbone.num_features, num_classes, opts),
             opts,
             gradcam=gradcam,
             stages=stages,
+            norm=data_cfg,
         )
 
     return build
@@ -281,8 +302,24 @@ def _head(in_features: int, num_classes: int, opts: BackboneOptions) -> Head:
 
 
 def _classifier(
-    backbone: nn.Module, head: Head, opts: BackboneOptions, *, gradcam: str, stages: list[list[str]]
+    backbone: nn.Module,
+    head: Head,
+    opts: BackboneOptions,
+    *,
+    gradcam: str,
+    stages: list[list[str]],
+    norm: dict[str, Any] | None = None,
 ) -> Classifier:
+    """`norm`: a timm data config (mean, std, interpolation); None for ImageNet's defaults."""
+    extra = (
+        {}
+        if norm is None
+        else {
+            "input_mean": norm["mean"],
+            "input_std": norm["std"],
+            "input_interpolation": norm["interpolation"],
+        }
+    )
     model = Classifier(
         backbone,
         head,
@@ -290,6 +327,7 @@ def _classifier(
         gradcam_target=gradcam,
         stages=stages,
         backbone_lr_mult=opts.backbone_lr_mult,
+        **extra,
     )
     apply_freeze(model, opts.freeze)  # after loading: frozen BNs no longer take BN state dicts
     return model

@@ -14,8 +14,9 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from .backbones import TransferOptions, apply_freeze
 from .layers import Classifier, Head, act_layer, conv_block, global_pool, scale
-from .registry import HeadOptions, one_of, register_model, require
+from .registry import one_of, register_model, require
 
 # (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj), Szegedy et al. 2014, table 1.
 INCEPTION_V1: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -34,7 +35,7 @@ AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
 
 
 @dataclass
-class GoogLeNetOptions(HeadOptions):
+class GoogLeNetOptions(TransferOptions):
     width_mult: float = 1.0
     extra_inception_3: int = 0
     extra_inception_5: int = 0
@@ -167,11 +168,14 @@ class GoogLeNetFeatures(nn.Module):
 def _googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
     features = GoogLeNetFeatures(opts, num_classes)
     head = Head.from_options(features.num_features, num_classes, opts)
-    return Classifier(
+    model = Classifier(
         features,
         head,
         head_output=opts.head_output,
         gradcam_target="stage5",
         stages=[["stem"], ["stage3"], ["stage4"], ["stage5"]],
         aux_weight=0.3 if opts.aux_logits else 0.0,  # the paper's discount for auxiliary losses
+        backbone_lr_mult=opts.backbone_lr_mult,
     )
+    apply_freeze(model, opts.freeze)  # for weights warm-started from another study (init_from)
+    return model

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import get_act_layer
 from torch import Tensor, nn
 
@@ -117,6 +118,9 @@ class Classifier(nn.Module):
     auxiliary classifiers, ``aux_outputs`` (logits of the last training-mode forward) weighted by
     ``aux_weight``. ``stages`` lists backbone module names per stage, earliest first, for
     ``freeze``; ``gradcam_target`` names the last spatial block inside the backbone.
+    ``input_mean`` / ``input_std`` (0..1 RGB) and ``input_interpolation`` are what the backbone's
+    weights expect (a timm backbone's ``pretrained_cfg``; ImageNet's defaults otherwise): the
+    trainer and the evaluator normalise with them (:func:`input_norm`).
     """
 
     def __init__(
@@ -129,8 +133,14 @@ class Classifier(nn.Module):
         stages: list[list[str]] | None = None,
         backbone_lr_mult: float = 1.0,
         aux_weight: float = 0.0,
+        input_mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
+        input_std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
+        input_interpolation: str = "bicubic",
     ) -> None:
         super().__init__()
+        self.input_mean = tuple(float(v) for v in input_mean)
+        self.input_std = tuple(float(v) for v in input_std)
+        self.input_interpolation = input_interpolation
         self.backbone = backbone
         self.head = head
         self.head_output = head_output
@@ -145,6 +155,16 @@ class Classifier(nn.Module):
     @property
     def aux_outputs(self) -> list[Tensor]:
         return list(getattr(self.backbone, "aux_outputs", []))
+
+
+def input_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) the model's inputs are normalised with; ImageNet's for a model that names none
+    (a ``torch.compile`` wrapper is looked through)."""
+    model = getattr(model, "_orig_mod", model)
+    return (
+        tuple(getattr(model, "input_mean", IMAGENET_DEFAULT_MEAN)),
+        tuple(getattr(model, "input_std", IMAGENET_DEFAULT_STD)),
+    )
 
 
 def count_params(model: nn.Module) -> int:

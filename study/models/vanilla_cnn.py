@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .backbones import TransferOptions, apply_freeze
 from .layers import Classifier, Head, conv_block, global_pool, scale
-from .registry import HeadOptions, one_of, register_model, require
+from .registry import one_of, register_model, require
 
 KERNELS = (3, 5, 7)
 
 
 @dataclass
-class VanillaCNNOptions(HeadOptions):
+class VanillaCNNOptions(TransferOptions):
     depth: int = 4
     width: int = 32
     convs_per_block: int = 1
@@ -73,11 +74,14 @@ def _vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
     features, width = _features(opts)
     head = Head.from_options(width, num_classes, opts)
     last = f"block{opts.depth - 1}"
-    return Classifier(
+    model = Classifier(
         features,
         head,
         head_output=opts.head_output,
         # the last conv before pooling: the finest map that still sees the whole network
         gradcam_target=f"{last}.conv{opts.convs_per_block - 1}",
         stages=[[f"block{b}"] for b in range(opts.depth)],
+        backbone_lr_mult=opts.backbone_lr_mult,
     )
+    apply_freeze(model, opts.freeze)  # for weights warm-started from another study (init_from)
+    return model

@@ -16,7 +16,15 @@ from pathlib import Path
 import pandas as pd
 import plotly.offline
 
-from study.report import architectures, compute, evaluation, figures, figures_eval, sections
+from study.report import (
+    architectures,
+    compute,
+    confirm_section,
+    evaluation,
+    figures,
+    figures_eval,
+    sections,
+)
 from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
@@ -225,6 +233,7 @@ def study_sections(d: StudyData) -> list[Section]:
             )
         )
         out.append(("history", "History", sections.history_section(d, metric)))
+    out += confirm_section.sections(d)  # confirm.parquet of study.confirm, if any
     out.append(("curves", "Learning curves", _curves(d)))
     if has_trials:
         out.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))

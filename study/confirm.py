@@ -1,0 +1,328 @@
+"""After tuning: confirmation runs, cross-validation, the refit final model, ensembles and TTA.
+
+On a small data set one validation accuracy is noise, and the best of many trials' maxima over
+epochs is biased upwards. So, once tuning is over (nothing here feeds back into it):
+  --confirm-seeds N   the top_k trials' configs retrained N times with new seeds, each to the epoch
+                      its trial chose, and scored on validation and test
+  --confirm-folds K   the same configs trained on K folds of train+val (study.folds: the split
+                      rule's stratified / by-group units), scored on each held-out fold and test
+  --refit             the winner (best confirmed validation mean, else best tuning trial) trained
+                      on train+val and scored on test: final_model/, what study.evaluate uses
+  --ensemble K        the top K trials' best checkpoints, probabilities averaged
+  --tta hflip         every score above also with the mirror image averaged in
+Every training runs as a Ray task with a trial's resources; rows go to confirm.parquet
+(layout: study.confirmed). The test split is scored, never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from study import confirmed
+from study import storage as st
+from study.confirm_jobs import Job, stored_models_job, train_job
+from study.results import EPOCHS, TRIALS, read_table, write_parquet
+
+
+@dataclass(frozen=True)
+class Plan:
+    seeds: int = 0
+    folds: int = 0
+    refit: bool = False
+    ensemble: int = 0
+    tta: str = "none"
+
+    @property
+    def active(self) -> bool:
+        return bool(self.seeds or self.folds or self.refit or self.ensemble or self.tta != "none")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("small data: after tuning (study.confirm)")
+    g.add_argument(
+        "--confirm-seeds",
+        type=int,
+        default=0,
+        metavar="N",
+        help="retrain the top_k configs N times with new seeds; rank by their mean",
+    )
+    g.add_argument(
+        "--confirm-folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="cross-validate the top_k configs on K folds of train+val",
+    )
+    g.add_argument(
+        "--refit",
+        action="store_true",
+        help="train the winner on train+val: the study's final_model",
+    )
+    g.add_argument(
+        "--ensemble",
+        type=int,
+        default=0,
+        metavar="K",
+        help="also score the top K trials' averaged probabilities",
+    )
+    g.add_argument(
+        "--tta",
+        default="none",
+        choices=confirmed.TTA_MODES,
+        help="test-time augmentation for every score after tuning",
+    )
+    g.add_argument(
+        "--init-from",
+        default=None,
+        metavar="STUDY_DIR[:TRIAL_ID]",
+        help="warm-start every trial from another study's best (or named, or "
+        "':final') model; its architecture becomes the default config",
+    )
+
+
+def plan_of(a: argparse.Namespace) -> Plan:
+    return Plan(a.confirm_seeds, a.confirm_folds, a.refit, a.ensemble, a.tta)
+
+
+def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:
+    """Check every small-data option before Ray starts; returns the constants with the warm-start
+    source's architecture folded in (`--init-from`)."""
+    plan = plan_of(a)
+    for opt, v in (("--confirm-seeds", plan.seeds), ("--ensemble", plan.ensemble)):
+        if v < 0:
+            raise ValueError(f"{opt} {v}: expected an integer >= 0")
+    if plan.ensemble == 1:
+        raise ValueError("--ensemble 1: an ensemble needs at least 2 models (or leave it out)")
+    from study.folds import fold_ids
+
+    for k, what in ((plan.folds, "--confirm-folds"), (settings.cv_folds, "SpaceSettings.cv_folds")):
+        if k:
+            fold_ids(pooled_meta(ds), ds.manifest["split_rule"], k, a.seed, what)
+    need = getattr(space.module, "NEEDS_INIT_FROM", None)
+    if need and not a.init_from:
+        raise ValueError(f"--space {space.name} needs --init-from STUDY_DIR[:TRIAL_ID] ({need})")
+    if a.init_from:
+        from study.transfer import inherited_config
+
+        constants = {**constants, **inherited_config(a.init_from)}
+    check_warm_start(fn, constants, ds.classes)
+    return constants
+
+
+def check_warm_start(fn, constants: dict[str, Any], classes: list[str]) -> None:
+    """A sampled config with init_from (from --init-from or the space) builds and takes the
+    source's weights: a mismatch fails now, not in every trial."""
+    import optuna
+
+    from study.config import TrainConfig
+    from study.models import create_model
+    from study.transfer import warm_start
+
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    cfg = TrainConfig.from_config({**constants, **fn(trial), "seed": 0})
+    if cfg.init_from:
+        model = create_model(cfg.model, len(classes), **cfg.model_options)
+        warm_start(model, cfg.init_from, classes)
+
+
+def tuning_data(data, ds, settings, seed: int):
+    """The data every trial gets: for `cv_folds` tuning, train+val with each image's fold."""
+    if not settings.cv_folds:
+        return data
+    from study.fit import concat
+    from study.folds import fold_ids
+
+    folds = fold_ids(pooled_meta(ds), ds.manifest["split_rule"], settings.cv_folds, seed)
+    return replace(data, train=concat(data.train, data.val), folds=folds)
+
+
+def pooled_meta(ds) -> pd.DataFrame:
+    """label, group, sha256 of train then val: the order of `load_split` for each."""
+    cols = ["label", "group", "sha256"]
+    return pd.concat([ds.table("train")[cols], ds.table("val")[cols]], ignore_index=True)
+
+
+def new_seed(trial_seed: int, i: int) -> int:
+    """The i-th confirmation seed of a trial: deterministic, and not the trial's own."""
+    seed = int(np.random.SeedSequence([trial_seed, i + 1]).generate_state(1)[0] % 2**31)
+    return seed if seed != trial_seed else seed + 1
+
+
+def chosen_epoch(
+    epochs: pd.DataFrame | None, trials: pd.DataFrame, tid: str, metric: str, mode: str
+) -> int:
+    """The epoch whose weights the trial kept (best by the study metric): the epoch count its
+    retraining goes to."""
+    col = metric if epochs is not None and metric in epochs.columns else "val_acc"
+    e = epochs[epochs["trial_id"] == tid] if epochs is not None else pd.DataFrame()
+    e = e[np.isfinite(e[col].astype(float))] if len(e) else e
+    if len(e):
+        best = e[col].idxmax() if mode == "max" else e[col].idxmin()
+        return int(e.loc[best, "epoch"])
+    row = trials[trials["trial_id"] == tid]
+    return max(1, int(row["best_epoch"].iloc[0])) if len(row) else 1
+
+
+# ----------------------------------------------------------------------------- the driver
+
+
+def run(
+    study_dir: str,
+    data_dir: str,
+    dataset: str,
+    settings,
+    resources: dict[str, float],
+    plan: Plan,
+    seed: int,
+    split_rule: str,
+) -> pd.DataFrame | None:
+    """Everything `plan` asks for, after tuning and evaluate_best; writes confirm.parquet (and
+    final_model/ for --refit) and prints the confirmed ranking. Ray must be running."""
+    import ray
+
+    from study.evaluate import trial_config, trials_with_checkpoints
+
+    if not plan.active:
+        return None
+    trials, epochs = read_table(study_dir, TRIALS), read_table(study_dir, EPOCHS)
+    rank_by = {"metric": settings.metric, "mode": settings.mode}
+    try:
+        if trials is None:
+            raise ValueError(f"{study_dir}: no trial reported a result")
+        k = max(settings.top_k, plan.ensemble)
+        top, _ = trials_with_checkpoints(study_dir, trials, rank_by, k)
+    except ValueError as e:
+        print(f"confirmation skipped: {e}")
+        return None
+    top_k, members = top[: settings.top_k], top[: plan.ensemble] if plan.ensemble else []
+    if plan.ensemble and len(members) < plan.ensemble:
+        print(f"note: --ensemble {plan.ensemble}: only {len(members)} trials have checkpoints")
+    opts = {"num_cpus": resources["cpu"], "num_gpus": resources["gpu"]}
+    jobs, folds = [], None
+    if plan.folds:
+        from study.data import open_dataset
+        from study.folds import fold_ids
+
+        folds = fold_ids(pooled_meta(open_dataset(data_dir, dataset)), split_rule, plan.folds, seed)
+    chosen = {t: chosen_epoch(epochs, trials, t, settings.metric, settings.mode) for t in top}
+    for tid in top_k:
+        cfg = trial_config(study_dir, tid)
+        n = chosen[tid]
+        jobs += [
+            Job("seed", tid, {**cfg, "seed": new_seed(int(cfg.get("seed", 0)), i)}, n)
+            for i in range(plan.seeds)
+        ]
+        jobs += [Job("fold", tid, cfg, n, f) for f in range(plan.folds)]
+    train_task = ray.remote(train_job).options(**opts)
+    stored_task = ray.remote(stored_models_job).options(**opts)
+    size = settings.image_size
+    pending = [train_task.remote(data_dir, dataset, size, j, folds, plan.tta) for j in jobs]
+    stored = stored_task.remote(
+        study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen, not settings.cv_folds
+    )
+    try:
+        rows = ray.get(stored)
+    except ray.exceptions.RayError as e:  # the retraining rows are still worth keeping
+        print(f"note: scoring the top trials' checkpoints failed: {error_line(e)}")
+        rows = []
+    rows += gather(pending, jobs)
+    if settings.cv_folds:  # what tuning chose on: the trial's fold mean at its chosen epoch
+        for row in rows:
+            if row["kind"] == "tuning":
+                e = epochs[(epochs["trial_id"] == row["trial_id"])]
+                row["val_acc"] = float(e.loc[e["epoch"] == row["epochs"], "val_acc"].iloc[0])
+    order = confirmed.ranking(confirmed.table(rows)) or top_k
+    if plan.refit:
+        ranked_by = "confirmed validation mean" if order is not top_k else "tuning validation rank"
+        where = (study_dir, data_dir, dataset)
+        rows.append(refit(where, settings, epochs, trials, order[0], ranked_by, train_task, plan))
+    df = confirmed.table(rows)
+    write_parquet(df, st.join(study_dir, confirmed.CONFIRM))
+    print_confirmed(df, study_dir)
+    return df
+
+
+def error_line(e: Exception) -> str:
+    """The last line of a task's error (the reason, not Ray's traceback)."""
+    lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
+    return lines[-1][:400] if lines else type(e).__name__
+
+
+def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
+    """The rows of finished retraining tasks; a task that raised becomes a row with its error,
+    so one failed run (a lost node, an out-of-memory) never loses the others."""
+    import ray
+
+    rows = []
+    for ref, job in zip(refs, jobs, strict=True):
+        try:
+            rows.append(ray.get(ref))
+        except ray.exceptions.RayError as e:
+            rows.append(
+                {
+                    "kind": job.kind,
+                    "trial_id": job.trial_id,
+                    "model": job.config.get("model", ""),
+                    "seed": job.config.get("seed", 0),
+                    "fold": job.fold,
+                    "epochs": job.epochs,
+                    "error": error_line(e),
+                }
+            )
+    return rows
+
+
+def print_confirmed(df: pd.DataFrame, study_dir: str) -> None:
+    fmt = {"float_format": lambda v: f"{v:.3f}", "index": False}
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        shown = confirmed.display(df)
+        if not shown.empty:
+            print(f"\nconfirmed ranking (by the mean over repeats on validation) - {study_dir}")
+            print(shown.to_string(index=False))
+        print("\nsingle tuning models, refit and ensemble (test split; *_tta: with --tta)")
+        print(confirmed.finals(df).to_string(**fmt))
+    for _, r in df[df["error"] != ""].iterrows():
+        print(f"note: {r['kind']} run of {r['trial_id']} (seed {r['seed']}): {r['error']}")
+
+
+def refit(
+    where: tuple[str, str, str],
+    settings,
+    epochs,
+    trials,
+    winner: str,
+    chosen_by: str,
+    train_task,
+    plan: Plan,
+) -> dict[str, Any]:
+    """Train the winner on train+val to its chosen epoch; write final_model/ with its weights."""
+    from study.data import open_dataset
+    from study.evaluate import trial_config
+    from study.transfer import write_final_model
+
+    study_dir, data_dir, dataset = where
+    cfg = trial_config(study_dir, winner)
+    n = chosen_epoch(epochs, trials, winner, settings.metric, settings.mode)
+    job = Job("refit", winner, cfg, n)
+    ref = train_task.remote(data_dir, dataset, settings.image_size, job, None, plan.tta)
+    row = gather([ref], [job])[0]
+    state = row.pop("state", None)
+    if state is None:  # diverged or failed: no final model, the row says why
+        return row
+    meta = {
+        "trial_id": winner,
+        "config": cfg,
+        "epochs": n,
+        "trained_on": "train+val",
+        "classes": open_dataset(data_dir, dataset).classes,
+        "chosen_by": chosen_by,
+        "plan": asdict(plan),
+    }
+    out = write_final_model(study_dir, state, meta)
+    print(f"final model: trial {winner}'s config, {n} epochs on train+val -> {out}")
+    return row
