@@ -17,7 +17,7 @@ Every training runs as a Ray task with a trial's resources; rows go to confirm.p
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -26,72 +26,14 @@ import pandas as pd
 from study import confirmed
 from study import storage as st
 from study.confirm_jobs import Job, stored_models_job, train_job
+from study.confirm_options import Plan, add_arguments, plan_of  # noqa: F401 (re-exported)
 from study.results import EPOCHS, TRIALS, read_table, write_parquet
-
-
-@dataclass(frozen=True)
-class Plan:
-    seeds: int = 0
-    folds: int = 0
-    refit: bool = False
-    ensemble: int = 0
-    tta: str = "none"
-
-    @property
-    def active(self) -> bool:
-        return bool(self.seeds or self.folds or self.refit or self.ensemble or self.tta != "none")
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("small data: after tuning (study.confirm)")
-    g.add_argument(
-        "--confirm-seeds",
-        type=int,
-        default=0,
-        metavar="N",
-        help="retrain the top_k configs N times with new seeds; rank by their mean",
-    )
-    g.add_argument(
-        "--confirm-folds",
-        type=int,
-        default=0,
-        metavar="K",
-        help="cross-validate the top_k configs on K folds of train+val",
-    )
-    g.add_argument(
-        "--refit",
-        action="store_true",
-        help="train the winner on train+val: the study's final_model",
-    )
-    g.add_argument(
-        "--ensemble",
-        type=int,
-        default=0,
-        metavar="K",
-        help="also score the top K trials' averaged probabilities",
-    )
-    g.add_argument(
-        "--tta",
-        default="none",
-        choices=confirmed.TTA_MODES,
-        help="test-time augmentation for every score after tuning",
-    )
-    g.add_argument(
-        "--init-from",
-        default=None,
-        metavar="STUDY_DIR[:TRIAL_ID]",
-        help="warm-start every trial from another study's best (or named, or "
-        "':final') model; its architecture becomes the default config",
-    )
-
-
-def plan_of(a: argparse.Namespace) -> Plan:
-    return Plan(a.confirm_seeds, a.confirm_folds, a.refit, a.ensemble, a.tta)
 
 
 def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:
     """Check every small-data option before Ray starts; returns the constants with the warm-start
-    source's architecture folded in (`--init-from`)."""
+    source's architecture folded in (`--init-from`). Call check_warm_start once the space's own
+    pre-flight (study.run.check_space_builds) has passed."""
     plan = plan_of(a)
     for opt, v in (("--confirm-seeds", plan.seeds), ("--ensemble", plan.ensemble)):
         if v < 0:
@@ -110,7 +52,6 @@ def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str,
         from study.transfer import inherited_config
 
         constants = {**constants, **inherited_config(a.init_from)}
-    check_warm_start(fn, constants, ds.classes)
     return constants
 
 
@@ -121,9 +62,11 @@ def check_warm_start(fn, constants: dict[str, Any], classes: list[str]) -> None:
 
     from study.config import TrainConfig
     from study.models import create_model
+    from study.spaces import quiet_optuna
     from study.transfer import warm_start
 
-    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    with quiet_optuna():
+        trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     cfg = TrainConfig.from_config({**constants, **fn(trial), "seed": 0})
     if cfg.init_from:
         model = create_model(cfg.model, len(classes), **cfg.model_options)

@@ -18,8 +18,10 @@ import math
 import numpy as np
 import pandas as pd
 
+from study.confirm_options import TTA_MODES  # noqa: F401 (re-exported)
+
 CONFIRM = "confirm.parquet"
-TTA_MODES = ("none", "hflip")  # test-time augmentation: none, or + the mirror image
+
 KINDS = ("tuning", "seed", "fold", "refit", "ensemble")
 COLUMNS = {
     "kind": "string",

@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from study import confirm, console
+from study import confirm_options, console
 from study import storage as st
 from study.overrides import apply_set, check_set_on_resume, parse_set, settings_types
 from study.schema import GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
@@ -111,7 +111,7 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
     talk.add_argument(
         "-v", "--verbose", action="store_true", help="also print Ray Tune's own progress table"
     )
-    confirm.add_arguments(p)  # --confirm-seeds/-folds, --refit, --ensemble, --tta, --init-from
+    confirm_options.add_arguments(p)  # --confirm-seeds/-folds, --refit, --ensemble, --tta, ...
     return p.parse_args(argv)
 
 
@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 def prepare(a: argparse.Namespace) -> tuple:
     """Everything that can be wrong with the command line, checked before Ray starts (see
     study.preflight); returns run_study's arguments."""
+    from study import confirm
     from study.data import default_data_dir
     from study.preflight import (
         UsageError,
@@ -299,6 +300,7 @@ def prepare(a: argparse.Namespace) -> tuple:
     fn = SpaceFunction(a.space, smoke_cfg)
     constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
     check_space_builds(fn, settings, constants, len(ds.classes))
+    confirm.check_warm_start(fn, constants, ds.classes)
     from study.tune import make_sampler  # a grid sampler without GRID fails here, not in Ray
 
     make_sampler(settings.sampler, a.seed, getattr(space.module, "GRID", None))
@@ -313,6 +315,7 @@ def run_study(
     import optuna
     import ray
 
+    from study import confirm
     from study.data import load_split
     from study.spaces import describe_hyperparameters
     from study.tables import read_json, write_json
@@ -428,7 +431,7 @@ def run_study(
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
-        plan, rule = confirm.plan_of(a), ds.manifest["split_rule"]
+        plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
         confirm.run(study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule)
         meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["wall_s"] = time.time() - t0
