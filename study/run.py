@@ -20,7 +20,9 @@ from typing import Any
 import pandas as pd
 
 from study import storage as st
+from study.chance import Baseline
 from study.data import NotPreparedError, default_data_dir, load_split, open_dataset
+from study.demo_check import print_summary
 from study.metrics import rank_column
 from study.preflight import (
     UsageError,
@@ -350,6 +352,7 @@ def run_study(
         ray.shutdown()
     rank = {"metric": settings.metric, "mode": settings.mode}
     print_leaderboard(study_dir, rank)
+    print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
     if not a.no_report:
         try:
             from study.report import build_report
@@ -386,7 +389,10 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return
-    top = select_top(trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode})
+    chance = Baseline.from_manifest(open_dataset(data_dir, dataset).manifest)  # skip at-chance
+    top = select_top(
+        trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance
+    )
     if not top:
         return
     task = ray.remote(evaluate_on_test).options(
