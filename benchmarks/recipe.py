@@ -111,14 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="toon")
     p.add_argument("--data-dir", default=None, help="default: $STUDY_DATA_DIR, else ./data")
     p.add_argument("--image-size", type=int, default=48)
-    p.add_argument("--cases", nargs="+", default=["demo_cnn", "demo_googlenet"],
-                   help=f"any of {', '.join(CASES)}")
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=["demo_cnn", "demo_googlenet"],
+        help=f"any of {', '.join(CASES)}",
+    )
     p.add_argument("--recipes", nargs="+", default=["init=torch", "init=glorot"])
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--at", type=int, nargs="+", default=[1, 3, 10], help="epochs to show")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--train-subset", type=int, default=0,
-                   help="train on N random train images only (0 = all)")
+    p.add_argument(
+        "--train-subset", type=int, default=0, help="train on N random train images only (0 = all)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--curves", action="store_true", help="also print every epoch's val acc")
     a = p.parse_args(argv)
