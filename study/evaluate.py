@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from study import storage
+from study.chance import Baseline, at_chance_trials
 from study.config import TrainConfig
 from study.confirmed import TTA_MODES
 from study.data import Augment, AugmentConfig, SplitArrays
@@ -72,10 +73,17 @@ def probabilities(
     return probs
 
 
-def select_top(trials: pd.DataFrame, k: int, settings: dict[str, Any]) -> list[str]:
+def select_top(
+    trials: pd.DataFrame, k: int, settings: dict[str, Any], chance: Baseline | None = None
+) -> list[str]:
     """Best K finished or ASHA-stopped trials by the study metric on validation (the ranking the
-    report uses); running, diverged and errored trials are never candidates."""
+    report uses); running, diverged and errored trials are never candidates. Given `chance`,
+    trials whose best validation accuracy does not beat guessing (study.chance) are left out
+    while any trial that beat it remains."""
     done = trials[trials["status"].isin(["finished", "stopped"])]
+    if chance is not None:
+        learned = done[~at_chance_trials(done, chance)]
+        done = learned if len(learned) else done
     return ranked(done, settings)["trial_id"].head(k).tolist()
 
 

@@ -442,6 +442,9 @@ def run_study(
             ray.shutdown()
     rank = {"metric": settings.metric, "mode": settings.mode}
     print_leaderboard(study_dir, rank)
+    from study.demo_check import print_summary
+
+    print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
     if not a.no_report:
         console.phase("writing the report")
         try:
@@ -483,13 +486,17 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
     import ray
 
+    from study.chance import Baseline
     from study.evaluate import evaluate_on_test, select_top
     from study.tables import read_table, write_json, write_parquet
 
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return
-    top = select_top(trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode})
+    chance = Baseline.from_manifest(open_dataset(data_dir, dataset).manifest)  # skip at-chance
+    top = select_top(
+        trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance
+    )
     if not top:
         return
     console.phase(

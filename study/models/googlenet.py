@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import TransferOptions, apply_freeze
-from .layers import Classifier, Head, act_layer, conv_block, global_pool, scale
+from .layers import Classifier, Head, act_layer, conv_block, global_pool, init_weights, scale
 from .registry import one_of, register_model, require
 
 # (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj), Szegedy et al. 2014, table 1.
@@ -166,7 +166,7 @@ class GoogLeNetFeatures(nn.Module):
     head_dense=[64, 64],
 )
 def _googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
-    features = GoogLeNetFeatures(opts, num_classes)
+    features = init_weights(GoogLeNetFeatures(opts, num_classes), opts.init)
     head = Head.from_options(features.num_features, num_classes, opts)
     model = Classifier(
         features,

@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from torch import nn
 
-from .layers import ACTIVATIONS, HEAD_OUTPUTS
+from .layers import ACTIVATIONS, HEAD_OUTPUTS, INITS
 
 
 class OptionError(ValueError):
@@ -38,8 +38,12 @@ class HeadOptions:
     dropout: float = 0.4
     head_output: str = "softmax"
     batch_norm: bool = False
+    # how the layers a family builds itself (never pretrained weights) are initialised:
+    # "torch" = PyTorch's defaults, "glorot" = Keras' (the seed study's), see layers.init_weights
+    init: str = "torch"
 
     def __post_init__(self) -> None:
+        require(self.init in INITS, "init", self.init, one_of(INITS))
         require(
             all(w >= 1 for w in self.head_dense),
             "head_dense",

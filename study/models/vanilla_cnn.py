@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .backbones import TransferOptions, apply_freeze
-from .layers import Classifier, Head, conv_block, global_pool, scale
+from .layers import Classifier, Head, conv_block, global_pool, init_weights, scale
 from .registry import one_of, register_model, require
 
 KERNELS = (3, 5, 7)
@@ -72,6 +72,7 @@ def _features(opts: VanillaCNNOptions) -> tuple[nn.Sequential, int]:
 )
 def _vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
     features, width = _features(opts)
+    init_weights(features, opts.init)
     head = Head.from_options(width, num_classes, opts)
     last = f"block{opts.depth - 1}"
     model = Classifier(

@@ -1,0 +1,181 @@
+"""Which training recipe lets the zoo's models leave chance on small data? Curves per recipe.
+
+    python benchmarks/recipe.py --dataset manga --image-size 112 \\
+        --cases seed_googlenet seed_googlenet_extra --recipes init=torch init=glorot --epochs 10
+    python benchmarks/recipe.py --dataset toon --image-size 48 --cases demo_cnn demo_googlenet \\
+        --recipes init=torch "init=glorot,warmup_epochs=1" --epochs 10
+
+Each (case, recipe, seed) trains one model through the trainable's own pieces (model factory,
+optimiser, learning-rate schedule, train_epoch with augmentation and class weights, validation),
+without Ray, on the prepared data set's train split, and is validated on its val split. A case is
+a named model config (the seed's presets, the demo's models); a recipe is `key=value,...` over
+that config (any trial config key: init, lr, warmup_epochs, label_smoothing, class_weights,
+aug_strength, dropout, batch_size, ...). The table shows train loss and val accuracy after the
+--at epochs, the best val accuracy, and the first epoch at which the trial beat guessing
+(study.chance: binomial bound on the val split); "-" = still at chance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._util import load_line, table  # noqa: E402 - run as a script from any directory
+
+# the seed's presets: googlenet_manga's two starting points with the seed's recipe (Adam 1e-3,
+# batch 32, its augmentation, constant learning rate, class weights as the manga spaces use)
+_SEED_RECIPE = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "aug_strength": 0.5,
+                "lr_schedule": "constant", "class_weights": True}  # fmt: skip
+CASES: dict[str, dict[str, Any]] = {
+    "seed_googlenet": {"model": "googlenet", "head_dense": [64], "dropout": 0.4, **_SEED_RECIPE},
+    "seed_googlenet_extra": {"model": "googlenet", "extra_inception_3": 1,
+                             "extra_inception_5": 1, "head_dense": [64, 64], "dropout": 0.4,
+                             **_SEED_RECIPE},
+    "demo_googlenet": {"model": "googlenet", "width_mult": 0.25, "batch_norm": True,
+                       "head_dense": [64], "dropout": 0.3, "optimizer": "adam", "lr": 2e-3,
+                       "batch_size": 32, "aug_strength": 0.15},
+    "demo_cnn": {"model": "vanilla_cnn", "width": 32, "depth": 4, "batch_norm": True,
+                 "head_dense": [64], "dropout": 0.3, "optimizer": "adam", "lr": 2e-3,
+                 "batch_size": 32, "aug_strength": 0.15},
+}  # fmt: skip
+
+
+def parse_recipe(text: str) -> dict[str, Any]:
+    """`key=value,key=value` -> dict; values are JSON where they parse (numbers, true, [64])."""
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep:
+            raise SystemExit(f"--recipes {text!r}: expected key=value pairs, got {part!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]:
+    """Train one config for `epochs` epochs; one row (train loss/acc, val loss/acc) per epoch."""
+    import torch
+
+    from study.config import TrainConfig
+    from study.data import Augment, AugmentConfig
+    from study.trainable import (
+        build_model,
+        class_weight_tensor,
+        evaluate_val,
+        lr_factor,
+        make_optimizer,
+        seed_everything,
+        train_epoch,
+    )
+
+    cfg = TrainConfig.from_config({**config, "max_epochs": epochs})
+    device = torch.device("cpu")
+    gen = seed_everything(cfg.seed)
+    k = len(data.classes)
+    model = build_model(cfg, k, device)
+    opt = make_optimizer(cfg, model)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
+    weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
+    scaler = torch.amp.GradScaler(enabled=False)
+    rows = []
+    for epoch in range(epochs):
+        gen.manual_seed(cfg.seed * 1_000 + epoch)  # as the trainable: order from (seed, epoch)
+        for g, base in zip(opt.param_groups, base_lrs, strict=True):
+            g["lr"] = base * lr_factor(cfg, epoch)
+        t0 = time.perf_counter()
+        loss, acc, _ = train_epoch(model, opt, data, aug, cfg, gen, device, weight, scaler)
+        val_loss, val_acc, _ = evaluate_val(model, data, aug, device)
+        rows.append({"train_loss": loss, "train_acc": acc, "val_loss": val_loss,
+                     "val_acc": val_acc, "s": time.perf_counter() - t0})  # fmt: skip
+    return rows
+
+
+def left_chance(val_accs: list[float], base) -> int | None:
+    """The first epoch after which the history is no longer at chance, else None."""
+    from study.chance import at_chance
+
+    return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)),
+                None)  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="toon")
+    p.add_argument("--data-dir", default=None, help="default: $STUDY_DATA_DIR, else ./data")
+    p.add_argument("--image-size", type=int, default=48)
+    p.add_argument(
+        "--cases",
+        nargs="+",
+        default=["demo_cnn", "demo_googlenet"],
+        help=f"any of {', '.join(CASES)}",
+    )
+    p.add_argument("--recipes", nargs="+", default=["init=torch", "init=glorot"])
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--at", type=int, nargs="+", default=[1, 3, 10], help="epochs to show")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument(
+        "--train-subset", type=int, default=0, help="train on N random train images only (0 = all)"
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--curves", action="store_true", help="also print every epoch's val acc")
+    a = p.parse_args(argv)
+    unknown = [c for c in a.cases if c not in CASES]
+    if unknown:
+        p.error(f"--cases {' '.join(unknown)}: expected any of {', '.join(CASES)}")
+    recipes = {r: parse_recipe(r) for r in a.recipes}
+
+    import torch
+
+    from study.chance import Baseline
+    from study.data import default_data_dir, load_split, open_dataset
+    from study.trainable import TrialData
+
+    torch.set_num_threads(a.threads)
+    ds = open_dataset(a.data_dir or default_data_dir(), a.dataset)
+    train = load_split(ds, "train", a.image_size)
+    if a.train_subset:
+        import numpy as np
+
+        from study.data import SplitArrays
+
+        # a fixed random subset: the split is stored class by class
+        idx = np.sort(np.random.default_rng(0).permutation(len(train.labels))[: a.train_subset])
+        train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
+    data = TrialData(train=train, val=load_split(ds, "val", a.image_size), classes=ds.classes)
+    base = Baseline.from_manifest(ds.manifest)
+    print(f"{a.dataset} at {a.image_size} px: train {len(data.train.labels)}, val "
+          f"{len(data.val.labels)}, {len(ds.classes)} classes, guessing {base.p0:.3f}; "
+          f"{load_line()}", flush=True)  # fmt: skip
+    at = [e for e in a.at if e <= a.epochs]
+    rows = []
+    for case in a.cases:
+        for name, recipe in recipes.items():
+            for seed in a.seeds:
+                t0 = time.perf_counter()
+                hist = run_one({**CASES[case], **recipe, "seed": seed}, data, a.epochs)
+                accs = [h["val_acc"] for h in hist]
+                left = left_chance(accs, base)
+                row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
+                row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
+                row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
+                row |= {"best val": max(accs), "left chance": left if left else "-",
+                        "s/epoch": (time.perf_counter() - t0) / a.epochs}  # fmt: skip
+                rows.append(row)
+                curve = " ".join(f"{v:.2f}" for v in accs)
+                print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
+    print(table(rows, f"recipes on {a.dataset} at {a.image_size} px, {a.epochs} epochs "
+                      f"(loss: train, val: validation accuracy)", digits=3))  # fmt: skip
+    print(load_line())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
