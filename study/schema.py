@@ -195,8 +195,8 @@ EPOCH_COLUMNS = [c.name for c in TABLES[EPOCHS].columns if c.name != "study"]
 # The other files of a study directory (not tables of rows).
 FILES = {
     STUDY_JSON: "the command, seed, versions, git commit, data set (version, split rule, classes, "
-    "counts), settings (after --set and flags), declared hyperparameters with their roles, "
-    "start and end times",
+    "counts), settings (after the --set values, which `set` lists, and flags), declared "
+    "hyperparameters with their roles, start and end times",
     "test_metrics.json": "per evaluated trial: per-class precision, recall, F1, support and the "
     "confusion matrix on the test split",
     CONFIRM: "the post-tuning confirmation's rows (seeds, folds, refit, ensemble), when it ran",

@@ -159,8 +159,8 @@ def test_smoke_test_end_to_end(tmp_path) -> None:
     # the test split was decoded only after every trial's last epoch
     cache = toon_dir / "toon" / "cache"
     test_npy = next(cache.glob("*-32px-test.npy"))
-    assert test_npy.stat().st_mtime > epochs["time"].max()
-    assert next(cache.glob("*-32px-train.npy")).stat().st_mtime < epochs["time"].min()
+    assert test_npy.stat().st_mtime > epochs["time"].max().timestamp()  # a UTC timestamp
+    assert next(cache.glob("*-32px-train.npy")).stat().st_mtime < epochs["time"].min().timestamp()
 
 
 def test_asha_stops_weak_trials_early(asha_study) -> None:
