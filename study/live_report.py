@@ -44,7 +44,7 @@ class LiveReport(tune.Callback):
     def _rebuild(self, force: bool = False) -> None:
         now = self.clock()
         if not force and now - self._last < self.every_s:
-            self._pending = True  # written by the first on_step after the quiet period
+            self._pending = True  # written by the first on_step_end after the quiet period
             return
         self._last, self._pending = now, False
         try:
@@ -74,7 +74,7 @@ class LiveReport(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._rebuild()
 
-    def on_step(self, iteration, trials, **info):
+    def on_step_end(self, iteration, trials, **info):  # Tune calls it after every loop step
         if self._pending and self.clock() - self._last >= self.every_s:
             self._rebuild()
 

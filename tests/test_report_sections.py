@@ -200,12 +200,12 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     assert '<meta http-equiv="refresh" content="60">' in page
     now[0] += 30  # within the quiet period: nothing written, one rewrite owed
     live.on_trial_complete(2, [], _trial("t001"))
-    live.on_step(3, [])
+    live.on_step_end(3, [])
     assert live.builds == 1
     now[0] += 31
-    live.on_step(4, [])  # the owed rewrite, once the period has passed
+    live.on_step_end(4, [])  # the owed rewrite, once the period has passed
     assert live.builds == 2
-    live.on_step(5, [])
+    live.on_step_end(5, [])
     assert live.builds == 2  # nothing new happened
     live.on_experiment_end([])  # the final counts, whatever the period
     assert live.builds == 3
@@ -213,6 +213,9 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     broken.on_trial_error(1, [], _trial("t"))  # a report that fails does not stop the study
     assert broken.failures == 1 and "live report not written" in caplog.text
     assert live_report_callbacks(str(study), None) == []
+    from ray.tune import Callback  # the hooks are Tune's own: a misspelt one is never called
+
+    assert all(hasattr(Callback, m) for m in ("on_step_end", "on_trial_complete", "on_trial_error"))
     # once study.json records the end, the page has no banner and stops reloading
     meta = json.loads((study / "study.json").read_text())
     (study / "study.json").write_text(json.dumps(meta | {"finished": "2025-01-01T02:00:00"}))
