@@ -9,19 +9,25 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import fields
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study import confirm_options, console
 from study import storage as st
+from study.after_tuning import (
+    evaluate_best,
+    git_commit,
+    has_tensorboard,
+    outcome,
+    print_leaderboard,
+    versions,
+)
 from study.overrides import apply_set, check_set_on_resume, parse_set, settings_types
-from study.schema import GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
+from study.schema import STUDY_JSON
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
@@ -184,42 +190,6 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
                 create_model(tc.model, num_classes, **options)
         except Exception as e:  # whatever the config or model rejects: one line, exit code 2
             raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
-
-
-def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
-    for pkg in (
-        "study",
-        "torch",
-        "torchvision",
-        "timm",
-        "ray",
-        "optuna",
-        "pandas",
-        "pyarrow",
-        "plotly",
-    ):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def git_commit() -> str | None:
-    try:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "HEAD"],
-                capture_output=True,
-                text=True,
-                cwd=Path(__file__).parent,
-                timeout=5,
-            ).stdout.strip()
-            or None
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -426,7 +396,7 @@ def run_study(
             f"tuning: {settings.num_samples} trials of at most {settings.max_epochs} epochs "
             f"({settings.sampler} sampler, {settings.scheduler}); results in {st.redact(study_dir)}"
         )
-        if _has_tensorboard():
+        if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         tuner.fit()
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
@@ -455,103 +425,6 @@ def run_study(
         except (ImportError, ValueError) as e:  # optional for a run; say why it is missing
             print(f"report not written ({st.redact(str(e))})", file=sys.stderr)
     return outcome(study_dir, rank)
-
-
-def _has_tensorboard() -> bool:
-    """Ray Tune writes TensorBoard event files into each trial's folder when tensorboardX is
-    installed (tensorboard itself is not needed to run a study)."""
-    from importlib.util import find_spec
-
-    return find_spec("tensorboardX") is not None
-
-
-def outcome(study_dir: str, rank: dict[str, Any]) -> int:
-    """1, with why, when no trial produced a usable result (every trial errored): the run failed
-    even though Tune finished."""
-    from study.evaluate import select_top  # the trials the test split would go to
-    from study.tables import read_table
-
-    trials = read_table(study_dir, TRIALS)
-    if trials is not None and select_top(trials, 1, rank):
-        return 0
-    counts = {} if trials is None else trials["status"].value_counts().to_dict()
-    reasons = [] if trials is None else trials["status_reason"].dropna().astype(str).str.strip()
-    why = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
-    tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trial reported"
-    print(f"error: no trial finished ({tally}; {st.redact(study_dir)}){why}", file=sys.stderr)
-    return 1
-
-
-def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
-    """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
-    import ray
-
-    from study.chance import Baseline
-    from study.evaluate import evaluate_on_test, select_top
-    from study.tables import read_table, write_json, write_parquet
-
-    trials = read_table(study_dir, TRIALS)
-    if trials is None or trials.empty:
-        return
-    chance = Baseline.from_manifest(open_dataset(data_dir, dataset).manifest)  # skip at-chance
-    top = select_top(
-        trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance
-    )
-    if not top:
-        return
-    console.phase(
-        f"evaluating the best {len(top)} trial(s) by validation on the test split, and Grad-CAM "
-        "of the best"
-    )
-    task = ray.remote(evaluate_on_test).options(
-        num_cpus=resources["cpu"], num_gpus=resources["gpu"]
-    )
-    out = ray.get(task.remote(study_dir, data_dir, dataset, top, settings.image_size))
-    for tid, m in out["metrics"].items():
-        for col in ("test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"):
-            trials.loc[trials["trial_id"] == tid, col] = m[col]
-    write_parquet(trials, st.join(study_dir, TRIALS))
-    write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))
-    if not out["gradcam"].empty:
-        write_parquet(out["gradcam"], st.join(study_dir, GRADCAM))
-    write_json(
-        {tid: {k: m[k] for k in ("per_class", "confusion")} for tid, m in out["metrics"].items()},
-        st.join(study_dir, "test_metrics.json"),
-    )
-
-
-def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> None:
-    import pandas as pd
-
-    from study.metrics import rank_column
-    from study.tables import read_table
-
-    trials = read_table(study_dir, TRIALS)
-    if trials is None:
-        print("no trial reported a result")
-        return
-    cols = [
-        "trial_id",
-        "model",
-        "status",
-        "epochs",
-        "val_acc_avg",
-        "val_acc_max",
-        "test_acc",
-        "test_acc_ci_low",
-        "test_acc_ci_high",
-        "params",
-        "epoch_s_mean",
-    ]
-    column, larger = rank_column(settings)  # the report's ranking; errored trials last
-    show = cols if column in cols else [*cols, column]
-    top = trials.sort_values(column, ascending=not larger)[show].head(n)
-    with pd.option_context("display.width", 160, "display.max_columns", 20):
-        print(
-            f"\nleaderboard (by {column}, validation; test acc only for the best trials, on the "
-            f"test split, 95% CI) - {st.redact(study_dir)}"
-        )
-        print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,148 @@
+"""After tuning: the one read of the test split (the best trials by validation), the leaderboard,
+the run's exit status, and what study.json records about the code that ran."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from study import console
+from study import storage as st
+from study.schema import GRADCAM, PREDICTIONS, TRIALS
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in (
+        "study",
+        "torch",
+        "torchvision",
+        "timm",
+        "ray",
+        "optuna",
+        "pandas",
+        "pyarrow",
+        "plotly",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def has_tensorboard() -> bool:
+    """Ray Tune writes TensorBoard event files into each trial's folder when tensorboardX is
+    installed (tensorboard itself is not needed to run a study)."""
+    from importlib.util import find_spec
+
+    return find_spec("tensorboardX") is not None
+
+
+def outcome(study_dir: str, rank: dict[str, Any]) -> int:
+    """1, with why, when no trial produced a usable result (every trial errored): the run failed
+    even though Tune finished."""
+    from study.evaluate import select_top  # the trials the test split would go to
+    from study.tables import read_table
+
+    trials = read_table(study_dir, TRIALS)
+    if trials is not None and select_top(trials, 1, rank):
+        return 0
+    counts = {} if trials is None else trials["status"].value_counts().to_dict()
+    reasons = [] if trials is None else trials["status_reason"].dropna().astype(str).str.strip()
+    why = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trial reported"
+    print(f"error: no trial finished ({tally}; {st.redact(study_dir)}){why}", file=sys.stderr)
+    return 1
+
+
+def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
+    """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
+    import ray
+
+    from study.chance import Baseline
+    from study.data import open_dataset
+    from study.evaluate import evaluate_on_test, select_top
+    from study.tables import read_table, write_json, write_parquet
+
+    trials = read_table(study_dir, TRIALS)
+    if trials is None or trials.empty:
+        return
+    chance = Baseline.from_manifest(open_dataset(data_dir, dataset).manifest)  # skip at-chance
+    top = select_top(
+        trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance
+    )
+    if not top:
+        return
+    console.phase(
+        f"evaluating the best {len(top)} trial(s) by validation on the test split, and Grad-CAM "
+        "of the best"
+    )
+    task = ray.remote(evaluate_on_test).options(
+        num_cpus=resources["cpu"], num_gpus=resources["gpu"]
+    )
+    out = ray.get(task.remote(study_dir, data_dir, dataset, top, settings.image_size))
+    for tid, m in out["metrics"].items():
+        for col in ("test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"):
+            trials.loc[trials["trial_id"] == tid, col] = m[col]
+    write_parquet(trials, st.join(study_dir, TRIALS))
+    write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))
+    if not out["gradcam"].empty:
+        write_parquet(out["gradcam"], st.join(study_dir, GRADCAM))
+    write_json(
+        {tid: {k: m[k] for k in ("per_class", "confusion")} for tid, m in out["metrics"].items()},
+        st.join(study_dir, "test_metrics.json"),
+    )
+
+
+def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> None:
+    import pandas as pd
+
+    from study.metrics import rank_column
+    from study.tables import read_table
+
+    trials = read_table(study_dir, TRIALS)
+    if trials is None:
+        print("no trial reported a result")
+        return
+    cols = [
+        "trial_id",
+        "model",
+        "status",
+        "epochs",
+        "val_acc_avg",
+        "val_acc_max",
+        "test_acc",
+        "test_acc_ci_low",
+        "test_acc_ci_high",
+        "params",
+        "epoch_s_mean",
+    ]
+    column, larger = rank_column(settings)  # the report's ranking; errored trials last
+    show = cols if column in cols else [*cols, column]
+    top = trials.sort_values(column, ascending=not larger)[show].head(n)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(
+            f"\nleaderboard (by {column}, validation; test acc only for the best trials, on the "
+            f"test split, 95% CI) - {st.redact(study_dir)}"
+        )
+        print(top.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
