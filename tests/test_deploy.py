@@ -444,7 +444,7 @@ def test_readme_study_commands_use_options_that_exist() -> None:
     ]
     assert len(commands) >= 8
     for cmd in commands:
-        argv = [t for t in shlex.split(cmd) if t != "..."]
+        argv = [t for t in shlex.split(cmd, comments=True) if t != "..."]
         if argv and argv[0] in ("--list",):
             continue
         run.parse_args(argv)  # SystemExit (exit 2) on an unknown option

@@ -174,6 +174,7 @@ def test_a_broken_space_is_one_line_before_ray(case, data_dir, tmp_path, capsys)
 
 SPACE_FILE = """
 from search_spaces.{name} import SETTINGS as SHIPPED, space  # noqa: F401
+from search_spaces.{name} import *  # noqa: F403 (NEEDS_INIT_FROM, GRID: what the runner reads)
 
 SETTINGS = SHIPPED.override(num_samples={n}, starting_points={points!r}, sampler="random")
 """
@@ -190,6 +191,11 @@ def test_every_choice_of_every_space_runs(name, ray_cluster, data_dir, tmp_path)
     args = ["--space", str(path), "--smoke-test", "--num-samples", str(len(cover.params))]
     args += ["--max-epochs", "1", "--no-report"]
     args += ["--data-dir", str(data_dir), "--storage", str(tmp_path / "s"), "--name", "cover"]
+    if getattr(space.module, "NEEDS_INIT_FROM", None):  # a transfer space: a toon study first
+        src = ["--space", "demo", "--smoke-test", "--num-samples", "1", "--max-epochs", "1"]
+        src += ["--data-dir", str(data_dir), "--storage", str(tmp_path / "s"), "--name", "src"]
+        assert run.main([*src, "--no-report"]) == 0
+        args += ["--init-from", str(tmp_path / "s" / "src")]
     assert run.main(args) == 0
     assert ray.is_initialized()  # the module's Ray, reused
 
