@@ -11,7 +11,8 @@ without Ray, on the prepared data set's train split, and is validated on its val
 a named model config (the seed's presets, the demo's models); a recipe is `key=value,...` over
 that config (any trial config key: init, lr, warmup_epochs, label_smoothing, class_weights,
 aug_strength, dropout, batch_size, ...). The table shows train loss and val accuracy after the
---at epochs, the best val accuracy, and the first epoch at which the trial beat guessing
+--at epochs, the share of dead ReLUs in the head's hidden layer after the first two of them,
+the best val accuracy, and the first epoch at which the trial beat guessing
 (study.chance: binomial bound on the val split); "-" = still at chance.
 """
 
@@ -29,20 +30,48 @@ from benchmarks._util import load_line, table  # noqa: E402 - run as a script fr
 
 # the seed's presets: googlenet_manga's two starting points with the seed's recipe (Adam 1e-3,
 # batch 32, its augmentation, constant learning rate, class weights as the manga spaces use)
-_SEED_RECIPE = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "aug_strength": 0.5,
-                "lr_schedule": "constant", "class_weights": True}  # fmt: skip
+_SEED_RECIPE = {
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "batch_size": 32,
+    "aug_strength": 0.5,
+    "lr_schedule": "constant",
+    "class_weights": True,
+}
 CASES: dict[str, dict[str, Any]] = {
     "seed_googlenet": {"model": "googlenet", "head_dense": [64], "dropout": 0.4, **_SEED_RECIPE},
-    "seed_googlenet_extra": {"model": "googlenet", "extra_inception_3": 1,
-                             "extra_inception_5": 1, "head_dense": [64, 64], "dropout": 0.4,
-                             **_SEED_RECIPE},
-    "demo_googlenet": {"model": "googlenet", "width_mult": 0.25, "batch_norm": True,
-                       "head_dense": [64], "dropout": 0.3, "optimizer": "adam", "lr": 2e-3,
-                       "batch_size": 32, "aug_strength": 0.15},
-    "demo_cnn": {"model": "vanilla_cnn", "width": 32, "depth": 4, "batch_norm": True,
-                 "head_dense": [64], "dropout": 0.3, "optimizer": "adam", "lr": 2e-3,
-                 "batch_size": 32, "aug_strength": 0.15},
-}  # fmt: skip
+    "seed_googlenet_extra": {
+        "model": "googlenet",
+        "extra_inception_3": 1,
+        "extra_inception_5": 1,
+        "head_dense": [64, 64],
+        "dropout": 0.4,
+        **_SEED_RECIPE,
+    },
+    "demo_googlenet": {
+        "model": "googlenet",
+        "width_mult": 0.25,
+        "batch_norm": True,
+        "head_dense": [64],
+        "dropout": 0.3,
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "batch_size": 32,
+        "aug_strength": 0.15,
+    },
+    "demo_cnn": {
+        "model": "vanilla_cnn",
+        "width": 32,
+        "depth": 4,
+        "batch_norm": True,
+        "head_dense": [64],
+        "dropout": 0.3,
+        "optimizer": "adam",
+        "lr": 2e-3,
+        "batch_size": 32,
+        "aug_strength": 0.15,
+    },
+}
 
 
 def parse_recipe(text: str) -> dict[str, Any]:
@@ -57,6 +86,27 @@ def parse_recipe(text: str) -> dict[str, Any]:
         except json.JSONDecodeError:
             out[key] = raw
     return out
+
+
+def dead_units(model, data, aug, device) -> float:
+    """Share of the head's first hidden layer's units that are zero for every val image (dead
+    ReLUs: nothing flows back through them, so a head with all of them dead never learns); NaN
+    for a linear head."""
+    import torch
+
+    act = getattr(model.head, "act0", None)
+    if act is None:
+        return float("nan")
+    seen: list[torch.Tensor] = []
+    hook = act.register_forward_hook(lambda _m, _i, out: seen.append(out.detach() > 0))
+    try:
+        from study.trainable import predict
+
+        predict(model, data.val, aug, device)
+    finally:
+        hook.remove()
+    alive = torch.cat(seen).any(0)
+    return 1.0 - float(alive.float().mean())
 
 
 def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]:
@@ -90,11 +140,21 @@ def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]
         gen.manual_seed(cfg.seed * 1_000 + epoch)  # as the trainable: order from (seed, epoch)
         for g, base in zip(opt.param_groups, base_lrs, strict=True):
             g["lr"] = base * lr_factor(cfg, epoch)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss, acc, _ = train_epoch(model, opt, data, aug, cfg, gen, device, weight, scaler)
         val_loss, val_acc, _ = evaluate_val(model, data, aug, device)
-        rows.append({"train_loss": loss, "train_acc": acc, "val_loss": val_loss,
-                     "val_acc": val_acc, "s": time.perf_counter() - t0})  # fmt: skip
+        rows.append(
+            {
+                "train_loss": loss,
+                "train_acc": acc,
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "s": time.perf_counter() - t0,
+                # CPU seconds: with one thread, what the epoch costs on an idle core
+                "cpu_s": time.process_time() - c0,
+                "dead": dead_units(model, data, aug, device),
+            }
+        )
     return rows
 
 
@@ -102,8 +162,7 @@ def left_chance(val_accs: list[float], base) -> int | None:
     """The first epoch after which the history is no longer at chance, else None."""
     from study.chance import at_chance
 
-    return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)),
-                None)  # fmt: skip
+    return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)), None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +210,12 @@ def main(argv: list[str] | None = None) -> int:
         train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
     data = TrialData(train=train, val=load_split(ds, "val", a.image_size), classes=ds.classes)
     base = Baseline.from_manifest(ds.manifest)
-    print(f"{a.dataset} at {a.image_size} px: train {len(data.train.labels)}, val "
-          f"{len(data.val.labels)}, {len(ds.classes)} classes, guessing {base.p0:.3f}; "
-          f"{load_line()}", flush=True)  # fmt: skip
+    print(
+        f"{a.dataset} at {a.image_size} px: train {len(data.train.labels)}, val "
+        f"{len(data.val.labels)}, {len(ds.classes)} classes, guessing {base.p0:.3f}; "
+        f"{load_line()}",
+        flush=True,
+    )
     at = [e for e in a.at if e <= a.epochs]
     rows = []
     for case in a.cases:
@@ -166,13 +228,24 @@ def main(argv: list[str] | None = None) -> int:
                 row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
                 row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
                 row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
-                row |= {"best val": max(accs), "left chance": left if left else "-",
-                        "s/epoch": (time.perf_counter() - t0) / a.epochs}  # fmt: skip
+                row |= {f"dead@{e}": hist[e - 1]["dead"] for e in at[:2]}
+                row |= {
+                    "best val": max(accs),
+                    "left chance": left if left else "-",
+                    "s/epoch": (time.perf_counter() - t0) / a.epochs,
+                    "cpu s/epoch": sum(h["cpu_s"] for h in hist) / a.epochs,
+                }
                 rows.append(row)
                 curve = " ".join(f"{v:.2f}" for v in accs)
                 print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
-    print(table(rows, f"recipes on {a.dataset} at {a.image_size} px, {a.epochs} epochs "
-                      f"(loss: train, val: validation accuracy)", digits=3))  # fmt: skip
+    print(
+        table(
+            rows,
+            f"recipes on {a.dataset} at {a.image_size} px, {a.epochs} epochs "
+            f"(loss: train, val: validation accuracy)",
+            digits=3,
+        )
+    )
     print(load_line())
     return 0
 
