@@ -100,13 +100,19 @@ class ProcPeakSampler:
             try:
                 stat = (p / "stat").read_text()
                 parents[int(p.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-                titles[int(p.name)] = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(
-                    errors="replace").strip()
+                titles[int(p.name)] = (
+                    (p / "cmdline")
+                    .read_bytes()
+                    .replace(b"\0", b" ")
+                    .decode(errors="replace")
+                    .strip()
+                )
             except (OSError, ValueError):
                 continue  # the process ended while we looked
         for pid, title in titles.items():
-            mine = pid == self.root_pid or (title.startswith(self.prefix)
-                                            and self._descends(pid, parents))
+            mine = pid == self.root_pid or (
+                title.startswith(self.prefix) and self._descends(pid, parents)
+            )
             if not mine:
                 continue
             mb = peak_rss_mb(pid)
@@ -127,8 +133,11 @@ class ProcPeakSampler:
         process itself when None (NaN if none was seen)."""
         if title_prefix is None:
             return self.peaks.get(self.root_pid, ("", float("nan")))[1]
-        vals = [mb for pid, (t, mb) in self.peaks.items()
-                if t.startswith(title_prefix) and pid != self.root_pid]
+        vals = [
+            mb
+            for pid, (t, mb) in self.peaks.items()
+            if t.startswith(title_prefix) and pid != self.root_pid
+        ]
         return max(vals) if vals else float("nan")
 
 
@@ -139,8 +148,7 @@ def table(rows: list[dict[str, Any]], title: str, digits: int = 2) -> str:
 
     df = pd.DataFrame([{k: float("nan") if v is None else v for k, v in r.items()} for r in rows])
     with pd.option_context("display.width", 200, "display.max_columns", 50):
-        body = df.to_string(index=False, na_rep="-",
-                            float_format=lambda v: f"{v:,.{digits}f}")
+        body = df.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:,.{digits}f}")
     rule = "-" * max(len(line) for line in body.splitlines())
     return f"\n{title}\n{rule}\n{body}\n{rule}"
 
@@ -165,8 +173,9 @@ def prepare_toon(data_dir: Path, source: str) -> Any:
     return open_dataset(data_dir, "toon")
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
-            timeout: float = 3600) -> tuple[float, int, ProcPeakSampler]:
+def run_cli(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 3600
+) -> tuple[float, int, ProcPeakSampler]:
     """`python -m study.run ARGS` as a child; returns (wall s, pid, peaks of its Ray processes).
 
     Its output goes to our stdout so a long study shows progress; the caller checks the
@@ -175,8 +184,9 @@ def run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None,
     import subprocess
 
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "study.run", *args], cwd=cwd,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.run", *args], cwd=cwd, env={**os.environ, **(env or {})}
+    )
     with ProcPeakSampler(proc.pid) as sampler:
         rc = proc.wait(timeout=timeout)
     if rc != 0:
@@ -193,7 +203,8 @@ def decode_counter_env(site_dir: Path, log: Path) -> dict[str, str]:
     """
     site_dir.mkdir(parents=True, exist_ok=True)
     (site_dir / "sitecustomize.py").write_text(
-        "from benchmarks._util import install_decode_counter\ninstall_decode_counter()\n")
+        "from benchmarks._util import install_decode_counter\ninstall_decode_counter()\n"
+    )
     path = [str(site_dir), str(REPO), os.environ.get("PYTHONPATH", "")]
     return {"PYTHONPATH": os.pathsep.join(p for p in path if p), DECODE_LOG_ENV: str(log)}
 
@@ -237,8 +248,11 @@ def _counting(fn: Any, log: Path) -> Any:
 
     def decode_rgb(data: bytes) -> Any:  # the wrapped function's signature
         img = fn(data)
-        rec = {"pid": os.getpid(), "process": _process_title(),
-               "sha256": hashlib.sha256(data).hexdigest()}
+        rec = {
+            "pid": os.getpid(),
+            "process": _process_title(),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
         with lock, log.open("a") as f:  # one short O_APPEND write per line: processes never mix
             f.write(json.dumps(rec) + "\n")
         return img

@@ -54,16 +54,28 @@ def count_decodes(log: Path, driver_pid: int, split_of: dict[str, str]) -> list[
     rows = []
     for split in [*sorted(in_set), "all"]:
         mine = [r for r in recs if split == "all" or split_of.get(r["sha256"]) == split]
-        where = Counter("driver" if r["pid"] == driver_pid
-                        else "trial" if r["process"].startswith("ray::ImplicitFunc")
-                        else r["process"] for r in mine)
+        where = Counter(
+            "driver"
+            if r["pid"] == driver_pid
+            else "trial"
+            if r["process"].startswith("ray::ImplicitFunc")
+            else r["process"]
+            for r in mine
+        )
         n = sum(in_set.values()) if split == "all" else in_set[split]
-        rows.append({"split": split, "images in set": n, "decodes": len(mine),
-                     "decodes/images": ratio(len(mine), n),
-                     "distinct decoded": len({r["sha256"] for r in mine}),
-                     "in driver": where.pop("driver", 0), "in trials": where.pop("trial", 0),
-                     "elsewhere": ", ".join(f"{k}: {v}" for k, v in sorted(where.items())) or "-",
-                     "processes": len({r["pid"] for r in mine})})
+        rows.append(
+            {
+                "split": split,
+                "images in set": n,
+                "decodes": len(mine),
+                "decodes/images": ratio(len(mine), n),
+                "distinct decoded": len({r["sha256"] for r in mine}),
+                "in driver": where.pop("driver", 0),
+                "in trials": where.pop("trial", 0),
+                "elsewhere": ", ".join(f"{k}: {v}" for k, v in sorted(where.items())) or "-",
+                "processes": len({r["pid"] for r in mine}),
+            }
+        )
     unknown = [r for r in recs if r["sha256"] not in split_of]
     if unknown:
         rows.append({"split": "not in the set", "decodes": len(unknown)})
@@ -90,31 +102,58 @@ def main(argv: list[str] | None = None) -> int:
 def run(a: argparse.Namespace, work: Path) -> int:
     data_dir = work / "data"
     if (data_dir / "toon" / "cache").exists():
-        raise SystemExit(f"error: {data_dir}/toon/cache exists: decodes would not be counted; "
-                         "use an empty --keep directory")
+        raise SystemExit(
+            f"error: {data_dir}/toon/cache exists: decodes would not be counted; "
+            "use an empty --keep directory"
+        )
     ds = prepare_toon(data_dir, a.toon_size)  # prepare validates images; it never decodes them
     space = work / "decode_once_space.py"
     space.write_text(SPACE.format(epochs=a.max_epochs, samples=a.num_samples, size=a.image_size))
     log = work / "decodes.jsonl"
     log.unlink(missing_ok=True)
     env = decode_counter_env(work / "site", log)
-    print(f"study: {a.num_samples} trials x {a.max_epochs} epochs at {a.image_size} px on toon "
-          f"{a.toon_size}; {load_line()}", flush=True)
+    print(
+        f"study: {a.num_samples} trials x {a.max_epochs} epochs at {a.image_size} px on toon "
+        f"{a.toon_size}; {load_line()}",
+        flush=True,
+    )
     wall, pid, procs = run_cli(
-        ["--space", str(space), "--data-dir", str(data_dir), "--storage", str(work / "studies"),
-         "--name", "decode-once", "--no-report", "--seed", "0",
-         "--cpus-per-trial", str(a.cpus_per_trial)], cwd=REPO, env=env)
+        [
+            "--space",
+            str(space),
+            "--data-dir",
+            str(data_dir),
+            "--storage",
+            str(work / "studies"),
+            "--name",
+            "decode-once",
+            "--no-report",
+            "--seed",
+            "0",
+            "--cpus-per-trial",
+            str(a.cpus_per_trial),
+        ],
+        cwd=REPO,
+        env=env,
+    )
     meta = ds.table()
     rows = count_decodes(log, pid, dict(zip(meta["sha256"], meta["split"], strict=True)))
     import pandas as pd
 
     trials = pd.read_parquet(work / "studies" / "decode-once" / "trials.parquet")
     caches = sorted(p.name for p in (ds.root / "cache").glob("*.npy"))
-    print(table(rows, f"Images decoded vs images in the data set ({len(trials)} trials, "
-                      f"{int(trials['epochs'].sum())} epochs, study wall {wall:.0f} s)"))
+    print(
+        table(
+            rows,
+            f"Images decoded vs images in the data set ({len(trials)} trials, "
+            f"{int(trials['epochs'].sum())} epochs, study wall {wall:.0f} s)",
+        )
+    )
     print(f"cache files: {', '.join(caches)}")
-    print(f"peak RSS, MiB: a trial process {procs.peak('ray::ImplicitFunc'):,.0f}; the test "
-          f"evaluation {procs.peak('ray::evaluate_on_test'):,.0f}; the driver {procs.peak():,.0f}")
+    print(
+        f"peak RSS, MiB: a trial process {procs.peak('ray::ImplicitFunc'):,.0f}; the test "
+        f"evaluation {procs.peak('ray::evaluate_on_test'):,.0f}; the driver {procs.peak():,.0f}"
+    )
     print(load_line())
     total = rows[-1] if rows[-1]["split"] == "all" else rows[-2]
     return 0 if total["decodes"] == total["images in set"] else 1

@@ -114,19 +114,59 @@ class Sizes:
 
 # 96 batches per timed epoch: a checkpoint + report per epoch (~0.2 s) is part of (a), and real
 # epochs (FERG: 215 batches) amortise it; 24 batches would charge it 4x more than any real study
-GPU = Sizes("googlenet", 224, 256, 96, (("vanilla_cnn", 64), ("vanilla_cnn", 112),
-                                         ("vanilla_cnn", 224), ("googlenet", 64),
-                                         ("googlenet", 112)),
-            "googlenet", 55_000, 224,
-            # the demo space's GoogLeNet x0.25 at 64 px, batch 32: a trial too small for a card
-            {"model": "googlenet", "width_mult": 0.25, "image_size": 64, "batch_size": 32},
-            4, 8192, 25.0, threads=4, compile=True, fit_batch=1024, fit_cap_gib=4.0,
-            study_model="googlenet", study_size=GOOGLENET_FERG.image_size,
-            study_batches=GOOGLENET_FERG.batch_sizes, study_steps=256)
-CPU = Sizes("googlenet", 64, 8, 2, (("vanilla_cnn", 32),), "vanilla_cnn", 256, 32,
-            {"model": "vanilla_cnn", "width": 8, "image_size": 32, "batch_size": 8},
-            2, 64, 1.0, threads=1, compile=False, fit_batch=16, fit_cap_gib=0.0,
-            study_model="vanilla_cnn", study_size=32, study_batches=(4, 8), study_steps=3)
+GPU = Sizes(
+    "googlenet",
+    224,
+    256,
+    96,
+    (
+        ("vanilla_cnn", 64),
+        ("vanilla_cnn", 112),
+        ("vanilla_cnn", 224),
+        ("googlenet", 64),
+        ("googlenet", 112),
+    ),
+    "googlenet",
+    55_000,
+    224,
+    # the demo space's GoogLeNet x0.25 at 64 px, batch 32: a trial too small for a card
+    {"model": "googlenet", "width_mult": 0.25, "image_size": 64, "batch_size": 32},
+    4,
+    8192,
+    25.0,
+    threads=4,
+    compile=True,
+    fit_batch=1024,
+    fit_cap_gib=4.0,
+    study_model="googlenet",
+    study_size=GOOGLENET_FERG.image_size,
+    study_batches=GOOGLENET_FERG.batch_sizes,
+    study_steps=256,
+)
+CPU = Sizes(
+    "googlenet",
+    64,
+    8,
+    2,
+    (("vanilla_cnn", 32),),
+    "vanilla_cnn",
+    256,
+    32,
+    {"model": "vanilla_cnn", "width": 8, "image_size": 32, "batch_size": 8},
+    2,
+    64,
+    1.0,
+    threads=1,
+    compile=False,
+    fit_batch=16,
+    fit_cap_gib=0.0,
+    study_model="vanilla_cnn",
+    study_size=32,
+    study_batches=(4, 8),
+    study_steps=3,
+)
+
+
 def synthetic(n: int, size: int, seed: int = 0) -> TrialData:
     """n training and min(n, 1024) validation images; tiled from 1,024 random ones when large,
     because generating 8 GB of random bytes would take longer than the epoch itself."""
@@ -134,8 +174,11 @@ def synthetic(n: int, size: int, seed: int = 0) -> TrialData:
         train = synthetic_split(n, size, seed)
     else:
         base = synthetic_split(1024, size, seed)
-        train = type(base)(np.resize(base.images, (n, 3, size, size)),
-                           np.arange(n, dtype=np.int64) % NUM_CLASSES, [""] * n)
+        train = type(base)(
+            np.resize(base.images, (n, 3, size, size)),
+            np.arange(n, dtype=np.int64) % NUM_CLASSES,
+            [""] * n,
+        )
     return TrialData(train, synthetic_split(min(n, 1024), size, seed + 1), CLASSES)
 
 
@@ -146,12 +189,16 @@ def phase_big(s: Sizes, device: torch.device) -> dict[str, Any]:
     a = measure_trainable(cfg, data, device)
     b = measure_in_memory(cfg, data, s.batches, device)
     k = f"{s.big_model}{s.big_size}"  # "googlenet224" on a GPU, smaller with --cpu
-    return {f"{k} (a) img/s": a["img_s"], f"{k} (b) img/s": b["img_s"],
-            f"{k} (a)/(b)": ratio(a["img_s"], b["img_s"]),
-            f"{k} train-only (a) img/s": a["train_img_s"],
-            f"{k} train-only (a)/(b)": ratio(a["train_img_s"], b["img_s"]),
-            f"{k} report s/epoch": a["report_s"],
-            f"{k} RSS MiB": a["rss_mb"], f"{k} CUDA MiB": a["cuda_mb"]}
+    return {
+        f"{k} (a) img/s": a["img_s"],
+        f"{k} (b) img/s": b["img_s"],
+        f"{k} (a)/(b)": ratio(a["img_s"], b["img_s"]),
+        f"{k} train-only (a) img/s": a["train_img_s"],
+        f"{k} train-only (a)/(b)": ratio(a["train_img_s"], b["img_s"]),
+        f"{k} report s/epoch": a["report_s"],
+        f"{k} RSS MiB": a["rss_mb"],
+        f"{k} CUDA MiB": a["cuda_mb"],
+    }
 
 
 def host_reads_in_epoch(s: Sizes, steps: int) -> list[str]:
@@ -180,8 +227,10 @@ def phase_syncs(s: Sizes, device: torch.device) -> dict[str, Any]:
     if device.type != "cuda":
         short, long = host_reads_in_epoch(s, 2), host_reads_in_epoch(s, 6)
         print(f"host reads in a 6-step epoch: {long}", flush=True)
-        return {"host reads per training step (CPU proxy)": (len(long) - len(short)) / 4,
-                "host reads per training epoch (CPU proxy)": len(short)}
+        return {
+            "host reads per training step (CPU proxy)": (len(long) - len(short)) / 4,
+            "host reads per training epoch (CPU proxy)": len(short),
+        }
     steps = 32
     cfg = trial_config(s.big_model, 112, s.batch, s.threads, s.aug, epochs=1)
     data = synthetic(s.batch * steps, 112)
@@ -196,8 +245,7 @@ def phase_syncs(s: Sizes, device: torch.device) -> dict[str, Any]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), \
-                watching_train_epoch(watch):
+        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), watching_train_epoch(watch):
             train_trial(cfg, data)
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
     print(f"syncs: {len(syncs)} in one training epoch of {steps} steps", flush=True)
@@ -216,16 +264,31 @@ def phase_ferg(s: Sizes, device: torch.device) -> dict[str, Any]:
     first, second = a["reports"][0], a["reports"][1]
     train_s = s.ferg_images / second["images_per_s"]
     first_s = s.ferg_images / first["images_per_s"]
-    print(table([{"epoch": i + 1, **{k: v for k, v in r.items() if k != "training"}}
-                 for i, r in enumerate(rows)], "ferg_epoch: where the training time goes"),
-          flush=True)
-    out = {"ferg epoch s": train_s, "ferg epoch incl val s": second["epoch_s"],
-           "ferg first epoch s": first_s, "ferg first/steady epoch": ratio(first_s, train_s),
-           "ferg img/s": second["images_per_s"], "ferg data gen s": made,
-           "ferg RSS MiB": a["rss_mb"], "ferg CUDA MiB": a["cuda_mb"]}
+    print(
+        table(
+            [
+                {"epoch": i + 1, **{k: v for k, v in r.items() if k != "training"}}
+                for i, r in enumerate(rows)
+            ],
+            "ferg_epoch: where the training time goes",
+        ),
+        flush=True,
+    )
+    out = {
+        "ferg epoch s": train_s,
+        "ferg epoch incl val s": second["epoch_s"],
+        "ferg first epoch s": first_s,
+        "ferg first/steady epoch": ratio(first_s, train_s),
+        "ferg img/s": second["images_per_s"],
+        "ferg data gen s": made,
+        "ferg RSS MiB": a["rss_mb"],
+        "ferg CUDA MiB": a["cuda_mb"],
+    }
     for i, r in enumerate(rows[:2]):
-        out |= {f"ferg epoch{i + 1} {k}": r[k] for k in ("data wait s", "new-shape steps",
-                                                          "new-shape s", "other steps s")}
+        out |= {
+            f"ferg epoch{i + 1} {k}": r[k]
+            for k in ("data wait s", "new-shape steps", "new-shape s", "other steps s")
+        }
     return out
 
 
@@ -240,9 +303,15 @@ def study_rates(s: Sizes, device: torch.device, batch: int, **extra: Any) -> dic
     n = len(data.train.labels)
     first, steady = (n / r["images_per_s"] for r in a["reports"][:2])
     val_s = a["reports"][1]["epoch_s"] - steady
-    return {"batch": batch, "first s": first, "steady s": steady,
-            "train img/s": n / steady, "val img/s": ratio(len(data.val.labels), val_s),
-            "report s": a["report_s"], "steps": -(-n // batch)}
+    return {
+        "batch": batch,
+        "first s": first,
+        "steady s": steady,
+        "train img/s": n / steady,
+        "val img/s": ratio(len(data.val.labels), val_s),
+        "report s": a["report_s"],
+        "steps": -(-n // batch),
+    }
 
 
 def phase_ferg_study(s: Sizes, device: torch.device) -> dict[str, Any]:
@@ -256,20 +325,33 @@ def phase_ferg_study(s: Sizes, device: torch.device) -> dict[str, Any]:
         r["FERG epoch s"] = n_train / r["train img/s"] + n_val / r["val img/s"] + r["report s"]
         r["first-epoch extra s"] = r["first s"] - r["steady s"]
         rows.append(r)
-    print(table(rows, f"ferg_study: {s.study_model} at {s.study_size} px, FERG's split "
-                      f"{n_train:,} train / {n_val:,} val images"), flush=True)
+    print(
+        table(
+            rows,
+            f"ferg_study: {s.study_model} at {s.study_size} px, FERG's split "
+            f"{n_train:,} train / {n_val:,} val images",
+        ),
+        flush=True,
+    )
     epoch_s = float(np.mean([r["FERG epoch s"] for r in rows]))
     extra = float(np.mean([r["first-epoch extra s"] for r in rows]))
     epochs = asha_epochs(plan)
     hours = study_gpu_hours(epochs, epoch_s, plan.num_samples, extra)
-    print(f"estimate: a {plan.num_samples}-trial googlenet_ferg ASHA study (max {plan.max_epochs}"
-          f" epochs, grace {plan.grace_period}, reduction {plan.reduction_factor}) trains about "
-          f"{epochs:.0f} epochs at {epoch_s:.1f} s: {hours:.2f} GPU-hours on one "
-          f"{describe(device).split(', ')[2] if device.type == 'cuda' else 'CPU'}, trials one at "
-          f"a time: python -m study.run --space googlenet_ferg --num-samples "
-          f"{plan.num_samples} --gpus-per-trial 1", flush=True)
-    return {"study FERG epoch s": epoch_s, "study first-epoch extra s": extra,
-            "study ASHA epochs": epochs, "study GPU-hours": hours}
+    print(
+        f"estimate: a {plan.num_samples}-trial googlenet_ferg ASHA study (max {plan.max_epochs}"
+        f" epochs, grace {plan.grace_period}, reduction {plan.reduction_factor}) trains about "
+        f"{epochs:.0f} epochs at {epoch_s:.1f} s: {hours:.2f} GPU-hours on one "
+        f"{describe(device).split(', ')[2] if device.type == 'cuda' else 'CPU'}, trials one at "
+        f"a time: python -m study.run --space googlenet_ferg --num-samples "
+        f"{plan.num_samples} --gpus-per-trial 1",
+        flush=True,
+    )
+    return {
+        "study FERG epoch s": epoch_s,
+        "study first-epoch extra s": extra,
+        "study ASHA epochs": epochs,
+        "study GPU-hours": hours,
+    }
 
 
 def phase_pipeline(s: Sizes, device: torch.device) -> dict[str, Any]:
@@ -280,11 +362,19 @@ def phase_pipeline(s: Sizes, device: torch.device) -> dict[str, Any]:
         data = synthetic(s.batch * s.batches, px)
         a = measure_trainable(cfg, data, device)
         b = measure_in_memory(cfg, data, s.batches, device)
-        rows.append({"model": model, "px": px, "(a) img/s": a["img_s"], "(b) img/s": b["img_s"],
-                     "(a)/(b)": ratio(a["img_s"], b["img_s"]),
-                     "train-only (a)/(b)": ratio(a["train_img_s"], b["img_s"]),
-                     "report s/epoch": a["report_s"], "RSS MiB": a["rss_mb"],
-                     "CUDA MiB": a["cuda_mb"]})
+        rows.append(
+            {
+                "model": model,
+                "px": px,
+                "(a) img/s": a["img_s"],
+                "(b) img/s": b["img_s"],
+                "(a)/(b)": ratio(a["img_s"], b["img_s"]),
+                "train-only (a)/(b)": ratio(a["train_img_s"], b["img_s"]),
+                "report s/epoch": a["report_s"],
+                "RSS MiB": a["rss_mb"],
+                "CUDA MiB": a["cuda_mb"],
+            }
+        )
         out[f"{model}{px} (a)/(b)"] = rows[-1]["(a)/(b)"]
     print(table(rows, f"pipeline on {device.type}, batch {s.batch}"), flush=True)
     return out
@@ -316,9 +406,13 @@ def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
         why = last["error"] or last["end_reason"]
         raise RuntimeError(f"the trial did not train through: {why}")
     rate = epoch_rates(reports, s.fit_batch * 2)
-    return {"batch_fit batch": s.fit_batch, "batch_fit memory cap GiB": s.fit_cap_gib or None,
-            "batch_fit micro-batch": last["micro_batch"], "batch_fit (a) img/s": rate["img_s"],
-            "batch_fit CUDA MiB": cuda_peak_mb(device)}
+    return {
+        "batch_fit batch": s.fit_batch,
+        "batch_fit memory cap GiB": s.fit_cap_gib or None,
+        "batch_fit micro-batch": last["micro_batch"],
+        "batch_fit (a) img/s": rate["img_s"],
+        "batch_fit CUDA MiB": cuda_peak_mb(device),
+    }
 
 
 def phase_compile(s: Sizes, device: torch.device) -> dict[str, Any]:
@@ -333,13 +427,19 @@ def phase_compile(s: Sizes, device: torch.device) -> dict[str, Any]:
     step_eager, step_compiled = (r["steady s"] / r["steps"] for r in (eager, compiled))
     plan = GOOGLENET_FERG
     steps_per_epoch = -(-ferg_split_images()[0] // batch)
-    out = {"compile s": compile_s, "compile eager (a) img/s": eager["train img/s"],
-           "compile compiled (a) img/s": compiled["train img/s"],
-           "compile speedup": ratio(step_eager, step_compiled)}
-    for name, epochs in (("mean trial", asha_epochs(plan) / plan.num_samples),
-                         (f"{plan.max_epochs}-epoch trial", plan.max_epochs)):
-        on, why = decide_compile(step_eager, step_compiled, compile_s,
-                                 round(epochs * steps_per_epoch))
+    out = {
+        "compile s": compile_s,
+        "compile eager (a) img/s": eager["train img/s"],
+        "compile compiled (a) img/s": compiled["train img/s"],
+        "compile speedup": ratio(step_eager, step_compiled),
+    }
+    for name, epochs in (
+        ("mean trial", asha_epochs(plan) / plan.num_samples),
+        (f"{plan.max_epochs}-epoch trial", plan.max_epochs),
+    ):
+        on, why = decide_compile(
+            step_eager, step_compiled, compile_s, round(epochs * steps_per_epoch)
+        )
         print(f"compile for a googlenet_ferg {name}: {why}", flush=True)
         out[f"compile pays, {name}"] = "yes" if on else "no"
     return out
@@ -356,19 +456,35 @@ def phase_packing(s: Sizes, device: torch.device) -> dict[str, Any]:
     window = float(np.mean([e - b for b, e in zip(starts, ends, strict=True)]))
     # share of the mean steady window during which all n trained at once (1.0 = perfect)
     overlap = (min(ends) - max(starts)) / window if window > 0 else float("nan")
-    return {"packing 1 trial img/s": agg1, f"packing {n} trials img/s": agg,
-            f"packing {n} vs 1": ratio(agg, agg1), "packing overlap": overlap,
-            "packing per-trial RSS MiB": max(r["rss_mb"] for r in many),
-            "packing per-trial CUDA MiB": max((r["cuda_mb"] or 0) for r in many) or None}
+    return {
+        "packing 1 trial img/s": agg1,
+        f"packing {n} trials img/s": agg,
+        f"packing {n} vs 1": ratio(agg, agg1),
+        "packing overlap": overlap,
+        "packing per-trial RSS MiB": max(r["rss_mb"] for r in many),
+        "packing per-trial CUDA MiB": max((r["cuda_mb"] or 0) for r in many) or None,
+    }
 
 
 def run_pack(n: int, s: Sizes, device: torch.device) -> list[dict[str, Any]]:
     """n trial processes on the one device; all start training together (stdin 'go')."""
-    spec = {"config": s.pack_config, "images": s.pack_images, "seconds": s.pack_seconds,
-            "threads": s.threads, "aug": s.aug, "device": device.type}
-    procs = [subprocess.Popen([sys.executable, __file__, "--worker", json.dumps(spec)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(n)]
+    spec = {
+        "config": s.pack_config,
+        "images": s.pack_images,
+        "seconds": s.pack_seconds,
+        "threads": s.threads,
+        "aug": s.aug,
+        "device": device.type,
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(n)
+    ]
     try:
         for p in procs:  # each prints READY once its model is built
             assert p.stdout is not None
@@ -397,12 +513,21 @@ def worker(spec: dict[str, Any]) -> int:
     device = torch.device(spec["device"])
     torch.set_num_threads(spec["threads"])
     c = spec["config"]
-    cfg = trial_config(c["model"], c["image_size"], c["batch_size"], spec["threads"], spec["aug"],
-                       epochs=10_000, **{k: v for k, v in c.items()
-                                         if k not in ("model", "image_size", "batch_size")})
+    cfg = trial_config(
+        c["model"],
+        c["image_size"],
+        c["batch_size"],
+        spec["threads"],
+        spec["aug"],
+        epochs=10_000,
+        **{k: v for k, v in c.items() if k not in ("model", "image_size", "batch_size")},
+    )
     n = spec["images"]
-    data = TrialData(synthetic_split(n, c["image_size"]),
-                     synthetic_split(max(2, n // 16), c["image_size"], 1), CLASSES)
+    data = TrialData(
+        synthetic_split(n, c["image_size"]),
+        synthetic_split(max(2, n // 16), c["image_size"], 1),
+        CLASSES,
+    )
     go: dict[str, float] = {}
 
     def on_start() -> None:
@@ -423,9 +548,19 @@ def worker(spec: dict[str, Any]) -> int:
     ep = [r for r in reports if "epoch" in r]  # ep[0] (cuDNN search, warm-up) is left out
     secs = ep[-1]["_time"] - ep[0]["_time"]
     offset = time.time() - time.perf_counter()  # perf_counter is per process: compare wall times
-    print(json.dumps({"img_s": n * (len(ep) - 1) / secs, "epochs": len(ep),
-                      "t_first": ep[0]["_time"] + offset, "t_last": ep[-1]["_time"] + offset,
-                      "rss_mb": peak_rss_mb(), "cuda_mb": cuda_peak_mb(device)}), flush=True)
+    print(
+        json.dumps(
+            {
+                "img_s": n * (len(ep) - 1) / secs,
+                "epochs": len(ep),
+                "t_first": ep[0]["_time"] + offset,
+                "t_last": ep[-1]["_time"] + offset,
+                "rss_mb": peak_rss_mb(),
+                "cuda_mb": cuda_peak_mb(device),
+            }
+        ),
+        flush=True,
+    )
     return 0
 
 
@@ -434,20 +569,32 @@ def describe(device: torch.device) -> str:
     parts = [f"torch {torch.__version__}", f"device {device}"]
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
-        parts += [p.name, f"{p.total_memory / 2**30:.0f} GiB", f"sm {p.major}.{p.minor}",
-                  f"bf16 {torch.cuda.is_bf16_supported()}",
-                  f"cudnn {torch.backends.cudnn.version()}"]
+        parts += [
+            p.name,
+            f"{p.total_memory / 2**30:.0f} GiB",
+            f"sm {p.major}.{p.minor}",
+            f"bf16 {torch.cuda.is_bf16_supported()}",
+            f"cudnn {torch.backends.cudnn.version()}",
+        ]
     return ", ".join(parts) + f"; {os.cpu_count()} CPUs"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cpu", action="store_true", help="tiny sizes on CPU (CI)")
-    p.add_argument("--phases", nargs="+", default=None,
-                   help="subset of: googlenet224 syncs ferg_epoch ferg_study packing batch_fit "
-                   "pipeline compile")
-    p.add_argument("--budget-s", type=float, default=480,
-                   help="phases not started within this many seconds are skipped")
+    p.add_argument(
+        "--phases",
+        nargs="+",
+        default=None,
+        help="subset of: googlenet224 syncs ferg_epoch ferg_study packing batch_fit "
+        "pipeline compile",
+    )
+    p.add_argument(
+        "--budget-s",
+        type=float,
+        default=480,
+        help="phases not started within this many seconds are skipped",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.cpu:  # before CUDA initialises: the trainable picks a GPU whenever it sees one
@@ -459,9 +606,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     device = torch.device("cpu" if a.cpu else "cuda")
     s = CPU if a.cpu else GPU
-    phases = {"googlenet224": phase_big, "syncs": phase_syncs, "ferg_epoch": phase_ferg,
-              "ferg_study": phase_ferg_study, "packing": phase_packing,
-              "batch_fit": phase_batch_fit, "pipeline": phase_pipeline, "compile": phase_compile}
+    phases = {
+        "googlenet224": phase_big,
+        "syncs": phase_syncs,
+        "ferg_epoch": phase_ferg,
+        "ferg_study": phase_ferg_study,
+        "packing": phase_packing,
+        "batch_fit": phase_batch_fit,
+        "pipeline": phase_pipeline,
+        "compile": phase_compile,
+    }
     wanted = a.phases or list(phases)
     unknown = set(wanted) - set(phases)
     if unknown:

@@ -69,8 +69,11 @@ class StopTrial(Exception):
 
 
 @contextmanager
-def inline_tune(storage: Path, on_start: Callable[[], None] | None = None,
-                stop: Callable[[list[dict]], bool] | None = None) -> Iterator[list[dict]]:
+def inline_tune(
+    storage: Path,
+    on_start: Callable[[], None] | None = None,
+    stop: Callable[[list[dict]], bool] | None = None,
+) -> Iterator[list[dict]]:
     """Run train_trial without Ray: a stand-in `ray` module in sys.modules for the duration.
 
     report() copies the checkpoint directory into `storage` (what Ray does with local storage)
@@ -94,8 +97,10 @@ def inline_tune(storage: Path, on_start: Callable[[], None] | None = None,
 
     fake = types.ModuleType("ray")
     fake.tune = types.SimpleNamespace(  # type: ignore[attr-defined]
-        report=report, get_checkpoint=get_checkpoint,
-        Checkpoint=types.SimpleNamespace(from_directory=str))
+        report=report,
+        get_checkpoint=get_checkpoint,
+        Checkpoint=types.SimpleNamespace(from_directory=str),
+    )
     fake.is_initialized = lambda: False  # type: ignore[attr-defined]
     saved = {k: sys.modules.get(k) for k in ("ray", "ray.tune")}
     sys.modules["ray"], sys.modules["ray.tune"] = fake, fake.tune  # type: ignore[assignment]
@@ -109,13 +114,25 @@ def inline_tune(storage: Path, on_start: Callable[[], None] | None = None,
                 sys.modules[k] = v
 
 
-def trial_config(model: str, size: int, batch_size: int, threads: int, aug: float,
-                 epochs: int = 2, **extra: Any) -> dict[str, Any]:
+def trial_config(
+    model: str, size: int, batch_size: int, threads: int, aug: float, epochs: int = 2, **extra: Any
+) -> dict[str, Any]:
     """A trial config; eager (compile False) unless `extra` says otherwise, so that (a) and (b)
     compare the same thing whatever compile "auto" would decide."""
-    return {"model": model, "image_size": size, "batch_size": batch_size, "max_epochs": epochs,
-            "seed": 0, "optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
-            "aug_strength": aug, "num_threads": threads, "compile": False, **extra}
+    return {
+        "model": model,
+        "image_size": size,
+        "batch_size": batch_size,
+        "max_epochs": epochs,
+        "seed": 0,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "lr_schedule": "constant",
+        "aug_strength": aug,
+        "num_threads": threads,
+        "compile": False,
+        **extra,
+    }
 
 
 def epoch_rates(reports: list[dict], n_train: int) -> dict[str, float]:
@@ -130,8 +147,11 @@ def epoch_rates(reports: list[dict], n_train: int) -> dict[str, float]:
         train_s += t_train
         report_s += gap - cur["epoch_s"]  # gap = train + val + everything after: reporting
     timed = len(ep) - 1
-    return {"img_s": n_train * timed / (train_s + report_s),
-            "train_img_s": n_train * timed / train_s, "report_s": report_s / timed}
+    return {
+        "img_s": n_train * timed / (train_s + report_s),
+        "train_img_s": n_train * timed / train_s,
+        "report_s": report_s / timed,
+    }
 
 
 def measure_trainable(config: dict, data: TrialData, device: torch.device) -> dict[str, Any]:
@@ -140,8 +160,11 @@ def measure_trainable(config: dict, data: TrialData, device: torch.device) -> di
     reset_cuda_peak(device)
     with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)) as reports:
         train_trial(config, data)
-    return epoch_rates(reports, n) | {"rss_mb": peak_rss_mb(), "cuda_mb": cuda_peak_mb(device),
-                                      "reports": [r for r in reports if "epoch" in r]}
+    return epoch_rates(reports, n) | {
+        "rss_mb": peak_rss_mb(),
+        "cuda_mb": cuda_peak_mb(device),
+        "reports": [r for r in reports if "epoch" in r],
+    }
 
 
 def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[str, Any]:
@@ -151,12 +174,20 @@ def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[
 
     from benchmarks._util import ProcPeakSampler
 
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-             ignore_reinit_error=True)
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
-                                    {"cpu": config["num_threads"]})
-    tuner = tune.Tuner(trainable, param_space=config,
-                       run_config=tune.RunConfig(storage_path=str(storage), verbose=0))
+    ray.init(
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+        ignore_reinit_error=True,
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(train_trial, data=data), {"cpu": config["num_threads"]}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=config,
+        run_config=tune.RunConfig(storage_path=str(storage), verbose=0),
+    )
     with ProcPeakSampler(os.getpid(), "ray::ImplicitFunc") as sampler:
         result = tuner.fit()[0]
     if result.error:
@@ -164,11 +195,14 @@ def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[
     df = result.metrics_dataframe
     reports = df.assign(_time=np.nan).to_dict("records")
     return epoch_rates(reports, len(data.train.labels)) | {
-        "rss_mb": sampler.peak("ray::ImplicitFunc"), "cuda_mb": None}
+        "rss_mb": sampler.peak("ray::ImplicitFunc"),
+        "cuda_mb": None,
+    }
 
 
-def measure_in_memory(config: dict, data: TrialData, batches: int,
-                      device: torch.device) -> dict[str, Any]:
+def measure_in_memory(
+    config: dict, data: TrialData, batches: int, device: torch.device
+) -> dict[str, Any]:
     """(b): the model, optimiser and loss of the trainable on tensors already on the device."""
     cfg = TrainConfig.from_config(config)
     torch.manual_seed(cfg.seed)
@@ -181,12 +215,12 @@ def measure_in_memory(config: dict, data: TrialData, batches: int,
     bs = cfg.batch_size
     xs, ys = [], []
     for i in range(batches):
-        x = torch.from_numpy(np.array(data.train.images[i * bs:(i + 1) * bs]))  # a writable copy
+        x = torch.from_numpy(np.array(data.train.images[i * bs : (i + 1) * bs]))  # a writable copy
         x = norm(x.to(device), train=False)
         if device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
         xs.append(x)
-        ys.append(torch.from_numpy(data.train.labels[i * bs:(i + 1) * bs]).to(device))
+        ys.append(torch.from_numpy(data.train.labels[i * bs : (i + 1) * bs]).to(device))
     reset_peak_rss()
     reset_cuda_peak(device)
     model = build_model(cfg, NUM_CLASSES, device)
@@ -216,8 +250,12 @@ def measure_in_memory(config: dict, data: TrialData, batches: int,
         step(x, y)
     sync(device)
     dt = time.perf_counter() - t0
-    return {"img_s": sum(len(y) for y in ys) / dt, "warmup_s": warmup_s, "rss_mb": peak_rss_mb(),
-            "cuda_mb": cuda_peak_mb(device)}
+    return {
+        "img_s": sum(len(y) for y in ys) / dt,
+        "warmup_s": warmup_s,
+        "rss_mb": peak_rss_mb(),
+        "cuda_mb": cuda_peak_mb(device),
+    }
 
 
 def sync(device: torch.device) -> None:
@@ -233,14 +271,16 @@ def write_pngs(ds: Any, n: int, png_size: int, out: Path) -> Path:
     from study.data.decode import decode_rgb
     from study.data.prepare import IMAGES_FILE
 
-    t = pq.read_table(ds.root / IMAGES_FILE, columns=["image", "label"],
-                      filters=[("split", "=", "train")])
+    t = pq.read_table(
+        ds.root / IMAGES_FILE, columns=["image", "label"], filters=[("split", "=", "train")]
+    )
     blobs, labels = t.column("image").to_pylist(), t.column("label").to_pylist()
     for i in range(n):
         j = i % len(blobs)
         (out / labels[j]).mkdir(parents=True, exist_ok=True)
         decode_rgb(blobs[j]).resize((png_size, png_size), Image.BICUBIC).save(
-            out / labels[j] / f"{i:06d}.png")
+            out / labels[j] / f"{i:06d}.png"
+        )
     return out
 
 
@@ -253,12 +293,23 @@ def measure_naive(config: dict, png_dir: Path, workers: int, device: torch.devic
     torch.manual_seed(cfg.seed)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    tf = transforms.Compose([
-        transforms.Resize((cfg.image_size, cfg.image_size)), transforms.RandomHorizontalFlip(),
-        transforms.ToTensor(), transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    tf = transforms.Compose(
+        [
+            transforms.Resize((cfg.image_size, cfg.image_size)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     folder = datasets.ImageFolder(str(png_dir), transform=tf)
-    loader = DataLoader(folder, batch_size=cfg.batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        folder,
+        batch_size=cfg.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda",
+    )
     reset_peak_rss()
     reset_cuda_peak(device)
     model = build_model(cfg, max(NUM_CLASSES, len(folder.classes)), device)
@@ -280,16 +331,21 @@ def measure_naive(config: dict, png_dir: Path, workers: int, device: torch.devic
             opt.step()
         sync(device)
         times.append(time.perf_counter() - t0)
-    return {"img_s": len(folder) / times[-1], "rss_mb": peak_rss_mb(),
-            "cuda_mb": cuda_peak_mb(device)}
+    return {
+        "img_s": len(folder) / times[-1],
+        "rss_mb": peak_rss_mb(),
+        "cuda_mb": cuda_peak_mb(device),
+    }
 
 
 def synthetic_split(n: int, size: int, seed: int = 0) -> SplitArrays:
     """Random uint8 images in memory (throughput does not depend on what the pixels show)."""
     rng = np.random.default_rng(seed)
-    return SplitArrays(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8),
-                       np.arange(n, dtype=np.int64) % NUM_CLASSES,
-                       [f"synthetic/{i}" for i in range(n)])
+    return SplitArrays(
+        rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8),
+        np.arange(n, dtype=np.int64) % NUM_CLASSES,
+        [f"synthetic/{i}" for i in range(n)],
+    )
 
 
 def toon_data(ds: Any, size: int, n: int) -> TrialData:
@@ -298,20 +354,30 @@ def toon_data(ds: Any, size: int, n: int) -> TrialData:
 
     tr, va = load_split(ds, "train", size), load_split(ds, "val", size)
     idx = np.arange(n) % len(tr.labels)
-    train = tr if n == len(tr.labels) else SplitArrays(
-        tr.images[:n] if n <= len(tr.labels) else tr.images[idx], tr.labels[idx],
-        [tr.paths[i] for i in idx])
+    train = (
+        tr
+        if n == len(tr.labels)
+        else SplitArrays(
+            tr.images[:n] if n <= len(tr.labels) else tr.images[idx],
+            tr.labels[idx],
+            [tr.paths[i] for i in idx],
+        )
+    )
     val = SplitArrays(va.images[:32], va.labels[:32], va.paths[:32])
     return TrialData(train, val, ds.classes)
 
 
-def run_cell(model: str, size: int, a: argparse.Namespace, ds: Any, device: torch.device,
-             work: Path) -> dict[str, Any]:
+def run_cell(
+    model: str, size: int, a: argparse.Namespace, ds: Any, device: torch.device, work: Path
+) -> dict[str, Any]:
     n = a.batches * a.batch_size
     config = trial_config(model, size, a.batch_size, a.threads, a.aug_strength)
     classes = [str(i) for i in range(NUM_CLASSES)]
-    data = toon_data(ds, size, n) if ds is not None else TrialData(
-        synthetic_split(n, size), synthetic_split(32, size, 1), classes)
+    data = (
+        toon_data(ds, size, n)
+        if ds is not None
+        else TrialData(synthetic_split(n, size), synthetic_split(32, size, 1), classes)
+    )
     measured: dict[str, list[dict]] = {"a": [], "b": [], "c": []}
     for _ in range(a.repeats):  # (a), (b), (c) in turn, so a change of load hits all three
         if a.runner == "ray":
@@ -326,16 +392,27 @@ def run_cell(model: str, size: int, a: argparse.Namespace, ds: Any, device: torc
             measured["c"].append(measure_naive(config, png, a.workers, device))
     ta, tb = median(measured["a"]), median(measured["b"])
     tc = median(measured["c"]) if measured["c"] else None
-    row = {"model": model, "px": size, "batch": a.batch_size,
-           "(a) trainable": ta["img_s"], "(b) in-memory": tb["img_s"],
-           "(c) naive PNG": tc["img_s"] if tc else None,
-           "(a)/(b)": ratio(ta["img_s"], tb["img_s"]),
-           "(a)/(c)": ratio(ta["img_s"], tc["img_s"] if tc else None),
-           "train_epoch img/s": ta["train_img_s"], "report s/epoch": ta["report_s"],
-           "RSS MiB (a)": ta["rss_mb"], "(b)": tb["rss_mb"], "(c)": tc["rss_mb"] if tc else None}
+    row = {
+        "model": model,
+        "px": size,
+        "batch": a.batch_size,
+        "(a) trainable": ta["img_s"],
+        "(b) in-memory": tb["img_s"],
+        "(c) naive PNG": tc["img_s"] if tc else None,
+        "(a)/(b)": ratio(ta["img_s"], tb["img_s"]),
+        "(a)/(c)": ratio(ta["img_s"], tc["img_s"] if tc else None),
+        "train_epoch img/s": ta["train_img_s"],
+        "report s/epoch": ta["report_s"],
+        "RSS MiB (a)": ta["rss_mb"],
+        "(b)": tb["rss_mb"],
+        "(c)": tc["rss_mb"] if tc else None,
+    }
     if device.type == "cuda":
-        row |= {"CUDA MiB (a)": ta["cuda_mb"], "CUDA (b)": tb["cuda_mb"],
-                "CUDA (c)": tc["cuda_mb"] if tc else None}
+        row |= {
+            "CUDA MiB (a)": ta["cuda_mb"],
+            "CUDA (b)": tb["cuda_mb"],
+            "CUDA (c)": tc["cuda_mb"] if tc else None,
+        }
     return row
 
 
@@ -360,16 +437,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # 1, not 2: with 2 OpenMP threads on 2 cores, any other busy process stalls every parallel
     # region (measured here: steps 5x slower and erratic), which would swamp what we compare
     p.add_argument("--threads", type=int, default=1, help="torch threads, as a trial's num_threads")
-    p.add_argument("--repeats", type=int, default=1,
-                   help="measure (a), (b), (c) in turn this often; medians are shown")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="measure (a), (b), (c) in turn this often; medians are shown",
+    )
     p.add_argument("--aug-strength", type=float, default=0.5)
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of (c)")
     p.add_argument("--png-size", type=int, default=256, help="side of (c)'s PNG files")
     p.add_argument("--no-naive", dest="naive", action="store_false", help="skip (c)")
     p.add_argument("--runner", choices=["inline", "ray"], default="inline")
     p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if any")
-    p.add_argument("--data", choices=["toon", "synthetic"], default="toon",
-                   help="toon: the prepared embedded set; synthetic: random uint8, no (c)")
+    p.add_argument(
+        "--data",
+        choices=["toon", "synthetic"],
+        default="toon",
+        help="toon: the prepared embedded set; synthetic: random uint8, no (c)",
+    )
     p.add_argument("--toon-size", default="small", help="toon source: tiny|small|default|N")
     p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     p.add_argument("--quick", action="store_true", help="2 batches of 16 per epoch, 64/112 px")
@@ -393,8 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if a.runner == "ray" and device.type == "cuda":
-        print("--runner ray measures on CPU only here; use the inline runner on a GPU",
-              file=sys.stderr)
+        print(
+            "--runner ray measures on CPU only here; use the inline runner on a GPU",
+            file=sys.stderr,
+        )
         return 2
     ds = None
     if a.data == "toon":
@@ -408,9 +495,14 @@ def main(argv: list[str] | None = None) -> int:
             for size in a.sizes:
                 rows.append(run_cell(model, size, a, ds, device, Path(work)))
                 print(f"  done {model} {size}px", flush=True)
-    print(table(rows, f"Training-step rate, img/s ({a.batches} x {a.batch_size} images per timed "
-                      f"epoch, runner {a.runner}, aug_strength {a.aug_strength}, {a.threads} "
-                      f"thread(s), median of {a.repeats}; peak RSS MiB)"))
+    print(
+        table(
+            rows,
+            f"Training-step rate, img/s ({a.batches} x {a.batch_size} images per timed "
+            f"epoch, runner {a.runner}, aug_strength {a.aug_strength}, {a.threads} "
+            f"thread(s), median of {a.repeats}; peak RSS MiB)",
+        )
+    )
     print(load_line())
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))

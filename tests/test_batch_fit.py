@@ -39,8 +39,18 @@ def _train(fit: BatchFit, fault: str = "", epochs: int = 2, **config) -> tuple[l
     """Train a batch-norm-free CNN (batch norm statistics do depend on the micro-batch) and
     return the per-epoch (loss, acc) and the final parameters."""
     cfg = TrainConfig.from_config(
-        {"model": "vanilla_cnn", "width": 4, "depth": 2, "batch_norm": False, "dropout": 0.0,
-         "image_size": 32, "batch_size": fit.batch_size, "seed": 3, "fault": fault, **config}
+        {
+            "model": "vanilla_cnn",
+            "width": 4,
+            "depth": 2,
+            "batch_norm": False,
+            "dropout": 0.0,
+            "image_size": 32,
+            "batch_size": fit.batch_size,
+            "seed": 3,
+            "fault": fault,
+            **config,
+        }
     )
     data = _data()
     gen = seed_everything(cfg.seed)
@@ -52,8 +62,20 @@ def _train(fit: BatchFit, fault: str = "", epochs: int = 2, **config) -> tuple[l
     out = []
     for epoch in range(epochs):
         gen.manual_seed(epoch)
-        loss, acc, _ = train_epoch(model, opt, data, aug, cfg, gen, CPU, weight, scaler,
-                                   epoch + 1, faults.parse(cfg.fault), fit)
+        loss, acc, _ = train_epoch(
+            model,
+            opt,
+            data,
+            aug,
+            cfg,
+            gen,
+            CPU,
+            weight,
+            scaler,
+            epoch + 1,
+            faults.parse(cfg.fault),
+            fit,
+        )
         out.append((loss, acc))
     return out, [p.detach().clone() for p in model.parameters()]
 
@@ -66,8 +88,12 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 
 @pytest.mark.parametrize(
     "config",
-    [{}, {"class_weights": True, "l2": 1e-3}, {"label_smoothing": 0.1, "class_weights": True},
-     {"head_output": "sigmoid", "class_weights": True}],
+    [
+        {},
+        {"class_weights": True, "l2": 1e-3},
+        {"label_smoothing": 0.1, "class_weights": True},
+        {"head_output": "sigmoid", "class_weights": True},
+    ],
     ids=["plain", "weighted+l2", "smoothed+weighted", "sigmoid+weighted"],
 )
 def test_micro_batches_train_like_the_whole_batch(config) -> None:
@@ -83,8 +109,15 @@ def test_micro_batches_train_like_the_whole_batch(config) -> None:
 def test_no_micro_batch_of_one_image() -> None:
     """Batch 9 in micro-batches of 4 is 4 + 5, not 4 + 4 + 1: batch norm in a dense head cannot
     train on one image (it raises), so the last image joins the previous micro-batch."""
-    cfg = {"model": "vanilla_cnn", "width": 4, "depth": 2, "batch_norm": True,
-           "head_dense": [8], "image_size": 32, "batch_size": 9}
+    cfg = {
+        "model": "vanilla_cnn",
+        "width": 4,
+        "depth": 2,
+        "batch_norm": True,
+        "head_dense": [8],
+        "image_size": 32,
+        "batch_size": 9,
+    }
     fit = BatchFit(9, micro=4)
     hist, _ = _train(fit, epochs=1, **{k: v for k, v in cfg.items() if k != "batch_size"})
     assert np.isfinite(hist[0][0]) and fit.micro == 4

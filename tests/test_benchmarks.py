@@ -40,17 +40,31 @@ def toon_dir(tmp_path_factory) -> Path:
 def test_gpu_check_cpu_mode_runs_every_phase_without_ray(tmp_path) -> None:
     (tmp_path / "sitecustomize.py").write_text(BLOCK_IMPORTS)
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     for phase in ("googlenet224", "ferg_epoch", "packing", "pipeline"):
         assert f"SUMMARY phase {phase}: ok" in out
     assert "SUMMARY phase compile: skipped" in out
-    summary = dict(line[len("SUMMARY "):].split(": ", 1) for line in out.splitlines()
-                   if line.startswith("SUMMARY "))
-    for key in ("googlenet64 (a) img/s", "googlenet64 (a)/(b)", "ferg epoch s",
-                "packing 2 vs 1", "packing per-trial RSS MiB", "vanilla_cnn32 (a)/(b)"):
+    summary = dict(
+        line[len("SUMMARY ") :].split(": ", 1)
+        for line in out.splitlines()
+        if line.startswith("SUMMARY ")
+    )
+    for key in (
+        "googlenet64 (a) img/s",
+        "googlenet64 (a)/(b)",
+        "ferg epoch s",
+        "packing 2 vs 1",
+        "packing per-trial RSS MiB",
+        "vanilla_cnn32 (a)/(b)",
+    ):
         assert float(summary[key].replace(",", "")) > 0, key
     assert "goal" not in out  # the GPU goals are not judged on CPU numbers
 
@@ -66,11 +80,35 @@ def test_gpu_check_refuses_to_pretend_a_cpu_is_a_gpu() -> None:
 def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_path) -> None:
     out_json = tmp_path / "rows.json"
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "pipeline.py"), "--models", "vanilla_cnn",
-         "--sizes", "32", "40", "--batch-size", "4", "--batches", "2", "--threads", "1",
-         "--workers", "0", "--png-size", "48", "--toon-size", "tiny", "--data-dir", str(toon_dir),
-         "--json",
-         str(out_json)], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "pipeline.py"),
+            "--models",
+            "vanilla_cnn",
+            "--sizes",
+            "32",
+            "40",
+            "--batch-size",
+            "4",
+            "--batches",
+            "2",
+            "--threads",
+            "1",
+            "--workers",
+            "0",
+            "--png-size",
+            "48",
+            "--toon-size",
+            "tiny",
+            "--data-dir",
+            str(toon_dir),
+            "--json",
+            str(out_json),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = json.loads(out_json.read_text())
     assert [(r["model"], r["px"]) for r in rows] == [("vanilla_cnn", 32), ("vanilla_cnn", 40)]
@@ -87,9 +125,11 @@ def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_p
 
 
 def test_epoch_rates_leave_out_warm_up_and_validation() -> None:
-    reports = [{"_start": True, "_time": 0.0},
-               {"epoch": 1, "images_per_s": 10.0, "epoch_s": 12.0, "_time": 13.0},
-               {"epoch": 2, "images_per_s": 50.0, "epoch_s": 3.0, "_time": 16.5}]
+    reports = [
+        {"_start": True, "_time": 0.0},
+        {"epoch": 1, "images_per_s": 10.0, "epoch_s": 12.0, "_time": 13.0},
+        {"epoch": 2, "images_per_s": 50.0, "epoch_s": 3.0, "_time": 16.5},
+    ]
     r = pipeline.epoch_rates(reports, n_train=100)
     # epoch 2: 2 s training, 1 s validation, 0.5 s between the end of the epoch and its report
     assert r["train_img_s"] == pytest.approx(50.0)
@@ -138,16 +178,16 @@ def test_decode_counter_logs_every_decode_in_a_fresh_process(tmp_path) -> None:
             arr = load_split(ds, "val", 40)
         print(len(arr.labels))
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(recs) == int(proc.stdout.strip()) > 0
     meta = open_dataset(toon_dir, "toon").table()
     val = set(meta.loc[meta["split"] == "val", "sha256"])
     assert {r["sha256"] for r in recs} == val
-    rows = count_decodes(log, recs[0]["pid"], dict(zip(meta["sha256"], meta["split"],
-                                                       strict=True)))
+    rows = count_decodes(log, recs[0]["pid"], dict(zip(meta["sha256"], meta["split"], strict=True)))
     by_split = {r["split"]: r for r in rows}
     assert by_split["val"]["decodes/images"] == 1.0 and by_split["val"]["in driver"] == len(val)
     assert by_split["train"]["decodes"] == 0 and by_split["all"]["decodes"] == len(val)
@@ -155,10 +195,12 @@ def test_decode_counter_logs_every_decode_in_a_fresh_process(tmp_path) -> None:
 
 def test_count_decodes_tells_driver_trials_and_evaluation_apart(tmp_path) -> None:
     log = tmp_path / "log.jsonl"
-    recs = [{"pid": 1, "process": "python", "sha256": "a"},
-            {"pid": 1, "process": "python", "sha256": "b"},
-            {"pid": 7, "process": "ray::ImplicitFunc.train", "sha256": "a"},
-            {"pid": 8, "process": "ray::evaluate_on_test", "sha256": "c"}]
+    recs = [
+        {"pid": 1, "process": "python", "sha256": "a"},
+        {"pid": 1, "process": "python", "sha256": "b"},
+        {"pid": 7, "process": "ray::ImplicitFunc.train", "sha256": "a"},
+        {"pid": 8, "process": "ray::evaluate_on_test", "sha256": "c"},
+    ]
     log.write_text("".join(json.dumps(r) + "\n" for r in recs))
     rows = {r["split"]: r for r in count_decodes(log, 1, {"a": "train", "b": "val", "c": "test"})}
     assert rows["train"]["decodes"] == 2 and rows["train"]["in trials"] == 1
@@ -168,8 +210,9 @@ def test_count_decodes_tells_driver_trials_and_evaluation_apart(tmp_path) -> Non
 
 
 def test_proc_peak_sampler_sees_a_child_grow(tmp_path) -> None:
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import time; b = b'x' * (300 * 2**20); time.sleep(1.5)"])
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; b = b'x' * (300 * 2**20); time.sleep(1.5)"]
+    )
     with _util.ProcPeakSampler(child.pid, every_s=0.1) as sampler:
         child.wait(timeout=60)
         time.sleep(0.1)

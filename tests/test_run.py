@@ -218,21 +218,25 @@ def test_max_epochs_flag_pulls_the_first_rung_down() -> None:
 
 @pytest.mark.parametrize(
     ("settings", "expected"),
-    [({"metric": "val_acc", "mode": "max"}, ["acc", "loss"]),
-     ({"metric": "val_loss", "mode": "min"}, ["loss", "acc"])],
+    [
+        ({"metric": "val_acc", "mode": "max"}, ["acc", "loss"]),
+        ({"metric": "val_loss", "mode": "min"}, ["loss", "acc"]),
+    ],
 )
 def test_test_split_goes_to_the_best_by_the_study_metric(settings, expected) -> None:
     """select_top ranks as the report does: by val loss for a val_loss/min study (it once sorted
     max val acc ascending there, sending the least accurate trials to the test split)."""
     from study.evaluate import select_top
 
-    trials = pd.DataFrame({
-        "trial_id": ["acc", "loss", "worst", "broken", "live"],
-        "status": ["finished", "stopped", "finished", "errored", "running"],
-        "val_acc_max": [0.9, 0.8, 0.2, 0.99, 0.95],
-        "val_acc_avg": [0.7, 0.6, 0.1, 0.5, 0.5],
-        "val_loss_last": [0.5, 0.3, 2.0, 0.1, 0.05],
-    })
+    trials = pd.DataFrame(
+        {
+            "trial_id": ["acc", "loss", "worst", "broken", "live"],
+            "status": ["finished", "stopped", "finished", "errored", "running"],
+            "val_acc_max": [0.9, 0.8, 0.2, 0.99, 0.95],
+            "val_acc_avg": [0.7, 0.6, 0.1, 0.5, 0.5],
+            "val_loss_last": [0.5, 0.3, 2.0, 0.1, 0.05],
+        }
+    )
     assert select_top(trials, 2, settings) == expected
 
 

@@ -145,8 +145,18 @@ def test_remote_data_set_is_decoded_into_this_nodes_cache(s3_data, tmp_path, mon
 
 def _smoke_args(data_dir: str, storage_uri: str, name: str) -> list[str]:
     """The demo smoke study with its data and results where the test says."""
-    return ["--space", "demo", "--smoke-test", "--data-dir", data_dir, "--storage", storage_uri,
-            "--name", name, "--no-report"]
+    return [
+        "--space",
+        "demo",
+        "--smoke-test",
+        "--data-dir",
+        data_dir,
+        "--storage",
+        storage_uri,
+        "--name",
+        name,
+        "--no-report",
+    ]
 
 
 def test_missing_bucket_fails_before_ray_starts(s3_data, capsys) -> None:

@@ -22,9 +22,20 @@ from study.schema import EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "trials": (
-        "trial_id", "status", "epochs", "val_acc_avg", "val_acc_max", "val_loss_last",
-        "test_acc", "test_acc_ci_low", "test_acc_ci_high", "params", "wall_s", "epoch_s_mean",
-        "model", "dataset",
+        "trial_id",
+        "status",
+        "epochs",
+        "val_acc_avg",
+        "val_acc_max",
+        "val_loss_last",
+        "test_acc",
+        "test_acc_ci_low",
+        "test_acc_ci_high",
+        "params",
+        "wall_s",
+        "epoch_s_mean",
+        "model",
+        "dataset",
     ),
     "epochs": ("trial_id", "epoch", "val_loss", "val_acc"),
     "predictions": ("trial_id", "path", "label", "pred", "confidence"),
@@ -131,17 +142,20 @@ def _check_meta(meta: dict[str, Any], path: str) -> None:
         if not isinstance(spec, dict):
             raise ReportInputError(f"{where}: expected an object with role and kind")
         if spec.get("kind") not in KINDS:
-            raise ReportInputError(f"{where}.kind: expected one of {KINDS}, got "
-                                   f"{spec.get('kind')!r}")
+            raise ReportInputError(
+                f"{where}.kind: expected one of {KINDS}, got {spec.get('kind')!r}"
+            )
         if spec.get("role", "nuisance") not in ROLES:
-            raise ReportInputError(f"{where}.role: expected one of {ROLES}, got "
-                                   f"{spec.get('role')!r}")
+            raise ReportInputError(
+                f"{where}.role: expected one of {ROLES}, got {spec.get('role')!r}"
+            )
     settings = meta.get("settings") or {}
     for key in ("max_epochs", "grace_period", "reduction_factor"):
         value = settings.get(key)
         if value is not None and (not isinstance(value, int) or value < 1):
-            raise ReportInputError(f"{path}: settings.{key} must be a positive integer, "
-                                   f"got {value!r}")
+            raise ReportInputError(
+                f"{path}: settings.{key} must be a positive integer, got {value!r}"
+            )
 
 
 def _read_table(uri: str, path: str, table: str, notes: list[str]) -> pd.DataFrame:
@@ -173,7 +187,8 @@ def load_study(uri: str) -> StudyData:
     if info.type != pafs.FileType.Directory:
         raise ReportInputError(f"{uri!r} is not a directory; expected a study directory")
     present = {
-        name for name in STUDY_FILES
+        name
+        for name in STUDY_FILES
         if fs.get_file_info(f"{root}/{name}").type == pafs.FileType.File
     }
     if fs.get_file_info(f"{root}/{EPOCH_PARTS}").type == pafs.FileType.Directory:
