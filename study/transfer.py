@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from study import storage
-from study.results import STUDY_JSON, TRIALS, read_json, read_table
+from study.models.backbones import state_mismatch
+from study.tables import STUDY_JSON, TRIALS, read_json, read_table
 
 FINAL_DIR, FINAL_WEIGHTS, FINAL_JSON = "final_model", "model.pt", "final.json"
 FINAL = "final"  # STUDY_DIR:final names the refit model
@@ -149,25 +150,10 @@ def load_into(
     keep = lambda k: head or not k.startswith(HEAD_PREFIX)  # noqa: E731
     own = {k: v for k, v in own.items() if keep(k)}
     state = {k: v for k, v in state.items() if keep(k)}
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{label} {items[:4]}{' …' if len(items) > 4 else ''}"
-            for label, items in (
-                ("missing", missing),
-                ("unexpected", unexpected),
-                ("shapes (source vs model)", shapes),
-            )
-            if items
-        ]
+    problems = state_mismatch(own, state, "source")
+    if problems:
         raise ValueError(
-            f"{what}: its weights do not fit this model ({'; '.join(parts)}); the backbone must "
+            f"{what}: its weights do not fit this model ({problems}); the backbone must "
             "be the source's (same model and options)"
         )
     model.load_state_dict(state, strict=False)

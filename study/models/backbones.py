@@ -109,10 +109,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
-def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
-    """``module.load_state_dict(state, strict=True)`` with an error naming the file and the
-    first missing, unexpected and wrongly shaped keys."""
-    own = module.state_dict()
+def state_mismatch(own: dict[str, Tensor], state: dict[str, Tensor], source: str = "file") -> str:
+    """'' when ``state`` fits ``own`` key for key and shape for shape; else the first missing,
+    unexpected and wrongly shaped keys, for an error message."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
@@ -120,19 +119,23 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -
         for k, v in own.items()
         if k in state and state[k].shape != v.shape
     ]
-    if missing or unexpected or shapes:
-        parts = [
-            f"{label} {items[:5]}{' …' if len(items) > 5 else ''}"
-            for label, items in (
-                ("missing keys", missing),
-                ("unexpected keys", unexpected),
-                ("shape mismatches (file vs model)", shapes),
-            )
-            if items
-        ]
-        raise ValueError(
-            f"checkpoint {path} does not match {type(module).__name__}: " + "; ".join(parts)
+    return "; ".join(
+        f"{label} {items[:5]}{' …' if len(items) > 5 else ''}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            (f"shape mismatches ({source} vs model)", shapes),
         )
+        if items
+    )
+
+
+def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """``module.load_state_dict(state, strict=True)`` with an error naming the file and the
+    first missing, unexpected and wrongly shaped keys."""
+    problems = state_mismatch(module.state_dict(), state)
+    if problems:
+        raise ValueError(f"checkpoint {path} does not match {type(module).__name__}: {problems}")
     module.load_state_dict(state, strict=True)
 
 
