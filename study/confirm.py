@@ -27,7 +27,7 @@ from study import confirmed
 from study import storage as st
 from study.confirm_jobs import Job, stored_models_job, train_job
 from study.confirm_options import Plan, add_arguments, plan_of  # noqa: F401 (re-exported)
-from study.results import EPOCHS, TRIALS, read_table, write_parquet
+from study.tables import EPOCHS, TRIALS, read_table, write_parquet
 
 
 def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:

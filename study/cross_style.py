@@ -177,7 +177,7 @@ def report(
         "models": results,
     }
     storage.write_text(storage.join(out_dir, SCORES_JSON), json.dumps(payload, indent=2))
-    from study.results import write_parquet
+    from study.tables import write_parquet
 
     write_parquet(summary, storage.join(out_dir, SCORES_PARQUET))
     print()

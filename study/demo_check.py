@@ -92,8 +92,8 @@ def format_summary(numbers: Mapping[str, Any], demo: bool) -> str:
 
 def print_summary(study_dir: str, manifest: Mapping[str, Any], rank: Mapping[str, Any]) -> None:
     """What run.py prints after the leaderboard."""
-    from study.results import STUDY_JSON, TRIALS, read_json, read_table
     from study.storage import join
+    from study.tables import STUDY_JSON, TRIALS, read_json, read_table
 
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:

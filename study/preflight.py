@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from study import storage as st
-from study.results import STUDY_JSON, read_json
 from study.spaces import SpaceFunction, SpaceSettings
+from study.tables import STUDY_JSON, read_json
 
 
 class UsageError(ValueError):
