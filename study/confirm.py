@@ -186,8 +186,7 @@ def run(
         rows.append(refit(where, settings, epochs, trials, order[0], ranked_by, train_task, plan))
     df = confirmed.table(rows)
     write_parquet(df, st.join(study_dir, confirmed.CONFIRM))
-    print_confirmed(df, study_dir)
-    return df
+    return df  # printed after the tuning leaderboard: the final table, by the confirmed mean
 
 
 def error_line(e: Exception) -> str:
@@ -220,7 +219,9 @@ def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_confirmed(df: pd.DataFrame, study_dir: str) -> None:
+def print_confirmed(df: pd.DataFrame | None, study_dir: str) -> None:
+    if df is None or df.empty:
+        return
     fmt = {"float_format": lambda v: f"{v:.3f}", "index": False}
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         shown = confirmed.display(df)

@@ -402,7 +402,9 @@ def run_study(
         meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
         plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
-        confirm.run(study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule)
+        confirmed_rows = confirm.run(
+            study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule
+        )
         meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))
@@ -412,6 +414,7 @@ def run_study(
             ray.shutdown()
     rank = {"metric": settings.metric, "mode": settings.mode}
     print_leaderboard(study_dir, rank)
+    confirm.print_confirmed(confirmed_rows, study_dir)  # last: ranked by the confirmed mean
     from study.demo_check import print_summary
 
     print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
