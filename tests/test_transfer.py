@@ -95,7 +95,8 @@ def test_warm_start_loads_the_backbone_and_a_new_head_for_new_classes(tmp_path) 
 def test_a_different_network_is_a_named_error(tmp_path) -> None:
     sd, _ = make_source(tmp_path, TOON)
     model = create_model("vanilla_cnn", 7, width=16, depth=2, batch_norm=True)
-    with pytest.raises(ValueError, match=rf"init_from '{sd}': its weights do not fit.*shape mismatches"):
+    fit_error = rf"init_from '{sd}': its weights do not fit.*shape mismatches"
+    with pytest.raises(ValueError, match=fit_error):
         warm_start(model, str(sd), TOON)
     with pytest.raises(ValueError, match="trial nope has no checkpoint"):
         resolve(f"{sd}:nope")
