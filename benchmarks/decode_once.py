@@ -34,7 +34,7 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
 SPACE = '''"""decode_once.py's study: small CNNs, so the study is about data, not compute."""
 from __future__ import annotations
 
-from study.spaces import SpaceSettings
+from study.settings import SpaceSettings
 
 SETTINGS = SpaceSettings(dataset="toon", description="decode-once benchmark", max_epochs={epochs},
                          grace_period=1, num_samples={samples}, image_size={size}, top_k=2,

@@ -12,7 +12,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from study.spaces import SpaceSettings
+    from study.settings import SpaceSettings
 
 
 def _usage(message: str) -> ValueError:
@@ -23,7 +23,7 @@ def _usage(message: str) -> ValueError:
 
 def settings_types() -> dict[str, str]:
     """SpaceSettings field -> its annotation ('int', 'str', 'dict[str, str]', ...)."""
-    from study.spaces import SpaceSettings
+    from study.settings import SpaceSettings
 
     return {f.name: str(f.type) for f in fields(SpaceSettings)}
 

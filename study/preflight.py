@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from study import storage as st
-from study.spaces import SpaceFunction, SpaceSettings
+from study.settings import SpaceSettings
+from study.spaces import SpaceFunction
 from study.tables import STUDY_JSON, read_json
 
 

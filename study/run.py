@@ -32,7 +32,8 @@ from study.schema import STUDY_JSON
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
 if TYPE_CHECKING:
-    from study.spaces import Space, SpaceSettings
+    from study.settings import SpaceSettings
+    from study.spaces import Space
 
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 
@@ -146,7 +147,7 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
 
 def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
-    from study.spaces import SpaceSettings
+    from study.settings import SpaceSettings
 
     known = {f.name for f in fields(SpaceSettings)}
     smoke = settings.smoke.items()

@@ -18,7 +18,7 @@ from study import storage as st
 from study.live_report import live_report_callbacks
 from study.results import ConsoleCallback, ResultsWriter, declared_columns
 from study.search import StockSearch, StudyASHA, StudySearch
-from study.spaces import SpaceSettings
+from study.settings import SpaceSettings
 from study.trainable import TrialData, train_trial
 
 ASHA_STATE, OPTUNA_DB = "asha_rungs.parquet", "optuna.db"

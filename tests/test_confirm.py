@@ -31,7 +31,7 @@ def tiny(tmp_path_factory):
 
 
 CV_SPACE = """
-from study.spaces import SpaceSettings
+from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="cv tuning", max_epochs=2, grace_period=1,
                          num_samples=2, image_size=32, sampler="random", cv_folds=2, top_k=1)
 def space(trial):

@@ -30,7 +30,7 @@ from study.spaces import SpaceFunction, load_space
 
 MIXED = ["none", "backbone", 1, None]
 SPACE = f"""
-from study.spaces import SpaceSettings
+from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="schema test")
 def space(trial):
     model = trial.suggest_categorical("model", ["googlenet", "vanilla_cnn"])

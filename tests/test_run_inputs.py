@@ -33,7 +33,7 @@ SETTINGS = {
     "sampler": "random",
 }
 SPACE = """
-from study.spaces import SpaceSettings
+from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="input test", {settings})
 def space(trial):
     return {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "batch_size": 32,

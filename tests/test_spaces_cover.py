@@ -159,7 +159,7 @@ BROKEN = {
 def test_a_broken_space_is_one_line_before_ray(case, data_dir, tmp_path, capsys) -> None:
     body, words = BROKEN[case]
     path = tmp_path / f"broken_{case}.py"
-    header = "from study.spaces import SpaceSettings\n"
+    header = "from study.settings import SpaceSettings\n"
     header += "SETTINGS = SpaceSettings(dataset='toon', description='broken')\n"
     path.write_text(header + body)
     args = ["--space", str(path), "--data-dir", str(data_dir), "--storage", str(tmp_path / "s")]

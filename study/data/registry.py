@@ -59,6 +59,13 @@ def list_datasets() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def _toon_items(size: str, seed: int) -> Iterable[SourceItem]:
+    # imported when read: the renderer (numpy, PIL drawing) is not needed to list data sets
+    from study.data import toon
+
+    return toon.iter_items(size, seed)
+
+
 MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "shock")
 
 register_dataset(
@@ -81,7 +88,7 @@ register_dataset(
 register_dataset(
     DatasetSpec(
         name="toon",
-        reader=lambda src, seed: (sources.iter_toon(src, seed), []),
+        reader=lambda src, seed: (_toon_items(src, seed), []),
         description="embedded procedural cartoon faces, 7 FERG emotions (tiny|small|default|N)",
         classes=sources.FERG_EMOTIONS,
         default_source="default",

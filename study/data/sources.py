@@ -11,7 +11,7 @@ import os
 import stat
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -303,19 +303,3 @@ def read_ferg(source: str | Path) -> tuple[list[SourceItem], list[tuple[str, str
             f"with characters {', '.join(FERG_CHARACTERS)}"
         )
     return items, problems
-
-
-def iter_toon(size: str | int, seed: int, image_size: int = 128) -> Iterator[SourceItem]:
-    """The embedded synthetic set; `size` is a name from toon.SIZES or a number of images."""
-    from study.data import toon
-
-    if isinstance(size, str) and not size.isdigit():
-        if size not in toon.SIZES:
-            raise SourceError(
-                f"toon source {size!r}: expected one of {', '.join(toon.SIZES)} or a number"
-            )
-        n = toon.SIZES[size]
-    else:
-        n = int(size)
-    for img in toon.generate(n, seed=seed, image_size=image_size):
-        yield SourceItem(path=img.name, label=img.label, group=img.group, read=lambda b=img.png: b)

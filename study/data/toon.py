@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from study.data.sources import FERG_EMOTIONS
+from study.data.sources import FERG_EMOTIONS, SourceError, SourceItem
 from study.data.toon_pen import RGB, Pen, Pts, drop, ell, grid
 
 # toon uses FERG-DB's classes, so a model trained on one is evaluated on the other unchanged
@@ -124,6 +124,20 @@ def generate(num_images: int, seed: int = 0, image_size: int = 128) -> Iterator[
     _check_int("num_images", num_images, 1, None)
     _check_args(seed, image_size)
     return (render(i, seed, image_size) for i in range(num_images))
+
+
+def iter_items(size: str | int, seed: int, image_size: int = 128) -> Iterator[SourceItem]:
+    """The embedded synthetic set; `size` is a name from SIZES or a number of images."""
+    if isinstance(size, str) and not size.isdigit():
+        if size not in SIZES:
+            raise SourceError(
+                f"toon source {size!r}: expected one of {', '.join(SIZES)} or a number"
+            )
+        n = SIZES[size]
+    else:
+        n = int(size)
+    for img in generate(n, seed=seed, image_size=image_size):
+        yield SourceItem(path=img.name, label=img.label, group=img.group, read=lambda b=img.png: b)
 
 
 def render(index: int, seed: int = 0, image_size: int = 128) -> ToonImage:

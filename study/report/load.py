@@ -18,6 +18,7 @@ import pyarrow.fs as pafs
 
 from study import storage, tables
 from study.schema import EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
+from study.settings import ROLES
 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -129,7 +130,7 @@ def _read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
     return meta
 
 
-KINDS, ROLES = ("float", "int", "categorical"), ("scientific", "nuisance", "fixed")
+KINDS = ("float", "int", "categorical")
 
 
 def _check_meta(meta: dict[str, Any], path: str) -> None:
