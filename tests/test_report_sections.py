@@ -195,6 +195,7 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     now = [1000.0]
     live = LiveReport(str(study), str(tmp_path / "page"), every_s=60, clock=lambda: now[0])
     live.on_trial_complete(1, [], _trial("t000"))
+    live.wait()
     page = (tmp_path / "page" / "index.html").read_text()
     assert live.builds == 1 and "running: 2 of 3 trials done" in page
     assert '<meta http-equiv="refresh" content="60">' in page
@@ -204,6 +205,7 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     assert live.builds == 1
     now[0] += 31
     live.on_step_end(4, [])  # the owed rewrite, once the period has passed
+    live.wait()
     assert live.builds == 2
     live.on_step_end(5, [])
     assert live.builds == 2  # nothing new happened
@@ -211,6 +213,7 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     assert live.builds == 3
     broken = LiveReport(str(tmp_path / "gone"), str(tmp_path / "x"), clock=lambda: now[0])
     broken.on_trial_error(1, [], _trial("t"))  # a report that fails does not stop the study
+    broken.wait()
     assert broken.failures == 1 and "live report not written" in caplog.text
     assert live_report_callbacks(str(study), None) == []
     from ray.tune import Callback  # the hooks are Tune's own: a misspelt one is never called
@@ -222,3 +225,37 @@ def test_live_report_throttles_and_never_raises(tmp_path: Path, caplog) -> None:
     live.on_experiment_end([])
     page = (tmp_path / "page" / "index.html").read_text()
     assert "running:" not in page and "http-equiv" not in page
+
+
+def test_live_report_builds_off_tunes_callback_thread(tmp_path: Path) -> None:
+    """A build (about 1 s on a real study) must not stall Tune's loop: the callback returns while
+    the page is still being built, a second rewrite is not started meanwhile, and the final one
+    waits for the build in flight."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    callers: list[str] = []
+
+    def slow_build(*args, **kwargs) -> None:
+        callers.append(threading.current_thread().name)
+        started.set()
+        release.wait(10)
+
+    now = [0.0]
+    live = LiveReport("s", "o", every_s=60, clock=lambda: now[0], build=slow_build)
+    live.on_trial_complete(1, [], _trial("t000"))  # returns with the build still running
+    assert started.wait(5) and live.busy() and live.builds == 0
+    now[0] += 120
+    live.on_trial_result(2, [], _trial("t000"), {})
+    live.on_step_end(2, [])  # owed, but one build at a time
+    assert len(callers) == 1
+    release.set()
+    live.wait(5)
+    assert live.builds == 1 and callers == ["live-report"]
+    live.on_experiment_end([])  # the final build runs in the caller's thread
+    assert live.builds == 2 and callers[-1] == threading.current_thread().name
+    import pickle
+
+    plain = LiveReport("s", "o")  # Tune pickles its callbacks, a thread in flight included
+    plain._thread = threading.Thread(target=release.wait)
+    assert pickle.loads(pickle.dumps(plain)).busy() is False
