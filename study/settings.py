@@ -4,18 +4,39 @@ finder (study.spaces), which looks those files up."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 ROLES = ("scientific", "nuisance", "fixed")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
-SCHEDULERS = ("asha", "fifo")
+# early stoppers (study.tune.make_scheduler builds them): "asha" (asynchronous successive
+# halving), "hyperband" (synchronous HyperBand: trials wait at each rung for their bracket),
+# "median" (median stopping rule), "pbt" (population-based training of the nuisance knobs
+# study.tune.PBT_KNOBS; no Optuna feedback), "fifo" (none)
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
+# how each is named in trial reasons, the console and the report
+SCHEDULER_NAMES = {
+    "asha": "ASHA",
+    "hyperband": "HyperBand",
+    "median": "the median stopping rule",
+    "pbt": "PBT",
+    "fifo": "FIFO",
+}
+# the one wording of a trial ended by its scheduler's decision (trials.parquet's status_reason,
+# Optuna's end_reason, the console, the report)
+STOPPED_EARLY = "stopped early by {}"
 # "study": ASHA-stopped trials are PRUNED in Optuna; "stock": as Ray's OptunaSearch ships (they are
 # COMPLETE with their truncated score), kept only to measure the difference (benchmarks/)
 SEARCHERS = ("study", "stock")
 
 # the smallest input the models' downsampling accepts, and a bound on decoded memory per image
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+
+
+def stopped_early(scheduler: str | None = None) -> str:
+    """'stopped early by ASHA'; 'by the scheduler' where the study's scheduler is unknown."""
+    return STOPPED_EARLY.format(SCHEDULER_NAMES.get(scheduler or "", "the scheduler"))
 
 
 def study_metrics() -> tuple[str, ...]:
@@ -101,6 +122,40 @@ class SpaceSettings:
                 f"SpaceSettings.grace_period={self.grace_period} exceeds "
                 f"max_epochs={self.max_epochs}"
             )
+        self._check_scheduler()
+
+    def _check_scheduler(self) -> None:
+        """Options each scheduler needs, checked here: Ray asserts on them only after it started."""
+        if self.scheduler == "hyperband":
+            # Ray's HyperBand: s_max + 1 brackets, the smallest trains max_t / eta**s_max epochs
+            # at first, which must be at least one (e.g. max_epochs=8 with reduction_factor=3
+            # has a bracket of 0-epoch trials)
+            s_max = round(math.log(self.max_epochs) / math.log(self.reduction_factor))
+            if self.max_epochs // self.reduction_factor**s_max < 1:
+                raise ValueError(
+                    f"SpaceSettings.max_epochs={self.max_epochs}: scheduler 'hyperband' with "
+                    f"reduction_factor={self.reduction_factor} would give a bracket whose trials "
+                    f"train 0 epochs; use max_epochs a power of reduction_factor (e.g. "
+                    f"{self.reduction_factor ** max(1, s_max)}) or between"
+                )
+        if self.scheduler == "pbt":
+            if self.num_samples < 2:
+                raise ValueError(
+                    f"SpaceSettings.num_samples={self.num_samples}: scheduler 'pbt' needs a "
+                    "population of at least 2 trials"
+                )
+            if self.grace_period >= self.max_epochs:
+                raise ValueError(
+                    f"SpaceSettings.grace_period={self.grace_period}: scheduler 'pbt' perturbs "
+                    f"every grace_period epochs, so it must be below max_epochs={self.max_epochs}"
+                )
+            if self.sampler not in ("random", "grid"):
+                # PBT replaces a trial's weights and knobs mid-run: its score is no answer to the
+                # configuration a model-based sampler proposed, so Ray refuses any searcher
+                raise ValueError(
+                    f"SpaceSettings.sampler={self.sampler!r}: scheduler 'pbt' draws its "
+                    "population once, up front, with sampler 'random' or 'grid'"
+                )
 
     def override(self, **changes: Any) -> SpaceSettings:
         known = {f.name for f in fields(self)}
