@@ -315,8 +315,7 @@ def build_tuner(
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=settings.metric,
-            mode=settings.mode,
+            # metric and mode: the searcher's and the scheduler's own (Ray refuses them twice)
             search_alg=search_alg,
             scheduler=scheduler,
             num_samples=settings.num_samples,
