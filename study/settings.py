@@ -4,18 +4,18 @@ finder (study.spaces), which looks those files up."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 ROLES = ("scientific", "nuisance", "fixed")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 # early stoppers (study.tune.make_scheduler builds them): "asha" (asynchronous successive
-# halving), "hyperband" (synchronous HyperBand: trials wait at each rung for their bracket),
+# halving), "hyperband" (synchronous HyperBand: trials wait at each rung for their bracket; its
+# brackets' rungs follow from max_epochs and reduction_factor, not grace_period),
 # "median" (median stopping rule), "pbt" (population-based training of the nuisance knobs
 # study.tune.PBT_KNOBS; no Optuna feedback), "fifo" (none)
 SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
-# how each is named in trial reasons, the console and the report
+# how the report names each
 SCHEDULER_NAMES = {
     "asha": "ASHA",
     "hyperband": "HyperBand",
@@ -126,18 +126,6 @@ class SpaceSettings:
 
     def _check_scheduler(self) -> None:
         """Options each scheduler needs, checked here: Ray asserts on them only after it started."""
-        if self.scheduler == "hyperband":
-            # Ray's HyperBand: s_max + 1 brackets, the smallest trains max_t / eta**s_max epochs
-            # at first, which must be at least one (e.g. max_epochs=8 with reduction_factor=3
-            # has a bracket of 0-epoch trials)
-            s_max = round(math.log(self.max_epochs) / math.log(self.reduction_factor))
-            if self.max_epochs // self.reduction_factor**s_max < 1:
-                raise ValueError(
-                    f"SpaceSettings.max_epochs={self.max_epochs}: scheduler 'hyperband' with "
-                    f"reduction_factor={self.reduction_factor} would give a bracket whose trials "
-                    f"train 0 epochs; use max_epochs a power of reduction_factor (e.g. "
-                    f"{self.reduction_factor ** max(1, s_max)}) or between"
-                )
         if self.scheduler == "pbt":
             if self.num_samples < 2:
                 raise ValueError(

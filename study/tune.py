@@ -334,7 +334,10 @@ def build_tuner(
                 ConsoleCallback(settings.num_samples, settings.metric, settings.mode),
                 *live_report_callbacks(study_dir, reports),  # after the writer has flushed
             ],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # PBT restarts a trial from another's checkpoint of some epochs ago: keep them all
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if settings.scheduler == "pbt" else 2
+            ),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=verbose,
         ),

@@ -95,8 +95,6 @@ def test_unknown_scheduler_names_every_choice() -> None:
 @pytest.mark.parametrize(
     "kw, field",
     [
-        # HyperBand's smallest bracket would train 8 // 3**2 = 0 epochs
-        ({"scheduler": "hyperband", "max_epochs": 8}, "max_epochs=8"),
         ({"scheduler": "pbt", "num_samples": 1}, "num_samples=1"),
         ({"scheduler": "pbt", "grace_period": 9}, "grace_period=9"),
         ({"scheduler": "pbt", "sampler": "tpe"}, "sampler='tpe'"),
