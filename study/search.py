@@ -9,10 +9,15 @@
   decision and reloads them after `Tuner.restore` (which rebuilds the scheduler empty, ray#30838),
   so early-stopping decisions after a resume are those of an uninterrupted run.
 - `PerturbKnobs`: PBT's explore step for the knobs it may change mid-trial (study.tune.PBT_KNOBS).
+- `Population(BasicVariantGenerator)`: PBT's trials, one per config drawn up front (Ray refuses a
+  searcher with PBT, and its own points_to_evaluate need every key in a param_space, which a
+  define-by-run space has not: a config's empty lists and absent conditional keys would be lost).
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -21,7 +26,10 @@ from typing import Any
 import pandas as pd
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
+from ray.tune.experiment import _convert_to_experiment_list
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.basic_variant import _TrialIterator
 from ray.tune.search.optuna import OptunaSearch
 
 from study.results import read_parquet, trial_status, write_parquet
@@ -207,3 +215,21 @@ class PerturbKnobs:
             if k in config:
                 config[k] = float(config[k]) * self._rng.choice(self.FACTORS)
         return config
+
+
+class Population(BasicVariantGenerator):
+    def __init__(self, configs: list[dict], max_concurrent: int = 0):
+        super().__init__(max_concurrent=max_concurrent)
+        self._configs = configs
+
+    def add_configurations(self, experiments) -> None:
+        for experiment in _convert_to_experiment_list(experiments):
+            # Ray's own trial maker (ids, tags, the experiment's resources and storage)
+            n = len(self._configs)
+            maker = _TrialIterator(self._uuid_prefix, n, experiment.spec, start=self._total_samples)
+            self._total_samples += n
+            trials = (
+                maker.create_trial({}, {**experiment.spec, "config": copy.deepcopy(c)})
+                for c in self._configs
+            )
+            self._trial_generator = itertools.chain(self._trial_generator, trials)

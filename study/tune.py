@@ -18,13 +18,20 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
 from study.live_report import live_report_callbacks
 from study.results import ConsoleCallback, ResultsWriter, declared_columns
 from study.schema import ASHA_RUNGS
-from study.search import PerturbKnobs, StockSearch, StudyASHA, StudySearch, trial_config
+from study.search import (
+    PerturbKnobs,
+    Population,
+    StockSearch,
+    StudyASHA,
+    StudySearch,
+    trial_config,
+)
 from study.settings import SCHEDULER_NAMES, SCHEDULERS, SpaceSettings
 from study.trainable import TrialData, train_trial
 
@@ -236,7 +243,12 @@ def pbt_population(
     """PBT's trials, drawn up front by the space's sampler in an in-memory Optuna study (Ray
     accepts no searcher with PBT), each config as StudySearch would have made it."""
     knobs = pbt_knobs(settings)
-    study = optuna.create_study(sampler=make_sampler(settings.sampler, seed, grid))
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
+    try:
+        study = optuna.create_study(sampler=make_sampler(settings.sampler, seed, grid))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for point in settings.starting_points:
         study.enqueue_trial(point)
     configs = []
@@ -302,9 +314,8 @@ def build_tuner(
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
     scheduler = make_scheduler(settings, st.join(study_dir, ASHA_STATE), seed)
     if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study
-        search_alg = BasicVariantGenerator(
-            points_to_evaluate=pbt_population(space_fn, settings, constants, seed, grid),
-            max_concurrent=max_concurrent or 0,
+        search_alg = Population(
+            pbt_population(space_fn, settings, constants, seed, grid), max_concurrent or 0
         )
     else:
         searcher = make_searcher(

@@ -25,7 +25,7 @@ from study.report import compute
 from study.report.load import load_study
 from study.report.page import _curves
 from study.results import trial_status
-from study.search import PerturbKnobs, StudyASHA
+from study.search import PerturbKnobs, Population, StudyASHA
 from study.settings import SCHEDULERS, SpaceSettings, stopped_early
 from study.tune import (
     ASHA_STATE,
@@ -131,6 +131,25 @@ def test_pbt_population_is_drawn_by_the_space_and_perturbed_in_lr_only() -> None
         }
     with pytest.raises(ValueError, match="set none of lr"):
         pbt_population(lambda t: {"width": 8}, s, {}, 7, None)
+
+
+def test_pbt_population_makes_one_trial_per_config_as_drawn(tmp_path: Path) -> None:
+    """Each trial's config is its drawn config exactly: an empty list and a conditional key only
+    some configs have survive (Ray's points_to_evaluate would drop or borrow them)."""
+    from ray import tune
+
+    configs = [{"lr": 0.1, "head_dense": [], "suggested": {"lr": 0.1}},
+               {"lr": 0.2, "momentum": 0.9, "head_dense": [64]}]  # fmt: skip
+    pop = Population(configs, max_concurrent=1)
+    pop.add_configurations(tune.Experiment("x", run=lambda c: None, config={},
+                                           storage_path=str(tmp_path)))  # fmt: skip
+    first = pop.next_trial()
+    assert first.config == configs[0] and pop.next_trial() is None  # max_concurrent
+    pop.on_trial_complete(first.trial_id)
+    second = pop.next_trial()
+    assert second.config == configs[1] and second.trial_id != first.trial_id
+    pop.on_trial_complete(second.trial_id)
+    assert pop.next_trial() is None and pop.is_finished()
 
 
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
