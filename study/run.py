@@ -274,11 +274,10 @@ def prepare(a: argparse.Namespace) -> tuple:
     confirm.check_warm_start(fn, constants, ds.classes)
     # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
     # the scheduler empty fail here, not in Ray
-    from study.tune import check_resumable, make_sampler, make_scheduler, pbt_population
+    from study.tune import check_resumable, make_sampler, pbt_population
 
     grid = getattr(space.module, "GRID", None)
     make_sampler(settings.sampler, a.seed, grid)
-    make_scheduler(settings, "", a.seed)
     if settings.scheduler == "pbt":
         pbt_population(fn, settings, constants, a.seed, grid)
     if a.resume:

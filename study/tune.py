@@ -174,7 +174,13 @@ def make_sampler(
 
 def pbt_knobs(settings: SpaceSettings) -> list[str]:
     """The PBT_KNOBS the space leaves nuisance (its roles; unlisted names are nuisance)."""
-    return [k for k in PBT_KNOBS if settings.roles.get(k, "nuisance") == "nuisance"]
+    knobs = [k for k in PBT_KNOBS if settings.roles.get(k, "nuisance") == "nuisance"]
+    if not knobs:
+        raise ValueError(
+            f"SpaceSettings.roles={settings.roles}: scheduler 'pbt' perturbs only nuisance "
+            f"knobs it can change mid-trial ({', '.join(PBT_KNOBS)}), and the roles leave none"
+        )
+    return knobs
 
 
 def check_resumable(scheduler: str, study_dir: str) -> None:
@@ -215,17 +221,12 @@ def make_scheduler(settings: SpaceSettings, state_path: str, seed: int = 0) -> T
             min_samples_required=settings.reduction_factor,
         )
     if kind == "pbt":
-        knobs = pbt_knobs(settings)
-        if not knobs:
-            raise ValueError(
-                f"SpaceSettings.roles={settings.roles}: scheduler 'pbt' perturbs only nuisance "
-                f"knobs it can change mid-trial ({', '.join(PBT_KNOBS)}), and the roles leave none"
-            )
+        # trials.parquet keeps a trial's first config; epochs.parquet's lr, the rate of each epoch
         return PopulationBasedTraining(
             **common,
             perturbation_interval=settings.grace_period,
             # the population's draw is the space's; PBT only perturbs (no resampling)
-            custom_explore_fn=PerturbKnobs(knobs, seed),
+            custom_explore_fn=PerturbKnobs(pbt_knobs(settings), seed),
             synch=False,
         )
     if kind == "fifo":
@@ -312,7 +313,6 @@ def build_tuner(
     study_dir = st.join(storage, name)
     if optuna_storage is None:
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
-    scheduler = make_scheduler(settings, st.join(study_dir, ASHA_STATE), seed)
     if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study
         search_alg = Population(
             pbt_population(space_fn, settings, constants, seed, grid), max_concurrent or 0
@@ -322,6 +322,7 @@ def build_tuner(
             space_fn, settings, constants, seed, grid, optuna_storage, name, study_dir
         )
         search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+    scheduler = make_scheduler(settings, st.join(study_dir, ASHA_STATE), seed)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner(
         trainable,

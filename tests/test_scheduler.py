@@ -232,6 +232,28 @@ def space(trial):
 """
 
 
+@pytest.mark.parametrize(
+    "sets, words",
+    [
+        (["scheduler=pbt", "sampler=tpe"], "SpaceSettings.sampler='tpe'"),
+        (["scheduler=pbt", 'roles={"lr": "scientific"}'], "SpaceSettings.roles="),
+        (["scheduler=bohb"], "expected one of asha, hyperband, median, pbt, fifo"),
+    ],
+)
+def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, toon_dir, tmp_path,
+                                                                capsys) -> None:  # fmt: skip
+    import ray
+
+    from study import run
+
+    space = tmp_path / "space.py"
+    space.write_text(SMOKE_SPACE.format(kind="asha"))
+    args = ["--space", str(space), "--data-dir", str(toon_dir), "--storage", str(tmp_path / "s")]
+    rc = run.main([*args, *(x for kv in sets for x in ("--set", kv))])
+    assert rc == 2 and words in capsys.readouterr().err
+    assert not ray.is_initialized() and not (tmp_path / "s").exists()
+
+
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
 def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, toon_dir, tmp_path) -> None:
