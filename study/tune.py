@@ -214,12 +214,8 @@ def make_scheduler(settings: SpaceSettings, state_path: str, seed: int = 0) -> T
         )
     if kind == "median":
         # stops a trial whose best so far is below the median of the others' running means at
-        # the same epoch, from grace_period on, once reduction_factor trials have reached it
-        return MedianStoppingRule(
-            **common,
-            grace_period=settings.grace_period,
-            min_samples_required=settings.reduction_factor,
-        )
+        # the same epoch, from grace_period on, once 3 others have reached it (Ray's default)
+        return MedianStoppingRule(**common, grace_period=settings.grace_period)
     if kind == "pbt":
         # trials.parquet keeps a trial's first config; epochs.parquet's lr, the rate of each epoch
         return PopulationBasedTraining(
