@@ -254,7 +254,8 @@ def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, toon
     assert not ray.is_initialized() and not (tmp_path / "s").exists()
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # a Ray start and three trials: 130-330 s measured at load 14-33
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
 def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, toon_dir, tmp_path) -> None:
     space = tmp_path / "space.py"
