@@ -22,6 +22,7 @@ from ray import tune
 
 from study import storage
 from study.console import Progress
+from study.settings import stopped_early
 from study.spaces import cover_space, describe
 from study.tables import (  # noqa: F401 - re-exported: the names callers import from here
     EPOCH_COLUMNS,
@@ -112,7 +113,8 @@ def _absent(value: Any) -> bool:
 
 
 def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") -> tuple[str, str]:
-    """(status, reason) from how a trial ended: its own end_reason, an error, or ASHA's stop."""
+    """(status, reason) from how a trial ended: its own end_reason, an error, or its scheduler's
+    stop."""
     if errored:
         return "errored", error or "the trial raised an error"
     if not last:
@@ -125,7 +127,7 @@ def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") ->
         return "errored", last.get("error", "out of memory") + note
     if reason:
         return "finished", reason + note
-    return "stopped", f"stopped early by ASHA after epoch {last.get('epoch')}{note}"
+    return "stopped", f"{stopped_early()} after epoch {last.get('epoch')}{note}"
 
 
 def summarise_trial(

@@ -272,9 +272,16 @@ def prepare(a: argparse.Namespace) -> tuple:
     constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
     check_space_builds(fn, settings, constants, len(ds.classes))
     confirm.check_warm_start(fn, constants, ds.classes)
-    from study.tune import make_sampler  # a grid sampler without GRID fails here, not in Ray
+    # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
+    # the scheduler empty fail here, not in Ray
+    from study.tune import check_resumable, make_sampler, pbt_population
 
-    make_sampler(settings.sampler, a.seed, getattr(space.module, "GRID", None))
+    grid = getattr(space.module, "GRID", None)
+    make_sampler(settings.sampler, a.seed, grid)
+    if settings.scheduler == "pbt":
+        pbt_population(fn, settings, constants, a.seed, grid)
+    if a.resume:
+        check_resumable(settings.scheduler, st.join(storage, name))
     make_storage(storage)
     return space, settings, constants, fn, ds, data_dir, storage, name
 

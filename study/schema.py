@@ -24,6 +24,7 @@ TRIALS, EPOCHS, PREDICTIONS, GRADCAM, STUDY_JSON = (
 # per-trial append logs of epochs.parquet's rows while a study runs (see study.tables)
 EPOCH_PARTS = "epochs.parts"
 CONFIRM = "confirm.parquet"  # written by the post-tuning confirmation, when it ran
+ASHA_RUNGS = "asha_rungs.parquet"  # ASHA's rung records (study.search.StudyASHA)
 # In every Parquet file's key-value metadata. 2: typed config/<name> columns from the space's
 # declared hyperparameters (JSON-encoded where a column mixes types), a `study` column.
 # 3: epochs.time is a UTC timestamp, gradcam.cam a 2-D fixed-size list, every table has `study`.
@@ -202,7 +203,7 @@ FILES = {
     CONFIRM: "the post-tuning confirmation's rows (seeds, folds, refit, ensemble), when it ran",
     f"{EPOCH_PARTS}/": "per-trial append logs (JSON lines) of epochs.parquet's rows while the "
     "study runs; `study.load`, the report and `study.tables.read_table` merge them",
-    "asha_rungs.parquet": "ASHA's rung records, restored by --resume",
+    ASHA_RUNGS: "ASHA's rung records, restored by --resume; the report's rung lines",
     "optuna.db": "the Optuna study (SQLite): `optuna-dashboard sqlite:///studies/<study>/optuna.db`",
     "tuner.pkl, experiment_state-*.json, searcher-state-*.pkl": "Ray Tune's experiment state "
     "(--resume, `ray.tune.ExperimentAnalysis`, `Tuner.restore`)",

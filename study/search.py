@@ -8,22 +8,51 @@
 - `StudyASHA(ASHAScheduler)`: persists its rung records to the study directory after every
   decision and reloads them after `Tuner.restore` (which rebuilds the scheduler empty, ray#30838),
   so early-stopping decisions after a resume are those of an uninterrupted run.
+- `PerturbKnobs`: PBT's explore step for the knobs it may change mid-trial (study.tune.PBT_KNOBS).
+- `Population(BasicVariantGenerator)`: PBT's trials, one per config drawn up front (Ray refuses a
+  searcher with PBT, and its own points_to_evaluate need every key in a param_space, which a
+  define-by-run space has not: a config's empty lists and absent conditional keys would be lost).
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import logging
+import random
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
+from ray.tune.experiment import _convert_to_experiment_list
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator
+from ray.tune.search.basic_variant import _TrialIterator
 from ray.tune.search.optuna import OptunaSearch
 
 from study.results import read_parquet, trial_status, write_parquet
 
 logger = logging.getLogger(__name__)
+
+
+def trial_config(
+    func: Callable[[Any], dict], ot_trial: Any, constants: dict[str, Any], study_seed: int
+) -> dict:
+    """A trial's config: what the space returns for an Optuna trial, with the constants, its seed
+    and the raw suggest_* values."""
+    config = func(ot_trial)
+    if not isinstance(config, dict):
+        raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
+    # The raw suggest_* values travel under "suggested": recorded, never read by training.
+    # The seed comes from the study seed and Optuna's trial number: the same across resumes.
+    return {
+        **constants,
+        **config,
+        "seed": study_seed * 10_000 + ot_trial.number,
+        "suggested": dict(ot_trial.params),
+    }
 
 
 class StudySearch(OptunaSearch):
@@ -33,17 +62,7 @@ class StudySearch(OptunaSearch):
         self._study_seed = study_seed
 
     def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
-        config = func(ot_trial)
-        if not isinstance(config, dict):
-            raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
-        # The raw suggest_* values travel under "suggested": recorded, never read by training.
-        # The seed comes from the study seed and Optuna's trial number: the same across resumes.
-        return {
-            **self._constants,
-            **config,
-            "seed": self._study_seed * 10_000 + ot_trial.number,
-            "suggested": dict(ot_trial.params),
-        }
+        return trial_config(func, ot_trial, self._constants, self._study_seed)
 
     def suggest(self, trial_id: str) -> dict | None:
         config = super().suggest(trial_id)
@@ -179,3 +198,38 @@ class StudyASHA(ASHAScheduler):
         self._load_once()
         super().on_trial_complete(tune_controller, trial, result)
         self._save()
+
+
+class PerturbKnobs:
+    """PBT's explore step: each knob of the cloned config times 0.8 or 1.2 (Ray's factors), from
+    a generator seeded by the study seed. A class, not a closure: the tuner is pickled."""
+
+    FACTORS = (0.8, 1.2)
+
+    def __init__(self, knobs: list[str], seed: int):
+        self.knobs = list(knobs)
+        self._rng = random.Random(seed)
+
+    def __call__(self, config: dict) -> dict:
+        for k in self.knobs:
+            if k in config:
+                config[k] = float(config[k]) * self._rng.choice(self.FACTORS)
+        return config
+
+
+class Population(BasicVariantGenerator):
+    def __init__(self, configs: list[dict], max_concurrent: int = 0):
+        super().__init__(max_concurrent=max_concurrent)
+        self._configs = configs
+
+    def add_configurations(self, experiments) -> None:
+        for experiment in _convert_to_experiment_list(experiments):
+            # Ray's own trial maker (ids, tags, the experiment's resources and storage)
+            n = len(self._configs)
+            maker = _TrialIterator(self._uuid_prefix, n, experiment.spec, start=self._total_samples)
+            self._total_samples += n
+            trials = (
+                maker.create_trial({}, {**experiment.spec, "config": copy.deepcopy(c)})
+                for c in self._configs
+            )
+            self._trial_generator = itertools.chain(self._trial_generator, trials)

@@ -9,13 +9,34 @@ from typing import Any
 
 ROLES = ("scientific", "nuisance", "fixed")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
-SCHEDULERS = ("asha", "fifo")
+# early stoppers (study.tune.make_scheduler builds them): "asha" (asynchronous successive
+# halving), "hyperband" (synchronous HyperBand: trials wait at each rung for their bracket; its
+# brackets' rungs follow from max_epochs and reduction_factor, not grace_period),
+# "median" (median stopping rule), "pbt" (population-based training of the nuisance knobs
+# study.tune.PBT_KNOBS; no Optuna feedback), "fifo" (none)
+SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
+# how the report names each
+SCHEDULER_NAMES = {
+    "asha": "ASHA",
+    "hyperband": "HyperBand",
+    "median": "the median stopping rule",
+    "pbt": "PBT",
+    "fifo": "FIFO",
+}
+# the one wording of a trial ended by its scheduler's decision (trials.parquet's status_reason,
+# Optuna's end_reason, the console, the report)
+STOPPED_EARLY = "stopped early by {}"
 # "study": ASHA-stopped trials are PRUNED in Optuna; "stock": as Ray's OptunaSearch ships (they are
 # COMPLETE with their truncated score), kept only to measure the difference (benchmarks/)
 SEARCHERS = ("study", "stock")
 
 # the smallest input the models' downsampling accepts, and a bound on decoded memory per image
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 1024
+
+
+def stopped_early(scheduler: str | None = None) -> str:
+    """'stopped early by ASHA'; 'by the scheduler' where the study's scheduler is unknown."""
+    return STOPPED_EARLY.format(SCHEDULER_NAMES.get(scheduler or "", "the scheduler"))
 
 
 def study_metrics() -> tuple[str, ...]:
@@ -101,6 +122,28 @@ class SpaceSettings:
                 f"SpaceSettings.grace_period={self.grace_period} exceeds "
                 f"max_epochs={self.max_epochs}"
             )
+        self._check_scheduler()
+
+    def _check_scheduler(self) -> None:
+        """Options each scheduler needs, checked here: Ray asserts on them only after it started."""
+        if self.scheduler == "pbt":
+            if self.num_samples < 2:
+                raise ValueError(
+                    f"SpaceSettings.num_samples={self.num_samples}: scheduler 'pbt' needs a "
+                    "population of at least 2 trials"
+                )
+            if self.grace_period >= self.max_epochs:
+                raise ValueError(
+                    f"SpaceSettings.grace_period={self.grace_period}: scheduler 'pbt' perturbs "
+                    f"every grace_period epochs, so it must be below max_epochs={self.max_epochs}"
+                )
+            if self.sampler not in ("random", "grid"):
+                # PBT replaces a trial's weights and knobs mid-run: its score is no answer to the
+                # configuration a model-based sampler proposed, so Ray refuses any searcher
+                raise ValueError(
+                    f"SpaceSettings.sampler={self.sampler!r}: scheduler 'pbt' draws its "
+                    "population once, up front, with sampler 'random' or 'grid'"
+                )
 
     def override(self, **changes: Any) -> SpaceSettings:
         known = {f.name for f in fields(self)}

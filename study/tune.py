@@ -1,4 +1,4 @@
-"""Ray Tune wiring: Optuna define-by-run sampler, ASHA, resources, storage, results callback."""
+"""Ray Tune wiring: Optuna sampler, the scheduler (make_scheduler), resources, storage, results."""
 
 from __future__ import annotations
 
@@ -11,17 +11,39 @@ from urllib.parse import urlsplit
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import FIFOScheduler
+from ray.tune.schedulers import (
+    FIFOScheduler,
+    HyperBandScheduler,
+    MedianStoppingRule,
+    PopulationBasedTraining,
+    TrialScheduler,
+)
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
 from study.live_report import live_report_callbacks
 from study.results import ConsoleCallback, ResultsWriter, declared_columns
-from study.search import StockSearch, StudyASHA, StudySearch
-from study.settings import SpaceSettings
+from study.schema import ASHA_RUNGS
+from study.search import (
+    PerturbKnobs,
+    Population,
+    StockSearch,
+    StudyASHA,
+    StudySearch,
+    trial_config,
+)
+from study.settings import SCHEDULER_NAMES, SCHEDULERS, SpaceSettings
 from study.trainable import TrialData, train_trial
 
-ASHA_STATE, OPTUNA_DB = "asha_rungs.parquet", "optuna.db"
+ASHA_STATE, OPTUNA_DB = ASHA_RUNGS, "optuna.db"
+# Knobs PBT may perturb: those a trial takes from its new config when it restarts from another
+# trial's checkpoint. The learning rate is re-applied every epoch from the config (Training.
+# base_lrs, set_epoch_lr), whereas weight decay and momentum come back from the optimiser's
+# saved state and the architecture from the weights: perturbing those would change nothing.
+PBT_KNOBS = ("lr",)
+# schedulers whose state survives a driver kill: ASHA's rungs are saved to asha_rungs.parquet
+# (StudyASHA), FIFO has none; Tuner.restore rebuilds any other as it was constructed (ray#30838)
+RESUMABLE = ("asha", "fifo")
 
 
 def optuna_db(study_dir: str) -> Path:
@@ -150,6 +172,122 @@ def make_sampler(
     raise ValueError(f"unknown sampler {name!r}")
 
 
+def pbt_knobs(settings: SpaceSettings) -> list[str]:
+    """The PBT_KNOBS the space leaves nuisance (its roles; unlisted names are nuisance)."""
+    knobs = [k for k in PBT_KNOBS if settings.roles.get(k, "nuisance") == "nuisance"]
+    if not knobs:
+        raise ValueError(
+            f"SpaceSettings.roles={settings.roles}: scheduler 'pbt' perturbs only nuisance "
+            f"knobs it can change mid-trial ({', '.join(PBT_KNOBS)}), and the roles leave none"
+        )
+    return knobs
+
+
+def check_resumable(scheduler: str, study_dir: str) -> None:
+    """--resume: before Ray starts, refuse a scheduler whose decisions would restart empty (a study
+    whose tuner never existed starts afresh: nothing to resume)."""
+    if scheduler not in RESUMABLE and tune.Tuner.can_restore(study_dir):
+        raise ValueError(
+            f"--resume: cannot resume rung state for {SCHEDULER_NAMES.get(scheduler, scheduler)} "
+            f"(scheduler {scheduler!r}: Ray rebuilds it empty, so its decisions after the "
+            f"resume would not be those of an uninterrupted run); schedulers that resume: "
+            f"{', '.join(RESUMABLE)}. The finished trials stay in trials.parquet"
+        )
+
+
+def make_scheduler(settings: SpaceSettings, state_path: str, seed: int = 0) -> TrialScheduler:
+    """The one place that builds a study's early stopper from its settings (time unit: epochs;
+    metric and mode: the study's). `state_path`: where ASHA keeps its rung records."""
+    common = {"time_attr": "epoch", "metric": settings.metric, "mode": settings.mode}
+    kind = settings.scheduler
+    if kind == "asha":
+        return StudyASHA(
+            **common,
+            max_t=settings.max_epochs,
+            grace_period=settings.grace_period,
+            reduction_factor=settings.reduction_factor,
+            state_path=state_path,
+        )
+    if kind == "hyperband":  # synchronous: a rung's decision waits for all of its bracket
+        return HyperBandScheduler(
+            **common, max_t=settings.max_epochs, reduction_factor=settings.reduction_factor
+        )
+    if kind == "median":
+        # stops a trial whose best so far is below the median of the others' running means at
+        # the same epoch, from grace_period on, once 3 others have reached it (Ray's default)
+        return MedianStoppingRule(**common, grace_period=settings.grace_period)
+    if kind == "pbt":
+        # trials.parquet keeps a trial's first config; epochs.parquet's lr, the rate of each epoch
+        return PopulationBasedTraining(
+            **common,
+            perturbation_interval=settings.grace_period,
+            # the population's draw is the space's; PBT only perturbs (no resampling)
+            custom_explore_fn=PerturbKnobs(pbt_knobs(settings), seed),
+            synch=False,
+        )
+    if kind == "fifo":
+        return FIFOScheduler()
+    raise ValueError(f"unknown scheduler {kind!r}; expected one of {', '.join(SCHEDULERS)}")
+
+
+def pbt_population(
+    space_fn: Callable[[optuna.Trial], dict],
+    settings: SpaceSettings,
+    constants: dict[str, Any],
+    seed: int,
+    grid: dict[str, list] | None,
+) -> list[dict]:
+    """PBT's trials, drawn up front by the space's sampler in an in-memory Optuna study (Ray
+    accepts no searcher with PBT), each config as StudySearch would have made it."""
+    knobs = pbt_knobs(settings)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created in memory"
+    try:
+        study = optuna.create_study(sampler=make_sampler(settings.sampler, seed, grid))
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    for point in settings.starting_points:
+        study.enqueue_trial(point)
+    configs = []
+    for _ in range(settings.num_samples):
+        trial = study.ask()
+        configs.append(trial_config(space_fn, trial, constants, seed))
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)  # a grid sampler moves on
+    if not any(k in c for c in configs for k in knobs):
+        raise ValueError(
+            f"scheduler 'pbt': the space's configs set none of {', '.join(knobs)}, the knobs "
+            "PBT perturbs"
+        )
+    return configs
+
+
+def make_searcher(
+    space_fn: Callable[[optuna.Trial], dict],
+    settings: SpaceSettings,
+    constants: dict[str, Any],
+    seed: int,
+    grid: dict[str, list] | None,
+    optuna_storage: str | None,
+    name: str,
+    study_dir: str,
+) -> StudySearch:
+    # "stock" exists only to measure what telling Optuna PRUNED buys (benchmarks/pruned_vs_stock.py)
+    search_cls = StockSearch if settings.searcher == "stock" else StudySearch
+    return search_cls(
+        space=space_fn,
+        metric=settings.metric,
+        mode=settings.mode,
+        sampler=make_sampler(settings.sampler, seed, grid),
+        points_to_evaluate=list(settings.starting_points) or None,
+        constants=constants,
+        study_seed=seed,
+        # by default the Optuna study lives next to the results (optuna-dashboard
+        # sqlite:///<study>/optuna.db); --optuna-storage puts it where a dashboard can watch it
+        storage=open_optuna_storage(optuna_storage_url(optuna_storage, study_dir)),
+        study_name=name,
+    )
+
+
 def build_tuner(
     *,
     space_fn: Callable[[optuna.Trial], dict],
@@ -171,38 +309,21 @@ def build_tuner(
     study_dir = st.join(storage, name)
     if optuna_storage is None:
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
-    # "stock" exists only to measure what telling Optuna PRUNED buys (benchmarks/pruned_vs_stock.py)
-    search_cls = StockSearch if settings.searcher == "stock" else StudySearch
-    searcher = search_cls(
-        space=space_fn,
-        metric=settings.metric,
-        mode=settings.mode,
-        sampler=make_sampler(settings.sampler, seed, grid),
-        points_to_evaluate=list(settings.starting_points) or None,
-        constants=constants,
-        study_seed=seed,
-        # by default the Optuna study lives next to the results (optuna-dashboard
-        # sqlite:///<study>/optuna.db); --optuna-storage puts it where a dashboard can watch it
-        storage=open_optuna_storage(optuna_storage_url(optuna_storage, study_dir)),
-        study_name=name,
-    )
-    search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
-    if settings.scheduler == "asha":
-        scheduler = StudyASHA(
-            time_attr="epoch",
-            max_t=settings.max_epochs,
-            grace_period=settings.grace_period,
-            reduction_factor=settings.reduction_factor,
-            state_path=st.join(study_dir, ASHA_STATE),
+    if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study
+        search_alg = Population(
+            pbt_population(space_fn, settings, constants, seed, grid), max_concurrent or 0
         )
     else:
-        scheduler = FIFOScheduler()
+        searcher = make_searcher(
+            space_fn, settings, constants, seed, grid, optuna_storage, name, study_dir
+        )
+        search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+    scheduler = make_scheduler(settings, st.join(study_dir, ASHA_STATE), seed)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            metric=settings.metric,
-            mode=settings.mode,
+            # metric and mode: the searcher's and the scheduler's own (Ray refuses them twice)
             search_alg=search_alg,
             scheduler=scheduler,
             num_samples=settings.num_samples,
@@ -221,7 +342,10 @@ def build_tuner(
                 ConsoleCallback(settings.num_samples, settings.metric, settings.mode),
                 *live_report_callbacks(study_dir, reports),  # after the writer has flushed
             ],
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # PBT restarts a trial from another's checkpoint of some epochs ago: keep them all
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=None if settings.scheduler == "pbt" else 2
+            ),
             failure_config=tune.FailureConfig(max_failures=max_failures),
             verbose=verbose,
         ),
@@ -236,6 +360,7 @@ def restore_tuner(
     A study whose first run ended after writing study.json but before its tuner existed (no
     tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings."""
     study_dir = st.join(storage, name)
+    check_resumable(kwargs["settings"].scheduler, study_dir)
     if not tune.Tuner.can_restore(study_dir):
         return build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
     pull_optuna_db(study_dir)

@@ -23,6 +23,7 @@ from study.report import (
     load_study,
 )
 from study.report.__main__ import main
+from study.settings import stopped_early
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
 
@@ -79,15 +80,11 @@ def test_edge_only_where_the_range_can_widen() -> None:
     assert compute.edge(2, 0, 2) == "high"
 
 
-def test_status_counts_and_rungs() -> None:
+def test_status_counts() -> None:
     trials = pd.DataFrame({"status": ["finished", "stopped", "stopped", "errored", "odd"]})
     c = compute.status_counts(trials)
     assert (c["finished"], c["stopped"], c["errored"], c["running"], c["odd"]) == (1, 2, 1, 0, 1)
     assert c["total"] == 5
-    assert compute.rung_epochs(1, 2, 8) == [1, 2, 4]
-    assert compute.rung_epochs(2, 3, 20) == [2, 6, 18]
-    with pytest.raises(ReportInputError, match="reduction_factor"):
-        compute.rung_epochs(1, 1, 8)
 
 
 def _trials(tmp_path: Path, **kw) -> pd.DataFrame:
@@ -267,7 +264,7 @@ def test_full_report_is_offline_and_escaped(tmp_path: Path) -> None:
     assert page.count('class="plotly-graph-div"') == 10
     assert 'class="scroll"' not in page  # no fixed-height box hiding leaderboard rows
     assert "still running" in page  # the fixture has running trials and no finish time
-    assert "stopped by ASHA" in page and "95 % CI" in page
+    assert stopped_early() in page and "95 % CI" in page
 
 
 @pytest.mark.parametrize(

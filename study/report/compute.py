@@ -24,7 +24,7 @@ from study.report.hyper import (  # noqa: F401 - re-exported: the report's compu
     param_importances,
     variants,
 )
-from study.report.load import ReportInputError, StudyData
+from study.report.load import StudyData
 
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")
 
@@ -48,18 +48,14 @@ def compute_used(trials: pd.DataFrame, epochs: pd.DataFrame | None) -> dict[str,
     }
 
 
-def rung_epochs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
-    """ASHA rungs: grace_period * reduction_factor**k, up to max_epochs (exclusive of the end)."""
-    if grace_period < 1 or reduction_factor < 2:
-        raise ReportInputError(
-            f"settings: need grace_period >= 1 and reduction_factor >= 2, "
-            f"got {grace_period} and {reduction_factor}"
-        )
-    rungs, epoch = [], grace_period
-    while epoch < max_epochs:
-        rungs.append(epoch)
-        epoch *= reduction_factor
-    return rungs
+def rung_epochs(rungs: pd.DataFrame | None, max_epochs: int | None) -> list[int]:
+    """The epochs at which ASHA compared trials, as it recorded them in asha_rungs.parquet (not
+    recomputed from the settings: a rung no trial reached has no record), below max_epochs
+    (a trial that reaches max_epochs finishes)."""
+    if rungs is None or rungs.empty:
+        return []
+    milestones = sorted({int(m) for m in rungs["milestone"].dropna()})
+    return [m for m in milestones if max_epochs is None or m < max_epochs]
 
 
 def rank_note(settings: dict[str, Any]) -> str | None:

@@ -18,12 +18,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.report.compute import COSTS
+from study.settings import stopped_early
 
 TEMPLATE = "plotly_white"
 # How each trial status is drawn in curves and scatter plots: (colour, dash, legend name).
 STYLE = {
     "finished": ("#1f77b4", "solid", "finished"),
-    "stopped": ("#9a9a9a", "dash", "stopped by ASHA"),
+    "stopped": ("#9a9a9a", "dash", stopped_early()),  # the page's text names the scheduler
     "running": ("#ff7f0e", "solid", "running"),
     "errored": ("#d62728", "dot", "errored"),
     "diverged": ("#8c564b", "dot", "diverged"),
@@ -127,7 +128,7 @@ def learning_curves_figure(
                     x=stopped["epoch"],
                     y=stopped[y],
                     mode="markers",
-                    name="ASHA stop",
+                    name="early stop",
                     legendgroup="stop",
                     showlegend=col == 1,
                     marker={"symbol": "x", "size": 9, "color": "#555"},

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from study import storage, tables
-from study.schema import EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
+from study.schema import ASHA_RUNGS, EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
 from study.settings import ROLES
 
 # Columns the report reads; other columns are passed through untouched.
@@ -65,6 +65,8 @@ class StudyData:
     epochs: pd.DataFrame | None = None
     predictions: pd.DataFrame | None = None
     gradcam: pd.DataFrame | None = None
+    # ASHA's rung records as it kept them (none for another scheduler or before its first rung)
+    rungs: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -222,4 +224,19 @@ def load_study(uri: str) -> StudyData:
             setattr(data, table, _read_table(str(uri), f"{root}/{file}", table, notes))
         else:
             notes.append(f"{table}.parquet is missing: {why[table]}.")
+    data.rungs = _read_rungs(fs, root, str(uri), notes)
     return data
+
+
+def _read_rungs(fs: pafs.FileSystem, root: str, uri: str, notes: list[str]) -> pd.DataFrame | None:
+    """asha_rungs.parquet, the records ASHA decided on (study.search.StudyASHA writes them)."""
+    if fs.get_file_info(f"{root}/{ASHA_RUNGS}").type != pafs.FileType.File:
+        return None
+    try:
+        rungs = tables.read_table(uri, ASHA_RUNGS)
+    except (pa.ArrowException, OSError, ValueError) as exc:  # rewritten while we read it
+        notes.append(f"{ASHA_RUNGS} could not be read ({type(exc).__name__}: {exc}): no rungs.")
+        return None
+    if rungs is not None and "milestone" not in rungs:
+        raise ReportInputError(f"{root}/{ASHA_RUNGS}: missing column 'milestone'")
+    return rungs

@@ -28,6 +28,7 @@ from study.report import (
 from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
+from study.settings import stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ def _summary(d: StudyData) -> str:
                 "trials",
                 esc(
                     f"{c['total']} in all: {c['finished']} finished, "
-                    f"{c['stopped']} stopped by ASHA, {c['errored']} errored, "
+                    f"{c['stopped']} {stopped_early(d.settings.get('scheduler'))}, "
+                    f"{c['errored']} errored, "
                     f"{c['diverged']} diverged, {c['running']} running"
                 ),
             )
@@ -131,14 +133,7 @@ def _curves(d: StudyData) -> str:
     if d.epochs is None or d.epochs.empty:
         return note("No epochs recorded yet.")
     s = d.settings
-    rungs = []
-    if (
-        s.get("scheduler", "asha") == "asha"
-        and {"grace_period", "reduction_factor", "max_epochs"} <= s.keys()
-    ):
-        rungs = compute.rung_epochs(
-            int(s["grace_period"]), int(s["reduction_factor"]), int(s["max_epochs"])
-        )
+    rungs = compute.rung_epochs(d.rungs, int(s["max_epochs"]) if "max_epochs" in s else None)
     best = compute.best_trial(d.trials, s) if d.trials is not None else None
     chance = 1 / len(d.classes) if d.classes else None
     fig = figures.learning_curves_figure(
@@ -150,7 +145,8 @@ def _curves(d: StudyData) -> str:
     rung_text = "; dotted purple lines: ASHA rungs" if rungs else ""
     chance_text = "; red dashed line: chance (1 / number of classes)" if chance else ""
     return (
-        f"<p>Colour: model family. Dashed: stopped early by ASHA (× marks the stop)"
+        f"<p>Colour: model family. Dashed: {esc(stopped_early(s.get('scheduler')))} "
+        "(× marks the stop)"
         f"{rung_text}; thick: best trial{chance_text}. Hover a line for its configuration."
         "</p>" + fig_html(fig)
     )
