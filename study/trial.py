@@ -195,13 +195,8 @@ def run_trial(
             try:
                 train_loss, train_acc, seen = t.train(data, epoch, faults=faults)
             except Diverged as e:
-                train_loss, train_acc, seen, end_reason, error = (
-                    float("nan"),
-                    0.0,
-                    1,
-                    "diverged",
-                    str(e),
-                )
+                train_loss, train_acc, seen = float("nan"), 0.0, 1
+                end_reason, error = "diverged", str(e)
             except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end it
                 train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
                 error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
