@@ -3,8 +3,9 @@
     bash benchmarks/gpu_check.sh          # one H100/H200: about 5-7 minutes
     bash benchmarks/gpu_check.sh --cpu    # the same code paths at tiny sizes on CPU (CI)
 
-Phases, each through the real trainable (`train_trial` with the stand-in `ray.tune` of
-benchmarks/pipeline.py; the GPU machine has no Ray) on synthetic uint8 data in memory:
+Phases, each through the real trial (`study.trial.run_trial`, run without Ray by the
+inline_trial of benchmarks/pipeline.py; the GPU machine has no Ray) on synthetic uint8 data in
+memory:
   googlenet224  seed GoogLeNet at 224 px, bf16 autocast + channels_last: (a) trainable and (b)
                 in-memory training img/s, (a)/(b)   (goals: (a) >= 4,000 img/s, (a)/(b) >= 0.95)
   syncs         host-device synchronisations in one training epoch (--cpu: host reads of
@@ -67,9 +68,8 @@ from benchmarks.gpu_instruments import (  # noqa: E402
 )
 from benchmarks.pipeline import (  # noqa: E402
     NUM_CLASSES,
-    StopTrial,
     epoch_rates,
-    inline_tune,
+    inline_trial,
     measure_in_memory,
     measure_trainable,
     synthetic_split,
@@ -82,7 +82,7 @@ from benchmarks.study_cost import (  # noqa: E402
     study_gpu_hours,
 )
 from study.compiling import decide_compile  # noqa: E402
-from study.trainable import TrialData, train_trial  # noqa: E402
+from study.steps import TrialData  # noqa: E402
 
 CLASSES = [str(i) for i in range(NUM_CLASSES)]
 
@@ -213,8 +213,8 @@ def host_reads_in_epoch(s: Sizes, steps: int) -> list[str]:
             yield
         calls.extend(c)
 
-    with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), watching_train_epoch(watch):
-        train_trial(cfg, data)
+    with tempfile.TemporaryDirectory() as d, watching_train_epoch(watch):
+        inline_trial(cfg, data, Path(d))
     return calls
 
 
@@ -245,8 +245,8 @@ def phase_syncs(s: Sizes, device: torch.device) -> dict[str, Any]:
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)), watching_train_epoch(watch):
-            train_trial(cfg, data)
+        with tempfile.TemporaryDirectory() as d, watching_train_epoch(watch):
+            inline_trial(cfg, data, Path(d))
     syncs = [str(w.message) for w in caught if "synchroniz" in str(w.message).lower()]
     print(f"syncs: {len(syncs)} in one training epoch of {steps} steps", flush=True)
     for message in sorted(set(syncs)):
@@ -394,8 +394,8 @@ def phase_batch_fit(s: Sizes, device: torch.device) -> dict[str, Any]:
     data = synthetic(s.fit_batch * 2, s.big_size)
     reset_cuda_peak(device)
     try:
-        with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)) as reports:
-            train_trial(cfg, data)
+        with tempfile.TemporaryDirectory() as d:
+            reports = inline_trial(cfg, data, Path(d))
     finally:
         if device.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0, index)
@@ -509,7 +509,7 @@ def run_pack(n: int, s: Sizes, device: torch.device) -> list[dict[str, Any]]:
 
 
 def worker(spec: dict[str, Any]) -> int:
-    """One packing trial: train_trial until `seconds` after 'go'; prints its steady rate."""
+    """One packing trial: trains until `seconds` after 'go'; prints its steady rate."""
     device = torch.device(spec["device"])
     torch.set_num_threads(spec["threads"])
     c = spec["config"]
@@ -540,11 +540,8 @@ def worker(spec: dict[str, Any]) -> int:
 
     reset_peak_rss()
     reset_cuda_peak(device)
-    with tempfile.TemporaryDirectory() as d, inline_tune(Path(d), on_start, stop) as reports:
-        try:
-            train_trial(cfg, data)
-        except StopTrial:
-            pass
+    with tempfile.TemporaryDirectory() as d:
+        reports = inline_trial(cfg, data, Path(d), on_start, stop)
     ep = [r for r in reports if "epoch" in r]  # ep[0] (cuDNN search, warm-up) is left out
     secs = ep[-1]["_time"] - ep[0]["_time"]
     offset = time.time() - time.perf_counter()  # perf_counter is per process: compare wall times

@@ -20,7 +20,7 @@ import torch
 
 from benchmarks._util import table
 from benchmarks.pipeline import sync
-from study import trainable
+from study import steps, trial
 
 GOALS = {
     "googlenet224 (a) img/s": (">=", 4000.0),
@@ -121,7 +121,7 @@ def gpu_index() -> str:
     return first if first.isdigit() else "0"
 
 
-STUDY_DIR = Path(trainable.__file__).resolve().parent
+STUDY_DIR = Path(steps.__file__).resolve().parent
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__")
 
 
@@ -157,18 +157,19 @@ def count_host_reads(package: Path = STUDY_DIR) -> Iterator[list[str]]:
 
 @contextmanager
 def watching_train_epoch(watch: Any) -> Iterator[None]:
-    """Runs every train_epoch of the trainable inside the context manager `watch()`."""
-    original = trainable.train_epoch
+    """Runs every train_epoch of the trial inside the context manager `watch()` (patched where
+    `study.trial.Training.train` looks it up)."""
+    original = trial.train_epoch
 
     def watched(*args: Any, **kwargs: Any) -> Any:
         with watch():
             return original(*args, **kwargs)
 
-    trainable.train_epoch = watched
+    trial.train_epoch = watched
     try:
         yield
     finally:
-        trainable.train_epoch = original
+        trial.train_epoch = original
 
 
 @contextmanager
@@ -179,7 +180,8 @@ def profile_epochs(device: torch.device) -> Iterator[list[dict[str, float]]]:
     the rest is the other steps. Only the new-shape steps add syncs."""
     rows: list[dict[str, float]] = []
     shapes: set[tuple[int, ...]] = set()
-    step, feed, epoch = trainable.train_step, trainable.prefetched, trainable.train_epoch
+    # patched where they are looked up: train_epoch's globals (steps) and Training.train's (trial)
+    step, feed, epoch = steps.train_step, steps.prefetched, trial.train_epoch
 
     def timed_step(model: Any, x: torch.Tensor, *args: Any) -> Any:
         if tuple(x.shape) in shapes or not rows:
@@ -216,12 +218,12 @@ def profile_epochs(device: torch.device) -> Iterator[list[dict[str, float]]]:
                 rows[-1]["train s"] - rows[-1]["data wait s"] - rows[-1]["new-shape s"]
             )
 
-    trainable.train_step, trainable.prefetched = timed_step, timed_feed
-    trainable.train_epoch = timed_epoch
+    steps.train_step, steps.prefetched = timed_step, timed_feed
+    trial.train_epoch = timed_epoch
     try:
         yield rows
     finally:
-        trainable.train_step, trainable.prefetched, trainable.train_epoch = step, feed, epoch
+        steps.train_step, steps.prefetched, trial.train_epoch = step, feed, epoch
 
 
 def met(name: str, value: Any, cpu: bool) -> str:

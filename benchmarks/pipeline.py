@@ -4,17 +4,17 @@ PNG-decoding DataLoader, per model and image size, in one table.
     python benchmarks/pipeline.py [--quick] [--models googlenet vanilla_cnn] [--sizes 64 112 224]
         [--batch-size 32] [--batches 3] [--threads 2] [--runner inline|ray] [--device cpu|cuda]
 
-(a) trainable: `study.trainable.train_trial` itself, for 1 warm-up epoch + 1 timed epoch of
+(a) trainable: the trial itself (`study.trial.run_trial`), for 1 warm-up epoch + 1 timed epoch of
     `batches` batches: data view (memmap rows), augmentation, model, optimiser, and reporting
     (the best-weights copy, both checkpoint files and the copy of the checkpoint into storage).
     img/s = images / (train time + reporting time) of the timed epoch; validation (a 32-image
     split here) is left out, it is not a training step. The trainable's own `images_per_s`
     (train_epoch only) is shown too.
-    --runner inline (default) calls it in this process with a stand-in `ray.tune` whose report
-    copies the checkpoint as Ray's local storage does: same process, threads and allocator as
-    (b), so the ratio is not moved by which process got the busier core, and the trial's peak RSS
-    is this process's. --runner ray runs it as a real single-trial Ray Tune run and reads what it
-    reported (its time_this_iter_s gives the reporting time), to confirm the stand-in.
+    --runner inline (default) calls it in this process, without Ray, with a report that copies
+    the checkpoint as Ray's local storage does: same process, threads and allocator as (b), so
+    the ratio is not moved by which process got the busier core, and the trial's peak RSS is this
+    process's. --runner ray runs `study.trainable.train_trial` as a real single-trial Ray Tune run
+    and reads what it reported (its time_this_iter_s gives the reporting time), to confirm it.
 (b) in memory: the same model, optimiser and loss on normalised tensors already on the device.
 (c) naive: torchvision ImageFolder + DataLoader decoding PNG files (256 px, as FERG's) with PIL
     every epoch (persistent workers, 1 warm-up epoch, 1 timed epoch).
@@ -29,9 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
-import types
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,68 +48,51 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
 )
 from study.config import TrainConfig  # noqa: E402
 from study.data import SplitArrays  # noqa: E402
-from study.trainable import (  # noqa: E402
-    TrialData,
-    amp_dtype,
-    autocast,
-    build_model,
-    loss_fn,
-    make_optimizer,
-    train_trial,
-)
+from study.steps import TrialData, autocast, build_model, loss_fn, make_optimizer  # noqa: E402
+from study.trial import run_trial, setup_trial  # noqa: E402
 
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "study-bench-data"
 NUM_CLASSES = 7
 
 
 class StopTrial(Exception):
-    """Raised by the stand-in report to end a trial early (gpu_check's fixed-duration trials)."""
+    """Raised by inline_trial's report to end a trial early (gpu_check's fixed-duration trials)."""
 
 
-@contextmanager
-def inline_tune(
+def inline_trial(
+    config: dict[str, Any],
+    data: TrialData,
     storage: Path,
     on_start: Callable[[], None] | None = None,
     stop: Callable[[list[dict]], bool] | None = None,
-) -> Iterator[list[dict]]:
-    """Run train_trial without Ray: a stand-in `ray` module in sys.modules for the duration.
+    reports: list[dict] | None = None,
+) -> list[dict]:
+    """Run the trial in this process without Ray (`study.trial.run_trial`); returns its reports.
 
-    report() copies the checkpoint directory into `storage` (what Ray does with local storage)
-    and records the metrics with the time of the call; `stop(reports)` true ends the trial there
-    (StopTrial). get_checkpoint() is called once the trial has built its model and is about to
-    train, so `on_start` there can line up the start of several trials (gpu_check's packing).
-    """
-    reports: list[dict] = []
+    Its report copies the checkpoint directory into `storage` (what Ray does with local storage)
+    and records the metrics with the time of the call; `stop(reports)` true ends the trial there.
+    The trial asks for checkpoints to resume from (there are none) once it has built its model
+    and is about to train, so `on_start` there can line up the start of several trials
+    (gpu_check's packing). Pass `reports` to keep what was reported when the trial raises."""
+    reports = [] if reports is None else reports
 
-    def report(metrics: dict, checkpoint: Any = None) -> None:
-        if checkpoint is not None:
-            shutil.copytree(checkpoint, storage / f"checkpoint_{len(reports):06d}")
+    def report(metrics: dict, directory: Path) -> None:
+        shutil.copytree(directory, storage / f"checkpoint_{len(reports):06d}")
         reports.append({**metrics, "_time": time.perf_counter()})
         if stop is not None and stop(reports):
             raise StopTrial
 
-    def get_checkpoint() -> None:
+    def resume() -> list:
         if on_start is not None:
             on_start()
         reports.append({"_start": True, "_time": time.perf_counter()})
+        return []
 
-    fake = types.ModuleType("ray")
-    fake.tune = types.SimpleNamespace(  # type: ignore[attr-defined]
-        report=report,
-        get_checkpoint=get_checkpoint,
-        Checkpoint=types.SimpleNamespace(from_directory=str),
-    )
-    fake.is_initialized = lambda: False  # type: ignore[attr-defined]
-    saved = {k: sys.modules.get(k) for k in ("ray", "ray.tune")}
-    sys.modules["ray"], sys.modules["ray.tune"] = fake, fake.tune  # type: ignore[assignment]
     try:
-        yield reports
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
+        run_trial(TrainConfig.from_config(config), data, report, resume)
+    except StopTrial:
+        pass
+    return reports
 
 
 def trial_config(
@@ -158,8 +139,8 @@ def measure_trainable(config: dict, data: TrialData, device: torch.device) -> di
     n = len(data.train.labels)
     reset_peak_rss()
     reset_cuda_peak(device)
-    with tempfile.TemporaryDirectory() as d, inline_tune(Path(d)) as reports:
-        train_trial(config, data)
+    with tempfile.TemporaryDirectory() as d:
+        reports = inline_trial(config, data, Path(d))
     return epoch_rates(reports, n) | {
         "rss_mb": peak_rss_mb(),
         "cuda_mb": cuda_peak_mb(device),
@@ -173,6 +154,7 @@ def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[
     from ray import tune
 
     from benchmarks._util import ProcPeakSampler
+    from study.trainable import train_trial
 
     ray.init(
         include_dashboard=False,
@@ -205,9 +187,6 @@ def measure_in_memory(
 ) -> dict[str, Any]:
     """(b): the model, optimiser and loss of the trainable on tensors already on the device."""
     cfg = TrainConfig.from_config(config)
-    torch.manual_seed(cfg.seed)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
     torch.backends.cudnn.benchmark = True  # as the trainable does
     from study.data import Augment, AugmentConfig
 
@@ -223,11 +202,10 @@ def measure_in_memory(
         ys.append(torch.from_numpy(data.train.labels[i * bs : (i + 1) * bs]).to(device))
     reset_peak_rss()
     reset_cuda_peak(device)
-    model = build_model(cfg, NUM_CLASSES, device)
-    opt = make_optimizer(cfg, model)
+    t = setup_trial(cfg, data, device)  # the trial's model, optimiser and grad scaler
+    model, opt, scaler = t.model, t.opt, t.scaler
     if cfg.compile is True:
         model = torch.compile(model)
-    scaler = torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16)
     model.train()
 
     def step(x: torch.Tensor, y: torch.Tensor) -> None:

@@ -100,7 +100,7 @@ def dead_units(model, data, aug, device) -> float:
     seen: list[torch.Tensor] = []
     hook = act.register_forward_hook(lambda _m, _i, out: seen.append(out.detach() > 0))
     try:
-        from study.trainable import predict
+        from study.steps import predict
 
         predict(model, data.val, aug, device)
     finally:
@@ -114,35 +114,16 @@ def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]
     import torch
 
     from study.config import TrainConfig
-    from study.data import Augment, AugmentConfig
-    from study.trainable import (
-        build_model,
-        class_weight_tensor,
-        evaluate_val,
-        lr_factor,
-        make_optimizer,
-        seed_everything,
-        train_epoch,
-    )
+    from study.trial import setup_trial
 
     cfg = TrainConfig.from_config({**config, "max_epochs": epochs})
     device = torch.device("cpu")
-    gen = seed_everything(cfg.seed)
-    k = len(data.classes)
-    model = build_model(cfg, k, device)
-    opt = make_optimizer(cfg, model)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
-    weight = class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None
-    scaler = torch.amp.GradScaler(enabled=False)
+    t = setup_trial(cfg, data, device)  # model, optimiser, input pipeline as a trial's
     rows = []
     for epoch in range(epochs):
-        gen.manual_seed(cfg.seed * 1_000 + epoch)  # as the trainable: order from (seed, epoch)
-        for g, base in zip(opt.param_groups, base_lrs, strict=True):
-            g["lr"] = base * lr_factor(cfg, epoch)
         t0, c0 = time.perf_counter(), time.process_time()
-        loss, acc, _ = train_epoch(model, opt, data, aug, cfg, gen, device, weight, scaler)
-        val_loss, val_acc, _ = evaluate_val(model, data, aug, device)
+        loss, acc, _ = t.train(data, epoch)  # the trial's schedule and batch order
+        val_loss, val_acc, _ = t.validate(data)
         rows.append(
             {
                 "train_loss": loss,
@@ -152,7 +133,7 @@ def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]
                 "s": time.perf_counter() - t0,
                 # CPU seconds: with one thread, what the epoch costs on an idle core
                 "cpu_s": time.process_time() - c0,
-                "dead": dead_units(model, data, aug, device),
+                "dead": dead_units(t.model, data, t.aug, device),
             }
         )
     return rows
@@ -195,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from study.chance import Baseline
     from study.data import default_data_dir, load_split, open_dataset
-    from study.trainable import TrialData
+    from study.steps import TrialData
 
     torch.set_num_threads(a.threads)
     ds = open_dataset(a.data_dir or default_data_dir(), a.dataset)

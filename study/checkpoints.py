@@ -14,7 +14,7 @@ so the directory Ray copies is always complete.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,10 +135,24 @@ def save_state(
     write_best(path, snap, best_state if best_state is not None else snap.model)
 
 
-def _candidates(ckpt) -> list:
-    """The checkpoint Ray restores, then its older siblings (num_to_keep=2), newest first."""
+@dataclass(frozen=True)
+class LocalCheckpoint:
+    """A checkpoint directory on this machine, to resume from without Ray (Ray's
+    `tune.Checkpoint` has the same two members)."""
+
+    path: str
+
+    @contextmanager
+    def as_directory(self) -> Iterator[str]:
+        yield self.path
+
+
+def candidates(ckpt: Any) -> list:
+    """The checkpoint Ray restores, then its older siblings (num_to_keep=2), newest first; [] for
+    None (a fresh start). Siblings are made with `type(ckpt)`: this module needs no Ray."""
+    if ckpt is None:
+        return []
     from pyarrow import fs as pafs
-    from ray import tune
 
     parent = str(Path(ckpt.path).parent)
     infos = ckpt.filesystem.get_file_info(pafs.FileSelector(parent))
@@ -152,13 +166,14 @@ def _candidates(ckpt) -> list:
         ),
         reverse=True,
     )
-    return [ckpt, *(tune.Checkpoint(p, ckpt.filesystem) for p in older)]
+    return [ckpt, *(type(ckpt)(p, ckpt.filesystem) for p in older)]
 
 
-def restore(ckpt, model, opt, device) -> tuple[int, list, dict, dict | None, str]:
-    """Load the newest readable checkpoint; a corrupt one is named and skipped, never fatal."""
+def restore(found: Sequence[Any], model, opt, device) -> tuple[int, list, dict, dict | None, str]:
+    """Load the first readable checkpoint of `found` (newest first, see `candidates`); a corrupt
+    one is named and skipped, never fatal."""
     notes = []
-    for cand in _candidates(ckpt):
+    for cand in found:
         try:
             with cand.as_directory() as d:
                 state = torch.load(Path(d) / LAST, map_location=device, weights_only=True)

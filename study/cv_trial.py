@@ -17,24 +17,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from study.checkpoints import BEST, to_host
 from study.config import TrainConfig
-from study.feed import BatchFit
-from study.fit import setup_training, subset
-from study.trainable import (
-    Diverged,
-    TrialData,
-    evaluate_val,
-    node_name,
-    pick_device,
-    seed_everything,
-    train_epoch,
-)
+from study.fit import subset
+from study.steps import Diverged, TrialData, pick_device
+from study.trial import Report, Resume, end_of, setup_trial
 
 CV_STATE = "cv.pt"
 MEAN_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1")
@@ -66,51 +57,38 @@ def _restore(ckpt, runs, device) -> tuple[int, dict, list, str]:
     return state["epoch"], state["best"], state["best_fold0"], note
 
 
-def train_trial_cv(config: dict[str, Any], data: TrialData) -> None:
-    """The Ray Tune trainable for cv_folds > 0 (train_trial hands over when data.folds is set)."""
-    from ray import tune
-
-    cfg = TrainConfig.from_config(config)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
-    device = pick_device()
-    gen = seed_everything(cfg.seed)
+def run_trial_cv(
+    cfg: TrainConfig,
+    data: TrialData,
+    report: Report,
+    checkpoint: Resume,
+    *,
+    device: torch.device | None = None,
+    node: str = "",
+) -> None:
+    """`study.trial.run_trial` for cv_folds > 0 (data.folds set), with the same arguments; it
+    resumes from the newest checkpoint `checkpoint` returns (every fold's state is in one file)."""
+    device = device or pick_device()
     folds = fold_data(data)
-    runs = [setup_training(cfg, fd, device) for fd in folds]
-    fits = [BatchFit(cfg.batch_size) for _ in folds]
+    # seeded once: each fold's model starts from where the RNG is after the previous one's
+    runs = [setup_trial(cfg, fd, device, reseed=f == 0) for f, fd in enumerate(folds)]
     start, best, best_fold0, note = 0, {"value": None, "epoch": 0}, None, runs[0].note
-    ckpt = tune.get_checkpoint()
-    if ckpt is not None:
-        start, best, best_fold0, note = _restore(ckpt, runs, device)
+    found = checkpoint()
+    if found:
+        start, best, best_fold0, note = _restore(found[0], runs, device)
     sign = 1 if cfg.mode == "max" else -1
     for epoch in range(start, cfg.max_epochs):
         t0 = time.perf_counter()
         per_fold, seen, end_reason, error = [], 0, "", ""
-        for f, (fd, t, fit) in enumerate(zip(folds, runs, fits, strict=True)):
+        for f, (fd, t) in enumerate(zip(folds, runs, strict=True)):
             # the data order depends only on (seed, epoch, fold): a resumed trial sees the same
-            gen.manual_seed(cfg.seed * 1_000 + epoch * 100 + f)
-            t.set_epoch_lr(epoch)
             try:
-                loss, acc, n = train_epoch(
-                    t.model,
-                    t.opt,
-                    fd,
-                    t.aug,
-                    cfg,
-                    gen,
-                    device,
-                    t.weight,
-                    t.scaler,
-                    epoch + 1,
-                    None,
-                    fit,
-                )
+                loss, acc, n = t.train(fd, epoch, cfg.seed * 1_000 + epoch * 100 + f)
             except Diverged as e:
                 end_reason, error = "diverged", f"fold {f}: {e}"
                 break
             seen += n
-            val_loss, val_acc, val_f1 = evaluate_val(t.model, fd, t.aug, device)
-            per_fold.append([loss, acc, val_loss, val_acc, val_f1])
+            per_fold.append([loss, acc, *t.validate(fd)])
         means = (
             dict(zip(MEAN_KEYS, np.mean(per_fold, axis=0).tolist(), strict=True))
             if not end_reason
@@ -129,20 +107,17 @@ def train_trial_cv(config: dict[str, Any], data: TrialData) -> None:
             "lr": runs[0].opt.param_groups[-1]["lr"],
             "params": runs[0].params,
             "device": str(device),
-            "node": node_name(),
+            "node": node or os.uname().nodename,
             "seed": cfg.seed,
             "pid": os.getpid(),
-            "micro_batch": min(fit.micro for fit in fits),
+            "micro_batch": min(t.fit.micro for t in runs),
             "restore_note": note,
         }
         value = metrics[cfg.metric]
         if not end_reason and (best["value"] is None or sign * value > sign * best["value"]):
             best = {"value": value, "epoch": epoch + 1}
             best_fold0 = to_host(runs[0].model.state_dict())
-        if not end_reason and cfg.patience and epoch + 1 - best["epoch"] >= cfg.patience:
-            end_reason = f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
-        if not end_reason and epoch + 1 == cfg.max_epochs:
-            end_reason = "max_epochs"
+        end_reason = end_reason or end_of(cfg, epoch, best["epoch"])
         metrics |= {
             "end_reason": end_reason,
             "error": error,
@@ -163,6 +138,6 @@ def train_trial_cv(config: dict[str, Any], data: TrialData) -> None:
             torch.save(state, Path(d) / CV_STATE)
             best_state = best_fold0 if best_fold0 is not None else state["folds"][0][0]
             torch.save(best_state, Path(d) / BEST)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            report(metrics, Path(d))
         if end_reason:
             return

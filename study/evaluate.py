@@ -23,8 +23,8 @@ from study.folder_source import FolderPlan, decode_folder, parse_label_map, plan
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1, ranked
 from study.models import input_norm
+from study.steps import build_model, pick_device, predict
 from study.tables import STUDY_JSON, TRIALS, read_json, read_table
-from study.trainable import build_model, pick_device, predict
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 

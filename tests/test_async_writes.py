@@ -11,12 +11,19 @@ import pytest
 import torch
 
 from benchmarks import gpu_check
-from benchmarks.pipeline import inline_tune, synthetic_split, trial_config
-from study import checkpoints, faults, trainable
-from study.checkpoints import CheckpointWriter, save_state, snapshot, write_best, write_last
+from benchmarks.pipeline import inline_trial, synthetic_split, trial_config
+from study import checkpoints, faults, steps, trial
+from study.checkpoints import (
+    CheckpointWriter,
+    LocalCheckpoint,
+    save_state,
+    snapshot,
+    write_best,
+    write_last,
+)
 from study.config import TrainConfig
 from study.data import Augment, AugmentConfig
-from study.trainable import TrialData, build_model, make_optimizer, train_trial
+from study.steps import TrialData, build_model, make_optimizer
 
 CPU = torch.device("cpu")
 CLASSES = [str(i) for i in range(7)]
@@ -82,9 +89,10 @@ def test_a_writer_error_surfaces_in_the_trial(monkeypatch, tmp_path) -> None:
         threads.append(threading.current_thread().name)
         raise OSError(28, "No space left on device (injected)")
 
-    monkeypatch.setattr(trainable, "write_last", full_disk)
-    with inline_tune(tmp_path) as reports, pytest.raises(OSError, match="No space left"):
-        train_trial(_config(epochs=2), _data())
+    monkeypatch.setattr(trial, "write_last", full_disk)
+    reports: list[dict] = []
+    with pytest.raises(OSError, match="No space left"):
+        inline_trial(_config(epochs=2), _data(), tmp_path, reports=reports)
     assert threads and threads[0].startswith("checkpoint-writer")
     assert not [r for r in reports if "epoch" in r]  # no report without its checkpoint
     assert not list(tmp_path.iterdir())
@@ -111,24 +119,23 @@ def test_restore_reads_the_checkpoints_and_skips_a_corrupt_one(tmp_path) -> None
     an older one when the newest is corrupt, and checkpoints of the old one-file layout."""
     from ray import tune
 
-    with inline_tune(tmp_path):
-        train_trial(_config(epochs=2), _data())
+    inline_trial(_config(epochs=2), _data(), tmp_path)
     newest, older = tmp_path / "checkpoint_000002", tmp_path / "checkpoint_000001"
+    found = [LocalCheckpoint(str(newest)), LocalCheckpoint(str(older))]
+    # what the Ray trainable passes: Ray's checkpoint and its older siblings, newest first
+    ray_found = checkpoints.candidates(tune.Checkpoint.from_directory(str(newest)))
+    assert [Path(c.path) for c in ray_found] == [newest, older]
     saved = torch.load(newest / checkpoints.LAST, weights_only=True)
 
     model, opt = _model_and_optimizer()
-    epoch, history, best, best_state, note = checkpoints.restore(
-        tune.Checkpoint.from_directory(str(newest)), model, opt, CPU
-    )
+    epoch, history, best, best_state, note = checkpoints.restore(found, model, opt, CPU)
     assert epoch == 2 and [h["epoch"] for h in history] == [1, 2] and best["epoch"] in (1, 2)
     assert "resumed from checkpoint" in note and best_state is not None
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved["model"][k]), k
 
     (newest / checkpoints.LAST).write_bytes(b"this is not a checkpoint")
-    epoch, *_, note = checkpoints.restore(
-        tune.Checkpoint.from_directory(str(newest)), model, opt, CPU
-    )
+    epoch, *_, note = checkpoints.restore(found, model, opt, CPU)
     assert epoch == 1 and "unreadable" in note and "(epoch 1)" in note
 
     # before meta.pt, last.pt held epoch, history and best itself
@@ -136,16 +143,13 @@ def test_restore_reads_the_checkpoints_and_skips_a_corrupt_one(tmp_path) -> None
     meta = torch.load(older / checkpoints.META, weights_only=True)
     torch.save({**state, **meta}, older / checkpoints.LAST)
     (older / checkpoints.META).unlink()
-    epoch, history, *_ = checkpoints.restore(
-        tune.Checkpoint.from_directory(str(older)), model, opt, CPU
-    )
+    epoch, history, *_ = checkpoints.restore(found[1:], model, opt, CPU)
     assert epoch == 1 and len(history) == 1
 
 
 def test_best_weights_stay_those_of_the_best_epoch(tmp_path) -> None:
     """best.pt is the best epoch's snapshot, kept on the host, not the latest weights."""
-    with inline_tune(tmp_path) as reports:
-        train_trial(_config(epochs=3, lr=3e-3), _data(24))
+    reports = inline_trial(_config(epochs=3, lr=3e-3), _data(24), tmp_path)
     ep = [r for r in reports if "epoch" in r]
     last = tmp_path / "checkpoint_000003"
     best = torch.load(last / checkpoints.BEST, weights_only=True)
@@ -166,7 +170,7 @@ def test_the_training_loop_reads_the_device_once_per_epoch() -> None:
     short = gpu_check.host_reads_in_epoch(gpu_check.CPU, 2)
     long = gpu_check.host_reads_in_epoch(gpu_check.CPU, 6)
     assert len(long) == len(short), long
-    assert [c for c in long if "trainable.py" in c] == []
+    assert [c for c in long if "steps.py" in c or "trial.py" in c] == []
     assert long.count("feed.py:total tolist") == 1
 
 
@@ -180,8 +184,8 @@ def test_a_nan_is_still_caught_at_its_step_on_cpu() -> None:
     aug = Augment(AugmentConfig.from_strength(0.0))
     gen = torch.Generator().manual_seed(0)
     scaler = torch.amp.GradScaler(enabled=False)
-    with pytest.raises(trainable.Diverged, match=r"nan in epoch 1 after 0 images"):
-        trainable.train_epoch(
+    with pytest.raises(steps.Diverged, match=r"nan in epoch 1 after 0 images"):
+        steps.train_epoch(
             model, opt, data, aug, cfg, gen, CPU, None, scaler, 1, faults.parse(cfg.fault)
         )
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

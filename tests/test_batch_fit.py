@@ -12,16 +12,10 @@ import torch
 
 from study import faults
 from study.config import TrainConfig
-from study.data import Augment, AugmentConfig, SplitArrays
-from study.trainable import (
-    BatchFit,
-    TrialData,
-    build_model,
-    class_weight_tensor,
-    make_optimizer,
-    seed_everything,
-    train_epoch,
-)
+from study.data import SplitArrays
+from study.feed import BatchFit
+from study.steps import TrialData
+from study.trial import Training, setup_trial
 
 CPU = torch.device("cpu")
 
@@ -35,9 +29,9 @@ def _data(n: int = 72, size: int = 32, k: int = 3) -> TrialData:
     return TrialData(split, split, [str(i) for i in range(k)])
 
 
-def _train(fit: BatchFit, fault: str = "", epochs: int = 2, **config) -> tuple[list, list]:
-    """Train a batch-norm-free CNN (batch norm statistics do depend on the micro-batch) and
-    return the per-epoch (loss, acc) and the final parameters."""
+def _setup(batch_size: int, micro: int = 0, fault: str = "", **config) -> Training:
+    """A batch-norm-free CNN (batch norm statistics do depend on the micro-batch) as a trial
+    sets it up, with its micro-batch set to `micro` (0: the whole batch)."""
     cfg = TrainConfig.from_config(
         {
             "model": "vanilla_cnn",
@@ -46,38 +40,24 @@ def _train(fit: BatchFit, fault: str = "", epochs: int = 2, **config) -> tuple[l
             "batch_norm": False,
             "dropout": 0.0,
             "image_size": 32,
-            "batch_size": fit.batch_size,
+            "batch_size": batch_size,
             "seed": 3,
             "fault": fault,
             **config,
         }
     )
-    data = _data()
-    gen = seed_everything(cfg.seed)
-    model = build_model(cfg, len(data.classes), CPU)
-    opt = make_optimizer(cfg, model)
-    aug = Augment(AugmentConfig.from_strength(cfg.aug_strength))
-    weight = class_weight_tensor(data.train.labels, 3, CPU) if cfg.class_weights else None
-    scaler = torch.amp.GradScaler(enabled=False)
-    out = []
+    t = setup_trial(cfg, _data(), CPU)
+    t.fit = BatchFit(batch_size, micro=micro)
+    return t
+
+
+def _train(t: Training, epochs: int = 2) -> tuple[list, list]:
+    """The per-epoch (loss, acc) and the final parameters."""
+    data, out = _data(), []
     for epoch in range(epochs):
-        gen.manual_seed(epoch)
-        loss, acc, _ = train_epoch(
-            model,
-            opt,
-            data,
-            aug,
-            cfg,
-            gen,
-            CPU,
-            weight,
-            scaler,
-            epoch + 1,
-            faults.parse(cfg.fault),
-            fit,
-        )
+        loss, acc, _ = t.train(data, epoch, faults=faults.parse(t.cfg.fault))
         out.append((loss, acc))
-    return out, [p.detach().clone() for p in model.parameters()]
+    return out, [p.detach().clone() for p in t.model.parameters()]
 
 
 def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
@@ -98,48 +78,43 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> None:
 )
 def test_micro_batches_train_like_the_whole_batch(config) -> None:
     """Gradient accumulation over 4 micro-batches of 8 = one step on the batch of 32."""
-    whole_hist, whole = _train(BatchFit(32), aug_strength=0.5, **config)
-    micro_hist, micro = _train(BatchFit(32, micro=8), aug_strength=0.5, **config)
+    whole_hist, whole = _train(_setup(32, aug_strength=0.5, **config))
+    micro_hist, micro = _train(_setup(32, 8, aug_strength=0.5, **config))
     _same(whole, micro)
     np.testing.assert_allclose(whole_hist, micro_hist, rtol=1e-4)
-    _, start = _train(BatchFit(32), epochs=0, **config)  # the same seed, untrained
+    _, start = _train(_setup(32, **config), epochs=0)  # the same seed, untrained
     assert any(not torch.equal(p, q) for p, q in zip(start, whole, strict=True))
 
 
 def test_no_micro_batch_of_one_image() -> None:
     """Batch 9 in micro-batches of 4 is 4 + 5, not 4 + 4 + 1: batch norm in a dense head cannot
     train on one image (it raises), so the last image joins the previous micro-batch."""
-    cfg = {
-        "model": "vanilla_cnn",
-        "width": 4,
-        "depth": 2,
-        "batch_norm": True,
-        "head_dense": [8],
-        "image_size": 32,
-        "batch_size": 9,
-    }
-    fit = BatchFit(9, micro=4)
-    hist, _ = _train(fit, epochs=1, **{k: v for k, v in cfg.items() if k != "batch_size"})
-    assert np.isfinite(hist[0][0]) and fit.micro == 4
+    t = _setup(9, 4, batch_norm=True, head_dense=[8])
+    sizes: list[int] = []  # the images of every forward pass of the epoch
+    t.model.register_forward_pre_hook(lambda _, args: sizes.append(len(args[0])))
+    hist, _ = _train(t, epochs=1)
+    # 72 images: 8 batches of 9, each as micro-batches of 4 and 5
+    assert sizes == [4, 5] * 8 and np.isfinite(hist[0][0])
 
 
 def test_out_of_memory_halves_the_micro_batch_and_changes_nothing() -> None:
-    fit = BatchFit(32)
-    hist, params = _train(fit, fault="oom_above@10", aug_strength=0.5)
+    t = _setup(32, fault="oom_above@10", aug_strength=0.5)
+    hist, params = _train(t)
+    fit = t.fit
     assert fit.micro == 8  # 32 -> 16 -> 8, then it fits
     assert len(fit.notes) == 2 and "micro-batch 32" in fit.notes[0]
     assert "micro-batches of 8" in fit.notes[1]
     # the retried steps saw the same augmented images and the same batches
-    ref_hist, ref = _train(BatchFit(32), aug_strength=0.5)
+    ref_hist, ref = _train(_setup(32, aug_strength=0.5))
     _same(params, ref)
     np.testing.assert_allclose(hist, ref_hist, rtol=1e-4)
 
 
 def test_out_of_memory_at_every_size_is_reported_not_retried_forever() -> None:
-    fit = BatchFit(32)
+    t = _setup(32, fault="oom@1")
     with pytest.raises(torch.OutOfMemoryError, match="epoch 1 even with micro-batches of 2"):
-        _train(fit, fault="oom@1")
-    assert fit.micro == 2 and len(fit.notes) == 4  # 32 -> 16 -> 8 -> 4 -> 2
+        _train(t)
+    assert t.fit.micro == 2 and len(t.fit.notes) == 4  # 32 -> 16 -> 8 -> 4 -> 2
 
 
 def test_unknown_fault_names_the_option() -> None:

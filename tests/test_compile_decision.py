@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from benchmarks import gpu_instruments, study_cost
-from benchmarks.pipeline import inline_tune, synthetic_split, trial_config
+from benchmarks.pipeline import inline_trial, synthetic_split, trial_config
 from study.compiling import COMPILE_S, COMPILE_SPEEDUP, StepProbe, compile_choice, decide_compile
 from study.config import TrainConfig
-from study.trainable import TrialData, train_trial
+from study.steps import TrialData
 
 CUDA = torch.device("cuda")  # only a device name here: nothing runs on it
 
@@ -58,8 +58,7 @@ def test_every_trial_reports_its_compile_decision_on_cpu(tmp_path) -> None:
     data = TrialData(synthetic_split(8, 32), synthetic_split(4, 32, 1), list("0123456"))
     for setting, reason in (("auto", "auto: off on CPU"), (False, "compile=False in the config")):
         config = trial_config("vanilla_cnn", 32, 4, 1, 0.0, width=4, depth=2, compile=setting)
-        with inline_tune(tmp_path / str(setting)) as reports:
-            train_trial(config, data)
+        reports = inline_trial(config, data, tmp_path / str(setting))
         ep = [r for r in reports if "epoch" in r]
         assert len(ep) == 2
         assert {r["compile"] for r in ep} == {"off"}

@@ -15,11 +15,12 @@ from conftest import MANGA_CLASSES, requires_manga
 
 from study.config import TrainConfig
 from study.data import SplitArrays
-from study.fit import fit, setup_training
+from study.fit import fit
 from study.models import create_model, input_norm
 from study.spaces import SpaceFunction, load_space
-from study.trainable import TrialData
+from study.steps import TrialData
 from study.transfer import inherited_config, parse, resolve, warm_start
+from study.trial import setup_trial
 
 TOON = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 SOURCE = {
@@ -112,7 +113,7 @@ def test_freeze_and_backbone_lr_mult_act_on_warm_started_weights(tmp_path) -> No
             assert torch.equal(v, state[k]), k
     cfg = TrainConfig.from_config({**base, "backbone_lr_mult": 0.1})
     data = TrialData(train, train, list(MANGA_CLASSES))
-    t = setup_training(cfg, data, torch.device("cpu"))
+    t = setup_trial(cfg, data, torch.device("cpu"))
     lrs = {g["name"].split("/")[0]: g["lr"] for g in t.opt.param_groups}
     assert lrs == {"backbone": pytest.approx(1e-4), "head": pytest.approx(1e-3)}
     assert torch.equal(
@@ -155,7 +156,7 @@ def test_timm_backbones_get_their_own_mean_and_std() -> None:
     # the trainer normalises with them
     cfg = TrainConfig.from_config({"model": "timm/test_vit", "image_size": 32})
     data = TrialData(arrays(2, 3), arrays(2, 3), ["a", "b", "c"])
-    aug = setup_training(cfg, data, torch.device("cpu")).aug
+    aug = setup_trial(cfg, data, torch.device("cpu")).aug
     assert aug.mean.flatten().tolist() == [0.5] * 3 and aug.std.flatten().tolist() == [0.5] * 3
 
 

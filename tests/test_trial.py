@@ -1,0 +1,168 @@
+"""The trial without Ray (`study.trial`): what `run_trial` reports and checkpoints, how it resumes
+and ends, and that the module imports with Ray blocked. Tiny CNN, 32 px, a few images, CPU."""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from study import checkpoints
+from study.checkpoints import LocalCheckpoint
+from study.config import TrainConfig
+from study.cv_trial import CV_STATE, run_trial_cv
+from study.data import SplitArrays
+from study.steps import TrialData
+from study.trial import run_trial, setup_trial
+
+CPU = torch.device("cpu")
+CLASSES = list("0123456")
+
+
+def _split(n: int, seed: int) -> SplitArrays:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8)
+    return SplitArrays(images, np.arange(n, dtype=np.int64) % 7, [f"{i}" for i in range(n)])
+
+
+def _data(folds: bool = False) -> TrialData:
+    if folds:
+        return TrialData(_split(12, 0), _split(0, 1), CLASSES, folds=np.arange(12) % 2)
+    return TrialData(_split(12, 0), _split(6, 1), CLASSES)
+
+
+def _cfg(**extra: Any) -> TrainConfig:
+    config = {
+        "model": "vanilla_cnn",
+        "width": 4,
+        "depth": 2,
+        "dropout": 0.3,  # draws from torch's RNG: a resume must restore it
+        "image_size": 32,
+        "batch_size": 4,
+        "max_epochs": 3,
+        "aug_strength": 0.5,
+        "compile": False,
+        "seed": 5,
+    }
+    return TrainConfig.from_config(config | extra)
+
+
+class Recorder:
+    """A caller of run_trial: keeps every report's metrics and a copy of its checkpoint."""
+
+    def __init__(self, root: Path, resume_from: list[Path] | None = None) -> None:
+        self.root, self.metrics, self.dirs = root, [], []
+        self.resume_from = resume_from or []
+        self.asked = 0
+
+    def report(self, metrics: dict[str, Any], directory: Path) -> None:
+        assert sorted(p.name for p in directory.iterdir()) == sorted(
+            [checkpoints.LAST, checkpoints.META, checkpoints.BEST]
+        )  # complete when reported: the writer thread has finished
+        dest = self.root / f"checkpoint_{len(self.metrics) + 1:06d}"
+        shutil.copytree(directory, dest)
+        self.metrics.append(metrics)
+        self.dirs.append(dest)
+
+    def checkpoint(self) -> list[LocalCheckpoint]:
+        self.asked += 1
+        return [LocalCheckpoint(str(p)) for p in self.resume_from]
+
+
+def test_the_trial_imports_with_ray_blocked(monkeypatch) -> None:
+    """Imported afresh (torch is loaded already: fast) with `import ray` made to fail; the
+    modules imported before are put back afterwards."""
+    monkeypatch.setitem(sys.modules, "ray", None)
+    for name in [m for m in sys.modules if m == "study" or m.startswith("study.")]:
+        monkeypatch.delitem(sys.modules, name)
+    for name in ("study.trial", "study.cv_trial", "study.fit", "study.checkpoints"):
+        importlib.import_module(name)
+
+
+def test_run_trial_reports_every_epoch_with_its_checkpoint(tmp_path) -> None:
+    rec = Recorder(tmp_path)
+    run_trial(_cfg(), _data(), rec.report, rec.checkpoint, device=CPU, node="here")
+    assert rec.asked == 1
+    assert [m["epoch"] for m in rec.metrics] == [1, 2, 3]
+    assert [m["end_reason"] for m in rec.metrics] == ["", "", "max_epochs"]
+    last = rec.metrics[-1]
+    assert last["node"] == "here" and last["device"] == "cpu" and last["compile"] == "off"
+    assert all(np.isfinite(m["train_loss"]) and 0 <= m["val_acc"] <= 1 for m in rec.metrics)
+    meta = torch.load(rec.dirs[-1] / checkpoints.META, weights_only=True)
+    assert meta["epoch"] == 3 and [h["epoch"] for h in meta["history"]] == [1, 2, 3]
+    assert meta["best"]["epoch"] == last["best_epoch"]
+
+
+def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path) -> None:
+    """Resumed from epoch 1's checkpoint, epochs 2 and 3 match the uninterrupted run's: same
+    weights, optimiser state, batch order and RNG (dropout, augmentation)."""
+    whole = Recorder(tmp_path / "whole")
+    run_trial(_cfg(), _data(), whole.report, whole.checkpoint, device=CPU)
+    # a corrupt newest checkpoint is skipped, named, and the older one used
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(whole.dirs[1], corrupt)
+    (corrupt / checkpoints.LAST).write_bytes(b"not a checkpoint")
+    resumed = Recorder(tmp_path / "resumed", resume_from=[corrupt, whole.dirs[0]])
+    run_trial(_cfg(), _data(), resumed.report, resumed.checkpoint, device=CPU)
+    assert [m["epoch"] for m in resumed.metrics] == [2, 3]
+    note = resumed.metrics[0]["restore_note"]
+    assert "unreadable" in note and "resumed from checkpoint" in note and "(epoch 1)" in note
+    for key in ("train_loss", "val_loss", "val_acc", "best_epoch"):
+        assert [m[key] for m in resumed.metrics] == pytest.approx(
+            [m[key] for m in whole.metrics[1:]], rel=1e-6
+        ), key
+    a = torch.load(whole.dirs[-1] / checkpoints.LAST, weights_only=True)["model"]
+    b = torch.load(resumed.dirs[-1] / checkpoints.LAST, weights_only=True)["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_diverged_trial_is_reported_not_raised(tmp_path) -> None:
+    rec = Recorder(tmp_path)
+    run_trial(_cfg(fault="nan@2"), _data(), rec.report, rec.checkpoint, device=CPU)
+    assert [m["end_reason"] for m in rec.metrics] == ["", "diverged"]
+    assert "nan in epoch 2" in rec.metrics[-1]["error"]
+    assert np.isnan(rec.metrics[-1]["val_acc"]) and rec.metrics[-1]["best_epoch"] == 1
+
+
+def test_patience_ends_the_trial(tmp_path) -> None:
+    rec = Recorder(tmp_path)
+    # a vanishing lr and no batch norm: nothing changes after epoch 1, no epoch improves on it
+    cfg = _cfg(lr=1e-12, patience=1, max_epochs=5, batch_norm=False)
+    run_trial(cfg, _data(), rec.report, rec.checkpoint, device=CPU)
+    assert [m["epoch"] for m in rec.metrics] == [1, 2]
+    assert rec.metrics[-1]["end_reason"].startswith("early stopping")
+
+
+def test_an_out_of_memory_error_at_every_size_ends_the_trial(tmp_path) -> None:
+    rec = Recorder(tmp_path)
+    run_trial(_cfg(fault="oom@1"), _data(), rec.report, rec.checkpoint, device=CPU)
+    (m,) = rec.metrics
+    assert m["end_reason"] == "oom" and "micro-batches of 2" in m["error"]
+    assert m["micro_batch"] == 2 and "now runs as micro-batches of 2" in m["restore_note"]
+
+
+def test_setup_trial_seeds_the_model_unless_told_not_to() -> None:
+    a = setup_trial(_cfg(), _data(), CPU)
+    b = setup_trial(_cfg(), _data(), CPU)
+    c = setup_trial(_cfg(), _data(), CPU, reseed=False)  # a second fold's model
+    pa, pb, pc = (next(t.model.parameters()) for t in (a, b, c))
+    assert torch.equal(pa, pb) and not torch.equal(pa, pc)
+    assert a.fit.micro == 4 and a.params == sum(p.numel() for p in a.model.parameters())
+
+
+def test_the_cross_validation_trial_runs_without_ray(tmp_path) -> None:
+    reports: list[dict] = []
+
+    def report(metrics: dict[str, Any], directory: Path) -> None:
+        assert (directory / CV_STATE).exists() and (directory / checkpoints.BEST).exists()
+        reports.append(metrics)
+
+    run_trial_cv(_cfg(max_epochs=2), _data(folds=True), report, lambda: [], device=CPU)
+    assert [m["epoch"] for m in reports] == [1, 2]
+    assert reports[-1]["cv_folds"] == 2 and reports[-1]["end_reason"] == "max_epochs"
