@@ -108,5 +108,9 @@ def test_study_never_imports_search_spaces() -> None:
     """Spaces depend on the package, not the other way round (study.spaces finds their folder
     with importlib.util.find_spec and loads each by name)."""
     graph = import_graph()
-    back = {m: sorted(d for d in deps if d.startswith("search_spaces")) for m, deps in graph.items()}
-    assert {m: d for m, d in back.items() if m.startswith("study") and d} == {}
+    back = {
+        m: sorted(d for d in deps if d.startswith("search_spaces"))
+        for m, deps in graph.items()
+        if m.startswith("study")
+    }
+    assert {m: d for m, d in back.items() if d} == {}
