@@ -17,6 +17,7 @@ from typing import Any
 from study import storage as st
 from study.settings import SpaceSettings
 from study.spaces import SpaceFunction
+from study.study_json import RecordError, check_record
 from study.tables import STUDY_JSON, read_json
 
 
@@ -72,9 +73,10 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
             meta = read_json(where)
         except ValueError as e:  # JSONDecodeError
             raise UsageError(f"{where}: not valid JSON ({e})") from e
-        if not isinstance(meta, dict):
-            raise UsageError(f"{where}: expected a JSON object")
-        return meta
+        try:  # the report's check too: a record it could not draw is not resumed
+            return check_record(meta, where)
+        except RecordError as e:
+            raise UsageError(str(e)) from e
     if st.is_file(where):
         raise UsageError(
             f"study {study_dir} already exists: continue it with --resume "

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from dataclasses import fields
@@ -289,6 +288,7 @@ def run_study(
     from study import confirm
     from study.data import load_split
     from study.spaces import describe_hyperparameters
+    from study.study_json import new_record, now, resumed_record
     from study.tables import read_json, write_json
     from study.trainable import TrialData
     from study.tune import build_tuner, optuna_storage_url, push_optuna_db, restore_tuner
@@ -326,43 +326,27 @@ def run_study(
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
-        meta = {
-            "name": name,
-            "space": space.name,
-            "space_ref": fn.ref,  # what --resume loads: a shipped name or the file's path
-            "description": settings.description,
-            "seed": a.seed,
-            "command": st.redact(shlex.join(["python", "-m", "study.run", *a.argv])),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "finished": None,
-            "git_commit": git_commit(),
-            "versions": versions(),
-            "dataset": {
-                "name": ds.name,
-                "version": ds.version,
-                "split_rule": ds.manifest["split_rule"],
-                "classes": ds.classes,
-                "counts": ds.manifest["counts"],
-                "data_dir": st.redact(data_dir),
-            },
-            "settings": {
-                **settings.__dict__,
-                "starting_points": list(settings.starting_points),
+        meta = new_record(
+            name=name,
+            space=space.name,
+            space_ref=fn.ref,
+            settings=settings,
+            seed=a.seed,
+            argv=a.argv,
+            dataset=ds,
+            data_dir=data_dir,
+            run={
                 "resources": resources,
                 "max_concurrent": a.max_concurrent,
                 "smoke_test": a.smoke_test,
             },
-            "hyperparameters": describe_hyperparameters(space),
-            "optuna_storage": st.redact(optuna_storage_url(a.optuna_storage, study_dir)),
-            "set": parse_set(a.set),  # the settings --set changed (already in settings above)
-        }
-        if a.resume:  # keep what the first run recorded; note when it was resumed
-            first = read_json(st.join(study_dir, STUDY_JSON))
-            meta = {
-                **first,
-                "resumed": [*first.get("resumed", []), meta["started"]],
-                "finished": None,
-            }
+            hyperparameters=describe_hyperparameters(space),
+            optuna_storage=optuna_storage_url(a.optuna_storage, study_dir),
+            set_values=parse_set(a.set),
+            code={"git_commit": git_commit(), "versions": versions()},
+        )
+        if a.resume:
+            meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
         console.phase(
@@ -400,13 +384,13 @@ def run_study(
         if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         tuner.fit()
-        meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["tuning_finished"] = now()
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
         plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
         confirmed_rows = confirm.run(
             study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule
         )
-        meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["finished"] = now()
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))
     finally:
