@@ -141,6 +141,8 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
         max_epochs=max_epochs,
         grace_period=grace if "grace_period" in given else min(grace, max_epochs),
     )
+    from study.preflight import trial_constants
+
     return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
 
 
@@ -151,45 +153,6 @@ def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]
     known = {f.name for f in fields(SpaceSettings)}
     smoke = settings.smoke.items()
     return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}
-
-
-def trial_constants(settings: SpaceSettings, cpus_per_trial: float) -> dict[str, Any]:
-    """What every trial's config holds besides the space's suggestions."""
-    return {
-        "max_epochs": settings.max_epochs,
-        "image_size": settings.image_size,
-        "metric": settings.metric,
-        "mode": settings.mode,
-        "num_threads": max(1, int(cpus_per_trial)),
-    }
-
-
-def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
-    """Build the config and model of every covering trial (each categorical choice of the space
-    at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
-    in every trial that samples it. Models are built on the meta device (no memory, no init) and
-    without pretrained=True weights (timm would download them): the trials load those."""
-    import torch
-
-    from study.config import TrainConfig
-    from study.models import create_model
-    from study.spaces import cover_space, one_line
-
-    source = fn.space.module.__file__
-    try:
-        cover = cover_space(fn, settings)
-    except ValueError as e:
-        raise ValueError(f"space {source}: {e}") from e
-    for params, cfg in zip(cover.params, cover.configs, strict=True):
-        try:
-            tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
-            options = dict(tc.model_options)
-            if options.get("pretrained") is True:
-                options["pretrained"] = False
-            with torch.device("meta"):
-                create_model(tc.model, num_classes, **options)
-        except Exception as e:  # whatever the config or model rejects: one line, exit code 2
-            raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -227,9 +190,11 @@ def prepare(a: argparse.Namespace) -> tuple:
         UsageError,
         check_args,
         check_reports,
+        check_space_builds,
         make_storage,
         recorded,
         study_record,
+        trial_constants,
     )
     from study.spaces import SpaceFunction, load_space
 

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from study.preflight import RUN_CONSTANTS
 from study.results import read_parquet, trial_status, write_parquet
 
 logger = logging.getLogger(__name__)
@@ -38,9 +39,13 @@ class StudySearch(OptunaSearch):
             raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
         # The raw suggest_* values travel under "suggested": recorded, never read by training.
         # The seed comes from the study seed and Optuna's trial number: the same across resumes.
+        # The study's settings win over the space (the pre-flight rejects a space that returns
+        # one): the data, ASHA and trials.parquet all use the study's value.
+        run = {k: v for k, v in self._constants.items() if k in RUN_CONSTANTS}
         return {
             **self._constants,
             **config,
+            **run,
             "seed": self._study_seed * 10_000 + ot_trial.number,
             "suggested": dict(ot_trial.params),
         }
