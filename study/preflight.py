@@ -176,10 +176,6 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
     at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
     in every trial that samples it. Models are built on the meta device (no memory, no init) and
     without pretrained=True weights (timm would download them): the trials load those."""
-    import torch
-
-    from study.config import TrainConfig
-    from study.models import create_model
     from study.spaces import cover_space, one_line
 
     source = fn.space.module.__file__
@@ -188,7 +184,13 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
     except ValueError as e:
         raise ValueError(f"space {source}: {e}") from e
     for params, cfg in zip(cover.params, cover.configs, strict=True):
-        check_no_override(cfg, source, params)
+        check_no_override(cfg, source, params)  # before torch is even imported
+    import torch
+
+    from study.config import TrainConfig
+    from study.models import create_model
+
+    for params, cfg in zip(cover.params, cover.configs, strict=True):
         try:
             tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
             options = dict(tc.model_options)
