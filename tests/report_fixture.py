@@ -58,7 +58,7 @@ HYPERPARAMETERS = {
     "image_size": {"role": "fixed", "kind": "categorical", "choices": [32]},
 }
 TABLES = ("trials", "epochs", "predictions", "gradcam")
-# what study.run adds to every trial's config (study.run.trial_constants)
+# what study.run adds to every trial's config (study.preflight.trial_constants)
 CONSTANTS = {"max_epochs": MAX_EPOCHS, "image_size": 32, "metric": "val_acc", "mode": "max"}
 # how a trial of each status ended: its last result as the trainable reports it (None: an error)
 LAST = {
