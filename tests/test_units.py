@@ -215,6 +215,17 @@ def test_the_studys_settings_win_over_the_spaces_config() -> None:
     assert config["model"] == "vanilla_cnn" and config["width"] == 8
 
 
+def test_train_config_takes_every_image_size_the_settings_take() -> None:
+    from study.config import TrainConfig
+    from study.settings import MIN_IMAGE_SIZE
+
+    small = SpaceSettings(dataset="toon", description="d", image_size=MIN_IMAGE_SIZE)
+    cfg = TrainConfig.from_config({"model": "vanilla_cnn", **trial_constants(small, 1)})
+    assert cfg.image_size == MIN_IMAGE_SIZE
+    with pytest.raises(ValueError, match="config image_size=8"):
+        TrainConfig.from_config({"model": "vanilla_cnn", "image_size": 8})
+
+
 SPACE_FILE = """
 from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="clash", max_epochs=4, grace_period=1)
