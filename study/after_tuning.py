@@ -83,6 +83,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     from study.data import open_dataset
     from study.evaluate import evaluate_on_test, select_top
     from study.tables import read_table, write_json, write_parquet
+    from study.trial_rows import record_test_scores
 
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
@@ -101,10 +102,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
         num_cpus=resources["cpu"], num_gpus=resources["gpu"]
     )
     out = ray.get(task.remote(study_dir, data_dir, dataset, top, settings.image_size))
-    for tid, m in out["metrics"].items():
-        for col in ("test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"):
-            trials.loc[trials["trial_id"] == tid, col] = m[col]
-    write_parquet(trials, st.join(study_dir, TRIALS))
+    record_test_scores(study_dir, out["metrics"])  # trials.parquet's owner writes its columns
     write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))
     if not out["gradcam"].empty:
         write_parquet(out["gradcam"], st.join(study_dir, GRADCAM))

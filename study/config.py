@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from study.settings import MIN_IMAGE_SIZE
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 _TYPES = {"int": int, "float": int | float, "str": str, "bool": bool}  # annotation -> accepted
 SCHEDULES = ("cosine", "constant", "step")
@@ -18,6 +20,8 @@ SCHEDULES = ("cosine", "constant", "step")
 class TrainConfig:
     model: str
     max_epochs: int = 10
+    # a record, read by no trial code: the size the driver decoded the data at
+    # (SpaceSettings.image_size, which a space cannot override: study.preflight)
     image_size: int = 64
     seed: int = 0
     optimizer: str = "adam"
@@ -65,8 +69,8 @@ class TrainConfig:
             raise bad("batch_size", "an integer >= 1")
         if self.max_epochs < 1:
             raise bad("max_epochs", "an integer >= 1")
-        if self.image_size < 32:
-            raise bad("image_size", "an integer >= 32")
+        if self.image_size < MIN_IMAGE_SIZE:  # what SpaceSettings accepts, not a stricter bound
+            raise bad("image_size", f"an integer >= {MIN_IMAGE_SIZE}")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", "a value in [0, 1)")
         if self.mode not in ("max", "min"):

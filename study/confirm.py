@@ -33,7 +33,7 @@ from study.tables import EPOCHS, TRIALS, read_table, write_parquet
 def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:
     """Check every small-data option before Ray starts; returns the constants with the warm-start
     source's architecture folded in (`--init-from`). Call check_warm_start once the space's own
-    pre-flight (study.run.check_space_builds) has passed."""
+    pre-flight (study.preflight.check_space_builds) has passed."""
     plan = plan_of(a)
     for opt, v in (("--confirm-seeds", plan.seeds), ("--ensemble", plan.ensemble)):
         if v < 0:

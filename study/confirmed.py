@@ -19,8 +19,7 @@ import numpy as np
 import pandas as pd
 
 from study.confirm_options import TTA_MODES  # noqa: F401 (re-exported)
-
-CONFIRM = "confirm.parquet"
+from study.schema import CONFIRM  # noqa: F401 (re-exported: the file's name, declared once)
 
 KINDS = ("tuning", "seed", "fold", "refit", "ensemble")
 COLUMNS = {

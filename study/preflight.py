@@ -17,6 +17,7 @@ from typing import Any
 from study import storage as st
 from study.settings import SpaceSettings
 from study.spaces import SpaceFunction
+from study.study_json import RecordError, check_record
 from study.tables import STUDY_JSON, read_json
 
 
@@ -72,9 +73,10 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
             meta = read_json(where)
         except ValueError as e:  # JSONDecodeError
             raise UsageError(f"{where}: not valid JSON ({e})") from e
-        if not isinstance(meta, dict):
-            raise UsageError(f"{where}: expected a JSON object")
-        return meta
+        try:  # the report's check too: a record it could not draw is not resumed
+            return check_record(meta, where)
+        except RecordError as e:
+            raise UsageError(str(e)) from e
     if st.is_file(where):
         raise UsageError(
             f"study {study_dir} already exists: continue it with --resume "
@@ -137,6 +139,67 @@ def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSe
         return SpaceSettings(**values)  # validated again: a hand-edited record fails here
     except TypeError as e:
         raise UsageError(f"{where}: settings: {e}") from e
+
+
+# settings every trial's config holds (`trial_constants`): the data is decoded, ASHA stops and
+# trials.parquet records by them, so a space's config may not carry its own value of one
+SETTINGS_IN_CONFIG = ("max_epochs", "image_size", "metric", "mode")
+# from --cpus-per-trial: torch threads per trial
+THREADS = "num_threads"
+RUN_CONSTANTS = (*SETTINGS_IN_CONFIG, THREADS)  # every key `trial_constants` returns
+
+
+def trial_constants(settings: SpaceSettings, cpus_per_trial: float) -> dict[str, Any]:
+    """What every trial's config holds besides the space's suggestions; they win over the space's
+    config (study.search), and a space that returns one of them fails `check_space_builds`."""
+    return {
+        **{key: getattr(settings, key) for key in SETTINGS_IN_CONFIG},
+        THREADS: max(1, int(cpus_per_trial)),
+    }
+
+
+def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) -> None:
+    """A config a space returned holds none of the settings the run decides (`trial_constants`):
+    one line naming the space's file and the key, before Ray starts."""
+    for key in RUN_CONSTANTS:
+        if key in cfg:
+            where = "--cpus-per-trial" if key == THREADS else f"SETTINGS (or --set {key}=...)"
+            raise UsageError(
+                f"space {source}: space(trial) returns {key!r} (with params {params}), a setting "
+                f"of the whole study that the data, ASHA and trials.parquet use: set it in "
+                f"{where}, not in the config"
+            )
+
+
+def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
+    """Build the config and model of every covering trial (each categorical choice of the space
+    at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
+    in every trial that samples it. Models are built on the meta device (no memory, no init) and
+    without pretrained=True weights (timm would download them): the trials load those."""
+    from study.spaces import cover_space, one_line
+
+    source = fn.space.module.__file__
+    try:
+        cover = cover_space(fn, settings)
+    except ValueError as e:
+        raise ValueError(f"space {source}: {e}") from e
+    for params, cfg in zip(cover.params, cover.configs, strict=True):
+        check_no_override(cfg, source, params)  # before torch is even imported
+    import torch
+
+    from study.config import TrainConfig
+    from study.models import create_model
+
+    for params, cfg in zip(cover.params, cover.configs, strict=True):
+        try:
+            tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
+            options = dict(tc.model_options)
+            if options.get("pretrained") is True:
+                options["pretrained"] = False
+            with torch.device("meta"):
+                create_model(tc.model, num_classes, **options)
+        except Exception as e:  # whatever the config or model rejects: one line, exit code 2
+            raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
 
 
 def check_reports(a: argparse.Namespace, name: str) -> None:

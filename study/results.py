@@ -1,5 +1,6 @@
 """The driver's Tune callbacks: the writer of a study's tables (the layout is `study.schema`, the
-Ray-free reading and writing `study.tables`, whose names this module re-exports) and the console.
+Ray-free reading and writing `study.tables`, trials.parquet's rows `study.trial_rows`; this module
+re-exports their names) and the console.
 
 Each result costs O(1): its epoch row is appended to the trial's log (`study.tables.append_epoch`)
 before anything else, so a killed driver loses no epoch; trials.parquet is rewritten when a
@@ -10,20 +11,15 @@ before that).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from ray import tune
 
 from study import storage
 from study.console import Progress
-from study.settings import stopped_early
-from study.spaces import cover_space, describe
 from study.tables import (  # noqa: F401 - re-exported: the names callers import from here
     EPOCH_COLUMNS,
     EPOCHS,
@@ -44,137 +40,17 @@ from study.tables import (  # noqa: F401 - re-exported: the names callers import
     write_json,
     write_parquet,
 )
-
-_DTYPES = {bool: "boolean", int: "Int64", float: "float64", str: "string"}
-_KINDS = {"int": 0, "float": 0.0}  # a value of each declared numeric kind, for its dtype
-
-
-def config_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The config and the raw suggested values behind it, flat: name -> value. Every
-    hyperparameter in study.json gets a column (the config's value where the config has the
-    same key), and `suggested` keeps the raw suggestions whole (a JSON object; the report reads
-    it, and it holds a sampled value even where the config overrides it, as --smoke-test does)."""
-    return {**config.get("suggested", {}), **config}
-
-
-def value_dtype(values: Iterable[Any]) -> str:
-    """The column dtype that holds all these values losslessly (JSON unless they share a type)."""
-    types = {type(v.item() if isinstance(v, np.generic) else v) for v in values}
-    return _DTYPES.get(types.pop(), JSON) if len(types) == 1 else JSON
-
-
-def config_dtypes(hyperparameters: dict[str, dict], configs: Iterable[dict]) -> dict[str, str]:
-    """`config/<name>` column -> dtype, from the declared hyperparameters (as study.json records
-    them) and example configs (for the constants a space returns), so the schema never depends
-    on which trials ran or which value came first."""
-    values: dict[str, list] = {}
-    for name, spec in hyperparameters.items():
-        kind = spec["kind"]
-        values[name] = list(spec["choices"]) if kind == "categorical" else [_KINDS[kind]]
-    for cfg in configs:
-        for k, v in config_values(cfg).items():
-            values.setdefault(k, []).append(v)
-    return {f"config/{k}": value_dtype(v) for k, v in sorted(values.items())}
-
-
-_MISSING = object()  # a trial without this config value (unlike None, a value of its own)
-
-
-def trials_frame(rows: list[dict[str, Any]], dtypes: dict[str, str]) -> pd.DataFrame:
-    """The trials table from rows holding raw config values: typed config columns (declared ones
-    even when no trial has them yet, undeclared ones by their values), JSON where mixed."""
-    found = {k for r in rows for k in r if k.startswith("config/")}
-    names = [*dtypes, *sorted(found - set(dtypes))]
-    df = pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("config/")} for r in rows])
-    encoded = []
-    for col in names:
-        values = [r.get(col, _MISSING) for r in rows]
-        dtype = dtypes.get(col) or value_dtype(v for v in values if v is not _MISSING)
-        if dtype == JSON:
-            encoded.append(col)
-            values = [None if v is _MISSING else json.dumps(v) for v in values]
-            dtype = "string"
-        df[col] = pd.array([None if v is _MISSING else v for v in values], dtype=dtype)
-    df.attrs[JSON_COLUMNS] = encoded
-    return df
-
-
-def raw_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a trials table read back, with raw config values (missing ones left out), as
-    `summarise_trial` makes them."""
-    rows = decode_json_columns(table.drop(columns=["study"], errors="ignore")).to_dict("records")
-    return [
-        {k: v for k, v in r.items() if not (k.startswith("config/") and _absent(v))} for r in rows
-    ]
-
-
-def _absent(value: Any) -> bool:
-    return value is pd.NA or (isinstance(value, float) and np.isnan(value))
-
-
-def trial_status(last: dict[str, Any] | None, errored: bool, error: str = "") -> tuple[str, str]:
-    """(status, reason) from how a trial ended: its own end_reason, an error, or its scheduler's
-    stop."""
-    if errored:
-        return "errored", error or "the trial raised an error"
-    if not last:
-        return "running", ""
-    reason, note = last.get("end_reason", ""), last.get("restore_note", "")
-    note = f" ({note})" if note else ""
-    if reason == "diverged":
-        return "diverged", (last.get("error", "") or "loss became NaN/inf") + note
-    if reason == "oom":
-        return "errored", last.get("error", "out of memory") + note
-    if reason:
-        return "finished", reason + note
-    return "stopped", f"{stopped_early()} after epoch {last.get('epoch')}{note}"
-
-
-def summarise_trial(
-    trial_id: str,
-    config: dict,
-    epochs: pd.DataFrame,
-    last: dict | None,
-    status: tuple[str, str],
-    dataset: str,
-) -> dict[str, Any]:
-    e = epochs.sort_values("epoch")
-    acc = e["val_acc"].to_numpy(float)
-    # a diverged trial's epochs hold NaN: no "mean of empty slice" warnings, NaN stays NaN
-    finite = acc[np.isfinite(acc)]
-    return {
-        "trial_id": trial_id,
-        "status": status[0],
-        "status_reason": status[1],
-        "epochs": len(e),
-        "val_acc_avg": float(finite.mean()) if len(finite) else np.nan,
-        "val_acc_max": float(finite.max()) if len(finite) else np.nan,
-        "val_acc_last": float(acc[-1]) if len(acc) else np.nan,
-        "val_loss_last": float(e["val_loss"].iloc[-1]) if len(e) else np.nan,
-        "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))]) if len(finite) else 0,
-        "test_acc": np.nan,
-        "test_macro_f1": np.nan,
-        "test_acc_ci_low": np.nan,
-        "test_acc_ci_high": np.nan,
-        "params": int((last or {}).get("params", 0)),
-        "wall_s": float(e["epoch_s"].sum()) if len(e) else 0.0,
-        "epoch_s_mean": float(e["epoch_s"].mean()) if len(e) else np.nan,
-        "node": (last or {}).get("node", ""),
-        "device": (last or {}).get("device", ""),
-        "model": config.get("model", ""),
-        "dataset": dataset,
-        "seed": int(config.get("seed", 0)),
-        **{f"config/{k}": v for k, v in sorted(config_values(config).items())},
-    }
-
-
-def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
-    """`config_dtypes` of a space: its covering trials meet every hyperparameter and every branch
-    (so every constant) it has; the run's constants and the per-trial seed join them."""
-    cover = cover_space(space_fn, settings)
-    hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
-    examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]
-    return config_dtypes(hyperparameters, examples)
+from study.trial_rows import (  # noqa: F401 - re-exported, as above
+    config_dtypes,
+    config_values,
+    declared_columns,
+    raw_rows,
+    summarise_trial,
+    trial_status,
+    trials_frame,
+    value_dtype,
+    write_trials,
+)
 
 
 def _seconds(t: Any) -> float | None:
@@ -267,9 +143,7 @@ class ResultsWriter(tune.Callback):
             )
         self._stale.clear()
         if self.trials:
-            t = trials_frame(list(self.trials.values()), self.columns)
-            t.insert(0, "study", self.study)
-            write_parquet(t, storage.join(self.dir, TRIALS))
+            write_trials(self.dir, list(self.trials.values()), self.columns)
 
     def compact(self) -> None:
         """Every epoch row into epochs.parquet; the per-trial logs go."""

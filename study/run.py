@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 import time
 from dataclasses import fields
@@ -142,6 +141,8 @@ def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], d
         max_epochs=max_epochs,
         grace_period=grace if "grace_period" in given else min(grace, max_epochs),
     )
+    from study.preflight import trial_constants
+
     return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
 
 
@@ -152,45 +153,6 @@ def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]
     known = {f.name for f in fields(SpaceSettings)}
     smoke = settings.smoke.items()
     return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}
-
-
-def trial_constants(settings: SpaceSettings, cpus_per_trial: float) -> dict[str, Any]:
-    """What every trial's config holds besides the space's suggestions."""
-    return {
-        "max_epochs": settings.max_epochs,
-        "image_size": settings.image_size,
-        "metric": settings.metric,
-        "mode": settings.mode,
-        "num_threads": max(1, int(cpus_per_trial)),
-    }
-
-
-def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
-    """Build the config and model of every covering trial (each categorical choice of the space
-    at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
-    in every trial that samples it. Models are built on the meta device (no memory, no init) and
-    without pretrained=True weights (timm would download them): the trials load those."""
-    import torch
-
-    from study.config import TrainConfig
-    from study.models import create_model
-    from study.spaces import cover_space, one_line
-
-    source = fn.space.module.__file__
-    try:
-        cover = cover_space(fn, settings)
-    except ValueError as e:
-        raise ValueError(f"space {source}: {e}") from e
-    for params, cfg in zip(cover.params, cover.configs, strict=True):
-        try:
-            tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
-            options = dict(tc.model_options)
-            if options.get("pretrained") is True:
-                options["pretrained"] = False
-            with torch.device("meta"):
-                create_model(tc.model, num_classes, **options)
-        except Exception as e:  # whatever the config or model rejects: one line, exit code 2
-            raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -228,9 +190,11 @@ def prepare(a: argparse.Namespace) -> tuple:
         UsageError,
         check_args,
         check_reports,
+        check_space_builds,
         make_storage,
         recorded,
         study_record,
+        trial_constants,
     )
     from study.spaces import SpaceFunction, load_space
 
@@ -296,6 +260,7 @@ def run_study(
     from study import confirm
     from study.data import load_split
     from study.spaces import describe_hyperparameters
+    from study.study_json import new_record, now, resumed_record
     from study.tables import read_json, write_json
     from study.trainable import TrialData
     from study.tune import build_tuner, optuna_storage_url, push_optuna_db, restore_tuner
@@ -333,43 +298,27 @@ def run_study(
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
-        meta = {
-            "name": name,
-            "space": space.name,
-            "space_ref": fn.ref,  # what --resume loads: a shipped name or the file's path
-            "description": settings.description,
-            "seed": a.seed,
-            "command": st.redact(shlex.join(["python", "-m", "study.run", *a.argv])),
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-            "finished": None,
-            "git_commit": git_commit(),
-            "versions": versions(),
-            "dataset": {
-                "name": ds.name,
-                "version": ds.version,
-                "split_rule": ds.manifest["split_rule"],
-                "classes": ds.classes,
-                "counts": ds.manifest["counts"],
-                "data_dir": st.redact(data_dir),
-            },
-            "settings": {
-                **settings.__dict__,
-                "starting_points": list(settings.starting_points),
+        meta = new_record(
+            name=name,
+            space=space.name,
+            space_ref=fn.ref,
+            settings=settings,
+            seed=a.seed,
+            argv=a.argv,
+            dataset=ds,
+            data_dir=data_dir,
+            run={
                 "resources": resources,
                 "max_concurrent": a.max_concurrent,
                 "smoke_test": a.smoke_test,
             },
-            "hyperparameters": describe_hyperparameters(space),
-            "optuna_storage": st.redact(optuna_storage_url(a.optuna_storage, study_dir)),
-            "set": parse_set(a.set),  # the settings --set changed (already in settings above)
-        }
-        if a.resume:  # keep what the first run recorded; note when it was resumed
-            first = read_json(st.join(study_dir, STUDY_JSON))
-            meta = {
-                **first,
-                "resumed": [*first.get("resumed", []), meta["started"]],
-                "finished": None,
-            }
+            hyperparameters=describe_hyperparameters(space),
+            optuna_storage=optuna_storage_url(a.optuna_storage, study_dir),
+            set_values=parse_set(a.set),
+            code={"git_commit": git_commit(), "versions": versions()},
+        )
+        if a.resume:
+            meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
         console.phase(
@@ -407,13 +356,13 @@ def run_study(
         if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         tuner.fit()
-        meta["tuning_finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["tuning_finished"] = now()
         evaluate_best(study_dir, data_dir, ds.name, settings, resources)
         plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
         confirmed_rows = confirm.run(
             study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule
         )
-        meta["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+        meta["finished"] = now()
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))
     finally:

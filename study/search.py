@@ -32,6 +32,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.basic_variant import _TrialIterator
 from ray.tune.search.optuna import OptunaSearch
 
+from study.preflight import RUN_CONSTANTS
 from study.results import read_parquet, trial_status, write_parquet
 
 logger = logging.getLogger(__name__)
@@ -47,9 +48,13 @@ def trial_config(
         raise TypeError(f"space(trial) must return a dict, got {type(config).__name__}")
     # The raw suggest_* values travel under "suggested": recorded, never read by training.
     # The seed comes from the study seed and Optuna's trial number: the same across resumes.
+    # The study's settings win over the space (the pre-flight rejects a space that returns
+    # one): the data, the scheduler and trials.parquet all use the study's value.
+    run = {k: v for k, v in constants.items() if k in RUN_CONSTANTS}
     return {
         **constants,
         **config,
+        **run,
         "seed": study_seed * 10_000 + ot_trial.number,
         "suggested": dict(ot_trial.params),
     }

@@ -15,6 +15,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from study.tables import epochs_frame, write_parquet
+from study.trial_rows import (
+    config_dtypes,
+    record_test_scores,
+    summarise_trial,
+    trial_status,
+    write_trials,
+)
+
 EVIL = "<img src=x onerror=alert(1)>"
 MAX_EPOCHS, GRACE, RF = 8, 1, 2  # rungs at epochs 1, 2, 4
 STATUS_CYCLE = (
@@ -49,6 +58,16 @@ HYPERPARAMETERS = {
     "image_size": {"role": "fixed", "kind": "categorical", "choices": [32]},
 }
 TABLES = ("trials", "epochs", "predictions", "gradcam")
+# what study.run adds to every trial's config (study.preflight.trial_constants)
+CONSTANTS = {"max_epochs": MAX_EPOCHS, "image_size": 32, "metric": "val_acc", "mode": "max"}
+# how a trial of each status ended: its last result as the trainable reports it (None: an error)
+LAST = {
+    "finished": {"end_reason": "max_epochs"},
+    "stopped": {},
+    "errored": None,
+    "diverged": {"end_reason": "diverged", "error": "val_loss is NaN"},
+    "running": {},
+}
 T0 = 1_735_689_600.0  # 2025-01-01 00:00 UTC, when the first trial starts
 
 
@@ -79,9 +98,9 @@ def _config(rng: np.random.Generator, index: int, seed: int) -> dict:
     return config | {
         "lr": suggested[f"lr_{opt}"],
         "head_dense": json.dumps([suggested.get("head_width_0")] * n_layers),
-        "image_size": 32,
+        **CONSTANTS,
         "seed": seed * 10_000 + index,
-        "suggested": json.dumps(suggested),
+        "suggested": suggested,
     }
 
 
@@ -119,7 +138,7 @@ def make_study(
     statuses = statuses or [STATUS_CYCLE[i % len(STATUS_CYCLE)] for i in range(n_trials)]
     out = Path(root) / name
     out.mkdir(parents=True, exist_ok=True)
-    trials, epochs = [], []
+    trials, epochs, configs = [], [], []
     for i, status in enumerate(statuses):
         cfg = _config(rng, i, seed)
         # Dropout matters most, then the learning rate (best near 1e-3 for adam, 1e-2 for sgd).
@@ -154,47 +173,32 @@ def make_study(
             }
             for k, a, l_ in zip(e, acc, loss, strict=True)
         ]
+        last = LAST[status]
+        if last is not None:
+            last = {**last, "epoch": n_ep, "params": int(50_000 * (1 + (i + 1) % 4))}
+            last |= {"node": "node-0", "device": "cpu"}
+        ended = trial_status(last, status == "errored", "RuntimeError: out of memory")
+        ended = ("running", "") if status == "running" else ended  # as ResultsWriter marks it
+        mine = pd.DataFrame([r for r in epochs if r["trial_id"] == trial_id])
+        mine = mine if n_ep else pd.DataFrame(columns=["epoch", "val_acc", "val_loss", "epoch_s"])
+        # the runner's own row (study.trial_rows), so the report reads what real studies write
         trials.append(
-            {
-                "trial_id": trial_id,
-                "status": status,
-                "status_reason": {
-                    "errored": "RuntimeError: out of memory",
-                    "diverged": "val_loss is NaN",
-                }.get(status),
-                "epochs": n_ep,
-                "val_acc_avg": float(acc.mean()) if n_ep else np.nan,
-                "val_acc_max": float(acc.max()) if n_ep else np.nan,
-                "val_acc_last": float(acc[-1]) if n_ep else np.nan,
-                "val_loss_last": float(loss[-1]) if n_ep else np.nan,
-                "test_acc": np.nan,
-                "test_macro_f1": np.nan,
-                "test_acc_ci_low": np.nan,
-                "test_acc_ci_high": np.nan,
-                "params": int(50_000 * (1 + (i + 1) % 4)),
-                "wall_s": float(n_ep * epoch_s + 3),
-                "epoch_s_mean": epoch_s if n_ep else np.nan,
-                "node": "node-0",
-                "device": "cpu",
-                "model": family,
-                "dataset": dataset,
-                "seed": seed,
-                **{f"config/{k}": v for k, v in cfg.items()},
-            }
+            summarise_trial(trial_id, {**cfg, "model": family}, mine, last, ended, dataset)
         )
+        configs.append({**cfg, "model": family})
     tdf = pd.DataFrame(trials)
     done = tdf[tdf["status"] == "finished"].sort_values("val_acc_max", ascending=False)
-    preds, cams = [], []
-    for rank, (idx, row) in enumerate(done.head(2).iterrows()):
+    preds, cams, scores = [], [], {}
+    for rank, (_, row) in enumerate(done.head(2).iterrows()):
         rows = _predictions(rng, row["trial_id"], classes, n_test, float(row["val_acc_max"]))
         correct = np.array([r["label"] == r["pred"] for r in rows], dtype=float)
         half = 1.96 * np.sqrt(correct.mean() * (1 - correct.mean()) / len(correct))
-        tdf.loc[idx, ["test_acc", "test_macro_f1", "test_acc_ci_low", "test_acc_ci_high"]] = [
-            correct.mean(),
-            correct.mean() * 0.95,
-            correct.mean() - half,
-            correct.mean() + half,
-        ]
+        scores[row["trial_id"]] = {
+            "test_acc": correct.mean(),
+            "test_macro_f1": correct.mean() * 0.95,
+            "test_acc_ci_low": correct.mean() - half,
+            "test_acc_ci_high": correct.mean() + half,
+        }
         preds += rows
         if rank == 0:
             cams = _gradcam(rng, row["trial_id"], classes)
@@ -230,14 +234,19 @@ def make_study(
     }
     if study_json:
         (out / "study.json").write_text(json.dumps(meta, indent=2))
+    # written as the runner writes them: study.tables' declared layout, trials typed by the
+    # declared hyperparameters, test scores recorded by trials.parquet's owner after "tuning"
     frames = {
-        "trials": tdf,
-        "epochs": pd.DataFrame(epochs),
+        "epochs": epochs_frame(epochs, name),
         "predictions": pd.DataFrame(preds),
         "gradcam": pd.DataFrame(cams),
     }
     for table in tables:
-        frames[table].to_parquet(out / f"{table}.parquet", index=False)
+        if table == "trials":
+            write_trials(out, trials, config_dtypes(HYPERPARAMETERS, configs))
+            record_test_scores(out, scores)
+        else:
+            write_parquet(frames[table], out / f"{table}.parquet")
     return out
 
 

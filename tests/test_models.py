@@ -359,6 +359,9 @@ def test_param_groups_split_lr_and_weight_decay() -> None:
         assert g["name"].startswith(part)
         assert g["lr"] == pytest.approx(1e-3 if part == "backbone" else 1e-2)
         assert all((p.ndim > 1) == (g["weight_decay"] == 5e-4) for p in g["params"])
+    # without backbone_lr_mult the backbone trains at the head's rate
+    plain = param_groups(create_model("vanilla_cnn", 7, depth=2), lr=1e-2, weight_decay=0.0)
+    assert {g["lr"] for g in plain} == {1e-2}
 
 
 def test_l2_penalty_sums_squared_kernels_only() -> None:
@@ -374,11 +377,6 @@ def test_l2_penalty_sums_squared_kernels_only() -> None:
     assert bn.weight.grad is None  # norm parameters are not penalised
     frozen = create_model("mobilenet_v1_025", 7, freeze="backbone")
     assert l2_penalty(frozen).item() == pytest.approx(frozen.head.out.weight.pow(2).sum().item())
-
-
-def test_backbone_lr_mult_is_stored_for_the_trainer() -> None:
-    assert create_model("resnet50", 7, backbone_lr_mult=0.1).backbone_lr_mult == 0.1
-    assert create_model("vanilla_cnn", 7).backbone_lr_mult == 1.0
 
 
 # ---------------------------------------------------------------- CLI

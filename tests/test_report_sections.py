@@ -161,8 +161,9 @@ def test_config_split_and_smoke(tmp_path: Path) -> None:
     d = load_study(str(make_study(tmp_path, "s", statuses=["finished", "stopped"], smoke=True)))
     split = compute.config_split(d.trials, d.hyperparameters)
     assert "dropout" in split["searched"] and split["searched"]["l2"] == "0, 1e-05, 0.0001"
-    assert split["fixed"] == {"image_size": "32"}
-    assert split["internal"] == {"seed": "per trial"}
+    # the constants study.run adds to every config, as a real trials.parquet holds them
+    assert split["fixed"] == {"image_size": "32", "max_epochs": "8", "model": "googlenet"}
+    assert split["internal"] == {"metric": "val_acc", "mode": "max", "seed": "per trial"}
     assert "SMOKE TEST" in compute.smoke_note(d.meta)
     rows = compute.compare_rows([d])
     assert rows["study"].tolist() == ["s (smoke test)"]

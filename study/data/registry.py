@@ -1,12 +1,19 @@
-"""One registry of data sets: name, reader, the classes it must have, its default split rule."""
+"""One registry of data sets: name, reader, the classes it must have, its default split rule.
+
+Each data set is one file in `study/data/sets/` that registers itself next to its reader; the
+first lookup imports them all (found by file, like the spaces in search_spaces/), so adding a
+data set touches no other file.
+"""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import pkgutil
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from study.data import sources
 from study.data.sources import SourceItem
 
 Reader = Callable[[str, int], tuple[Iterable[SourceItem], list[tuple[str, str]]]]
@@ -24,6 +31,8 @@ class DatasetSpec:
 
 
 _REGISTRY: dict[str, DatasetSpec] = {}
+SETS = "study.data.sets"  # the package of data-set files
+_found: set[str] = set()  # packages whose files are imported (registered) already
 
 # A data-set name becomes one directory under the data dir: nothing that could point elsewhere
 # ("/", "..") or at the data dir itself (".").
@@ -46,7 +55,23 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
     return spec
 
 
+def discover(package: str | None = None) -> None:
+    """Import every module of `package` once (each registers its data set). Found, not imported
+    by name here: the files import this module, and importing them from it would close a loop."""
+    package = package or SETS
+    if package in _found:
+        return
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(f"{package}: the folder of data-set files is not importable")
+    for m in sorted(pkgutil.iter_modules(spec.submodule_search_locations), key=lambda m: m.name):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"{package}.{m.name}")
+    _found.add(package)  # only now: a file that failed to import fails the next lookup too
+
+
 def get_dataset(name: str) -> DatasetSpec:
+    discover()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -56,49 +81,5 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def list_datasets() -> list[str]:
+    discover()
     return sorted(_REGISTRY)
-
-
-def _toon_items(size: str, seed: int) -> Iterable[SourceItem]:
-    # imported when read: the renderer (numpy, PIL drawing) is not needed to list data sets
-    from study.data import toon
-
-    return toon.iter_items(size, seed)
-
-
-MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "shock")
-
-register_dataset(
-    DatasetSpec(
-        name="manga",
-        reader=lambda src, seed: sources.read_class_folders(src, MANGA_CLASSES),
-        description="Manga Facial Expressions (Kaggle), class-per-folder tree or its .zip",
-        classes=MANGA_CLASSES,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        name="ferg",
-        reader=lambda src, seed: sources.read_ferg(src),
-        description="FERG-DB 256 px, 6 characters x 7 emotions; characters kept as groups",
-        classes=sources.FERG_EMOTIONS,
-        default_split="by-group",
-    )
-)
-register_dataset(
-    DatasetSpec(
-        name="toon",
-        reader=lambda src, seed: (_toon_items(src, seed), []),
-        description="embedded procedural cartoon faces, 7 FERG emotions (tiny|small|default|N)",
-        classes=sources.FERG_EMOTIONS,
-        default_source="default",
-        source_is_path=False,
-    )
-)
-register_dataset(
-    DatasetSpec(
-        name="folder",
-        reader=lambda src, seed: sources.read_class_folders(src),
-        description="any class-per-folder image tree (or .zip) you bring",
-    )
-)

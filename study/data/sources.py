@@ -49,7 +49,7 @@ class Listing:
     is_zip: bool = False
 
 
-def _is_junk(name: str) -> bool:
+def is_junk(name: str) -> bool:
     base = PurePosixPath(name).name
     return base.lower() in _JUNK or base.startswith("._") or "__MACOSX" in name
 
@@ -129,7 +129,7 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[tuple[str, str]]]:
             return
         for e in entries:
             r = rel + e.name
-            if _is_junk(r):
+            if is_junk(r):
                 continue
             try:
                 r.encode("utf-8")
@@ -157,7 +157,7 @@ def _walk(root: Path) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     return files, dirs, problems
 
 
-def _list_tree(source: Path) -> Listing:
+def list_tree(source: Path) -> Listing:
     """All files (POSIX, relative) under a folder or inside a .zip, plus a reader factory."""
     if not source.exists():
         raise SourceError(f"source {source}: no such file or folder")
@@ -236,8 +236,8 @@ def read_class_folders(
     (`anger/style_a/x.png`: class anger or style_a?), so the tree is refused naming it.
     """
     source = Path(source)
-    listing = _list_tree(source)
-    names = sorted(n for n in listing.files if not _is_junk(n))
+    listing = list_tree(source)
+    names = sorted(n for n in listing.files if not is_junk(n))
     root = _class_root(source, listing, names, classes)
     items: list[SourceItem] = []
     problems = list(listing.problems)
@@ -266,40 +266,4 @@ def read_class_folders(
         items.append(SourceItem(path=n, label=label, group="", read=listing.reader(n)))
     if not items and not problems:
         raise SourceError(f"source {source}: no class folders with files found")
-    return items, problems
-
-
-FERG_CHARACTERS = ("aia", "bonnie", "jules", "malcolm", "mery", "ray")
-FERG_EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
-
-
-def read_ferg(source: str | Path) -> tuple[list[SourceItem], list[tuple[str, str]]]:
-    """FERG-DB as distributed: `FERG_DB_256/<char>/<char>_<emotion>/<char>_<emotion>_<n>.png`.
-
-    `source` may be the FERG_DB_256 folder itself, its parent, or the archive. The character becomes
-    the item's group so that `by-group` splits can hold out whole characters.
-    """
-    source = Path(source)
-    listing = _list_tree(source)
-    items: list[SourceItem] = []
-    problems = list(listing.problems)
-    for n in listing.files:
-        if _is_junk(n):
-            continue
-        parts = n.split("/")
-        # locate the <char>/<char>_<emotion>/file triple at the end of the path
-        if len(parts) < 3 or parts[-3] not in FERG_CHARACTERS:
-            continue
-        char, folder = parts[-3], parts[-2]
-        emotion = folder[len(char) + 1 :] if folder.startswith(f"{char}_") else ""
-        if emotion not in FERG_EMOTIONS:
-            problems.append((n, f"folder {folder!r} is not <character>_<emotion>"))
-            continue
-        items.append(SourceItem(path=n, label=emotion, group=char, read=listing.reader(n)))
-    if not items:
-        raise SourceError(
-            f"source {source}: no FERG-DB images found; expected "
-            "FERG_DB_256/<character>/<character>_<emotion>/<character>_<emotion>_<n>.png "
-            f"with characters {', '.join(FERG_CHARACTERS)}"
-        )
     return items, problems

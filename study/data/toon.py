@@ -22,7 +22,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw
 
-from study.data.sources import FERG_EMOTIONS, SourceError, SourceItem
+from study.data.sets.ferg import FERG_EMOTIONS
+from study.data.sources import SourceError, SourceItem
 from study.data.toon_pen import RGB, Pen, Pts, drop, ell, grid
 
 # toon uses FERG-DB's classes, so a model trained on one is evaluated on the other unchanged

@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 
 from study import storage, tables
 from study.schema import ASHA_RUNGS, EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
-from study.settings import ROLES
+from study.study_json import RecordError, check_record
 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -123,42 +123,12 @@ def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
 def _read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
     with fs.open_input_stream(path) as stream:
         raw = stream.read()
-    try:
-        meta = json.loads(raw)
+    try:  # the fields the report relies on, checked before any drawing
+        return check_record(json.loads(raw), path)
     except json.JSONDecodeError as exc:
         raise ReportInputError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise ReportInputError(f"{path}: expected a JSON object, got {type(meta).__name__}")
-    return meta
-
-
-KINDS = ("float", "int", "categorical")
-
-
-def _check_meta(meta: dict[str, Any], path: str) -> None:
-    """The study.json fields the report relies on, checked before any drawing."""
-    hps = meta.get("hyperparameters") or {}
-    if not isinstance(hps, dict):
-        raise ReportInputError(f"{path}: hyperparameters must be an object of name -> spec")
-    for name, spec in hps.items():
-        where = f"{path}: hyperparameters.{name}"
-        if not isinstance(spec, dict):
-            raise ReportInputError(f"{where}: expected an object with role and kind")
-        if spec.get("kind") not in KINDS:
-            raise ReportInputError(
-                f"{where}.kind: expected one of {KINDS}, got {spec.get('kind')!r}"
-            )
-        if spec.get("role", "nuisance") not in ROLES:
-            raise ReportInputError(
-                f"{where}.role: expected one of {ROLES}, got {spec.get('role')!r}"
-            )
-    settings = meta.get("settings") or {}
-    for key in ("max_epochs", "grace_period", "reduction_factor"):
-        value = settings.get(key)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            raise ReportInputError(
-                f"{path}: settings.{key} must be a positive integer, got {value!r}"
-            )
+    except RecordError as exc:
+        raise ReportInputError(str(exc)) from exc
 
 
 def _read_table(uri: str, path: str, table: str, notes: list[str]) -> pd.DataFrame:
@@ -202,9 +172,8 @@ def load_study(uri: str) -> StudyData:
             f"epochs.parquet found (expected files: {', '.join(STUDY_FILES)})"
         )
     notes: list[str] = []
-    if "study.json" in present:
-        meta = _read_json(fs, f"{root}/study.json")
-        _check_meta(meta, f"{root}/study.json")
+    if STUDY_JSON in present:
+        meta = _read_json(fs, f"{root}/{STUDY_JSON}")
     else:
         meta = {}
         notes.append("study.json is missing: data set, search space and settings are unknown.")
