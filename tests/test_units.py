@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from study.preflight import RUN_CONSTANTS, UsageError, check_space_builds, trial_constants
-from study.settings import SpaceSettings
+from study.settings import SpaceSettings, stopped_early
 from study.spaces import Space, SpaceFunction, describe_hyperparameters, quiet_optuna
 from study.study_json import RecordError, check_record, new_record, resumed_record
 from study.tables import read_table
@@ -51,12 +51,12 @@ SETTINGS = SpaceSettings(dataset="toon", description="unit", max_epochs=4, grace
         ),
         ({"end_reason": "diverged"}, False, "", ("diverged", "loss became NaN/inf")),
         ({"end_reason": "oom", "error": "CUDA OOM at 2"}, False, "", ("errored", "CUDA OOM at 2")),
-        ({"epoch": 2}, False, "", ("stopped", "stopped early by ASHA after epoch 2")),
+        ({"epoch": 2}, False, "", ("stopped", f"{stopped_early()} after epoch 2")),
         (
             {"epoch": 3, "restore_note": "restored from epoch 2"},
             False,
             "",
-            ("stopped", "stopped early by ASHA after epoch 3 (restored from epoch 2)"),
+            ("stopped", f"{stopped_early()} after epoch 3 (restored from epoch 2)"),
         ),
         (
             {"end_reason": "max_epochs", "restore_note": "retried"},
@@ -179,7 +179,7 @@ def _lr_space(trial: optuna.Trial) -> dict:
          TrialState.COMPLETE, 0.6, "max_epochs"),
         # stopped by ASHA: a low-budget score, PRUNED (stock OptunaSearch says COMPLETE)
         ({"val_acc": 0.3, "epoch": 3}, False, TrialState.PRUNED, 0.3,  # (Optuna: its last)
-         "stopped early by ASHA after epoch 3"),
+         f"{stopped_early()} after epoch 3"),
         ({"val_acc": 0.3, "epoch": 3, "end_reason": "diverged", "error": "nan loss"}, False,
          TrialState.FAIL, None, "nan loss"),
         (None, True, TrialState.FAIL, None, "the trial raised an error"),
@@ -227,7 +227,7 @@ def test_train_config_takes_every_image_size_the_settings_take() -> None:
 
 
 SPACE_FILE = """
-from study.settings import SpaceSettings
+from study.settings import SpaceSettings, stopped_early
 SETTINGS = SpaceSettings(dataset="toon", description="clash", max_epochs=4, grace_period=1)
 def space(trial):
     cfg = {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": []}}
