@@ -51,6 +51,26 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def interpolations(study_dir: str, trial_ids: list[str], use_final: bool) -> list[str]:
+    """The resize filters of the models to be scored (their timm pretrained_cfg's, read from
+    their configs without loading any weights), so the folder is decoded once per filter."""
+    from study import storage
+    from study.config import TrainConfig
+    from study.models import input_interpolation
+    from study.tables import read_json
+    from study.trial_lookup import trial_config
+
+    configs = [trial_config(study_dir, tid) for tid in dict.fromkeys(trial_ids)]
+    if use_final:
+        path = storage.join(study_dir, "final_model", "final.json")
+        final = read_json(path)
+        if not isinstance(final.get("config"), dict):
+            raise ValueError(f"{path}: no 'config' (the config the refit model trained with)")
+        configs.append(final["config"])
+    names = {TrainConfig.from_config(c).model for c in configs}
+    return sorted({input_interpolation(name) for name in names})
+
+
 class UsageError(ValueError):
     """argparse's complaint, reported like every other bad input: one line, exit code 2."""
 
@@ -112,8 +132,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                 f"--ensemble {a.ensemble}: only {len(chosen)} trials of {study_dir} "
                 "have checkpoints"
             )
+        singles = [] if use_final and a.top is None else chosen[: a.top or 1]
+        filters = interpolations(study_dir, [*singles, *chosen[: a.ensemble]], use_final)
         plan = plan_folder(a.source, classes, label_map)
-        arr, bad = decode_folder(plan, a.source, classes, size)
+        arrays = {}  # the folder decoded once per resize filter the models' weights expect
+        for interpolation in filters:
+            arrays[interpolation], bad = decode_folder(plan, a.source, classes, size, interpolation)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -127,12 +151,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     if passed_over:
         print(f"note: better-ranked trials without a checkpoint: {', '.join(passed_over)}")
-    singles = [] if use_final and a.top is None else chosen[: a.top or 1]
     out = a.out or storage.join(study_dir, "evaluations", storage.basename(a.source.rstrip("/")))
     from study.inference import score_folder  # torch: only once every check has passed
 
     return score_folder(
-        a, study_dir, singles, chosen[: a.ensemble], use_final, arr, classes, plan, bad, out
+        a, study_dir, singles, chosen[: a.ensemble], use_final, arrays, classes, plan, bad, out
     )
 
 

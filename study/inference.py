@@ -21,6 +21,7 @@ from study.folder_source import FolderPlan
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1
 from study.models import input_norm
+from study.models.registry import DEFAULT_INTERPOLATION
 from study.trainable import build_model, pick_device, predict
 from study.trial_lookup import latest_checkpoint, trial_config
 
@@ -39,6 +40,13 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     state = torch.load(blob, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), cfg
+
+
+def model_interpolation(model: torch.nn.Module) -> str:
+    """The resize filter the model's weights expect (recorded on the model with its mean/std,
+    from its timm pretrained_cfg), so it is fed images resized the same way."""
+    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper is looked through
+    return getattr(model, "input_interpolation", DEFAULT_INTERPOLATION)
 
 
 def probabilities(
@@ -157,11 +165,15 @@ def evaluate_on_test(
     from study.data import load_split, open_dataset
 
     ds = open_dataset(data_dir, dataset)
-    test = load_split(ds, "test", image_size)
     device = pick_device()
     metrics, preds, cams = {}, [], []
+    tests: dict[str, SplitArrays] = {}  # the test split once per resize filter the models need
     for rank, tid in enumerate(trial_ids):
         model, _ = load_best_model(study_dir, tid, len(ds.classes), device)
+        interpolation = model_interpolation(model)
+        if interpolation not in tests:
+            tests[interpolation] = load_split(ds, "test", image_size, interpolation)
+        test = tests[interpolation]
         probs = probabilities(model, test, device)
         metrics[tid] = score(test.labels, probs, ds.classes)
         preds.append(prediction_rows(tid, test, probs, ds.classes))
@@ -199,17 +211,20 @@ def score_folder(
     trial_ids: list[str],
     ensemble: list[str],
     use_final: bool,
-    arr,
+    arrays: dict[str, SplitArrays],
     classes: list[str],
     plan: FolderPlan,
     bad: list[tuple[str, str]],
     out: str,
 ) -> int:
     """Score each model (final, trials, ensemble; each also with --tta) the honest way
-    (`study.cross_style`): print, and write scores.json / scores.parquet to `out`."""
+    (`study.cross_style`): print, and write scores.json / scores.parquet to `out`. `arrays`: the
+    folder decoded once per resize filter the models need (model_interpolation), the same
+    images in the same order."""
     from study.cross_style import report, scores
 
     device = pick_device()
+    arr = next(iter(arrays.values()))  # labels and paths: the same in every decoding
     modes = list(dict.fromkeys(["none", a.tta]))
     results: dict[str, dict[str, Any]] = {}
     members: dict[str, np.ndarray] = {}
@@ -225,7 +240,7 @@ def score_folder(
         return 2
     for name, model in models:
         for mode in modes:
-            probs = probabilities(model, arr, device, mode)
+            probs = probabilities(model, arrays[model_interpolation(model)], device, mode)
             members[f"{name}|{mode}"] = probs
             if name in ensemble and name not in trial_ids:
                 continue
