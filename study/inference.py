@@ -20,8 +20,7 @@ from study.data import Augment, AugmentConfig, SplitArrays
 from study.folder_source import FolderPlan
 from study.gradcam import grad_cam, png_bytes
 from study.metrics import bootstrap_ci, confusion_counts, macro_f1, precision_recall_f1
-from study.models import input_norm
-from study.models.registry import DEFAULT_INTERPOLATION
+from study.models import input_interpolation, input_norm
 from study.trainable import build_model, pick_device, predict
 from study.trial_lookup import latest_checkpoint, trial_config
 
@@ -40,13 +39,6 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     state = torch.load(blob, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.eval(), cfg
-
-
-def model_interpolation(model: torch.nn.Module) -> str:
-    """The resize filter the model's weights expect (recorded on the model with its mean/std,
-    from its timm pretrained_cfg), so it is fed images resized the same way."""
-    model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper is looked through
-    return getattr(model, "input_interpolation", DEFAULT_INTERPOLATION)
 
 
 def probabilities(
@@ -170,7 +162,7 @@ def evaluate_on_test(
     tests: dict[str, SplitArrays] = {}  # the test split once per resize filter the models need
     for rank, tid in enumerate(trial_ids):
         model, _ = load_best_model(study_dir, tid, len(ds.classes), device)
-        interpolation = model_interpolation(model)
+        interpolation = input_interpolation(model)
         if interpolation not in tests:
             tests[interpolation] = load_split(ds, "test", image_size, interpolation)
         test = tests[interpolation]
@@ -218,9 +210,9 @@ def score_folder(
     out: str,
 ) -> int:
     """Score each model (final, trials, ensemble; each also with --tta) the honest way
-    (`study.cross_style`): print, and write scores.json / scores.parquet to `out`. `arrays`: the
-    folder decoded once per resize filter the models need (model_interpolation), the same
-    images in the same order."""
+    (`study.cross_style`): print, and write scores.json / scores.parquet to `out`. `arrays`:
+    the folder decoded once per resize filter the models need (`input_interpolation`), the
+    same images in the same order."""
     from study.cross_style import report, scores
 
     device = pick_device()
@@ -240,7 +232,7 @@ def score_folder(
         return 2
     for name, model in models:
         for mode in modes:
-            probs = probabilities(model, arrays[model_interpolation(model)], device, mode)
+            probs = probabilities(model, arrays[input_interpolation(model)], device, mode)
             members[f"{name}|{mode}"] = probs
             if name in ensemble and name not in trial_ids:
                 continue

@@ -38,7 +38,8 @@ def _source_pixels(ds, split: str, size: int, resample: Image.Resampling) -> np.
 
 def test_a_bilinear_backbone_gets_bilinear_pixels(manga) -> None:
     model = create_model(BILINEAR_ARCH, 7, pretrained=False)
-    assert model.input_interpolation == input_interpolation(BILINEAR_ARCH) == "bilinear"
+    assert input_interpolation(model) == input_interpolation(BILINEAR_ARCH) == "bilinear"
+    assert model.input_interpolation == "bilinear"  # recorded with its mean and std
     bilinear = load_split(manga, "train", 32, input_interpolation(BILINEAR_ARCH))
     bicubic = load_split(manga, "train", 32, input_interpolation("vanilla_cnn"))
     assert not np.array_equal(bilinear.images, bicubic.images)  # the same source images

@@ -167,10 +167,15 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
-def input_interpolation(name: str) -> str:
-    """How model ``name`` wants its inputs resized ("bicubic", "bilinear", ...): its timm
-    backbone's ``pretrained_cfg`` (read without weights; imports timm), else the default."""
-    entry = get_entry(name)
+def input_interpolation(model: str | nn.Module) -> str:
+    """How a model wants its inputs resized ("bicubic", "bilinear", ...): its timm backbone's
+    ``pretrained_cfg``. Given a name, read from the config without building anything (imports
+    timm for a timm backbone only); given a built model, what it records next to its mean/std
+    (a ``torch.compile`` wrapper is looked through). Other models: the default."""
+    if not isinstance(model, str):
+        model = getattr(model, "_orig_mod", model)
+        return getattr(model, "input_interpolation", DEFAULT_INTERPOLATION)
+    entry = get_entry(model)
     if entry.timm_arch is None:
         return DEFAULT_INTERPOLATION
     from timm.models import get_pretrained_cfg
