@@ -15,36 +15,34 @@ from typing import Any, NoReturn
 from study.confirm_options import TTA_MODES
 
 # study.evaluate's public names, imported on first use so that --help imports nothing heavy:
-# the torch ones live in study.inference, the lookups of trials in study.trial_lookup
-MOVED = {
-    **dict.fromkeys(
-        ("latest_checkpoint", "read_study", "select_top", "trial_config"), "trial_lookup"
-    ),
-    "trials_with_checkpoints": "trial_lookup",
-    **dict.fromkeys(
-        (
-            "THUMB_MISSES",
-            "evaluate_on_test",
-            "gradcam_rows",
-            "load_best_model",
-            "load_final_model",
-            "prediction_rows",
-            "probabilities",
-            "score",
-            "score_folder",
-        ),
-        "inference",
-    ),
-}
+# the lookups of trials live in study.trial_lookup, the torch code in study.inference
+TRIAL_LOOKUP = (
+    "latest_checkpoint",
+    "read_study",
+    "select_top",
+    "trial_config",
+    "trials_with_checkpoints",
+)
+INFERENCE = (
+    "THUMB_MISSES",
+    "evaluate_on_test",
+    "gradcam_rows",
+    "load_best_model",
+    "load_final_model",
+    "prediction_rows",
+    "probabilities",
+    "score",
+    "score_folder",
+)
 
 
 def __getattr__(name: str) -> Any:
     # import statements, not importlib strings: tests/test_imports.py sees these edges
-    if MOVED.get(name) == "trial_lookup":
+    if name in TRIAL_LOOKUP:
         from study import trial_lookup
 
         return getattr(trial_lookup, name)
-    if MOVED.get(name) == "inference":
+    if name in INFERENCE:
         from study import inference
 
         return getattr(inference, name)
