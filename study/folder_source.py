@@ -110,15 +110,20 @@ def plan_folder(source: str, classes: list[str], label_map: dict[str, str]) -> F
 
 
 def decode_folder(
-    plan: FolderPlan, source: str, classes: list[str], image_size: int
+    plan: FolderPlan,
+    source: str,
+    classes: list[str],
+    image_size: int,
+    interpolation: str = "bicubic",
 ) -> tuple[SplitArrays, list[tuple[str, str]]]:
-    """The planned files as model input, and the (path, reason) of each that would not decode."""
+    """The planned files as model input (resized with the model's `interpolation`), and the
+    (path, reason) of each that would not decode."""
     from study.data.decode import BadImage, decode_rgb, resize_square
 
     images, labels, paths, bad = [], [], [], []
     for item, label in plan.items:
         try:
-            images.append(resize_square(decode_rgb(item.read()), image_size))
+            images.append(resize_square(decode_rgb(item.read()), image_size, interpolation))
         except BadImage as e:
             bad.append((item.path, str(e)))
             continue

@@ -78,7 +78,7 @@ def write_final_model(study_dir: str, state: bytes, meta: dict[str, Any]) -> str
 
 def resolve(init_from: str) -> Source:
     """The weights `init_from` names; a one-line ValueError naming it when they are not there."""
-    from study.evaluate import latest_checkpoint, trial_config, trials_with_checkpoints
+    from study.trial_lookup import latest_checkpoint, trial_config, trials_with_checkpoints
 
     where = f"init_from {init_from!r}"
     study_dir, trial = parse(init_from)

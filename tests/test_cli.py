@@ -64,6 +64,9 @@ print(json.dumps({"code": code, "heavy": [m for m in heavy if m in sys.modules]}
         (["run", "--list"], ["optuna"]),  # loading a space file defines its Optuna space
         (["data", "--help"], ["pandas"]),  # study.data: the Parquet data sets
         (["data", "prepare", "--help"], ["pandas"]),
+        (["evaluate", "--help"], []),
+        (["models", "--help"], []),
+        (["models", "--list"], []),  # names, descriptions, options: the torch-free registry
     ],
 )
 def test_help_and_list_import_neither_torch_nor_ray(args, allowed) -> None:
@@ -72,6 +75,42 @@ def test_help_and_list_import_neither_torch_nor_ray(args, allowed) -> None:
     )
     probe = json.loads(r.stdout.splitlines()[-1])
     assert probe["code"] in (0, None) and set(probe["heavy"]) <= set(allowed), probe
+
+
+# the same, run as `python -m MODULE ...` (the module's own __main__, not study.cli)
+MODULE_PROBE = """
+import json, runpy, sys
+module, sys.argv = sys.argv[1], [sys.argv[1], *sys.argv[2:]]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    code = e.code
+heavy = ("torch", "timm", "ray", "pandas", "optuna", "plotly")
+print(json.dumps({"code": code, "heavy": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["study.evaluate", "--help"],
+        ["study.models", "--help"],
+        ["study.models", "--list"],
+        ["study.models", "--list", "vanilla_cnn", "googlenet_extra"],
+    ],
+)
+def test_module_help_and_list_import_no_torch(args) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", MODULE_PROBE, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    probe = json.loads(r.stdout.splitlines()[-1])
+    assert probe == {"code": 0, "heavy": []}, (probe, r.stderr[-2000:])
+    if "--list" in args:  # each model's name, description and default options
+        assert "vanilla_cnn: plain CNN baseline" in r.stdout and "depth=4" in r.stdout, r.stdout
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))

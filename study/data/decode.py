@@ -141,7 +141,31 @@ def inspect_image(data: bytes, min_side: int = MIN_SIDE) -> ImageFacts:
     return ImageFacts(hashlib.sha256(data).hexdigest(), w, h, fmt, mode, dhash(rgb))
 
 
-def resize_square(img: Image.Image, size: int) -> np.ndarray:
-    """Centre-crop to a square and resize: faces are centred and a crop keeps the aspect ratio."""
-    fitted = ImageOps.fit(img, (size, size), Image.BICUBIC)
+# timm's pretrained_cfg names (`interpolation`) -> PIL's filters; a model without one is fed
+# bicubic, the cache's only filter before it was keyed by interpolation
+INTERPOLATIONS = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+def check_interpolation(interpolation: str) -> str:
+    """`interpolation` if PIL can resize with it, else a ValueError naming the choices."""
+    if interpolation not in INTERPOLATIONS:
+        raise ValueError(
+            f"interpolation {interpolation!r}: expected one of {', '.join(INTERPOLATIONS)}"
+        )
+    return interpolation
+
+
+def resize_square(img: Image.Image, size: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Centre-crop to a square and resize with `interpolation` (the filter the model's weights
+    were trained with, see study.models.input_interpolation): faces are centred and a crop keeps
+    the aspect ratio."""
+    resample = INTERPOLATIONS[check_interpolation(interpolation)]
+    fitted = ImageOps.fit(img, (size, size), resample)
     return np.asarray(fitted, dtype=np.uint8).transpose(2, 0, 1)  # CHW

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from study import storage
-from study.data.decode import decode_rgb, resize_square
+from study.data.decode import check_interpolation, decode_rgb, resize_square
 from study.data.prepare import CACHE_DIR, IMAGES_FILE, MANIFEST_FILE
 from study.data.splits import SPLITS
 
@@ -51,7 +51,8 @@ class PreparedDataset:
 
     @property
     def cache_dir(self) -> Path:
-        """Local directory of the decoded tensors (one .npy per version, size and split)."""
+        """Local directory of the decoded tensors (one .npy per version, size, interpolation and
+        split)."""
         if storage.is_remote(self.root):
             return storage.cache_root() / "data" / self.name
         return Path(self.root) / CACHE_DIR
@@ -92,12 +93,19 @@ class SplitArrays:
 DECODE_COUNT = {"images": 0}
 
 
-def _decode_split(ds: PreparedDataset, split: str, size: int) -> np.ndarray:
+def cache_file(ds: PreparedDataset, split: str, size: int, interpolation: str) -> Path:
+    """The .npy of one (version, size, interpolation, split). Bicubic keeps the name it had
+    before the key held an interpolation, so caches decoded then stay valid."""
+    tag = "" if interpolation == "bicubic" else f"-{interpolation}"
+    return ds.cache_dir / f"{ds.version}-{size}px{tag}-{split}.npy"
+
+
+def _decode_split(ds: PreparedDataset, split: str, size: int, interpolation: str) -> np.ndarray:
     blobs = ds.read_images(["image"], split).column("image").to_pylist()
     out = np.empty((len(blobs), 3, size, size), dtype=np.uint8)
 
     def one(i: int) -> None:
-        out[i] = resize_square(decode_rgb(blobs[i]), size)
+        out[i] = resize_square(decode_rgb(blobs[i]), size, interpolation)
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         list(pool.map(one, range(len(blobs))))
@@ -105,18 +113,23 @@ def _decode_split(ds: PreparedDataset, split: str, size: int) -> np.ndarray:
     return out
 
 
-def load_split(ds: PreparedDataset, split: str, image_size: int) -> SplitArrays:
-    """uint8 images of one split at one size, decoded at most once per (version, size, split).
+def load_split(
+    ds: PreparedDataset, split: str, image_size: int, interpolation: str = "bicubic"
+) -> SplitArrays:
+    """uint8 images of one split at one size, resized with `interpolation` (the filter the
+    model's weights expect: study.models.input_interpolation), decoded at most once per
+    (version, size, interpolation, split).
 
     The cache is a plain .npy on this node's disk (`ds.cache_dir`); it is memory-mapped, so every
     process on a node shares the page cache instead of holding its own copy.
     """
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
+    check_interpolation(interpolation)  # before any image is decoded
     meta = ds.table(split)
-    cache = ds.cache_dir / f"{ds.version}-{image_size}px-{split}.npy"
+    cache = cache_file(ds, split, image_size, interpolation)
     if not cache.exists():
-        arr = _decode_split(ds, split, image_size)
+        arr = _decode_split(ds, split, image_size, interpolation)
         cache.parent.mkdir(parents=True, exist_ok=True)
         # write-then-rename: concurrent trials never see a half-written cache. open("xb") makes
         # the file as the umask says (mkstemp's 0600 hid a shared data set's cache from a team).

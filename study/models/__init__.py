@@ -3,15 +3,39 @@
 ``create_model(name, num_classes, **options)`` returns a :class:`Classifier` whose ``forward``
 gives raw logits of shape (N, num_classes); ``model.head_output`` tells the trainer which loss
 ("softmax" → cross-entropy, "sigmoid" → BCE-with-logits on one-hot targets).
-Importing this package registers the families below.
+
+Importing this package fills the registry from the torch-free catalog; torch and timm are
+imported by the first ``create_model`` and by the torch helpers below on first use (PEP 562),
+so listing models and checking options (``study models --list``, ``--help``) stays fast.
 """
 
 from __future__ import annotations
 
-from . import backbones, googlenet, vanilla_cnn  # noqa: F401 - fill the registry
-from .layers import ACTIVATIONS, Classifier, count_params, input_norm
-from .registry import create_model, list_models, model_info, register_model
-from .regularization import gradcam_layer, l2_penalty, param_groups
+from typing import TYPE_CHECKING, Any
+
+from . import catalog  # noqa: F401 - fill the registry (names only; builders load on demand)
+from .registry import (
+    create_model,
+    input_interpolation,
+    list_models,
+    model_info,
+    register_model,
+)
+
+if TYPE_CHECKING:
+    from .layers import ACTIVATIONS, Classifier, count_params, input_norm
+    from .regularization import gradcam_layer, l2_penalty, param_groups
+
+# name -> the torch module that defines it
+_LAZY = {
+    "ACTIVATIONS": "layers",
+    "Classifier": "layers",
+    "count_params": "layers",
+    "input_norm": "layers",
+    "gradcam_layer": "regularization",
+    "l2_penalty": "regularization",
+    "param_groups": "regularization",
+}
 
 __all__ = [
     "ACTIVATIONS",
@@ -19,6 +43,7 @@ __all__ = [
     "count_params",
     "create_model",
     "gradcam_layer",
+    "input_interpolation",
     "input_norm",
     "l2_penalty",
     "list_models",
@@ -26,3 +51,11 @@ __all__ = [
     "param_groups",
     "register_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

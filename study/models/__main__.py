@@ -1,19 +1,20 @@
 """``python -m study.models [NAME ...] [--num-classes 7] [--image-size 224]``: list models with
-their parameter counts and forward cost at the given size."""
+their parameter counts and forward cost at the given size; ``--list``: names and descriptions
+only (no model is built)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from . import count_params, create_model, list_models, model_info
-
 
 def describe(name: str, num_classes: int, image_size: int) -> dict[str, object]:
     """Plain facts about one model with default options (tested without printing)."""
+    import torch  # here, not at the top: --help and --list need no torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from study.models import count_params, create_model, model_info
+
     model = create_model(name, num_classes).eval()
     x = torch.zeros(1, 3, image_size, image_size)
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -40,9 +41,26 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         default=224,
         help="input side in pixels for the GFLOPs count (default 224, at least 32)",
     )
+    parser.add_argument(
+        "--list",
+        action="store_true",
+        help="print each model's name, description and default options, without building any "
+        "(no parameter counts, no GFLOPs; fast)",
+    )
     args = parser.parse_args(argv)
     if args.image_size < 32:
         parser.error(f"--image-size {args.image_size}: expected at least 32")
+    from study.models import list_models, model_info  # the registry: names only, no torch
+
+    if args.list:
+        try:
+            infos = [model_info(n) for n in args.names or list_models()]
+        except ValueError as err:  # an unknown name: a message, not a traceback
+            parser.error(str(err))
+        for info in infos:
+            options = ", ".join(f"{k}={v!r}" for k, v in info["options"].items())
+            print(f"{info['name']}: {info['description']}\n    {options}")
+        return 0
     try:
         rows = [describe(n, args.num_classes, args.image_size) for n in args.names or list_models()]
     except ValueError as err:  # unknown model or bad --num-classes: a message, not a traceback

@@ -8,7 +8,6 @@ mismatch is an error naming the file and the first offending keys.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,47 +18,12 @@ from timm.models import group_modules
 from timm.utils import freeze as timm_freeze
 from torch import Tensor, nn
 
+# the options live in the torch-free catalog, which registers the builders below by name
+from .catalog import BackboneOptions
 from .layers import Classifier, Head, global_pool
-from .registry import HeadOptions, ModelEntry, register_model, register_prefix, require
+from .registry import ModelEntry, require
 
 MOBILENET_FILE = "mobilenet_v1_x0.25_imagenet.pth.tar"
-FREEZE_MODES = ("none", "backbone")
-
-
-@dataclass
-class TransferOptions(HeadOptions):
-    """Freezing and a backbone learning-rate multiplier: for pretrained weights, and for any
-    family's weights warm-started from another study (`init_from`, study.transfer)."""
-
-    freeze: str | int = "none"
-    backbone_lr_mult: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(
-            self.freeze in FREEZE_MODES or isinstance(self.freeze, int) and self.freeze >= 0,
-            "freeze",
-            self.freeze,
-            "'none', 'backbone' or an int N >= 0 (freeze all but the last N stages)",
-        )
-        require(
-            self.backbone_lr_mult >= 0, "backbone_lr_mult", self.backbone_lr_mult, "a float >= 0"
-        )
-
-
-@dataclass
-class BackboneOptions(TransferOptions):
-    """Head options plus transfer-learning ones; a pretrained body usually wants a linear head."""
-
-    head_dense: list[int] = field(default_factory=list)
-    dropout: float = 0.0
-    pretrained: bool | str = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(
-            self.pretrained != "", "pretrained", self.pretrained, "True, False or a checkpoint path"
-        )
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -211,12 +175,7 @@ class MobileNetV1(nn.Module):
         return self.fc(self.pool(self.stage3(self.stage2(self.stage1(x)))))
 
 
-@register_model(
-    "mobilenet_v1_025",
-    BackboneOptions,
-    "MobileNetV1 ×0.25 (ImageNet weights with pretrained=True, offline), linear head",
-)
-def _mobilenet_v1_025(num_classes: int, opts: BackboneOptions) -> Classifier:
+def build_mobilenet_v1_025(num_classes: int, opts: BackboneOptions) -> Classifier:
     backbone = MobileNetV1(num_classes=0)
     head = _head(backbone.num_features, num_classes, opts)
     if opts.pretrained is not False:
@@ -269,7 +228,8 @@ def _timm_builder(arch: str):
     return build
 
 
-def _timm_entry(name: str) -> ModelEntry:
+def timm_entry(name: str) -> ModelEntry:
+    """The registry entry of ``timm/<arch>`` (any architecture timm knows)."""
     arch = name.removeprefix("timm/")
     if not timm.is_model(arch):
         import difflib
@@ -286,15 +246,11 @@ def _timm_entry(name: str) -> ModelEntry:
         BackboneOptions,
         f"timm {arch} backbone with the seed's heads",
         {},
+        timm_arch=arch,
     )
 
 
-register_prefix("timm/", _timm_entry)
-# The seed's ResNet50 transfer experiments ("1 Dense + sigmoid": head_output="sigmoid";
-# "2 Dense 64 + LeakyReLU + softmax": head_dense=[64, 64], activation="leaky_relu").
-register_model(
-    "resnet50", BackboneOptions, "timm resnet50 backbone (the seed's ResNet50), linear head"
-)(_timm_builder("resnet50"))
+build_resnet50 = _timm_builder("resnet50")  # the catalog's "resnet50"
 
 
 # ----------------------------------------------------------------------------- shared

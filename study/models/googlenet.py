@@ -8,15 +8,14 @@ biases, no BN, true 5×5 branches. 6,072,375 parameters at 7 classes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
-from .backbones import TransferOptions, apply_freeze
+from .backbones import apply_freeze
+from .catalog import GoogLeNetOptions  # registered there, by name, without torch
 from .layers import Classifier, Head, act_layer, conv_block, global_pool, init_weights, scale
-from .registry import one_of, register_model, require
 
 # (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj), Szegedy et al. 2014, table 1.
 INCEPTION_V1: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -30,26 +29,7 @@ INCEPTION_V1: dict[str, tuple[int, int, int, int, int, int]] = {
     "5a": (256, 160, 320, 32, 128, 128),
     "5b": (384, 192, 384, 48, 128, 128),
 }
-STEMS = ("seed", "paper")
 AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
-
-
-@dataclass
-class GoogLeNetOptions(TransferOptions):
-    width_mult: float = 1.0
-    extra_inception_3: int = 0
-    extra_inception_5: int = 0
-    stem: str = "seed"
-    aux_logits: bool = False
-    head_dense: list[int] = field(default_factory=lambda: [64])
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        require(0 < self.width_mult <= 4, "width_mult", self.width_mult, "a float in (0, 4]")
-        for name in ("extra_inception_3", "extra_inception_5"):
-            n = getattr(self, name)
-            require(0 <= n <= 8, name, n, "an int in [0, 8]")
-        require(self.stem in STEMS, "stem", self.stem, one_of(STEMS))
 
 
 class Inception(nn.Module):
@@ -152,20 +132,7 @@ class GoogLeNetFeatures(nn.Module):
         return self.global_pool(x)
 
 
-@register_model(
-    "googlenet",
-    GoogLeNetOptions,
-    "GoogLeNet v1 from scratch, the seed's Keras model (seed stem, Dense 64 head)",
-)
-@register_model(
-    "googlenet_extra",
-    GoogLeNetOptions,
-    "seed variant: one more Inception in stages 3 and 5, head Dense 64 → Dense 64",
-    extra_inception_3=1,
-    extra_inception_5=1,
-    head_dense=[64, 64],
-)
-def _googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
+def build_googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
     features = init_weights(GoogLeNetFeatures(opts, num_classes), opts.init)
     head = Head.from_options(features.num_features, num_classes, opts)
     model = Classifier(

@@ -14,6 +14,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import get_act_layer
 from torch import Tensor, nn
 
+# the names, checked by options without torch, live in the registry
+from .registry import DEFAULT_INTERPOLATION, INITS
+
 # Keras' LeakyReLU layer defaults to a slope of 0.3 (PyTorch: 0.01); the seed study is Keras,
 # so "leaky_relu" means the seed's layer. The rest come from timm's activation factory.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -23,8 +26,6 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": get_act_layer("gelu"),
     "silu": get_act_layer("silu"),
 }
-HEAD_OUTPUTS = ("softmax", "sigmoid")
-INITS = ("torch", "glorot", "kaiming")
 
 
 def act_layer(name: str) -> Callable[[], nn.Module]:
@@ -162,7 +163,7 @@ class Classifier(nn.Module):
         aux_weight: float = 0.0,
         input_mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
         input_std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-        input_interpolation: str = "bicubic",
+        input_interpolation: str = DEFAULT_INTERPOLATION,
     ) -> None:
         super().__init__()
         self.input_mean = tuple(float(v) for v in input_mean)

@@ -2,6 +2,10 @@
 
 Options arrive as plain JSON values from search-space configs, so each family declares them as a
 dataclass; :func:`parse_options` rejects unknown names and wrong types before anything is built.
+
+Torch-free, like timm's registry of pretrained configs: a builder may be registered as a
+``"module:function"`` string, imported on the first :func:`create_model`, so listing models and
+checking their options (``study models --list``, ``--help``, the report) never imports torch.
 """
 
 from __future__ import annotations
@@ -9,14 +13,22 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import importlib
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from .layers import ACTIVATIONS, HEAD_OUTPUTS, INITS
+# option values checked here without importing torch; study.models.layers maps the activation
+# names to modules (a test keeps the two lists equal)
+ACTIVATION_NAMES = ("relu", "leaky_relu", "elu", "gelu", "silu")
+HEAD_OUTPUTS = ("softmax", "sigmoid")
+INITS = ("torch", "glorot", "kaiming")
+# what a model without a timm pretrained_cfg is fed: the decoded-image cache's historic resize
+DEFAULT_INTERPOLATION = "bicubic"
 
 
 class OptionError(ValueError):
@@ -50,7 +62,12 @@ class HeadOptions:
             self.head_dense,
             "a list of positive widths ([] for a linear head)",
         )
-        require(self.activation in ACTIVATIONS, "activation", self.activation, one_of(ACTIVATIONS))
+        require(
+            self.activation in ACTIVATION_NAMES,
+            "activation",
+            self.activation,
+            one_of(ACTIVATION_NAMES),
+        )
         require(0.0 <= self.dropout < 1.0, "dropout", self.dropout, "a float in [0, 1)")
         require(
             self.head_output in HEAD_OUTPUTS, "head_output", self.head_output, one_of(HEAD_OUTPUTS)
@@ -61,35 +78,49 @@ def one_of(choices: Any) -> str:
     return "one of " + ", ".join(repr(c) for c in choices)
 
 
-Builder = Callable[[int, Any], nn.Module]
+Builder = Callable[[int, Any], "nn.Module"]
+
+
+def resolve(target: Callable | str) -> Callable:
+    """A callable, or the one a ``"package.module:attribute"`` string names (imported now)."""
+    if not isinstance(target, str):
+        return target
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    builder: Builder
+    builder: Builder | str  # a "module:function" string is imported on the first build
     options: type[HeadOptions]
     description: str
     defaults: Mapping[str, Any]
+    # the timm architecture whose pretrained_cfg says how inputs are resized and normalised
+    timm_arch: str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
-# Name prefixes resolved on demand ("timm/<arch>"): too many names to register one by one.
-_PREFIXES: dict[str, Callable[[str], ModelEntry]] = {}
 
 
 def register_model(
-    name: str, options: type[HeadOptions], description: str, **defaults: Any
-) -> Callable[[Builder], Builder]:
-    """Decorator registering ``builder(num_classes, opts) -> nn.Module`` under ``name``.
+    name: str,
+    options: type[HeadOptions],
+    description: str,
+    *,
+    timm_arch: str | None = None,
+    **defaults: Any,
+) -> Callable[[Builder | str], Builder | str]:
+    """Decorator registering ``builder(num_classes, opts) -> nn.Module`` under ``name``; the
+    builder may be a ``"module:function"`` string, imported when the model is first built.
 
     Stack it to register variants of one builder that differ only in default options (timm's
     per-variant functions, with the variant's options checked here, at import time)."""
 
-    def decorate(builder: Builder) -> Builder:
+    def decorate(builder: Builder | str) -> Builder | str:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        entry = ModelEntry(name, builder, options, description, dict(defaults))
+        entry = ModelEntry(name, builder, options, description, dict(defaults), timm_arch)
         parse_options(entry, {})  # a variant with bad defaults fails when it is registered
         _REGISTRY[name] = entry
         return builder
@@ -97,8 +128,12 @@ def register_model(
     return decorate
 
 
-def register_prefix(prefix: str, resolve: Callable[[str], ModelEntry]) -> None:
-    _PREFIXES[prefix] = resolve
+# prefix -> its resolver, or the "module:function" string naming it (imported on first use)
+_PREFIX_RESOLVERS: dict[str, Callable[[str], ModelEntry] | str] = {}
+
+
+def register_prefix(prefix: str, resolver: Callable[[str], ModelEntry] | str) -> None:
+    _PREFIX_RESOLVERS[prefix] = resolver
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -110,14 +145,15 @@ def list_models(pattern: str = "*") -> list[str]:
 def get_entry(name: str) -> ModelEntry:
     if name in _REGISTRY:
         return _REGISTRY[name]
-    for prefix, resolve in _PREFIXES.items():
+    # name prefixes resolved on demand ("timm/<arch>"): too many names to register one by one
+    for prefix, resolver in _PREFIX_RESOLVERS.items():
         if name.startswith(prefix):
-            return resolve(name)
+            return resolve(resolver)(name)
     close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise ValueError(
         f"unknown model {name!r}{hint}; available: {', '.join(list_models())}, "
-        f"or {', '.join(p + '<name>' for p in _PREFIXES)}"
+        f"or {', '.join(p + '<name>' for p in _PREFIX_RESOLVERS)}"
     )
 
 
@@ -131,6 +167,23 @@ def model_info(name: str) -> dict[str, Any]:
     }
 
 
+def input_interpolation(model: str | nn.Module) -> str:
+    """How a model wants its inputs resized ("bicubic", "bilinear", ...): its timm backbone's
+    ``pretrained_cfg``. Given a name, read from the config without building anything (imports
+    timm for a timm backbone only); given a built model, what it records next to its mean/std
+    (a ``torch.compile`` wrapper is looked through). Other models: the default."""
+    if not isinstance(model, str):
+        model = getattr(model, "_orig_mod", model)
+        return getattr(model, "input_interpolation", DEFAULT_INTERPOLATION)
+    entry = get_entry(model)
+    if entry.timm_arch is None:
+        return DEFAULT_INTERPOLATION
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(entry.timm_arch)
+    return (cfg.interpolation if cfg else None) or DEFAULT_INTERPOLATION
+
+
 def create_model(name: str, num_classes: int, **options: Any) -> nn.Module:
     """Build model ``name`` with a ``num_classes``-way head; ``options`` override its defaults.
 
@@ -140,7 +193,7 @@ def create_model(name: str, num_classes: int, **options: Any) -> nn.Module:
         raise ValueError(f"num_classes={num_classes!r} is invalid; expected an int >= 1")
     opts = parse_options(entry, options)
     try:
-        model = entry.builder(num_classes, opts)
+        model = resolve(entry.builder)(num_classes, opts)
     except OptionError as err:  # options that can only be checked against the built network
         raise OptionError(f"model {name!r}: {err}") from None
     model.model_name = name

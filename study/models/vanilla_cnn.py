@@ -9,38 +9,12 @@ the input size, so one model serves 32–224 px.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from torch import nn
 
-from .backbones import TransferOptions, apply_freeze
+from .backbones import apply_freeze
+from .catalog import VanillaCNNOptions  # registered there, by name, without torch
 from .layers import Classifier, Head, conv_block, global_pool, init_weights, scale
-from .registry import one_of, register_model, require
-
-KERNELS = (3, 5, 7)
-
-
-@dataclass
-class VanillaCNNOptions(TransferOptions):
-    depth: int = 4
-    width: int = 32
-    convs_per_block: int = 1
-    kernel_size: int = 3
-    width_mult: float = 1.0
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        # Each block halves the resolution; past 6 a 64 px input is already 1×1.
-        require(1 <= self.depth <= 6, "depth", self.depth, "an int in [1, 6]")
-        require(1 <= self.width <= 512, "width", self.width, "an int in [1, 512]")
-        require(
-            1 <= self.convs_per_block <= 4,
-            "convs_per_block",
-            self.convs_per_block,
-            "an int in [1, 4]",
-        )
-        require(self.kernel_size in KERNELS, "kernel_size", self.kernel_size, one_of(KERNELS))
-        require(0 < self.width_mult <= 4, "width_mult", self.width_mult, "a float in (0, 4]")
 
 
 def _features(opts: VanillaCNNOptions) -> tuple[nn.Sequential, int]:
@@ -65,12 +39,7 @@ def _features(opts: VanillaCNNOptions) -> tuple[nn.Sequential, int]:
     return nn.Sequential(blocks), in_ch
 
 
-@register_model(
-    "vanilla_cnn",
-    VanillaCNNOptions,
-    "plain CNN baseline from scratch: 4 × (conv 3×3 → max-pool), Dense 64 head",
-)
-def _vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
+def build_vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
     features, width = _features(opts)
     init_weights(features, opts.init)
     head = Head.from_options(width, num_classes, opts)
