@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import ray
 from conftest import MANGA_CLASSES, face_png
-from ray import tune
 
 from study import run
 from study.data import prepare
@@ -43,12 +41,7 @@ def ray_cluster():
     """One local Ray for every study of this module (run_study leaves a caller's Ray up)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     start = time.monotonic()
-    with pytest.MonkeyPatch.context() as mp:
-        # Trials reuse their actor, as Tune allows for equal resources: a new actor per trial
-        # imports torch again, about 8 s of this module's 2 shared cores for each of ~60 trials.
-        # Only scheduling differs; every trial still runs its own config from scratch.
-        mp.setattr(tune, "TuneConfig", partial(tune.TuneConfig, reuse_actors=True))
-        yield
+    yield
     ray.shutdown()
     print(f"\ncover studies: {time.monotonic() - start:.0f} s")
 
