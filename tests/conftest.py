@@ -92,9 +92,20 @@ def at_least_timeout(item: pytest.Item, seconds: float) -> None:
         item.add_marker(pytest.mark.timeout(seconds), append=False)
 
 
+def _runs_study_cli(item: pytest.Item) -> bool:
+    """The test function, or a fixture it uses (asha_study: tests in several files), calls
+    study_cli."""
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info else ():
+        funcs += [d.func for d in defs]
+    codes = [f.__code__ for f in funcs if hasattr(f, "__code__")]
+    return any("study_cli" in code.co_names for code in codes)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:  # tests in several files set up the session's asha_study
-        if "asha_study" in getattr(item, "fixturenames", ()):
+    for item in items:
+        if _runs_study_cli(item):
             at_least_timeout(item, STUDY_TEST_TIMEOUT_S)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import ray
 import torch
-from conftest import STUDY_TEST_TIMEOUT_S, study_cli
+from conftest import study_cli
 
 from study import confirm, confirmed, run
 from study.data import SplitArrays, open_dataset, prepare
@@ -21,10 +21,6 @@ from study.evaluate import probabilities
 from study.folds import fold_ids
 from study.models import create_model
 from study.transfer import FINAL_DIR, FINAL_JSON, FINAL_WEIGHTS
-
-# the module's one study (study_cli's limit) is paid by whichever of its tests comes first
-pytestmark = pytest.mark.timeout(STUDY_TEST_TIMEOUT_S)
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
