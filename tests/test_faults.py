@@ -38,6 +38,17 @@ def test_asha_stopped_trials_are_pruned_in_optuna(asha_study) -> None:
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
 
 
+def test_trials_reuse_their_worker_processes(asha_study) -> None:
+    """8 trials, 2 at a time: a worker that ends a trial runs a next one (reuse_actors), so torch
+    is imported by a few worker processes, not by one new process per trial."""
+    pids = {
+        tid: {r["pid"] for r in _results(asha_study.dir / tid)}
+        for tid in asha_study.trials["trial_id"]
+    }
+    assert all(len(p) == 1 for p in pids.values()), pids  # no trial moved (none failed)
+    assert len(set().union(*pids.values())) < len(pids), pids
+
+
 FAULT_SPACE = """
 from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="faults", max_epochs=3, num_samples=4,
