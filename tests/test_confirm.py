@@ -22,6 +22,7 @@ from study.folds import fold_ids
 from study.models import create_model
 from study.transfer import FINAL_DIR, FINAL_JSON, FINAL_WEIGHTS
 
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("data")
