@@ -328,6 +328,7 @@ def build_tuner(
             scheduler=scheduler,
             num_samples=settings.num_samples,
             trial_dirname_creator=lambda t: t.trial_id,  # short names
+            reuse_actors=True,  # one worker runs trial after trial: torch imported once
         ),
         run_config=tune.RunConfig(
             name=name,

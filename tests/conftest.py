@@ -76,7 +76,40 @@ def toon_dir(tmp_path_factory) -> Path:
     return d
 
 
-def study_cli(*args: str, timeout: float = 400, **popen) -> subprocess.CompletedProcess:
+# A CLI study at test size takes 20-60 s on 2 quiet cores and several times that at load 8-12.
+# Past STUDY_TIMEOUT_S its process is killed and the test fails naming the command
+# (TimeoutExpired); the test waiting for it gets STUDY_TEST_TIMEOUT_S from pytest-timeout, whose
+# limit covers the fixtures it sets up too (a shared study is paid by the first test using it).
+STUDY_TIMEOUT_S = 300
+STUDY_TEST_TIMEOUT_S = STUDY_TIMEOUT_S + 60
+
+
+def at_least_timeout(item: pytest.Item, seconds: float) -> None:
+    """Give a test at least `seconds` of pytest-timeout's limit (a larger own limit stays)."""
+    marker = item.get_closest_marker("timeout")
+    current = (marker.args or [marker.kwargs.get("timeout")])[0] if marker else None
+    if current is None or current < seconds:
+        item.add_marker(pytest.mark.timeout(seconds), append=False)
+
+
+def _runs_study_cli(item: pytest.Item) -> bool:
+    """The test function, or a fixture it uses (asha_study: tests in several files), calls
+    study_cli."""
+    funcs = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in info.name2fixturedefs.values() if info else ():
+        funcs += [d.func for d in defs]
+    codes = [f.__code__ for f in funcs if hasattr(f, "__code__")]
+    return any("study_cli" in code.co_names for code in codes)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _runs_study_cli(item):
+            at_least_timeout(item, STUDY_TEST_TIMEOUT_S)
+
+
+def study_cli(*args: str, timeout: float = STUDY_TIMEOUT_S, **popen) -> subprocess.CompletedProcess:
     """`python -m study.run ARGS` in a fresh process, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "study.run", *args],

@@ -37,6 +37,7 @@ def toon_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.mark.timeout(360)  # gpu_check.sh --cpu stops itself at 240 + 30 s, then 300
 def test_gpu_check_cpu_mode_runs_every_phase_without_ray(tmp_path) -> None:
     (tmp_path / "sitecustomize.py").write_text(BLOCK_IMPORTS)
     env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(tmp_path)}
@@ -77,6 +78,7 @@ def test_gpu_check_refuses_to_pretend_a_cpu_is_a_gpu() -> None:
     assert gpu_check.main([]) == 2
 
 
+@pytest.mark.timeout(360)  # its subprocess is killed at 300 s
 def test_pipeline_prints_one_row_per_cell_with_consistent_ratios(toon_dir, tmp_path) -> None:
     out_json = tmp_path / "rows.json"
     proc = subprocess.run(

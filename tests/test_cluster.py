@@ -237,13 +237,19 @@ def tiny_toon(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path) -> None:
+def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path, monkeypatch) -> None:
     """A head with no CPUs and two 1-CPU workers: the smoke study's two 1-CPU trials can only run
     one per worker, and trials.parquet's `node` column (recorded by each trial) shows both."""
     import ray
+    from ray import tune
     from ray.cluster_utils import Cluster
 
     from study import run
+
+    # a new actor per trial: a trial that ended before the other's actor started would hand the
+    # other its actor (reuse_actors), and both would run on one node
+    config = tune.TuneConfig
+    monkeypatch.setattr(tune, "TuneConfig", lambda **kw: config(**{**kw, "reuse_actors": False}))
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     try:

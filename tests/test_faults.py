@@ -14,7 +14,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from conftest import REPO
+from conftest import REPO, STUDY_TIMEOUT_S
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +38,17 @@ def test_asha_stopped_trials_are_pruned_in_optuna(asha_study) -> None:
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
 
 
+def test_trials_reuse_their_worker_processes(asha_study) -> None:
+    """8 trials, 2 at a time: a worker that ends a trial runs a next one (reuse_actors), so torch
+    is imported by a few worker processes, not by one new process per trial."""
+    pids = {
+        tid: {r["pid"] for r in _results(asha_study.dir / tid)}
+        for tid in asha_study.trials["trial_id"]
+    }
+    assert all(len(p) == 1 for p in pids.values()), pids  # no trial moved (none failed)
+    assert len(set().union(*pids.values())) < len(pids), pids
+
+
 FAULT_SPACE = """
 from study.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="faults", max_epochs=3, num_samples=4,
@@ -58,6 +69,7 @@ def _results(trial_dir: Path) -> list[dict]:
     )
 
 
+@pytest.mark.timeout(STUDY_TIMEOUT_S + 60)  # the study's own limit, then its checks
 def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> None:
     (tmp_path / "faults.py").write_text(FAULT_SPACE)
     storage = tmp_path / "s"
@@ -82,10 +94,10 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
         text=True,
     )
     killed = None
-    deadline = time.time() + 400
+    deadline = time.monotonic() + STUDY_TIMEOUT_S
     try:
         # kill the slow trial's worker (by its pid) in the middle of its second epoch
-        while proc.poll() is None and killed is None and time.time() < deadline:
+        while proc.poll() is None and killed is None and time.monotonic() < deadline:
             for trial_dir in (storage / "f").glob("*/"):
                 res = _results(trial_dir)
                 if (
@@ -98,7 +110,7 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
                     os.kill(killed[1], signal.SIGKILL)
                     break
             time.sleep(0.2)
-        out, _ = proc.communicate(timeout=max(10, deadline - time.time()))
+        out, _ = proc.communicate(timeout=max(10, deadline - time.monotonic()))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -179,7 +191,18 @@ def _rungs_by_seed(study_dir: Path) -> dict[str, dict[int, float]]:
     }
 
 
+# the three studies below share one budget: each waits at most what is left of it, so a slow
+# machine fails the test with the step that ran out (TimeoutExpired or an assert), never hangs
+RESUME_BUDGET_S = 540
+
+
+def _left(deadline: float) -> float:
+    return max(1.0, deadline - time.monotonic())
+
+
+@pytest.mark.timeout(RESUME_BUDGET_S + 60)
 def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_path) -> None:
+    deadline = time.monotonic() + RESUME_BUDGET_S
     (tmp_path / "resume.py").write_text(RESUME_SPACE)
     common = [
         "--space",
@@ -192,39 +215,41 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
         "1",
         "--no-report",
     ]
-    full = subprocess.run(
-        [sys.executable, "-m", "study.run", *common, "--name", "full"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert full.returncode == 0, full.stderr[-3000:]
 
+    def study(*args: str, **popen) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "study.run", *common, *args]
+        return subprocess.Popen(cmd, cwd=REPO, text=True, start_new_session=True, **popen)
+
+    # the uninterrupted run beside the one to be cut (one trial at a time each: the two share
+    # the 2 cores as one study of two concurrent trials would); its log goes to a file, read
+    # after it ends (a pipe that nobody reads could fill and stall it)
+    log = (tmp_path / "full.log").open("w+")
+    full = study("--name", "full", stdout=log, stderr=subprocess.STDOUT)
     # the same study, its driver killed (SIGKILL) once two trials have ended, in the middle of
     # the next trial (after its first epoch: not in the instant a new trial is being sampled)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", *common, "--name", "cut"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = study("--name", "cut", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cut = tmp_path / "s" / "cut"
     try:
-        deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None:
+        while proc.poll() is None:
             if _ended(cut) >= 2 and _running_with_an_epoch(cut):
                 break
+            assert time.monotonic() < deadline, "no trial to cut within the test's budget"
             time.sleep(0.1)
         assert proc.poll() is None, "the study ended before it could be interrupted"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
+        full.wait(timeout=_left(deadline))
     finally:
-        try:  # Ray's head processes were started by that driver, in its session: end them too
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # Ray's head processes were started by each driver, in its own session: end them too
+        for p in (proc, full):
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.seek(0)
+        full_log = log.read()
+        log.close()
+    assert full.returncode == 0, full_log[-3000:]
     before = pd.read_parquet(cut / "trials.parquet")
     assert len(before) < 6
     t0 = time.time()
@@ -233,7 +258,7 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=_left(deadline),
     )
     resume_s = time.time() - t0
     assert resumed.returncode == 0, resumed.stderr[-3000:]

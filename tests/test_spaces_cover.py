@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import ray
 from conftest import MANGA_CLASSES, face_png
-from ray import tune
 
 from study import run
 from study.data import prepare
@@ -43,12 +41,7 @@ def ray_cluster():
     """One local Ray for every study of this module (run_study leaves a caller's Ray up)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     start = time.monotonic()
-    with pytest.MonkeyPatch.context() as mp:
-        # Trials reuse their actor, as Tune allows for equal resources: a new actor per trial
-        # imports torch again, about 8 s of this module's 2 shared cores for each of ~60 trials.
-        # Only scheduling differs; every trial still runs its own config from scratch.
-        mp.setattr(tune, "TuneConfig", partial(tune.TuneConfig, reuse_actors=True))
-        yield
+    yield
     ray.shutdown()
     print(f"\ncover studies: {time.monotonic() - start:.0f} s")
 
@@ -189,7 +182,9 @@ def test_every_choice_of_every_space_runs(name, ray_cluster, data_dir, tmp_path)
     path = tmp_path / f"cover_{name}.py"
     path.write_text(SPACE_FILE.format(name=name, n=len(cover.params), points=cover.params))
     args = ["--space", str(path), "--smoke-test", "--num-samples", str(len(cover.params))]
-    args += ["--max-epochs", "1", "--no-report"]
+    # one trial at a time, all in one worker: a second worker would start (importing torch)
+    # only to be dropped when the first worker ends a trial and takes the next one (reuse_actors)
+    args += ["--max-epochs", "1", "--max-concurrent", "1", "--no-report"]
     args += ["--data-dir", str(data_dir), "--storage", str(tmp_path / "s"), "--name", "cover"]
     if getattr(space.module, "NEEDS_INIT_FROM", None):  # a transfer space: a toon study first
         src = ["--space", "demo", "--smoke-test", "--num-samples", "1", "--max-epochs", "1"]

@@ -172,6 +172,10 @@ def test_missing_bucket_fails_before_ray_starts(s3_data, capsys) -> None:
 # --- a real study on s3:// ---------------------------------------------------------------------
 
 
+# a smoke study on s3:// (moto) in a subprocess, killed past this (TimeoutExpired names it)
+S3_STUDY_S = 240
+
+
 def _study(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, int]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.run", *args],
@@ -181,7 +185,7 @@ def _study(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    out, err = proc.communicate(timeout=240)
+    out, err = proc.communicate(timeout=S3_STUDY_S)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 
 
@@ -216,7 +220,7 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(S3_STUDY_S + 60)  # the fixture's study, moto's start, the checks
 def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
     """Train and val are decoded once by the driver before fit() (the trials share them through
     Ray's object store), test once by the evaluation task: every image of the set exactly once."""
@@ -237,7 +241,7 @@ def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(2 * S3_STUDY_S + 120 + 60)  # the fixture's study, its resume, the report
 def test_study_on_s3_resumes_and_reports_from_there(s3_study, tmp_path, monkeypatch) -> None:
     import optuna
 
