@@ -274,6 +274,9 @@ def run_study(
     # save Tune's experiment state at every step, so a killed driver resumes without re-running
     # or re-deciding anything (the state is small next to an epoch of training)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # reuse_actors: a worker waits this long for the last trial's thread before taking the next
+    # (Ray's default 2 s is short on a loaded machine; past it Tune starts a fresh worker)
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
     t0 = time.time()
     gpus = a.gpus_per_trial
     started_ray = not ray.is_initialized()  # a caller's Ray (tests, notebooks) stays up after

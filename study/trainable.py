@@ -26,7 +26,14 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
 
     run = run_trial_cv if data.folds is not None else run_trial  # SpaceSettings.cv_folds
     cfg = TrainConfig.from_config(config)
-    run(cfg, data, report, lambda: candidates(tune.get_checkpoint()), node=node_name())
+    try:
+        run(cfg, data, report, lambda: candidates(tune.get_checkpoint()), node=node_name())
+    finally:
+        # reuse_actors: the next trial in this worker starts without this one's cached blocks
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def node_name() -> str:
