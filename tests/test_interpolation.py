@@ -1,7 +1,9 @@
 """Pretrained inputs resized as the weights expect (issue #14 item 5): the decoded-image cache is
 keyed by (size, interpolation), so a backbone whose timm pretrained_cfg says bilinear gets
-bilinear-resized pixels, decoded once per key. No weights are loaded (pretrained=False): the
-interpolation comes from the config alone."""
+bilinear-resized pixels, decoded once per key; trials (cv folds too), confirmation runs and the
+scoring of stored checkpoints train and score each model on its own filter's pixels, and
+study.run decodes a second filter only when the space can build a model that needs it. No
+weights are loaded (pretrained=False): the interpolation comes from the config alone."""
 
 from __future__ import annotations
 
