@@ -46,11 +46,16 @@ def train_job(
 
     from study.data import load_split, open_dataset
     from study.fit import concat, fit, subset
+    from study.models import input_interpolation
     from study.trainable import Diverged, pick_device
 
     t0 = time.perf_counter()
     ds = open_dataset(data_dir, dataset)
-    train, val = load_split(ds, "train", image_size), load_split(ds, "val", image_size)
+    resize = input_interpolation(job.config["model"])  # the filter the model's weights expect
+    train, val = (
+        load_split(ds, "train", image_size, resize),
+        load_split(ds, "val", image_size, resize),
+    )
     if job.kind == "fold":
         assert folds is not None
         pool = concat(train, val)
@@ -72,14 +77,13 @@ def train_job(
     }
     device = pick_device()
     try:
-        fitted = fit(job.config, train, ds.classes, job.epochs, device)
+        fitted = fit(job.config, train, ds.classes, job.epochs, device, resize)
     except Diverged as e:
         return row | {"error": f"diverged: {e}", "wall_s": time.perf_counter() - t0}
     row |= _scores(fitted.model, val, device, tta, ds.classes, "val")
     # training and every validation score are done: only now the test split is read
-    row |= _scores(
-        fitted.model, load_split(ds, "test", image_size), device, tta, ds.classes, "test"
-    )
+    test = load_split(ds, "test", image_size, resize)
+    row |= _scores(fitted.model, test, device, tta, ds.classes, "test")
     if job.kind == "refit":
         buf = io.BytesIO()
         torch.save({k: v.cpu() for k, v in fitted.model.state_dict().items()}, buf)
@@ -102,15 +106,20 @@ def stored_models_job(
     `score_val=False` for cv_folds studies: their checkpoints trained on part of val."""
     from study.data import load_split, open_dataset
     from study.evaluate import load_best_model, probabilities
+    from study.models import input_interpolation
     from study.trainable import pick_device
 
     ds = open_dataset(data_dir, dataset)
-    splits = {"val": load_split(ds, "val", image_size)} if score_val else {}
-    splits["test"] = load_split(ds, "test", image_size)
+    names = ["val", "test"] if score_val else ["test"]
+    by_filter: dict[str, dict] = {}  # the splits once per resize filter the models expect
     device = pick_device()
     rows, probs = [], {}
     for tid in dict.fromkeys([*trial_ids, *ensemble]):
         model, cfg = load_best_model(study_dir, tid, len(ds.classes), device)
+        resize = input_interpolation(model)
+        if resize not in by_filter:
+            by_filter[resize] = {s: load_split(ds, s, image_size, resize) for s in names}
+        splits = by_filter[resize]
         probs[tid] = {
             (split, mode): probabilities(model, arr, device, mode)
             for split, arr in splits.items()
@@ -127,6 +136,7 @@ def stored_models_job(
         keys = probs[ensemble[0]]
         mean = {key: np.mean([probs[t][key] for t in ensemble], axis=0) for key in keys}
         name = "+".join(ensemble)
+        # `splits`: any filter's, for the labels and counts (the same images in the same order)
         rows.append(_prob_row("ensemble", name, "ensemble", -1, mean, splits, tta, ds.classes))
     return rows
 

@@ -32,13 +32,17 @@ MEAN_KEYS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1")
 
 
 def fold_data(data: TrialData) -> list[TrialData]:
-    """One TrialData per fold: train on the other folds, validate on this one."""
+    """One TrialData per fold: train on the other folds, validate on this one (and the same
+    fold of each copy `data.resized` holds, for models that expect another resize filter)."""
     assert data.folds is not None
+    resized = {f: fold_data(copy) for f, copy in data.resized.items()}
     return [
         TrialData(
             train=subset(data.train, np.flatnonzero(data.folds != f)),
             val=subset(data.train, np.flatnonzero(data.folds == f)),
             classes=data.classes,
+            interpolation=data.interpolation,
+            resized={name: folds[f] for name, folds in resized.items()},
         )
         for f in range(int(data.folds.max()) + 1)
     ]
@@ -69,9 +73,9 @@ def run_trial_cv(
     """`study.trial.run_trial` for cv_folds > 0 (data.folds set), with the same arguments; it
     resumes from the newest checkpoint `checkpoint` returns (every fold's state is in one file)."""
     device = device or pick_device()
-    folds = fold_data(data)
     # seeded once: each fold's model starts from where the RNG is after the previous one's
-    runs = [setup_trial(cfg, fd, device, reseed=f == 0) for f, fd in enumerate(folds)]
+    runs = [setup_trial(cfg, fd, device, reseed=f == 0) for f, fd in enumerate(fold_data(data))]
+    folds = [t.data for t in runs]  # at the model's resize filter
     start, best, best_fold0, note = 0, {"value": None, "epoch": 0}, None, runs[0].note
     found = checkpoint()
     if found:

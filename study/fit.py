@@ -36,16 +36,19 @@ def fit(
     classes: list[str],
     epochs: int,
     device: torch.device | None = None,
+    interpolation: str = "bicubic",
 ) -> Fitted:
     """Train `config` on `train` for `epochs` epochs, as a trial would (same schedule over the
     config's max_epochs, same data order for a seed), with no validation and no early stopping:
-    the epoch count was chosen already. Raises `study.steps.Diverged` on a NaN loss."""
+    the epoch count was chosen already. `interpolation`: the filter `train` was resized with;
+    it must be the model's (study.models.input_interpolation), else ValueError before training.
+    Raises `study.steps.Diverged` on a NaN loss."""
     cfg = TrainConfig.from_config(config)
-    data = TrialData(train=train, val=empty_split(train), classes=classes)
+    data = TrialData(train, empty_split(train), classes, interpolation=interpolation)
     t = setup_trial(cfg, data, device or pick_device())
     history = []
     for epoch in range(epochs):
-        loss, acc, _ = t.train(data, epoch)  # the batch order of run_trial's epoch
+        loss, acc, _ = t.train(t.data, epoch)  # the batch order of run_trial's epoch
         history.append({"epoch": epoch + 1, "train_loss": loss, "train_acc": acc})
     return Fitted(t.model, t.aug, history, t.note)
 

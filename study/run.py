@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,6 +250,33 @@ def prepare(a: argparse.Namespace) -> tuple:
     return space, settings, constants, fn, ds, data_dir, storage, name
 
 
+def input_filters(fn, settings, constants: dict[str, Any]) -> list[str]:
+    """The resize filters the space's models expect (study.models.input_interpolation of each
+    model a covering trial builds: every categorical choice at least once), bicubic first."""
+    from study.config import TrainConfig
+    from study.models import input_interpolation
+    from study.spaces import cover_space
+
+    configs = cover_space(fn, settings).configs
+    models = {TrainConfig.from_config({**constants, **c, "seed": 0}).model for c in configs}
+    return sorted({input_interpolation(m) for m in models}, key=lambda f: (f != "bicubic", f))
+
+
+def trial_data(ds, settings, filters: list[str], seed: int):
+    """What every trial gets: train and val resized with filters[0], and with each other filter
+    in its `resized` (a trial trains on its model's: TrialData.for_model); cv_folds: pooled."""
+    from study import confirm
+    from study.data import load_split
+    from study.steps import TrialData
+
+    copies = []
+    for f in filters:
+        train, val = (load_split(ds, split, settings.image_size, f) for split in ("train", "val"))
+        data = TrialData(train, val, ds.classes, interpolation=f)
+        copies.append(confirm.tuning_data(data, ds, settings, seed))  # cv_folds: in folds
+    return replace(copies[0], resized={d.interpolation: d for d in copies[1:]})
+
+
 def run_study(
     a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
 ) -> int:
@@ -258,11 +285,9 @@ def run_study(
     import ray
 
     from study import confirm
-    from study.data import load_split
     from study.spaces import describe_hyperparameters
     from study.study_json import new_record, now, resumed_record
     from study.tables import read_json, write_json
-    from study.trainable import TrialData
     from study.tune import build_tuner, optuna_storage_url, push_optuna_db, restore_tuner
 
     # no "A new study created in RDB" line: the study's own lines say what starts
@@ -324,16 +349,12 @@ def run_study(
             meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
+        filters = input_filters(fn, settings, constants)
         console.phase(
-            f"decoding {ds.name} train and val at {settings.image_size} px (cached on disk "
-            "after the first study at this size)"
+            f"decoding {ds.name} train and val at {settings.image_size} px, resized "
+            f"{' and '.join(filters)} (cached on disk after the first study at this size)"
         )
-        data = TrialData(
-            train=load_split(ds, "train", settings.image_size),
-            val=load_split(ds, "val", settings.image_size),
-            classes=ds.classes,
-        )
-        data = confirm.tuning_data(data, ds, settings, a.seed)  # cv_folds: train+val in folds
+        data = trial_data(ds, settings, filters, a.seed)
         kwargs = dict(
             space_fn=fn,
             settings=settings,

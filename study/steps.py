@@ -6,7 +6,7 @@ and validation. `study.trial` builds a trial from these; `study.evaluate` scores
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -21,7 +21,7 @@ from study.data import Augment, SplitArrays
 from study.data.augment import AugmentDraw
 from study.feed import BatchFit, DeviceSums, batches, prefetched
 from study.metrics import macro_f1
-from study.models import create_model, l2_penalty, param_groups
+from study.models import create_model, input_interpolation, l2_penalty, param_groups
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,24 @@ class TrialData:
     classes: list[str]
     # cv_folds tuning: `train` is train+val and this its fold ids (study.cv_trial); else None
     folds: np.ndarray | None = None
+    # the resize filter the images went through, and the same images through the other filters
+    # the space's models expect (study.run decodes them once, before tuning): a backbone trains
+    # on the pixels its pretrained_cfg says (study.models.input_interpolation)
+    interpolation: str = "bicubic"
+    resized: dict[str, TrialData] = field(default_factory=dict)
+
+    def for_model(self, model: nn.Module, name: str = "the model") -> TrialData:
+        """This data, or its copy resized with the filter `model` (called `name`) expects."""
+        want = input_interpolation(model)
+        if want == self.interpolation:
+            return self
+        if want not in self.resized:
+            held = ", ".join([self.interpolation, *self.resized])
+            raise ValueError(
+                f"{name} expects inputs resized with {want!r}; the trial data holds "
+                f"{held} only (decode train and val with load_split(..., {want!r}) into resized)"
+            )
+        return self.resized[want]
 
 
 class Diverged(RuntimeError):

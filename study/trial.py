@@ -81,6 +81,8 @@ class Training:
     params: int
     gen: torch.Generator
     fit: BatchFit
+    # train and val resized with the filter the model expects (TrialData.for_model)
+    data: TrialData
     note: str = ""
     probe: StepProbe | None = field(default=None, repr=False)
 
@@ -129,12 +131,14 @@ def setup_trial(
     """The one place a model, its optimiser and its input pipeline are made from a config.
 
     Sets the config's torch threads and, unless `reseed` is False, seeds torch and numpy with
-    the config's seed (a cross-validation trial seeds once for all its folds' models)."""
+    the config's seed (a cross-validation trial seeds once for all its folds' models). The
+    returned `data` is `data` at the resize filter the model expects: train and validate on it."""
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     gen = seed_everything(cfg.seed) if reseed else torch.Generator().manual_seed(cfg.seed)
     k = len(data.classes)
     model = build_model(cfg, k, device)
+    data = data.for_model(model, f"model {cfg.model!r}")
     note = ""
     if cfg.init_from:  # before the optimiser: it holds the trainable (unfrozen) tensors
         from study.transfer import warm_start  # lazily: it reads other studies' tables
@@ -154,6 +158,7 @@ def setup_trial(
         params=sum(p.numel() for p in model.parameters()),
         gen=gen,
         fit=BatchFit(cfg.batch_size),
+        data=data,
         note=note,
     )
 
@@ -175,6 +180,7 @@ def run_trial(
     device = device or pick_device()
     faults = inject.parse(cfg.fault)
     t = setup_trial(cfg, data, device)
+    data = t.data  # at the model's resize filter
     torch.backends.cudnn.benchmark = True
     start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, t.note
     candidates = checkpoint()
