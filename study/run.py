@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -250,33 +250,6 @@ def prepare(a: argparse.Namespace) -> tuple:
     return space, settings, constants, fn, ds, data_dir, storage, name
 
 
-def input_filters(fn, settings, constants: dict[str, Any]) -> list[str]:
-    """The resize filters the space's models expect (study.models.input_interpolation of each
-    model a covering trial builds: every categorical choice at least once), bicubic first."""
-    from study.config import TrainConfig
-    from study.models import input_interpolation
-    from study.spaces import cover_space
-
-    configs = cover_space(fn, settings).configs
-    models = {TrainConfig.from_config({**constants, **c, "seed": 0}).model for c in configs}
-    return sorted({input_interpolation(m) for m in models}, key=lambda f: (f != "bicubic", f))
-
-
-def trial_data(ds, settings, filters: list[str], seed: int):
-    """What every trial gets: train and val resized with filters[0], and with each other filter
-    in its `resized` (a trial trains on its model's: TrialData.for_model); cv_folds: pooled."""
-    from study import confirm
-    from study.data import load_split
-    from study.steps import TrialData
-
-    copies = []
-    for f in filters:
-        train, val = (load_split(ds, split, settings.image_size, f) for split in ("train", "val"))
-        data = TrialData(train, val, ds.classes, interpolation=f)
-        copies.append(confirm.tuning_data(data, ds, settings, seed))  # cv_folds: in folds
-    return replace(copies[0], resized={d.interpolation: d for d in copies[1:]})
-
-
 def run_study(
     a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
 ) -> int:
@@ -349,12 +322,12 @@ def run_study(
             meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
-        filters = input_filters(fn, settings, constants)
+        filters = confirm.input_filters(fn, settings, constants)
         console.phase(
             f"decoding {ds.name} train and val at {settings.image_size} px, resized "
             f"{' and '.join(filters)} (cached on disk after the first study at this size)"
         )
-        data = trial_data(ds, settings, filters, a.seed)
+        data = confirm.trial_data(ds, settings, filters, a.seed)
         kwargs = dict(
             space_fn=fn,
             settings=settings,

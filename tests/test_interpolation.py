@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 from torch import nn
 
-from study import evaluate, inference, run, trial
+from study import confirm, evaluate, inference, trial
 from study.config import TrainConfig
 from study.confirm_jobs import Job, stored_models_job, train_job
 from study.cv_trial import fold_data, run_trial_cv
@@ -162,7 +162,7 @@ def _spy(monkeypatch) -> list[tuple[str, np.ndarray]]:
 def test_a_trial_trains_and_validates_on_its_models_pixels(manga, monkeypatch) -> None:
     """study.run's data: bicubic train/val with a bilinear copy in `resized`; the bilinear-cfg
     backbone trains and validates on the copy, a from-scratch CNN on the bicubic images."""
-    data = run.trial_data(manga, _settings(), ["bicubic", "bilinear"], 0)
+    data = confirm.trial_data(manga, _settings(), ["bicubic", "bilinear"], 0)
     copy = data.resized["bilinear"]
     assert (data.interpolation, copy.interpolation) == ("bicubic", "bilinear")
     np.testing.assert_array_equal(
@@ -182,7 +182,7 @@ def test_a_trial_trains_and_validates_on_its_models_pixels(manga, monkeypatch) -
 
 
 def test_a_missing_filter_is_a_clear_error(manga) -> None:
-    bicubic_only = run.trial_data(manga, _settings(), ["bicubic"], 0)
+    bicubic_only = confirm.trial_data(manga, _settings(), ["bicubic"], 0)
     cfg = TrainConfig.from_config(_config(BILINEAR_ARCH))
     with pytest.raises(
         ValueError,
@@ -194,7 +194,7 @@ def test_a_missing_filter_is_a_clear_error(manga) -> None:
 
 def test_cv_folds_train_each_fold_on_its_models_pixels(manga, monkeypatch) -> None:
     """cv_folds tuning: train+val pooled and split into folds for every filter alike."""
-    data = run.trial_data(manga, _settings(cv_folds=2), ["bicubic", "bilinear"], 0)
+    data = confirm.trial_data(manga, _settings(cv_folds=2), ["bicubic", "bilinear"], 0)
     copy = data.resized["bilinear"]
     assert data.folds is not None and np.array_equal(copy.folds, data.folds)
     pool = np.concatenate([load_split(manga, s, 32, "bilinear").images for s in ("train", "val")])
@@ -227,12 +227,12 @@ def test_the_space_decides_which_filters_are_decoded(manga) -> None:
         return {"model": "vanilla_cnn", "lr": t.suggest_float("lr", 1e-3, 1e-1, log=True)}
 
     settings = _settings()
-    assert run.input_filters(either, settings, {}) == ["bicubic", "bilinear"]
-    assert run.input_filters(cnn, settings, {}) == ["bicubic"]
+    assert confirm.input_filters(either, settings, {}) == ["bicubic", "bilinear"]
+    assert confirm.input_filters(cnn, settings, {}) == ["bicubic"]
     # a model from the constants (e.g. --init-from's source architecture) counts too
-    assert run.input_filters(lambda t: {}, settings, {"model": BILINEAR_ARCH}) == ["bilinear"]
+    assert confirm.input_filters(lambda t: {}, settings, {"model": BILINEAR_ARCH}) == ["bilinear"]
     before = store.DECODE_COUNT["images"]
-    data = run.trial_data(manga, settings, run.input_filters(cnn, settings, {}), 0)
+    data = confirm.trial_data(manga, settings, confirm.input_filters(cnn, settings, {}), 0)
     assert data.resized == {} and data.interpolation == "bicubic"
     n = len(manga.table("train")) + len(manga.table("val"))
     assert store.DECODE_COUNT["images"] - before == n  # no bilinear decoding
