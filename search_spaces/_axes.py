@@ -20,6 +20,16 @@ SCIENTIFIC = {
 }
 
 
+# the seed's training recipe as raw suggest names of `training` (a starting point's nuisance part)
+SEED_RECIPE = {
+    "optimizer": "adam",
+    "lr_adam": 1e-3,
+    "batch_size": 32,
+    "aug_strength": 0.5,
+    "label_smoothing": 0.0,
+}
+
+
 def training(trial: optuna.Trial, batch_sizes=(16, 32, 64)) -> dict[str, Any]:
     """Optimiser, learning rate, batch size, augmentation and label smoothing: nuisance knobs."""
     opt = trial.suggest_categorical("optimizer", ["adam", "adamw", "sgd"])

@@ -44,18 +44,23 @@ def test_glorot_init_gives_keras_variances_and_zero_biases(name: str) -> None:
         assert m.bias is None or float(m.bias.detach().abs().max()) == 0.0
 
 
-def test_torch_init_is_the_default_and_kaiming_preserves_relu_variance() -> None:
-    torch.manual_seed(0)
-    default = create_model("vanilla_cnn", 7)
-    torch.manual_seed(0)
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(
-            default.state_dict().values(),
-            create_model("vanilla_cnn", 7, init="torch").state_dict().values(),
-            strict=True,
-        )  # fmt: skip
+@pytest.mark.parametrize("name", ["googlenet", "vanilla_cnn"])
+def test_the_seeds_families_default_to_glorot_and_torch_keeps_pytorchs_init(name: str) -> None:
+    def weights(**options: object) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        return list(create_model(name, 7, **options).state_dict().values())
+
+    assert all(torch.equal(a, b) for a, b in zip(weights(), weights(init="glorot"), strict=True))
+    conv = next(
+        m for m in create_model(name, 7, init="torch").modules() if isinstance(m, nn.Conv2d)
     )
+    w, fan_in, fan_out = conv.weight.detach(), conv.weight[0].numel(), conv.weight[:, 0].numel()
+    # PyTorch's kaiming-uniform(a=sqrt(5)) bound 1/sqrt(fan_in), above Glorot's; nonzero biases
+    assert math.sqrt(6 / (fan_in + fan_out)) < float(w.abs().max()) <= 1 / math.sqrt(fan_in)
+    assert float(conv.bias.detach().abs().max()) > 0
+
+
+def test_kaiming_init_preserves_relu_variance() -> None:
     conv = create_model("vanilla_cnn", 7, init="kaiming", width=64).backbone.block2.conv0.conv
     fan_in = conv.weight[0].numel()
     assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)

@@ -27,6 +27,7 @@ class VanillaCNNOptions(TransferOptions):
     convs_per_block: int = 1
     kernel_size: int = 3
     width_mult: float = 1.0
+    init: str = "glorot"  # Keras' initialisation, as the seed trained it (see googlenet.py)
 
     def __post_init__(self) -> None:
         super().__post_init__()
