@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,8 @@ CASES: dict[str, dict[str, Any]] = {
 def parse_recipe(text: str) -> dict[str, Any]:
     """`key=value,key=value` -> dict; values are JSON where they parse (numbers, true, [64])."""
     out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    # commas inside [...] belong to a list value (head_dense=[64,64])
+    for part in filter(None, (p.strip() for p in re.split(r",(?![^\[]*\])", text))):
         key, sep, raw = part.partition("=")
         if not sep:
             raise SystemExit(f"--recipes {text!r}: expected key=value pairs, got {part!r}")

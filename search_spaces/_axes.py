@@ -9,6 +9,8 @@ import optuna
 # the seed study's knobs, by tuning-playbook role; names not listed default to "nuisance"
 SCIENTIFIC = {
     "model": "scientific",
+    "depth": "scientific",
+    "width": "scientific",
     "extra_inception_3": "scientific",
     "extra_inception_5": "scientific",
     "batch_norm": "scientific",
@@ -72,11 +74,14 @@ def googlenet(
 
 
 def vanilla_cnn(
-    trial: optuna.Trial, width: int = 32, batch_norm: bool | None = None
+    trial: optuna.Trial,
+    width: int = 32,
+    batch_norm: bool | None = None,
+    depths: tuple[int, int] = (3, 5),
 ) -> dict[str, Any]:
     return {
         "model": "vanilla_cnn",
-        "depth": trial.suggest_int("depth", 3, 5),
+        "depth": trial.suggest_int("depth", *depths),
         "width": width,
         "batch_norm": _batch_norm(trial, batch_norm),
         "l2": trial.suggest_categorical("l2", [0.0, 1e-5, 1e-4]),
