@@ -168,6 +168,63 @@ def left_chance(val_accs: list[float], base) -> int | None:
     return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)), None)
 
 
+def load_data(dataset: str, data_dir: str | None, image_size: int, train_subset: int = 0):
+    """(TrialData, Baseline) of a prepared data set's train and val splits at `image_size`;
+    `train_subset` > 0 keeps that many train images (a fixed random subset)."""
+    from study.chance import Baseline
+    from study.data import default_data_dir, load_split, open_dataset
+    from study.trainable import TrialData
+
+    ds = open_dataset(data_dir or default_data_dir(), dataset)
+    train = load_split(ds, "train", image_size)
+    if train_subset:
+        import numpy as np
+
+        from study.data import SplitArrays
+
+        # a fixed random subset: the split is stored class by class
+        idx = np.sort(np.random.default_rng(0).permutation(len(train.labels))[:train_subset])
+        train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
+    data = TrialData(train=train, val=load_split(ds, "val", image_size), classes=ds.classes)
+    return data, Baseline.from_manifest(ds.manifest)
+
+
+def compare(
+    cases: dict[str, dict[str, Any]],
+    recipes: dict[str, dict[str, Any]],
+    seeds: list[int],
+    data,
+    base,
+    epochs: int,
+    horizon: int = 0,
+    at: list[int] = (1, 3, 10),  # type: ignore[assignment]
+) -> list[dict[str, Any]]:
+    """Train every (case, recipe, seed), print its val-acc curve as it ends; one table row each."""
+    at = [e for e in at if e <= epochs]
+    rows = []
+    for case, config in cases.items():
+        for name, recipe in recipes.items():
+            for seed in seeds:
+                t0 = time.perf_counter()
+                hist = run_one({**config, **recipe, "seed": seed}, data, epochs, horizon)
+                accs = [h["val_acc"] for h in hist]
+                left = left_chance(accs, base)
+                row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
+                row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
+                row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
+                row |= {f"dead@{e}": hist[e - 1]["dead"] for e in at[:2]}
+                row |= {
+                    "best val": max(accs),
+                    "left chance": left if left else "-",
+                    "s/epoch": (time.perf_counter() - t0) / epochs,
+                    "cpu s/epoch": sum(h["cpu_s"] for h in hist) / epochs,
+                }
+                rows.append(row)
+                curve = " ".join(f"{v:.2f}" for v in accs)
+                print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="toon")
@@ -194,7 +251,6 @@ def main(argv: list[str] | None = None) -> int:
         "--train-subset", type=int, default=0, help="train on N random train images only (0 = all)"
     )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--curves", action="store_true", help="also print every epoch's val acc")
     a = p.parse_args(argv)
     unknown = [c for c in a.cases if c not in CASES]
     if unknown:
@@ -203,51 +259,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from study.chance import Baseline
-    from study.data import default_data_dir, load_split, open_dataset
-    from study.trainable import TrialData
-
     torch.set_num_threads(a.threads)
-    ds = open_dataset(a.data_dir or default_data_dir(), a.dataset)
-    train = load_split(ds, "train", a.image_size)
-    if a.train_subset:
-        import numpy as np
-
-        from study.data import SplitArrays
-
-        # a fixed random subset: the split is stored class by class
-        idx = np.sort(np.random.default_rng(0).permutation(len(train.labels))[: a.train_subset])
-        train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
-    data = TrialData(train=train, val=load_split(ds, "val", a.image_size), classes=ds.classes)
-    base = Baseline.from_manifest(ds.manifest)
+    data, base = load_data(a.dataset, a.data_dir, a.image_size, a.train_subset)
     print(
         f"{a.dataset} at {a.image_size} px: train {len(data.train.labels)}, val "
-        f"{len(data.val.labels)}, {len(ds.classes)} classes, guessing {base.p0:.3f}; "
+        f"{len(data.val.labels)}, {len(data.classes)} classes, guessing {base.p0:.3f}; "
         f"{load_line()}",
         flush=True,
     )
-    at = [e for e in a.at if e <= a.epochs]
-    rows = []
-    for case in a.cases:
-        for name, recipe in recipes.items():
-            for seed in a.seeds:
-                t0 = time.perf_counter()
-                hist = run_one({**CASES[case], **recipe, "seed": seed}, data, a.epochs, a.horizon)
-                accs = [h["val_acc"] for h in hist]
-                left = left_chance(accs, base)
-                row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
-                row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
-                row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
-                row |= {f"dead@{e}": hist[e - 1]["dead"] for e in at[:2]}
-                row |= {
-                    "best val": max(accs),
-                    "left chance": left if left else "-",
-                    "s/epoch": (time.perf_counter() - t0) / a.epochs,
-                    "cpu s/epoch": sum(h["cpu_s"] for h in hist) / a.epochs,
-                }
-                rows.append(row)
-                curve = " ".join(f"{v:.2f}" for v in accs)
-                print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
+    cases = {c: CASES[c] for c in a.cases}
+    rows = compare(cases, recipes, a.seeds, data, base, a.epochs, a.horizon, a.at)
     print(
         table(
             rows,

@@ -74,14 +74,11 @@ def googlenet(
 
 
 def vanilla_cnn(
-    trial: optuna.Trial,
-    width: int = 32,
-    batch_norm: bool | None = None,
-    depths: tuple[int, int] = (3, 5),
+    trial: optuna.Trial, width: int = 32, batch_norm: bool | None = None
 ) -> dict[str, Any]:
     return {
         "model": "vanilla_cnn",
-        "depth": trial.suggest_int("depth", *depths),
+        "depth": trial.suggest_int("depth", 3, 5),
         "width": width,
         "batch_norm": _batch_norm(trial, batch_norm),
         "l2": trial.suggest_categorical("l2", [0.0, 1e-5, 1e-4]),
