@@ -208,16 +208,29 @@ def _presets() -> list[dict]:
     ]
 
 
-@pytest.mark.parametrize("preset", [0, 1], ids=["googlenet", "googlenet_extra_inception_3_5"])
-def test_the_seeds_googlenet_presets_learn_on_a_tiny_toon_subset(tiny_toon, preset: int) -> None:
+@pytest.mark.parametrize(
+    ("preset", "init"),
+    [(0, None), (1, None), (0, "torch")],
+    ids=["googlenet", "googlenet_extra_inception_3_5", "googlenet_torch_init_stays_flat"],
+)
+def test_the_seeds_googlenet_presets_learn_on_a_tiny_toon_subset(
+    tiny_toon, preset: int, init: str | None
+) -> None:
     """The googlenet_manga starting points, trained as configured (the seed's recipe: Adam 1e-3,
-    batch 32, augmentation 0.5, dropout 0.4, class weights) through the trainable's epoch loop.
-    With PyTorch's default init their features are the same for every image and the loss stays
-    at ln 7 (measured 1.946 after 40 steps); with the seed's Glorot init they fit."""
+    batch 32, augmentation 0.5, dropout 0.4, class weights; a cosine schedule over the 30 steps)
+    through the trainable's epoch loop, 30 steps. With the model's default (the seed's Glorot)
+    init the loss leaves ln 7 = 1.946 (measured: min of the last 3 epochs 1.553 and 1.539); with
+    PyTorch's init (`init="torch"`, the default before #13) the features are the same for every
+    image and it stays there (1.940), which is why the default is Glorot."""
     from benchmarks.recipe import run_one
 
     config = _presets()[preset]
     assert config["batch_norm"] is False and "init" not in config  # the model's default init
-    hist = run_one({**config, "seed": 0}, tiny_toon, epochs=EPOCHS)
-    losses = [h["train_loss"] for h in hist]
-    assert min(losses[-3:]) < 0.8 * math.log(7), losses
+    options = {} if init is None else {"init": init}
+    hist = run_one({**config, **options, "seed": 0}, tiny_toon, epochs=EPOCHS)
+    tail = min(h["train_loss"] for h in hist[-3:])
+    # halfway between the two measured outcomes: learning is not a matter of the last decimal
+    if init == "torch":
+        assert tail > 0.97 * math.log(7), tail
+    else:
+        assert tail < 0.9 * math.log(7), tail
