@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manga", type=Path, default=REPO.parent / "shared" / "data" / "manga")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--inits", nargs="+", default=["torch", "glorot"])
+    p.add_argument("--inits", nargs="+", default=["glorot", "torch"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument(
         "--jobs", type=int, default=1, help="runs at once, one process and one thread each"
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     recipes = {f"init={i}": {"init": i} for i in a.inits}
     runs = [
-        ({case: config}, {name: recipe}, [seed], data, base, a.epochs, horizon, [1, 3, 10])
+        ({case: config}, {name: recipe}, [seed], data, base, a.epochs, horizon, [1, 3, 10], True)
         for case, config in presets().items()
         for name, recipe in recipes.items()
         for seed in a.seeds

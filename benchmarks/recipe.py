@@ -111,9 +111,12 @@ def dead_units(model, data, aug, device) -> float:
     return 1.0 - float(alive.float().mean())
 
 
-def run_one(config: dict[str, Any], data, epochs: int, horizon: int = 0) -> list[dict[str, float]]:
+def run_one(
+    config: dict[str, Any], data, epochs: int, horizon: int = 0, log: str = ""
+) -> list[dict[str, float]]:
     """Train one config for `epochs` epochs of a `horizon`-epoch schedule (default: `epochs`);
-    one row (train loss/acc, val loss/acc, CPU seconds, dead head units) per epoch."""
+    one row (train loss/acc, val loss/acc, CPU seconds, dead head units) per epoch. With `log`,
+    print a line per epoch that starts with it (long runs on a busy machine show progress)."""
     import torch
 
     from study.config import TrainConfig
@@ -158,6 +161,13 @@ def run_one(config: dict[str, Any], data, epochs: int, horizon: int = 0) -> list
                 "dead": dead_units(model, data, aug, device),
             }
         )
+        if log:
+            r = rows[-1]
+            print(
+                f"{log} epoch {epoch + 1}: train loss {r['train_loss']:.3f}, val acc "
+                f"{r['val_acc']:.3f}, {r['cpu_s']:.1f} CPU s",
+                flush=True,
+            )
     return rows
 
 
@@ -198,15 +208,18 @@ def compare(
     epochs: int,
     horizon: int = 0,
     at: list[int] = (1, 3, 10),  # type: ignore[assignment]
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """Train every (case, recipe, seed), print its val-acc curve as it ends; one table row each."""
+    """Train every (case, recipe, seed), print its val-acc curve as it ends (`progress`: every
+    epoch as it ends); one table row each."""
     at = [e for e in at if e <= epochs]
     rows = []
     for case, config in cases.items():
         for name, recipe in recipes.items():
             for seed in seeds:
                 t0 = time.perf_counter()
-                hist = run_one({**config, **recipe, "seed": seed}, data, epochs, horizon)
+                log = f"  {case} [{name}] seed {seed}" if progress else ""
+                hist = run_one({**config, **recipe, "seed": seed}, data, epochs, horizon, log)
                 accs = [h["val_acc"] for h in hist]
                 left = left_chance(accs, base)
                 row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
