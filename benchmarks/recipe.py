@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -77,7 +78,8 @@ CASES: dict[str, dict[str, Any]] = {
 def parse_recipe(text: str) -> dict[str, Any]:
     """`key=value,key=value` -> dict; values are JSON where they parse (numbers, true, [64])."""
     out: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
+    # commas inside [...] belong to a list value (head_dense=[64,64])
+    for part in filter(None, (p.strip() for p in re.split(r",(?![^\[]*\])", text))):
         key, sep, raw = part.partition("=")
         if not sep:
             raise SystemExit(f"--recipes {text!r}: expected key=value pairs, got {part!r}")
@@ -109,14 +111,18 @@ def dead_units(model, data, aug, device) -> float:
     return 1.0 - float(alive.float().mean())
 
 
-def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]:
-    """Train one config for `epochs` epochs; one row (train loss/acc, val loss/acc) per epoch."""
+def run_one(
+    config: dict[str, Any], data, epochs: int, horizon: int = 0, log: str = ""
+) -> list[dict[str, float]]:
+    """Train one config for `epochs` epochs of a `horizon`-epoch schedule (default: `epochs`);
+    one row (train loss/acc, val loss/acc, CPU seconds, dead head units) per epoch. With `log`,
+    print a line per epoch that starts with it (long runs on a busy machine show progress)."""
     import torch
 
     from study.config import TrainConfig
     from study.trial import setup_trial
 
-    cfg = TrainConfig.from_config({**config, "max_epochs": epochs})
+    cfg = TrainConfig.from_config({**config, "max_epochs": max(horizon, epochs)})
     device = torch.device("cpu")
     t = setup_trial(cfg, data, device)  # model, optimiser, input pipeline as a trial's
     rows = []
@@ -136,6 +142,13 @@ def run_one(config: dict[str, Any], data, epochs: int) -> list[dict[str, float]]
                 "dead": dead_units(t.model, data, t.aug, device),
             }
         )
+        if log:
+            r = rows[-1]
+            print(
+                f"{log} epoch {epoch + 1}: train loss {r['train_loss']:.3f}, val acc "
+                f"{r['val_acc']:.3f}, {r['cpu_s']:.1f} CPU s",
+                flush=True,
+            )
     return rows
 
 
@@ -144,6 +157,66 @@ def left_chance(val_accs: list[float], base) -> int | None:
     from study.chance import at_chance
 
     return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)), None)
+
+
+def load_data(dataset: str, data_dir: str | None, image_size: int, train_subset: int = 0):
+    """(TrialData, Baseline) of a prepared data set's train and val splits at `image_size`;
+    `train_subset` > 0 keeps that many train images (a fixed random subset)."""
+    from study.chance import Baseline
+    from study.data import default_data_dir, load_split, open_dataset
+    from study.steps import TrialData
+
+    ds = open_dataset(data_dir or default_data_dir(), dataset)
+    train = load_split(ds, "train", image_size)
+    if train_subset:
+        import numpy as np
+
+        from study.data import SplitArrays
+
+        # a fixed random subset: the split is stored class by class
+        idx = np.sort(np.random.default_rng(0).permutation(len(train.labels))[:train_subset])
+        train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
+    data = TrialData(train=train, val=load_split(ds, "val", image_size), classes=ds.classes)
+    return data, Baseline.from_manifest(ds.manifest)
+
+
+def compare(
+    cases: dict[str, dict[str, Any]],
+    recipes: dict[str, dict[str, Any]],
+    seeds: list[int],
+    data,
+    base,
+    epochs: int,
+    horizon: int = 0,
+    at: list[int] = (1, 3, 10),  # type: ignore[assignment]
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Train every (case, recipe, seed), print its val-acc curve as it ends (`progress`: every
+    epoch as it ends); one table row each."""
+    at = [e for e in at if e <= epochs]
+    rows = []
+    for case, config in cases.items():
+        for name, recipe in recipes.items():
+            for seed in seeds:
+                t0 = time.perf_counter()
+                log = f"  {case} [{name}] seed {seed}" if progress else ""
+                hist = run_one({**config, **recipe, "seed": seed}, data, epochs, horizon, log)
+                accs = [h["val_acc"] for h in hist]
+                left = left_chance(accs, base)
+                row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
+                row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
+                row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
+                row |= {f"dead@{e}": hist[e - 1]["dead"] for e in at[:2]}
+                row |= {
+                    "best val": max(accs),
+                    "left chance": left if left else "-",
+                    "s/epoch": (time.perf_counter() - t0) / epochs,
+                    "cpu s/epoch": sum(h["cpu_s"] for h in hist) / epochs,
+                }
+                rows.append(row)
+                curve = " ".join(f"{v:.2f}" for v in accs)
+                print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,13 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--recipes", nargs="+", default=["init=torch", "init=glorot"])
     p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--horizon",
+        type=int,
+        default=0,
+        help="epochs the learning-rate schedule spans (default --epochs): the first "
+        "epochs of a longer trial",
+    )
     p.add_argument("--at", type=int, nargs="+", default=[1, 3, 10], help="epochs to show")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument(
         "--train-subset", type=int, default=0, help="train on N random train images only (0 = all)"
     )
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--curves", action="store_true", help="also print every epoch's val acc")
     a = p.parse_args(argv)
     unknown = [c for c in a.cases if c not in CASES]
     if unknown:
@@ -174,51 +253,16 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from study.chance import Baseline
-    from study.data import default_data_dir, load_split, open_dataset
-    from study.steps import TrialData
-
     torch.set_num_threads(a.threads)
-    ds = open_dataset(a.data_dir or default_data_dir(), a.dataset)
-    train = load_split(ds, "train", a.image_size)
-    if a.train_subset:
-        import numpy as np
-
-        from study.data import SplitArrays
-
-        # a fixed random subset: the split is stored class by class
-        idx = np.sort(np.random.default_rng(0).permutation(len(train.labels))[: a.train_subset])
-        train = SplitArrays(train.images[idx], train.labels[idx], [train.paths[i] for i in idx])
-    data = TrialData(train=train, val=load_split(ds, "val", a.image_size), classes=ds.classes)
-    base = Baseline.from_manifest(ds.manifest)
+    data, base = load_data(a.dataset, a.data_dir, a.image_size, a.train_subset)
     print(
         f"{a.dataset} at {a.image_size} px: train {len(data.train.labels)}, val "
-        f"{len(data.val.labels)}, {len(ds.classes)} classes, guessing {base.p0:.3f}; "
+        f"{len(data.val.labels)}, {len(data.classes)} classes, guessing {base.p0:.3f}; "
         f"{load_line()}",
         flush=True,
     )
-    at = [e for e in a.at if e <= a.epochs]
-    rows = []
-    for case in a.cases:
-        for name, recipe in recipes.items():
-            for seed in a.seeds:
-                t0 = time.perf_counter()
-                hist = run_one({**CASES[case], **recipe, "seed": seed}, data, a.epochs)
-                accs = [h["val_acc"] for h in hist]
-                left = left_chance(accs, base)
-                row: dict[str, Any] = {"case": case, "recipe": name, "seed": seed}
-                row |= {f"loss@{e}": hist[e - 1]["train_loss"] for e in at}
-                row |= {f"val@{e}": hist[e - 1]["val_acc"] for e in at}
-                row |= {f"dead@{e}": hist[e - 1]["dead"] for e in at[:2]}
-                row |= {
-                    "best val": max(accs),
-                    "left chance": left if left else "-",
-                    "s/epoch": (time.perf_counter() - t0) / a.epochs,
-                    "cpu s/epoch": sum(h["cpu_s"] for h in hist) / a.epochs,
-                }
-                rows.append(row)
-                curve = " ".join(f"{v:.2f}" for v in accs)
-                print(f"  {case} [{name}] seed {seed}: val acc {curve}", flush=True)
+    cases = {c: CASES[c] for c in a.cases}
+    rows = compare(cases, recipes, a.seeds, data, base, a.epochs, a.horizon, a.at)
     print(
         table(
             rows,

@@ -9,6 +9,8 @@ import optuna
 # the seed study's knobs, by tuning-playbook role; names not listed default to "nuisance"
 SCIENTIFIC = {
     "model": "scientific",
+    "depth": "scientific",
+    "width": "scientific",
     "extra_inception_3": "scientific",
     "extra_inception_5": "scientific",
     "batch_norm": "scientific",
@@ -17,6 +19,16 @@ SCIENTIFIC = {
     "head_output": "scientific",
     "freeze": "scientific",
     "variant": "scientific",
+}
+
+
+# the seed's training recipe as raw suggest names of `training` (a starting point's nuisance part)
+SEED_RECIPE = {
+    "optimizer": "adam",
+    "lr_adam": 1e-3,
+    "batch_size": 32,
+    "aug_strength": 0.5,
+    "label_smoothing": 0.0,
 }
 
 

@@ -59,6 +59,7 @@ class VanillaCNNOptions(TransferOptions):
     convs_per_block: int = 1
     kernel_size: int = 3
     width_mult: float = 1.0
+    init: str = "glorot"  # Keras' initialisation, as the seed trained it (see GoogLeNetOptions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -83,6 +84,9 @@ class GoogLeNetOptions(TransferOptions):
     stem: str = "seed"
     aux_logits: bool = False
     head_dense: list[int] = field(default_factory=lambda: [64])
+    # Keras' initialisation, as the seed trained it: with PyTorch's, a BN-free GoogLeNet's
+    # features are the same for every image (benchmarks/recipe.py) and it never learns
+    init: str = "glorot"
 
     def __post_init__(self) -> None:
         super().__post_init__()

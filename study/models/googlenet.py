@@ -2,7 +2,8 @@
 
 Seed: conv 7×7/2 (64) → max-pool → conv 3×3 (64) → conv 3×3 (192) → max-pool → 3a, 3b → pool
 → 4a–4e → pool → 5a, 5b → global average pool → dropout → Dense 64 → Dense classes; convs keep
-biases, no BN, true 5×5 branches. 6,072,375 parameters at 7 classes.
+biases, no BN, true 5×5 branches, Glorot-uniform kernels and zero biases (Keras' defaults;
+``init="torch"`` for PyTorch's). 6,072,375 parameters at 7 classes.
 """
 
 from __future__ import annotations

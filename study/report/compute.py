@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from study.chance import Baseline, best_at_chance
 from study.metrics import RANK_COLUMNS, rank_column, ranked
 from study.report.categories import decode, label, missing
 from study.report.evaluation import test_accuracy
@@ -87,12 +88,15 @@ def leaderboard(
     settings: dict[str, Any],
     gflops: pd.Series | None = None,
     study_seed: Any = None,
+    baseline: Baseline | None = None,
 ) -> pd.DataFrame:
     """The seed's results per trial, best first (rank 1..), then trials without a metric.
 
     One column per searched hyperparameter (blank where a conditional one is not set), the
     Optuna trial number beside Ray's trial id where the seeds give it; the data-set column only
-    when the trials use more than one (else the summary names it)."""
+    when the trials use more than one (else the summary names it); with a `baseline`, a
+    "learned" column that says "at chance after N epoch(s)" of each trial that never beat
+    guessing (study.chance), so a starting point that cannot learn is visible as such."""
     ranked_ = ranked(trials, settings)
     rest = trials[~trials["trial_id"].isin(ranked_["trial_id"])]
     t = pd.concat([ranked_, rest])
@@ -121,6 +125,10 @@ def leaderboard(
         "epochs": t["epochs"].to_numpy(),
         "avg val acc": t["val_acc_avg"].astype(float).to_numpy(),
         "max val acc": t["val_acc_max"].astype(float).to_numpy(),
+    }
+    if baseline is not None:
+        cols["learned"] = chance_labels(t, baseline).to_numpy()
+    cols |= {
         "test acc": t["test_acc"].astype(float).to_numpy(),
         "test acc 95% CI": ci,
         "params": t["params"].to_numpy(),
@@ -129,6 +137,34 @@ def leaderboard(
         cols["GFLOPs"] = gflops.reindex(t.index).to_numpy()
     cols["epoch time (s)"] = t["epoch_s_mean"].astype(float).to_numpy()
     return pd.DataFrame(cols)
+
+
+def baseline(meta: dict[str, Any]) -> Baseline | None:
+    """What guessing scores on the study's val split, from study.json's data set: its largest
+    class's share where the class counts are recorded, else 1 / classes; None without counts."""
+    ds = meta.get("dataset") or {}
+    n_val = (ds.get("counts") or {}).get("val")
+    if not ds.get("classes") or not isinstance(n_val, int) or isinstance(n_val, bool) or n_val < 1:
+        return None
+    if ds.get("class_counts"):
+        return Baseline.from_manifest(ds)
+    return Baseline(len(ds["classes"]), n_val)
+
+
+def chance_labels(trials: pd.DataFrame, base: Baseline) -> pd.Series:
+    """'at chance after N epoch(s)' per trial whose best val accuracy over its N epochs does not
+    beat guessing (the console's verdict, study.chance); '' for the rest and for trials that
+    have not validated yet."""
+    return pd.Series(
+        [
+            f"at chance after {int(e)} epoch(s)"
+            if pd.notna(e) and int(e) >= 1 and best_at_chance(float(b), int(e), base)
+            else ""
+            for b, e in zip(trials["val_acc_max"], trials["epochs"], strict=True)
+        ],
+        index=trials.index,
+        dtype=object,
+    )
 
 
 def key_config(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.Series:

@@ -218,7 +218,12 @@ def study_sections(d: StudyData) -> list[Section]:
             )
         )
         board = compute.leaderboard(
-            d.trials, d.hyperparameters, d.settings, gflops, d.meta.get("seed")
+            d.trials,
+            d.hyperparameters,
+            d.settings,
+            gflops,
+            d.meta.get("seed"),
+            compute.baseline(d.meta),
         )
         out.append(
             (
