@@ -33,7 +33,7 @@ from study.tune import (
     make_scheduler,
     pbt_population,
 )
-from tests.conftest import study_cli
+from tests.conftest import STUDY_TEST_TIMEOUT_S
 from tests.report_fixture import make_study
 
 KINDS = {
@@ -240,7 +240,7 @@ def space(trial):
         (["scheduler=bohb"], "expected one of asha, hyperband, median, pbt, fifo"),
     ],
 )
-def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, toon_dir, tmp_path,
+def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, tiny_toon, tmp_path,
                                                                 capsys) -> None:  # fmt: skip
     import ray
 
@@ -248,22 +248,49 @@ def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, toon
 
     space = tmp_path / "space.py"
     space.write_text(SMOKE_SPACE.format(kind="asha"))
-    args = ["--space", str(space), "--data-dir", str(toon_dir), "--storage", str(tmp_path / "s")]
+    args = ["--space", str(space), "--data-dir", str(tiny_toon), "--storage", str(tmp_path / "s")]
     rc = run.main([*args, *(x for kv in sets for x in ("--set", kv))])
     assert rc == 2 and words in capsys.readouterr().err
     assert not ray.is_initialized() and not (tmp_path / "s").exists()
 
 
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray for the three smoke studies (run_study leaves a caller's Ray up): a CLI
+    process and a Ray start per study were a third of their time (93 s -> 62 s at load 2-4).
+    Set up by the first smoke study, after the tests above that check no Ray is up."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny_toon(tmp_path_factory) -> Path:
+    """The 84-image toon set: these studies check the scheduler's run, not what trials learn."""
+    from study.data import prepare
+
+    d = tmp_path_factory.mktemp("tiny")
+    prepare("toon", source="tiny", data_dir=d, seed=0)
+    return d
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # a Ray start and three trials: 130-330 s measured at load 14-33
+@pytest.mark.timeout(STUDY_TEST_TIMEOUT_S)  # a study in-process; the first also starts Ray
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
-def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, toon_dir, tmp_path) -> None:
+def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, ray_cluster, tiny_toon,
+                                                            tmp_path) -> None:  # fmt: skip
+    import ray
+
+    from study import run
+
     space = tmp_path / "space.py"
     space.write_text(SMOKE_SPACE.format(kind=kind))
-    r = study_cli("--space", str(space), "--data-dir", str(toon_dir), "--storage",
-                  str(tmp_path / "s"), "--name", kind, "--max-concurrent", "2", "--no-report",
-                  timeout=800)  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
+    args = ["--space", str(space), "--data-dir", str(tiny_toon), "--storage", str(tmp_path / "s")]
+    rc = run.main([*args, "--name", kind, "--max-concurrent", "2", "--no-report"])
+    assert rc == 0
+    assert ray.is_initialized()  # the module's Ray, reused
     trials = pd.read_parquet(tmp_path / "s" / kind / "trials.parquet")
     assert len(trials) == 3 and set(trials["status"]) <= {"finished", "stopped"}, trials
     meta = json.loads((tmp_path / "s" / kind / "study.json").read_text())
