@@ -64,6 +64,9 @@ def new_record(
             "split_rule": dataset.manifest["split_rule"],
             "classes": dataset.classes,
             "counts": dataset.manifest["counts"],
+            # per class and split: what guessing scores on an imbalanced val split (the report's
+            # "at chance" verdict; study.chance.Baseline.from_manifest)
+            "class_counts": dataset.manifest.get("class_counts"),
             "data_dir": st.redact(data_dir),
         },
         "settings": {

@@ -195,9 +195,11 @@ def test_resume_refuses_a_set_that_contradicts_the_study(tmp_path, capsys) -> No
     meta["settings"] = {**asdict(settings), "max_concurrent": None, "smoke_test": False}
     (sd / "study.json").write_text(json.dumps(meta))
     base = ["--resume", "--storage", str(tmp_path / "s"), "--name", "x", "--no-report"]
-    assert run.main([*base, "--set", "image_size=64"]) == 2
+    other = settings.image_size // 2  # any size the study was not started with
+    assert run.main([*base, "--set", f"image_size={other}"]) == 2
     err = capsys.readouterr().err
-    assert "--set image_size=64 contradicts" in err and "image_size=48" in err
+    assert f"--set image_size={other} contradicts" in err
+    assert f"image_size={settings.image_size}" in err
 
 
 def test_set_is_recorded_in_study_json(toon_dir, tmp_path, monkeypatch) -> None:

@@ -387,7 +387,8 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     space, settings, constants, fn, ds, data_dir, _, name = seen["plan"]
     assert (settings.image_size, settings.max_epochs, settings.num_samples) == (32, 2, 2)
     assert constants["image_size"] == 32 and seen["a"].smoke_test and seen["a"].seed == 0
-    assert fn.overrides == SpaceFunction("demo", {"width_mult": 0.125, "width": 8}).overrides
+    smoke = {k: v for k, v in load_space("demo").settings.smoke.items() if k != "image_size"}
+    assert smoke and fn.overrides == SpaceFunction("demo", smoke).overrides
     assert data_dir == str(data) and name == "x"
 
 

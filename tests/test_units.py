@@ -298,7 +298,11 @@ def test_describe_hyperparameters_finds_every_branch_with_its_role() -> None:
 
 class _Dataset:
     name, version, classes = "toon", "v1", ["a", "b"]
-    manifest = {"split_rule": "stratified", "counts": {"train": 4}}
+    manifest = {
+        "split_rule": "stratified",
+        "counts": {"train": 4, "val": 10},
+        "class_counts": {"a": {"train": 2, "val": 8}, "b": {"train": 2, "val": 2}},
+    }
 
 
 def _record() -> dict:
@@ -388,3 +392,12 @@ def test_the_shipped_data_sets_are_found_by_file() -> None:
     assert {"manga", "ferg", "toon", "folder"} <= set(list_datasets())
     assert get_dataset("toon").classes == get_dataset("ferg").classes  # cross-style needs it
     assert get_dataset("ferg").default_split == "by-group"
+
+
+def test_the_record_carries_what_guessing_scores_on_an_imbalanced_val_split() -> None:
+    """study.json keeps the per-class counts, so the report's "at chance" verdict compares with
+    the majority class (0.8 here), not with 1 / classes (0.5)."""
+    from study.report.compute import baseline
+
+    base = baseline(_record())
+    assert base is not None and base.p0 == pytest.approx(0.8)
