@@ -231,17 +231,7 @@ def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
         try:
             rows.append(ray.get(ref))
         except ray.exceptions.RayError as e:
-            rows.append(
-                {
-                    "kind": job.kind,
-                    "trial_id": job.trial_id,
-                    "model": job.config.get("model", ""),
-                    "seed": job.config.get("seed", 0),
-                    "fold": job.fold,
-                    "epochs": job.epochs,
-                    "error": error_line(e),
-                }
-            )
+            rows.append({**job.row(), "error": error_line(e)})
     return rows
 
 

@@ -20,6 +20,17 @@ class Job:
     epochs: int
     fold: int = -1
 
+    def row(self) -> dict[str, Any]:
+        """What identifies this run in confirm.parquet (its result or its error joins it)."""
+        return {
+            "kind": self.kind,
+            "trial_id": self.trial_id,
+            "model": self.config.get("model", ""),
+            "seed": self.config.get("seed", 0),
+            "fold": self.fold,
+            "epochs": self.epochs,
+        }
+
 
 def _scores(model, arr, device, tta: str, classes: list[str], prefix: str) -> dict[str, float]:
     from study.evaluate import probabilities, score
@@ -66,12 +77,7 @@ def train_job(
     elif job.kind == "refit":
         train, val = concat(train, val), None
     row: dict[str, Any] = {
-        "kind": job.kind,
-        "trial_id": job.trial_id,
-        "model": job.config.get("model", ""),
-        "seed": job.config.get("seed", 0),
-        "fold": job.fold,
-        "epochs": job.epochs,
+        **job.row(),
         "n_train": len(train.labels),
         "n_val": 0 if val is None else len(val.labels),
     }
