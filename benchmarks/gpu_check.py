@@ -129,7 +129,8 @@ GPU = Sizes(
     "googlenet",
     55_000,
     224,
-    # the demo space's GoogLeNet x0.25 at 64 px, batch 32: a trial too small for a card
+    # a small trial (GoogLeNet x0.25 at 64 px, batch 32; the demo space's model when the packing
+    # figures were measured): too small to fill a card on its own
     {"model": "googlenet", "width_mult": 0.25, "image_size": 64, "batch_size": 32},
     4,
     8192,
