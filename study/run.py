@@ -226,6 +226,12 @@ def prepare(a: argparse.Namespace) -> tuple:
             f"{st.redact(data_dir)} now holds version {ds.version}"
         )
     check_reports(a, name)
+    if a.optuna_storage and settings.scheduler == "pbt":
+        raise UsageError(
+            f"--optuna-storage {st.redact(a.optuna_storage)}: scheduler 'pbt' keeps no Optuna "
+            "study (its population is drawn up front), so there is nothing to store there; drop "
+            "the option or choose another scheduler (--set scheduler=asha)"
+        )
     if a.optuna_storage:
         from study.tune import check_optuna_storage
 
@@ -314,7 +320,10 @@ def run_study(
                 "smoke_test": a.smoke_test,
             },
             hyperparameters=describe_hyperparameters(space),
-            optuna_storage=optuna_storage_url(a.optuna_storage, study_dir),
+            # PBT asks no searcher (Ray refuses one): no optuna.db to point at
+            optuna_storage=None
+            if settings.scheduler == "pbt"
+            else optuna_storage_url(a.optuna_storage, study_dir),
             set_values=parse_set(a.set),
             code={"git_commit": git_commit(), "versions": versions()},
         )

@@ -40,7 +40,7 @@ def new_record(
     data_dir: str,
     run: dict[str, Any],
     hyperparameters: dict[str, dict],
-    optuna_storage: str,
+    optuna_storage: str | None,
     set_values: dict[str, Any],
     code: dict[str, Any],
 ) -> dict[str, Any]:
@@ -75,7 +75,7 @@ def new_record(
             **run,
         },
         "hyperparameters": hyperparameters,
-        "optuna_storage": st.redact(optuna_storage),
+        "optuna_storage": st.redact(optuna_storage) if optuna_storage else None,
         "set": set_values,  # the settings --set changed (already in settings above)
     }
 

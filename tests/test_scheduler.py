@@ -233,14 +233,16 @@ def space(trial):
 
 
 @pytest.mark.parametrize(
-    "sets, words",
+    "opts, words",
     [
-        (["scheduler=pbt", "sampler=tpe"], "SpaceSettings.sampler='tpe'"),
-        (["scheduler=pbt", 'roles={"lr": "scientific"}'], "SpaceSettings.roles="),
-        (["scheduler=bohb"], "expected one of asha, hyperband, median, pbt, fifo"),
+        (["--set", "scheduler=pbt", "--set", "sampler=tpe"], "SpaceSettings.sampler='tpe'"),
+        (["--set", "scheduler=pbt", "--set", 'roles={"lr": "scientific"}'], "SpaceSettings.roles="),
+        (["--set", "scheduler=bohb"], "expected one of asha, hyperband, median, pbt, fifo"),
+        # PBT keeps no Optuna study: a storage for one would stay empty, silently
+        (["--set", "scheduler=pbt", "--optuna-storage", "sqlite:////tmp/x.db"], "'pbt' keeps no"),
     ],
 )
-def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, tiny_toon, tmp_path,
+def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(opts, words, tiny_toon, tmp_path,
                                                                 capsys) -> None:  # fmt: skip
     import ray
 
@@ -249,7 +251,7 @@ def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(sets, words, tiny
     space = tmp_path / "space.py"
     space.write_text(SMOKE_SPACE.format(kind="asha"))
     args = ["--space", str(space), "--data-dir", str(tiny_toon), "--storage", str(tmp_path / "s")]
-    rc = run.main([*args, *(x for kv in sets for x in ("--set", kv))])
+    rc = run.main([*args, *opts])
     assert rc == 2 and words in capsys.readouterr().err
     assert not ray.is_initialized() and not (tmp_path / "s").exists()
 
@@ -295,3 +297,9 @@ def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, ray_cluster, ti
     assert len(trials) == 3 and set(trials["status"]) <= {"finished", "stopped"}, trials
     meta = json.loads((tmp_path / "s" / kind / "study.json").read_text())
     assert meta["settings"]["scheduler"] == kind
+    # only a study that asks Optuna records its storage, and then the file exists
+    db = tmp_path / "s" / kind / "optuna.db"
+    if kind == "pbt":
+        assert meta["optuna_storage"] is None and not db.exists()
+    else:
+        assert meta["optuna_storage"] == f"sqlite:///{db}" and db.exists()

@@ -18,7 +18,7 @@ from study.checkpoints import LocalCheckpoint
 from study.config import TrainConfig
 from study.cv_trial import CV_STATE, run_trial_cv
 from study.data import SplitArrays
-from study.steps import TrialData
+from study.steps import TrialData, lr_factor
 from study.trial import run_trial, setup_trial
 
 CPU = torch.device("cpu")
@@ -120,6 +120,29 @@ def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path) -> None:
     a = torch.load(whole.dirs[-1] / checkpoints.LAST, weights_only=True)["model"]
     b = torch.load(resumed.dirs[-1] / checkpoints.LAST, weights_only=True)["model"]
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_pbt_restore_trains_with_the_perturbed_lr_not_the_checkpoints(tmp_path) -> None:
+    """PBT's exploit step restarts a trial from another trial's checkpoint with a perturbed
+    config (study.tune.PBT_KNOBS). The optimiser's saved state carries the old lr; the new one
+    must win from the first resumed epoch, and change the weights it trains."""
+    first = Recorder(tmp_path / "first")
+    run_trial(_cfg(lr=1e-3, max_epochs=2), _data(), first.report, first.checkpoint, device=CPU)
+    runs = {}
+    for lr in (1e-3, 3e-3):  # unperturbed, and perturbed as PBT's explore step would (x3 here)
+        rec = Recorder(tmp_path / f"lr{lr}", resume_from=[first.dirs[0]])
+        cfg = _cfg(lr=lr, max_epochs=2)
+        run_trial(cfg, _data(), rec.report, rec.checkpoint, device=CPU)
+        assert [m["epoch"] for m in rec.metrics] == [2]
+        assert rec.metrics[0]["lr"] == pytest.approx(lr * lr_factor(cfg, 1))
+        runs[lr] = torch.load(rec.dirs[-1] / checkpoints.LAST, weights_only=True)
+    # the unperturbed resume repeats the uninterrupted run; the perturbed one trains differently
+    whole = torch.load(first.dirs[-1] / checkpoints.LAST, weights_only=True)["model"]
+    same, perturbed = runs[1e-3]["model"], runs[3e-3]["model"]
+    assert all(torch.allclose(whole[k], same[k], atol=1e-6) for k in whole)
+    assert not all(torch.allclose(whole[k], perturbed[k], atol=1e-6) for k in whole)
+    saved = runs[3e-3]["optimizer"]["param_groups"]
+    assert all(g["lr"] == pytest.approx(3e-3 * lr_factor(_cfg(max_epochs=2), 1)) for g in saved)
 
 
 def test_a_diverged_trial_is_reported_not_raised(tmp_path) -> None:
