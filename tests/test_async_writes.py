@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import gpu_check
+from benchmarks import gpu_check, gpu_phases
 from benchmarks.pipeline import inline_trial, synthetic_split, trial_config
 from study import checkpoints, faults, steps, trial
 from study.checkpoints import (
@@ -167,8 +167,8 @@ def test_best_weights_stay_those_of_the_best_epoch(tmp_path) -> None:
 def test_the_training_loop_reads_the_device_once_per_epoch() -> None:
     """The CPU stand-in for the GPU's sync count: host reads of tensor values by study code do
     not grow with the steps of an epoch (a per-step read is a per-step sync on a GPU)."""
-    short = gpu_check.host_reads_in_epoch(gpu_check.CPU, 2)
-    long = gpu_check.host_reads_in_epoch(gpu_check.CPU, 6)
+    short = gpu_phases.host_reads_in_epoch(gpu_check.CPU, 2)
+    long = gpu_phases.host_reads_in_epoch(gpu_check.CPU, 6)
     assert len(long) == len(short), long
     assert [c for c in long if "steps.py" in c or "trial.py" in c] == []
     assert long.count("feed.py:total tolist") == 1
