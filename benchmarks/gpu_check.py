@@ -4,7 +4,7 @@
     bash benchmarks/gpu_check.sh --cpu    # the same code paths at tiny sizes on CPU (CI)
 
 Phases (in benchmarks/gpu_phases.py, packing here), each through the real trial
-(`study.trial.run_trial`, run without Ray by the inline_trial of benchmarks/pipeline.py; the GPU
+(`study.trial.run_trial`, run without Ray by the inline_trial of benchmarks/harness.py; the GPU
 machine has no Ray) on synthetic uint8 data in memory:
   googlenet224  seed GoogLeNet at 224 px, bf16 autocast + channels_last: (a) trainable and (b)
                 in-memory training img/s, (a)/(b)   (goals: (a) >= 4,000 img/s, (a)/(b) >= 0.95)
@@ -70,7 +70,7 @@ from benchmarks.gpu_phases import (  # noqa: E402
     phase_pipeline,
     phase_syncs,
 )
-from benchmarks.pipeline import (  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
     inline_trial,
     synthetic_split,
     trial_config,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from benchmarks._util import table
-from benchmarks.pipeline import sync
+from benchmarks.harness import sync
 from study import steps, trial
 
 GOALS = {

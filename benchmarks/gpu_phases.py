@@ -1,7 +1,7 @@
 """gpu_check.py's measurements, one function per phase (gpu_check.py runs them and sums up).
 
 Each takes the run's Sizes (gpu_check.GPU, or gpu_check.CPU for the reduced --cpu run) and the
-device, trains through the real trial (benchmarks/pipeline.py's inline_trial, no Ray) on
+device, trains through the real trial (benchmarks/harness.py's inline_trial, no Ray) on
 synthetic data, and returns its headline figures by name. The packing phase, which starts worker
 processes of gpu_check.py itself, lives there.
 """
@@ -34,7 +34,7 @@ from benchmarks.gpu_instruments import (  # noqa: E402
     profile_epochs,
     watching_train_epoch,
 )
-from benchmarks.pipeline import (  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
     NUM_CLASSES,
     epoch_rates,
     inline_trial,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_check, gpu_phases
-from benchmarks.pipeline import inline_trial, synthetic_split, trial_config
+from benchmarks.harness import inline_trial, synthetic_split, trial_config
 from study import checkpoints, faults, steps, trial
 from study.checkpoints import (
     CheckpointWriter,

@@ -16,7 +16,7 @@ from study.data import open_dataset, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks/ is scripts, not an installed package
-from benchmarks import _util, gpu_check, pipeline  # noqa: E402
+from benchmarks import _util, gpu_check, harness  # noqa: E402
 from benchmarks.decode_once import count_decodes  # noqa: E402
 
 # the GPU machine has none of these: gpu_check must work without them
@@ -132,24 +132,24 @@ def test_epoch_rates_leave_out_warm_up_and_validation() -> None:
         {"epoch": 1, "images_per_s": 10.0, "epoch_s": 12.0, "_time": 13.0},
         {"epoch": 2, "images_per_s": 50.0, "epoch_s": 3.0, "_time": 16.5},
     ]
-    r = pipeline.epoch_rates(reports, n_train=100)
+    r = harness.epoch_rates(reports, n_train=100)
     # epoch 2: 2 s training, 1 s validation, 0.5 s between the end of the epoch and its report
     assert r["train_img_s"] == pytest.approx(50.0)
     assert r["report_s"] == pytest.approx(0.5)
     assert r["img_s"] == pytest.approx(100 / 2.5)
     with pytest.raises(ValueError, match="warm-up"):
-        pipeline.epoch_rates(reports[:2], n_train=100)
+        harness.epoch_rates(reports[:2], n_train=100)
 
 
 def test_inline_trial_copies_checkpoints_and_stops_without_ray(tmp_path) -> None:
     before = sys.modules.get("ray")
     storage = tmp_path / "storage"
     storage.mkdir()
-    config = pipeline.trial_config("vanilla_cnn", 32, 4, 1, 0.0, epochs=3, width=4, depth=2)
-    data = pipeline.TrialData(
-        pipeline.synthetic_split(8, 32), pipeline.synthetic_split(4, 32, 1), list("0123456")
+    config = harness.trial_config("vanilla_cnn", 32, 4, 1, 0.0, epochs=3, width=4, depth=2)
+    data = harness.TrialData(
+        harness.synthetic_split(8, 32), harness.synthetic_split(4, 32, 1), list("0123456")
     )
-    reports = pipeline.inline_trial(config, data, storage, stop=lambda reports: len(reports) >= 3)
+    reports = harness.inline_trial(config, data, storage, stop=lambda reports: len(reports) >= 3)
     assert [r.get("epoch") for r in reports] == [None, 1, 2]  # stopped before epoch 3
     assert sorted(p.name for p in storage.iterdir()) == ["checkpoint_000001", "checkpoint_000002"]
     assert (storage / "checkpoint_000001" / "last.pt").stat().st_size > 0

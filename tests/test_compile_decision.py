@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchmarks import gpu_instruments, study_cost
-from benchmarks.pipeline import inline_trial, synthetic_split, trial_config
+from benchmarks.harness import inline_trial, synthetic_split, trial_config
 from study.compiling import COMPILE_S, COMPILE_SPEEDUP, StepProbe, compile_choice, decide_compile
 from study.config import TrainConfig
 from study.steps import TrialData
