@@ -202,7 +202,9 @@ def ray_head() -> Iterator[Head]:
             except ProcessLookupError:
                 break
             deadline = time.time() + wait
-            while time.time() < deadline and _group_alive(head.pid):
+            # poll() reaps `ray start` itself: a zombie leader still counts as the group's, and
+            # the wait ran out its full 2 + 5 s after every process had ended
+            while time.time() < deadline and (head.poll() is None or _group_alive(head.pid)):
                 time.sleep(0.2)
         head.wait(timeout=10)
         log.close()
