@@ -150,9 +150,13 @@ def run(a: argparse.Namespace, work: Path) -> int:
         )
     )
     print(f"cache files: {', '.join(caches)}")
+    # the test evaluation is a Ray task of its own only on a cluster or with a GPU; on one CPU
+    # node it runs in the driver (study.after_tuning.evaluates_here), inside the driver's peak
+    task = procs.peak("ray::evaluate_on_test")
+    evaluation = "in the driver" if task != task else f"{task:,.0f}"  # NaN: no such process
     print(
         f"peak RSS, MiB: a trial process {procs.peak('ray::ImplicitFunc'):,.0f}; the test "
-        f"evaluation {procs.peak('ray::evaluate_on_test'):,.0f}; the driver {procs.peak():,.0f}"
+        f"evaluation {evaluation}; the driver {procs.peak():,.0f}"
     )
     print(load_line())
     total = rows[-1] if rows[-1]["split"] == "all" else rows[-2]

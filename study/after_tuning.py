@@ -75,13 +75,49 @@ def outcome(study_dir: str, rank: dict[str, Any]) -> int:
     return 1
 
 
+def evaluates_here(resources: dict[str, float]) -> bool:
+    """Whether the test evaluation runs in this driver rather than as a Ray task: when the trials
+    ran without a GPU, this process sees none either (same device, same numbers) and Ray is one
+    node on this machine (so its data and checkpoints are the driver's). A Ray task there is a
+    new worker process importing torch: seconds per study for nothing. On a cluster, or with a
+    GPU, it stays a Ray task, so it runs where the trials ran."""
+    import ray
+    from ray.util.client import ray as client
+
+    from study.steps import pick_device
+
+    if resources["gpu"] or pick_device().type != "cpu" or client.is_connected():
+        return False
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    return len(nodes) == 1 and nodes[0]["NodeID"] == ray.get_runtime_context().get_node_id()
+
+
+def run_evaluation(args: tuple, resources: dict[str, float], here: bool) -> dict[str, Any]:
+    """evaluate_on_test(*args) in this process (with the threads a Ray task of
+    `resources["cpu"]` CPUs gets) or as that Ray task: the same function either way."""
+    import ray
+    import torch
+
+    from study.evaluate import evaluate_on_test
+
+    if not here:
+        task = ray.remote(evaluate_on_test).options(
+            num_cpus=resources["cpu"], num_gpus=resources["gpu"]
+        )
+        return ray.get(task.remote(*args))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(resources["cpu"])))  # Ray's OMP_NUM_THREADS for the task
+    try:
+        return evaluate_on_test(*args)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
     """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
-    import ray
-
     from study.chance import Baseline
     from study.data import open_dataset
-    from study.evaluate import evaluate_on_test, select_top
+    from study.evaluate import select_top
     from study.tables import read_table, write_json, write_parquet
     from study.trial_rows import record_test_scores
 
@@ -94,14 +130,13 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     )
     if not top:
         return
+    here = evaluates_here(resources)
     console.phase(
         f"evaluating the best {len(top)} trial(s) by validation on the test split, and Grad-CAM "
-        "of the best"
+        f"of the best ({'in this process' if here else 'as a Ray task'})"
     )
-    task = ray.remote(evaluate_on_test).options(
-        num_cpus=resources["cpu"], num_gpus=resources["gpu"]
-    )
-    out = ray.get(task.remote(study_dir, data_dir, dataset, top, settings.image_size))
+    args = (study_dir, data_dir, dataset, top, settings.image_size)
+    out = run_evaluation(args, resources, here)
     record_test_scores(study_dir, out["metrics"])  # trials.parquet's owner writes its columns
     write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))
     if not out["gradcam"].empty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -32,11 +33,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def leaving(rc: int | None) -> int:
+    """A command's exit code, returned as it exits: its objects are frozen first, so the
+    interpreter's final garbage collections skip them. After a study, torch, Ray and pandas
+    leave ~660k objects; collecting them at exit cost 4 s at load 14 (0.4-0.8 s frozen), memory
+    the OS frees anyway. atexit handlers and open files' flushes at exit still run."""
+    gc.freeze()
+    return int(rc or 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]][0])
-        return int(module.main(argv[1:], prog=f"study {argv[0]}") or 0)
+        return leaving(module.main(argv[1:], prog=f"study {argv[0]}"))
     parser().parse_args(argv)  # --help, --version: exit 0; anything else: usage, exit 2
     return 2
 

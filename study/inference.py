@@ -150,7 +150,8 @@ def evaluate_on_test(
     image_size: int,
     gradcam_per_class: int = 3,
 ) -> dict[str, Any]:
-    """Runs once, after tuning, as a Ray task (so it gets a GPU where trials got one).
+    """Runs once, after tuning: as a Ray task where trials got a GPU or ran on a cluster (so it
+    runs where they ran), else in the driver (study.after_tuning.evaluates_here).
 
     This is the only place the test split is read.
     """

@@ -394,4 +394,6 @@ def run_study(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from study.cli import leaving
+
+    sys.exit(leaving(main()))

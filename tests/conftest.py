@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -107,6 +108,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _runs_study_cli(item):
             at_least_timeout(item, STUDY_TEST_TIMEOUT_S)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The suite's process holds torch, Ray and pandas too: skip collecting them at its exit
+    (study.cli.leaving says why)."""
+    gc.freeze()
 
 
 def study_cli(*args: str, timeout: float = STUDY_TIMEOUT_S, **popen) -> subprocess.CompletedProcess:

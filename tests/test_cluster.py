@@ -237,9 +237,12 @@ def tiny_toon(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path, monkeypatch) -> None:
+def test_trials_spread_over_two_worker_nodes(
+    tiny_toon: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
     """A head with no CPUs and two 1-CPU workers: the smoke study's two 1-CPU trials can only run
-    one per worker, and trials.parquet's `node` column (recorded by each trial) shows both."""
+    one per worker, and trials.parquet's `node` column (recorded by each trial) shows both. On a
+    cluster the test evaluation stays a Ray task (study.after_tuning.evaluates_here)."""
     import ray
     from ray import tune
     from ray.cluster_utils import Cluster
@@ -289,6 +292,7 @@ def test_trials_spread_over_two_worker_nodes(tiny_toon: Path, tmp_path: Path, mo
             ]
         )
         assert rc == 0
+        assert "Grad-CAM of the best (as a Ray task)" in capsys.readouterr().out
     finally:
         ray.shutdown()
         cluster.shutdown()

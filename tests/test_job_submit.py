@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -201,7 +202,9 @@ def ray_head() -> Iterator[Head]:
             except ProcessLookupError:
                 break
             deadline = time.time() + wait
-            while time.time() < deadline and _group_alive(head.pid):
+            # poll() reaps `ray start` itself: a zombie leader still counts as the group's, and
+            # the wait ran out its full 2 + 5 s after every process had ended
+            while time.time() < deadline and (head.poll() is None or _group_alive(head.pid)):
                 time.sleep(0.2)
         head.wait(timeout=10)
         log.close()
@@ -260,23 +263,15 @@ def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
         str(RUNTIME_ENV),
         "--",
     ]
-    # the job's code is the uploaded checkout, not a copy of the project installed on the node
-    where = subprocess.run(
-        [*submit, "python", "-c", "import study; print(study.__file__)"],
-        env=ray_head.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=budget_end - time.time(),
-    )
-    assert where.returncode == 0, where.stdout[-3000:] + where.stderr[-3000:]
-    uploaded = f"{ray_head.temp_dir}/r/session_"
-    assert "/runtime_resources/working_dir_files/" in where.stdout, where.stdout[-3000:]
-    assert uploaded in where.stdout
+    # one job (each submission starts a job driver and unpacks the working dir: seconds): it
+    # first prints where `study` is imported from, the uploaded checkout, not a copy of the
+    # project installed on the node; then runs the study from there
+    where = "python -c 'import study; print(\"STUDY_FROM\", study.__file__)'"
+    command = f"{where} && {shlex.join(['python', '-m', 'study.run', *study_args])}"
     log = tmp_path / "job.log"  # a file, not a pipe: nobody reads a pipe while we poll
     with log.open("w") as out:
         job = subprocess.Popen(
-            [*submit, "python", "-m", "study.run", *study_args],
+            [*submit, "bash", "-c", command],
             env=ray_head.env,
             cwd=tmp_path,
             stdout=out,
@@ -297,6 +292,10 @@ def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
         time.sleep(0.5)
     job.wait(timeout=max(1.0, deadline - time.time()))
     assert job.returncode == 0, log.read_text()[-4000:]
+    found = [line for line in log.read_text().splitlines() if line.startswith("STUDY_FROM ")]
+    assert len(found) == 1, log.read_text()[-3000:]
+    assert "/runtime_resources/working_dir_files/" in found[0], found[0]
+    assert f"{ray_head.temp_dir}/r/session_" in found[0]
     assert seen_while_running and max(seen_while_running) >= 1, "no trial seen during the run"
 
     sd = storage / "jobsmoke"

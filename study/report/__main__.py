@@ -54,4 +54,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from study.cli import leaving
+
+    sys.exit(leaving(main()))
