@@ -15,13 +15,12 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 from timm.models import group_modules
-from timm.utils import freeze as timm_freeze
 from torch import Tensor, nn
 
 # the options live in the torch-free catalog, which registers the builders below by name
 from .catalog import BackboneOptions
-from .layers import Classifier, Head, global_pool
-from .registry import ModelEntry, require
+from .layers import Classifier, Head, apply_freeze, global_pool
+from .registry import ModelEntry
 
 MOBILENET_FILE = "mobilenet_v1_x0.25_imagenet.pth.tar"
 
@@ -101,27 +100,6 @@ def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -
     if problems:
         raise ValueError(f"checkpoint {path} does not match {type(module).__name__}: {problems}")
     module.load_state_dict(state, strict=True)
-
-
-def apply_freeze(model: Classifier, freeze: str | int) -> None:
-    """Freeze the whole backbone, or all but its last ``freeze`` stages. Frozen BatchNorms become
-    timm's ``FrozenBatchNorm2d`` so their running statistics stay put in train mode too."""
-    if freeze == "none":
-        return
-    if freeze == "backbone":
-        timm_freeze(model.backbone)
-        return
-    assert isinstance(freeze, int)
-    stages = model.stages
-    require(
-        freeze <= len(stages),
-        "freeze",
-        freeze,
-        f"at most {len(stages)} (the number of stages of this backbone)",
-    )
-    frozen = [name for stage in stages[: len(stages) - freeze] for name in stage]
-    if frozen:
-        timm_freeze(model.backbone, frozen)
 
 
 # ----------------------------------------------------------------------------- MobileNetV1

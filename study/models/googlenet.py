@@ -14,9 +14,17 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from .backbones import apply_freeze
 from .catalog import GoogLeNetOptions  # registered there, by name, without torch
-from .layers import Classifier, Head, act_layer, conv_block, global_pool, init_weights, scale
+from .layers import (
+    Classifier,
+    Head,
+    act_layer,
+    apply_freeze,
+    conv_block,
+    global_pool,
+    init_weights,
+    scale,
+)
 
 # (1×1, 3×3 reduce, 3×3, 5×5 reduce, 5×5, pool proj), Szegedy et al. 2014, table 1.
 INCEPTION_V1: dict[str, tuple[int, int, int, int, int, int]] = {

@@ -10,21 +10,27 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import get_act_layer
 from torch import Tensor, nn
 
 # the names, checked by options without torch, live in the registry
-from .registry import DEFAULT_INTERPOLATION, INITS
+from .registry import DEFAULT_INTERPOLATION, INITS, require
+
+# timm.data's ImageNet statistics, written out: this module (every plain CNN and GoogLeNet, in
+# every trial worker and driver) must not import timm, whose import pulls in torchvision and
+# costs about as much again as torch (~2.6 s of a 5.3 s `import study.trial` at load 10).
+# timm is imported only by the timm backbones (backbones.py) and for decoupled weight decay.
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 # Keras' LeakyReLU layer defaults to a slope of 0.3 (PyTorch: 0.01); the seed study is Keras,
-# so "leaky_relu" means the seed's layer. The rest come from timm's activation factory.
+# so "leaky_relu" means the seed's layer. The rest are the classes timm's get_act_layer returns
+# for these names (torch's own; tests/test_models.py checks they stay the same).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": get_act_layer("relu"),
+    "relu": nn.ReLU,
     "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.3),
-    "elu": get_act_layer("elu"),
-    "gelu": get_act_layer("gelu"),
-    "silu": get_act_layer("silu"),
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
 }
 
 
@@ -198,3 +204,26 @@ def input_norm(model: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
 def count_params(model: nn.Module) -> int:
     """All parameters, trainable or not (what Keras' summary calls total params)."""
     return sum(p.numel() for p in model.parameters())
+
+
+def apply_freeze(model: Classifier, freeze: str | int) -> None:
+    """Freeze the whole backbone, or all but its last ``freeze`` stages. Frozen BatchNorms become
+    timm's ``FrozenBatchNorm2d`` so their running statistics stay put in train mode too."""
+    if freeze == "none":
+        return
+    from timm.utils import freeze as timm_freeze  # lazily: see IMAGENET_DEFAULT_MEAN
+
+    if freeze == "backbone":
+        timm_freeze(model.backbone)
+        return
+    assert isinstance(freeze, int)
+    stages = model.stages
+    require(
+        freeze <= len(stages),
+        "freeze",
+        freeze,
+        f"at most {len(stages)} (the number of stages of this backbone)",
+    )
+    frozen = [name for stage in stages[: len(stages) - freeze] for name in stage]
+    if frozen:
+        timm_freeze(model.backbone, frozen)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.optim import param_groups_weight_decay
 from torch import Tensor, nn
 from torch.nn.modules.conv import _ConvNd
 
@@ -31,6 +30,21 @@ def l2_penalty(model: nn.Module) -> Tensor:
     return torch.stack([w.pow(2).sum() for w in kernels]).sum()
 
 
+def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """timm.optim.param_groups_weight_decay's split, in its order: trainable tensors with <= 1
+    dimension or named *.bias without decay, the rest with `weight_decay`. Written out because
+    importing timm costs every trial worker ~2.6 s (see layers.IMAGENET_DEFAULT_MEAN);
+    tests/test_models.py checks it against timm's on every registered family."""
+    no_decay, decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    return [
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": decay, "weight_decay": weight_decay},
+    ]
+
+
 def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[str, Any]]:
     """Optimiser parameter groups: backbone parameters at ``lr * model.backbone_lr_mult``, the rest
     (head, auxiliary heads) at ``lr``; frozen parameters left out; no weight decay on biases and
@@ -39,7 +53,7 @@ def param_groups(model: nn.Module, lr: float, weight_decay: float) -> list[dict[
     backbone = getattr(model, "backbone", None)
     in_backbone = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups: list[dict[str, Any]] = []
-    for group in param_groups_weight_decay(model, weight_decay):
+    for group in decay_groups(model, weight_decay):
         decay = "decay" if group["weight_decay"] else "no_decay"
         for part, part_lr in (("backbone", lr * mult), ("head", lr)):
             params = [p for p in group["params"] if (id(p) in in_backbone) == (part == "backbone")]

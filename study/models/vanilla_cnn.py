@@ -12,9 +12,8 @@ from collections import OrderedDict
 
 from torch import nn
 
-from .backbones import apply_freeze
 from .catalog import VanillaCNNOptions  # registered there, by name, without torch
-from .layers import Classifier, Head, conv_block, global_pool, init_weights, scale
+from .layers import Classifier, Head, apply_freeze, conv_block, global_pool, init_weights, scale
 
 
 def _features(opts: VanillaCNNOptions) -> tuple[nn.Sequential, int]:
