@@ -51,6 +51,7 @@ def space(trial: optuna.Trial) -> dict[str, Any]:
         "model": "vanilla_cnn",
         "depth": trial.suggest_int("depth", 4, 6),
         "width": 16,
+        "init": "torch",  # 0.85 vs glorot's 0.841 (16 epochs), 0.82 vs 0.813 (12): measured
         "batch_norm": True,
         "head_dense": [],
         "activation": "relu",
