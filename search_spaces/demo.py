@@ -5,13 +5,14 @@ Measured (benchmarks/recipe.py, seed 0, 5 blocks, 64 px, width 16, BN, linear he
 batch 16; val accuracy, chance 0.143; the table is in benchmarks/results/demo.txt):
 lr 2e-3, aug 0.3, 12-epoch cosine: best 0.80; + label smoothing 0.1: 0.813; 20-epoch cosine
 with smoothing: 0.58 after 4 epochs, 0.78 after 8, then a plateau (best 0.831 at 20); lr 3e-3
-with one warm-up epoch, aug 0.15 and smoothing over 16 epochs: 0.65 after 4, best 0.841 (the
-starting point below); the same at 80 px: 0.44 after 4, best 0.851 at 1.47x the CPU per epoch
-(not worth it here). channels_last cuts a CPU epoch by ~30 % at depth 4-5 (~14 % at 6). Depth is
-the choice that matters: 4 blocks are near chance at the epoch-4 rung, 5-6 past 0.4. Dense heads
-learn far more slowly on this budget (5 blocks with Dense 64 and dropout 0.3: 0.35 after 4
-epochs), so the head is fixed linear. Small GoogLeNets are not in it: their stem downsamples 8x,
-and at 64 px they stay at chance longer than a CPU demo lasts.
+with one warm-up epoch, aug 0.15 and smoothing over 16 epochs: 0.65 after 4, best 0.841; the
+same with PyTorch's init instead of glorot: 0.63 after 4, best 0.853 (the starting point
+below); no augmentation but flips, AdamW 0.05 or lr 4e-3: 0.825-0.833; 80 px: 0.44 after 4,
+best 0.851 at 1.47x the CPU per epoch. channels_last cuts a CPU epoch by ~30 % at depth 4-5
+(~14 % at 6). Depth is the choice that matters: 4 blocks are near chance at the epoch-4 rung,
+5-6 past 0.4. Dense heads learn far more slowly on this budget (5 blocks with Dense 64 and
+dropout 0.3: 0.35 after 4 epochs), so the head is fixed linear. Small GoogLeNets are not in it:
+their stem downsamples 8x, and at 64 px they stay at chance longer than a CPU demo lasts.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def space(trial: optuna.Trial) -> dict[str, Any]:
         "model": "vanilla_cnn",
         "depth": trial.suggest_int("depth", 4, 6),
         "width": 16,
-        "init": "torch",  # 0.85 vs glorot's 0.841 (16 epochs), 0.82 vs 0.813 (12): measured
+        "init": "torch",  # best val 0.853 vs glorot's 0.841 (16 epochs), 0.82 vs 0.813 (12)
         "batch_norm": True,
         "head_dense": [],
         "activation": "relu",
