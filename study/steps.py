@@ -67,9 +67,15 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the trial keeps weights and inputs channels-last (cfg.channels_last; "auto": on
+    CUDA)."""
+    return device.type == "cuda" if cfg.channels_last == "auto" else cfg.channels_last
+
+
 def build_model(cfg: TrainConfig, num_classes: int, device: torch.device) -> nn.Module:
     model = create_model(cfg.model, num_classes, **cfg.model_options).to(device)
-    if device.type == "cuda":
+    if channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -171,7 +177,7 @@ def train_step(
     for start, stop in zip(starts, [*starts[1:], n], strict=True):
         rows = slice(start, stop)
         xs, ys = aug(x[rows], train=True, draw=draw[rows]), y[rows]
-        if xs.device.type == "cuda":
+        if channels_last(cfg, xs.device):
             xs = xs.contiguous(memory_format=torch.channels_last)
         override = fault(len(ys)) if fault is not None else None
         with autocast(x.device):
