@@ -77,6 +77,21 @@ def toon_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_toon(tmp_path_factory) -> Path:
+    """The 84-image toon set, for studies that check how a run goes, not what trials learn."""
+    from study.data import prepare
+
+    d = tmp_path_factory.mktemp("tiny")
+    prepare("toon", source="tiny", data_dir=d, seed=0)
+    return d
+
+
+# a test's own local Ray: the 2 cores, no dashboard, no worker logs in the test's output
+QUIET_RAY = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False,
+             "configure_logging": False}  # fmt: skip
+
+
 # A CLI study at test size takes 20-60 s on 2 quiet cores and several times that at load 8-12.
 # Past STUDY_TIMEOUT_S its process is killed and the test fails naming the command
 # (TimeoutExpired); the test waiting for it gets STUDY_TEST_TIMEOUT_S from pytest-timeout, whose

@@ -8,6 +8,7 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import QUIET_RAY
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir) -> None:
     args = (str(asha_study.dir), str(toon_dir), "toon", top, 32)
     cpu = {"cpu": 1, "gpu": 0.0}
     started = not ray.is_initialized()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(**QUIET_RAY)
     try:
         assert evaluates_here(cpu)
         assert not evaluates_here({"cpu": 1, "gpu": 1.0})  # trials on a GPU: the task gets one

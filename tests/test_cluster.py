@@ -226,15 +226,6 @@ def test_setup_installs_the_mounted_project_at_the_pyprojects_versions() -> None
 # --- a multi-node study on one machine -------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_toon(tmp_path_factory) -> Path:
-    from study.data import prepare
-
-    d = tmp_path_factory.mktemp("data")
-    prepare("toon", source="tiny", data_dir=d, seed=0)
-    return d
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_trials_spread_over_two_worker_nodes(

@@ -33,7 +33,7 @@ from study.tune import (
     make_scheduler,
     pbt_population,
 )
-from tests.conftest import STUDY_TEST_TIMEOUT_S
+from tests.conftest import QUIET_RAY, STUDY_TEST_TIMEOUT_S
 from tests.report_fixture import make_study
 
 KINDS = {
@@ -263,19 +263,9 @@ def ray_cluster():
     Set up by the first smoke study, after the tests above that check no Ray is up."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(**QUIET_RAY)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def tiny_toon(tmp_path_factory) -> Path:
-    """The 84-image toon set: these studies check the scheduler's run, not what trials learn."""
-    from study.data import prepare
-
-    d = tmp_path_factory.mktemp("tiny")
-    prepare("toon", source="tiny", data_dir=d, seed=0)
-    return d
 
 
 @pytest.mark.slow

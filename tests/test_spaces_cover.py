@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import ray
-from conftest import MANGA_CLASSES, face_png
+from conftest import MANGA_CLASSES, QUIET_RAY, face_png
 
 from study import run
 from study.data import prepare
@@ -41,7 +41,7 @@ FERG_EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surpr
 @pytest.fixture(scope="module")
 def ray_cluster():
     """One local Ray for every study of this module (run_study leaves a caller's Ray up)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(**QUIET_RAY)
     start = time.monotonic()
     yield
     ray.shutdown()
