@@ -38,6 +38,11 @@ from benchmarks.recipe import left_chance, load_data, run_one  # noqa: E402
 RECIPES: dict[str, dict[str, Any]] = {
     "seed": {},
     "adam1e-4_b16": {"lr": 1e-4, "batch_size": 16},
+    # 257 train images are 8 steps an epoch at batch 32: 10 epochs are 80 Adam steps
+    "warmup3": {"warmup_epochs": 3},
+    "b8": {"batch_size": 8},
+    "aug0": {"aug_strength": 0.0},
+    "adam3e-4_b8_warmup2": {"lr": 3e-4, "batch_size": 8, "warmup_epochs": 2},
 }
 AT = (1, 3, 10)
 

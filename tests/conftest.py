@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,14 @@ MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "s
 
 # Tests must be deterministic and light on 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# This test process's own Ray temp dir, inherited by the studies it starts. `ray.init()` without an
+# address joins the cluster named in <temp dir>/ray/ray_current_cluster, which `ray start` and
+# ray.cluster_utils.Cluster (test_cluster) write there: with the machine's /tmp/ray a test would
+# join a user's running cluster, or the one a parallel test (pytest -n 2) started. Short, because
+# Ray's unix sockets live under it (108-byte path limit). Removed at the end (pytest_unconfigure).
+RAY_TMPDIR = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+os.environ["RAY_TMPDIR"] = RAY_TMPDIR
 
 
 def face_png(path: Path, seed: int, size: int = 48, mode: str = "RGB") -> None:
@@ -119,15 +129,37 @@ def _runs_study_cli(item: pytest.Item) -> bool:
     return any("study_cli" in code.co_names for code in codes)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _work_unit(item: pytest.Item) -> str:
+    """What one parallel worker runs as a whole (pytest -n 2): a test file, so that its module
+    fixtures (a Ray, a prepared study) are built once; the session's ASHA study is one unit."""
+    return "asha_study" if "asha_study" in item.fixturenames else item.path.stem
+
+
+def _is_slow(item: pytest.Item) -> bool:
+    return _runs_study_cli(item) or item.get_closest_marker("slow") is not None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups set here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if _runs_study_cli(item):
             at_least_timeout(item, STUDY_TEST_TIMEOUT_S)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    # Workers take units in collection order: the units with the most slow tests go first, so
+    # that the short ones fill the end and both workers finish together (a stable sort: the
+    # same order in every worker, as xdist requires).
+    slow: dict[str, int] = {}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
+        slow[_work_unit(item)] = slow.get(_work_unit(item), 0) + _is_slow(item)
+    items.sort(key=lambda item: -slow[_work_unit(item)])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """The suite's process holds torch, Ray and pandas too: skip collecting them at its exit
     (study.cli.leaving says why)."""
+    shutil.rmtree(RAY_TMPDIR, ignore_errors=True)  # made by this process (above)
     gc.freeze()
 
 

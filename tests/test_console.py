@@ -139,7 +139,7 @@ def test_a_real_studys_console_says_where_it_stands(asha_study) -> None:
     assert "leaderboard" in out
     for noise in (
         "A new study created",
-        "/tmp/ray/session",
+        "/ray/session_",  # Ray's session dir (under conftest.RAY_TMPDIR here, /tmp/ray for users)
         "Configuration for experiment",
         "RuntimeWarning",
         "process_trial_result took",
