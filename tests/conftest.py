@@ -29,7 +29,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # ray.cluster_utils.Cluster (test_cluster) write there: with the machine's /tmp/ray a test would
 # join a user's running cluster, or the one a parallel test (pytest -n 2) started. Short, because
 # Ray's unix sockets live under it (108-byte path limit). Removed at the end (pytest_unconfigure).
-RAY_TMPDIR = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+# Made once per process: test modules import this file again (`from conftest import ...`), and
+# xdist's workers inherit the controller's environment (hence the pid).
+_MINE = f"{os.getpid()}:"
+if not os.environ.get("STUDY_TESTS_RAY_TMPDIR", "").startswith(_MINE):
+    os.environ["STUDY_TESTS_RAY_TMPDIR"] = _MINE + tempfile.mkdtemp(prefix="rt", dir="/tmp")
+RAY_TMPDIR = os.environ["STUDY_TESTS_RAY_TMPDIR"].removeprefix(_MINE)
 os.environ["RAY_TMPDIR"] = RAY_TMPDIR
 
 
