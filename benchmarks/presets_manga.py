@@ -43,6 +43,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "b8": {"batch_size": 8},
     "aug0": {"aug_strength": 0.0},
     "adam3e-4_b8_warmup2": {"lr": 3e-4, "batch_size": 8, "warmup_epochs": 2},
+    "adam1e-4_b8": {"lr": 1e-4, "batch_size": 8},
+    # the control: the same networks with batch norm, which the presets do not have
+    "bn": {"batch_norm": True},
 }
 AT = (1, 3, 10)
 

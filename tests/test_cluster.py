@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
+from conftest import RAY_TMPDIR
 from packaging.requirements import Requirement
 
 REPO = Path(__file__).resolve().parents[1]
@@ -252,6 +253,10 @@ def test_trials_spread_over_two_worker_nodes(
             for name in ("worker_a", "worker_b")
         }
         cluster.wait_for_nodes()
+        # the cluster is named in this test process's own Ray temp dir (conftest.RAY_TMPDIR),
+        # where a plain ray.init() of a test running in parallel does not look
+        assert (Path(RAY_TMPDIR) / "ray" / "ray_current_cluster").read_text() == cluster.address
+        assert cluster.head_node.get_session_dir_path().startswith(RAY_TMPDIR)
         ray.init(address=cluster.address)
         try:  # the custom resource names each node, Ray's node table gives its id
             by_resource = {
