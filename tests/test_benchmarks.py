@@ -215,3 +215,29 @@ def test_proc_peak_sampler_sees_a_child_grow(tmp_path) -> None:
         time.sleep(0.1)
     assert sampler.peak() >= 300
     assert sampler.peak("ray::") != sampler.peak("ray::")  # NaN: no Ray process descends from it
+
+
+def test_early_stopping_summary_spreads_ratios_and_the_compass_verdict() -> None:
+    """asha_vs_fifo's side-by-side summary: mean (min-max) over seeds, the epochs and test-acc
+    ratios, and the compass verdict only where one variant trains every epoch (not for
+    pruned_vs_stock, whose two variants both stop trials with ASHA)."""
+    from benchmarks.asha_vs_fifo import compare
+
+    def row(variant: str, seed: int, epochs: int, test: float) -> dict:
+        keys = ("epochs", "wall_s", "best_val", "test_of_best", "best_test")
+        values = (epochs, 10.0, test, test, test)
+        return {"variant": variant, "seed": seed} | dict(zip(keys, values, strict=True))
+
+    rows = [row("fifo", 0, 100, 0.80), row("asha", 0, 30, 0.795), row("fifo", 1, 100, 0.82),
+            row("asha", 1, 40, 0.801)]  # fmt: skip
+    summary, lines = compare(rows, "fifo")
+    epochs = next(r for r in summary if r[""] == "epochs trained")
+    assert epochs["asha"] == "35.000 (30.000-40.000)" and epochs["fifo"] == "100 (100-100)"
+    assert lines[0] == (
+        "asha / fifo: epochs 0.35, wall 1.00, test acc of the best trial 0.798 vs 0.810 "
+        "(-1.2 points)"
+    )
+    assert lines[1].endswith("of its epochs): not met")  # 1.2 points behind
+    rows[1]["test_of_best"] = 0.81
+    assert compare(rows, "fifo")[1][1].endswith("of its epochs): met")
+    assert len(compare(rows, "fifo", compass=False)[1]) == 1
