@@ -156,8 +156,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # same order in every worker, as xdist requires).
     slow: dict[str, int] = {}
     for item in items:
-        item.add_marker(pytest.mark.xdist_group(_work_unit(item)))
-        slow[_work_unit(item)] = slow.get(_work_unit(item), 0) + _is_slow(item)
+        unit = _work_unit(item)
+        item.add_marker(pytest.mark.xdist_group(unit))
+        slow[unit] = slow.get(unit, 0) + _is_slow(item)
     items.sort(key=lambda item: -slow[_work_unit(item)])
 
 
