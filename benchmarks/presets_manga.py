@@ -1,7 +1,7 @@
 """Do the seed's two GoogLeNet presets leave chance on real manga? Loss and val-acc curves.
 
     python benchmarks/presets_manga.py [--manga ../shared/data/manga] [--epochs 10] \\
-        [--recipes seed adam1e-4_b16] [--seeds 0 1 2] [--jobs 2]
+        [--recipes seed adam1e-4_b16] [--presets seed_googlenet] [--seeds 0 1 2] [--jobs 2]
 
 The presets are googlenet_manga's two starting points, built through the space itself, at the
 space's 112 px, trained for the first --epochs of the space's schedule (max_epochs 60) through
@@ -47,7 +47,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     # the control: the same networks with batch norm, which the presets do not have
     "bn": {"batch_norm": True},
 }
-AT = (1, 3, 10)
+AT = (1, 3, 10, 30, 60)  # the epochs tabulated, those the run reaches
+PRESETS = ("seed_googlenet", "seed_googlenet_extra_3_5")  # googlenet_manga's starting points
 
 
 def presets() -> dict[str, dict]:
@@ -56,11 +57,10 @@ def presets() -> dict[str, dict]:
 
     from search_spaces import googlenet_manga
 
-    names = ("seed_googlenet", "seed_googlenet_extra_3_5")
     points = googlenet_manga.SETTINGS.starting_points
     return {
         n: googlenet_manga.space(optuna.trial.FixedTrial(dict(p)))
-        for n, p in zip(names, points, strict=True)
+        for n, p in zip(PRESETS, points, strict=True)
     }
 
 
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     p.add_argument(
         "--jobs", type=int, default=2, help="runs at once, one process and one thread each"
     )
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         (case, recipe, config, seed, data, base, a.epochs, horizon)
         for recipe in a.recipes
         for case, config in presets().items()
+        if case in a.presets
         for seed in a.seeds
     ]
     rows = []
