@@ -122,8 +122,8 @@ def compare(
             f"test acc of the best trial {m['test_of_best']:.3f} vs {base['test_of_best']:.3f} "
             f"({-gap * 100:+.1f} points)"
         )
-        met = gap <= COMPASS_POINTS and share <= COMPASS_EPOCHS
         if compass:
+            met = gap <= COMPASS_POINTS and share <= COMPASS_EPOCHS
             lines.append(
                 f"compass goal ({v} within {COMPASS_POINTS * 100:.0f} point of {baseline}'s test "
                 f"acc with <= {COMPASS_EPOCHS:.0%} of its epochs): {'met' if met else 'not met'}"
