@@ -28,8 +28,9 @@ SETTINGS = SpaceSettings(
     image_size=112,
     roles=_axes.SCIENTIFIC,
     # the seed's two named GoogLeNet models are tried first (raw suggest names), trained as the
-    # seed trained them (Adam 1e-3, batch 32, its augmentation, no label smoothing, dropout 0.4;
-    # Glorot init is the model's default)
+    # seed trained them (Adam 1e-3, batch 32, its augmentation, no label smoothing, dropout 0.4)
+    # except for what lets a BN-free GoogLeNet learn at all (_axes.BN_FREE: He init, zero-mean
+    # kernels; with the seed's Glorot init they sit at ln 7)
     starting_points=(
         {
             **_axes.SEED_RECIPE,

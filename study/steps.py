@@ -222,6 +222,9 @@ def train_epoch(
     # batch norm cannot train on a single image: drop a last batch of one
     order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
     fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
+    # the model's kernel constraint (Classifier.constrain) holds after every step; found through
+    # a torch.compile wrapper
+    constrain = getattr(getattr(model, "_orig_mod", model), "constrain", lambda: None)
     for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
         if probe is not None:
             probe.at(step, len(order), device)
@@ -249,6 +252,7 @@ def train_epoch(
             raise Diverged(f"training loss became {host[0]} in epoch {epoch} after {seen} images")
         scaler.step(opt)
         scaler.update()
+        constrain()
         opt.zero_grad(set_to_none=True)
         seen += len(idx)
     loss_sum, correct = sums.total()  # the epoch's one wait for the device

@@ -422,6 +422,36 @@ def test_every_conv_is_followed_by_an_activation(name: str, batch_norm: bool) ->
     assert len(acts) >= len(convs) > 0
 
 
+def largest_kernel_mean(model: nn.Module) -> float:
+    """The largest |mean| of one output unit's kernel over its inputs, over every conv/dense."""
+    return max(
+        float(m.weight.detach().flatten(1).mean(1).abs().max())
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    )
+
+
+@pytest.mark.parametrize("name", ["googlenet", "vanilla_cnn"])
+def test_zero_mean_kernels_start_zero_mean_and_frozen_ones_are_left_alone(name: str) -> None:
+    model = tiny(name, zero_mean_kernels=True, init="kaiming")
+    assert largest_kernel_mean(model) < 1e-6
+    assert largest_kernel_mean(tiny(name, init="kaiming")) > 1e-3  # without the option
+    # a frozen layer is not the constraint's: its weights stay bit-identical
+    conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.add_(1.0)
+    conv.weight.requires_grad_(False)
+    frozen = conv.weight.clone()
+    model.constrain()
+    assert torch.equal(conv.weight, frozen)
+
+
+def test_zero_mean_kernels_is_an_option_of_the_from_scratch_families_only() -> None:
+    # a pretrained backbone's kernels must never be re-centred
+    with pytest.raises(ValueError, match="unknown option 'zero_mean_kernels'"):
+        create_model("mobilenet_v1_025", 7, zero_mean_kernels=True)
+
+
 def test_small_cnn_can_fit_a_batch() -> None:
     torch.manual_seed(0)
     model = create_model("vanilla_cnn", 7, width=8, dropout=0.0)

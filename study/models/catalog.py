@@ -53,13 +53,24 @@ class BackboneOptions(TransferOptions):
 
 
 @dataclass
-class VanillaCNNOptions(TransferOptions):
+class ScratchOptions(TransferOptions):
+    """Options of the families trained from scratch (never of pretrained weights)."""
+
+    # Keras' initialisation, as the seed trained it: with PyTorch's, a BN-free GoogLeNet's
+    # features are the same for every image (benchmarks/recipe.py) and it never learns
+    init: str = "glorot"
+    # keep every kernel zero-mean over each unit's inputs (Classifier.constrain, after every
+    # optimiser step): what lets a BN-free net leave chance (benchmarks/presets_manga.py)
+    zero_mean_kernels: bool = False
+
+
+@dataclass
+class VanillaCNNOptions(ScratchOptions):
     depth: int = 4
     width: int = 32
     convs_per_block: int = 1
     kernel_size: int = 3
     width_mult: float = 1.0
-    init: str = "glorot"  # Keras' initialisation, as the seed trained it (see GoogLeNetOptions)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,16 +88,13 @@ class VanillaCNNOptions(TransferOptions):
 
 
 @dataclass
-class GoogLeNetOptions(TransferOptions):
+class GoogLeNetOptions(ScratchOptions):
     width_mult: float = 1.0
     extra_inception_3: int = 0
     extra_inception_5: int = 0
     stem: str = "seed"
     aux_logits: bool = False
     head_dense: list[int] = field(default_factory=lambda: [64])
-    # Keras' initialisation, as the seed trained it: with PyTorch's, a BN-free GoogLeNet's
-    # features are the same for every image (benchmarks/recipe.py) and it never learns
-    init: str = "glorot"
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -3,7 +3,9 @@
 Seed: conv 7×7/2 (64) → max-pool → conv 3×3 (64) → conv 3×3 (192) → max-pool → 3a, 3b → pool
 → 4a–4e → pool → 5a, 5b → global average pool → dropout → Dense 64 → Dense classes; convs keep
 biases, no BN, true 5×5 branches, Glorot-uniform kernels and zero biases (Keras' defaults;
-``init="torch"`` for PyTorch's). 6,072,375 parameters at 7 classes.
+``init="torch"`` for PyTorch's). 6,072,375 parameters at 7 classes. Without BN it learns only
+with ``zero_mean_kernels`` (and ``init="kaiming"`` for the deeper variant): see
+``Classifier.constrain``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def build_googlenet(num_classes: int, opts: GoogLeNetOptions) -> Classifier:
         stages=[["stem"], ["stage3"], ["stage4"], ["stage5"]],
         aux_weight=0.3 if opts.aux_logits else 0.0,  # the paper's discount for auxiliary losses
         backbone_lr_mult=opts.backbone_lr_mult,
+        zero_mean_kernels=opts.zero_mean_kernels,
     )
     apply_freeze(model, opts.freeze)  # for weights warm-started from another study (init_from)
     return model

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
+import torch
 from torch import Tensor, nn
 
 # the names, checked by options without torch, live in the registry
@@ -170,6 +171,7 @@ class Classifier(nn.Module):
         input_mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
         input_std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
         input_interpolation: str = DEFAULT_INTERPOLATION,
+        zero_mean_kernels: bool = False,
     ) -> None:
         super().__init__()
         self.input_mean = tuple(float(v) for v in input_mean)
@@ -182,9 +184,28 @@ class Classifier(nn.Module):
         self.stages = stages or []
         self.backbone_lr_mult = backbone_lr_mult
         self.aux_weight = aux_weight
+        self.zero_mean_kernels = zero_mean_kernels
+        self.constrain()  # the initialised weights, too
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone(x))
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """With ``zero_mean_kernels``, make every trainable conv and dense kernel zero-mean over
+        each output unit's inputs; the trainer calls this after every optimiser step (Keras'
+        ``kernel_constraint``). Why: without batch norm every layer's inputs are post-ReLU, all
+        positive and nearly the same for every image; an Adam step moves all of a unit's weights
+        by about the learning rate, shifting its output alike for every image, and within the
+        first epoch that drift outgrows the differences between images: ReLUs die and the output
+        ignores the input (loss stuck at ln k). A zero-mean kernel cannot respond to what all
+        its inputs share, only to how they differ (benchmarks/presets_manga.py)."""
+        if not self.zero_mean_kernels:
+            return
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear) and m.weight.requires_grad:
+                w = m.weight
+                w.sub_(w.mean(dim=tuple(range(1, w.dim())), keepdim=True))
 
     @property
     def aux_outputs(self) -> list[Tensor]:

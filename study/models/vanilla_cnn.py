@@ -51,6 +51,7 @@ def build_vanilla_cnn(num_classes: int, opts: VanillaCNNOptions) -> Classifier:
         gradcam_target=f"{last}.conv{opts.convs_per_block - 1}",
         stages=[[f"block{b}"] for b in range(opts.depth)],
         backbone_lr_mult=opts.backbone_lr_mult,
+        zero_mean_kernels=opts.zero_mean_kernels,
     )
     apply_freeze(model, opts.freeze)  # for weights warm-started from another study (init_from)
     return model
