@@ -56,11 +56,11 @@ class BackboneOptions(TransferOptions):
 class ScratchOptions(TransferOptions):
     """Options of the families trained from scratch (never of pretrained weights)."""
 
-    # Keras' initialisation, as the seed trained it: with PyTorch's, a BN-free GoogLeNet's
-    # features are the same for every image (benchmarks/recipe.py) and it never learns
+    # Keras' initialisation, as the seed trained it (PyTorch's is worse still without BN)
     init: str = "glorot"
     # keep every kernel zero-mean over each unit's inputs (Classifier.constrain, after every
-    # optimiser step): what lets a BN-free net leave chance (benchmarks/presets_manga.py)
+    # optimiser step). A BN-free GoogLeNet needs it, with init="kaiming" for the deeper variant,
+    # to leave chance on manga in 10 epochs (_axes.BN_FREE; benchmarks/presets_manga.py)
     zero_mean_kernels: bool = False
 
 
