@@ -7,9 +7,10 @@ from typing import Any
 from search_spaces._axes import BN_FREE
 
 _CNN = {"model": "vanilla_cnn", "head_dense": [64], "dropout": 0.4}
+_GOOGLENET_SEED = {"model": "googlenet", "head_dense": [64], "dropout": 0.4}
 # BN-free GoogLeNets as googlenet_manga trains them (_axes.BN_FREE): as the seed built them,
 # they sit at ln 7
-_GOOGLENET = {"model": "googlenet", "head_dense": [64], "dropout": 0.4, **BN_FREE}
+_GOOGLENET = {**_GOOGLENET_SEED, **BN_FREE}
 _RESNET = {"model": "timm/resnet50", "pretrained": True, "freeze": "backbone"}
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -23,12 +24,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "extra_inception_5": 1,
         "head_dense": [64, 64],
     },
-    "googlenet_batch_norm": {
-        "model": "googlenet",
-        "head_dense": [64],
-        "dropout": 0.4,
-        "batch_norm": True,
-    },
+    "googlenet_batch_norm": {**_GOOGLENET_SEED, "batch_norm": True},
     "googlenet_2_dense_64": {**_GOOGLENET, "head_dense": [64, 64]},
     "googlenet_leaky_relu": {**_GOOGLENET, "activation": "leaky_relu"},
     "googlenet_l2": {**_GOOGLENET, "l2": 1e-4},

@@ -157,7 +157,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             at_least_timeout(item, STUDY_TEST_TIMEOUT_S)
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    # Workers take units in collection order: the units with the most slow tests go first, so
+    # Workers take units in collection order (--no-loadscope-reorder in pyproject's addopts;
+    # xdist would sort them by test count): the units with the most slow tests go first, so
     # that the short ones fill the end and both workers finish together (a stable sort: the
     # same order in every worker, as xdist requires).
     slow: dict[str, int] = {}
