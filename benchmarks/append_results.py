@@ -3,7 +3,7 @@
     python benchmarks/append_results.py [--trials 500] [--epochs 100] [--concurrent 8]
                                         [--rewrite-results 10]
 
-Drives `study.results.ResultsWriter` as Tune does (on_trial_result, on_trial_complete,
+Drives `study.tuning.callbacks.ResultsWriter` as Tune does (on_trial_result, on_trial_complete,
 on_experiment_end) with fake trials, no Ray workers: --trials trials of --epochs epochs each,
 --concurrent at a time, every result timed. The "rewrite" writer is the same class made to
 rewrite trials.parquet and epochs.parquet whole at every result, as the writer did before
@@ -26,13 +26,10 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._util import load_line, ratio, table  # noqa: E402 - run as a script
 from study import storage  # noqa: E402
-from study.results import (  # noqa: E402
-    EPOCHS,
-    ResultsWriter,
-    config_dtypes,
-    epochs_frame,
-    write_parquet,
-)
+from study.results.schema import EPOCHS
+from study.results.tables import epochs_frame, write_parquet
+from study.results.trials import config_dtypes
+from study.tuning.callbacks import ResultsWriter
 
 HYPERPARAMETERS = {
     "model": {"kind": "categorical", "choices": ["googlenet", "vanilla_cnn"]},

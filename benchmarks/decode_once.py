@@ -34,7 +34,7 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
 SPACE = '''"""decode_once.py's study: small CNNs, so the study is about data, not compute."""
 from __future__ import annotations
 
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 
 SETTINGS = SpaceSettings(dataset="toon", description="decode-once benchmark", max_epochs={epochs},
                          grace_period=1, num_samples={samples}, image_size={size}, top_k=2,
@@ -151,7 +151,8 @@ def run(a: argparse.Namespace, work: Path) -> int:
     )
     print(f"cache files: {', '.join(caches)}")
     # the test evaluation is a Ray task of its own only on a cluster or with a GPU; on one CPU
-    # node it runs in the driver (study.after_tuning.evaluates_here), inside the driver's peak
+    # node it runs in the driver (study.evaluation.test_split.evaluates_here), inside the driver's
+    # peak
     task = procs.peak("ray::evaluate_on_test")
     evaluation = "in the driver" if task != task else f"{task:,.0f}"  # NaN: no such process
     print(

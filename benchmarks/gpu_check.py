@@ -4,8 +4,8 @@
     bash benchmarks/gpu_check.sh --cpu    # the same code paths at tiny sizes on CPU (CI)
 
 Phases (in benchmarks/gpu_phases.py, packing here), each through the real trial
-(`study.trial.run_trial`, run without Ray by the inline_trial of benchmarks/harness.py; the GPU
-machine has no Ray) on synthetic uint8 data in memory:
+(`study.training.trial.run_trial`, run without Ray by the inline_trial of benchmarks/harness.py; the
+GPU machine has no Ray) on synthetic uint8 data in memory:
   googlenet224  seed GoogLeNet at 224 px, bf16 autocast + channels_last: (a) trainable and (b)
                 in-memory training img/s, (a)/(b)   (goals: (a) >= 4,000 img/s, (a)/(b) >= 0.95)
   syncs         host-device synchronisations in one training epoch (--cpu: host reads of
@@ -78,7 +78,7 @@ from benchmarks.harness import (  # noqa: E402
 from benchmarks.study_cost import (  # noqa: E402
     GOOGLENET_FERG,
 )
-from study.steps import TrialData  # noqa: E402
+from study.training.steps import TrialData
 
 GPU = Sizes(
     "googlenet",

@@ -20,7 +20,7 @@ import torch
 
 from benchmarks._util import table
 from benchmarks.harness import sync
-from study import steps, trial
+from study.training import steps, trial
 
 GOALS = {
     "googlenet224 (a) img/s": (">=", 4000.0),
@@ -158,7 +158,7 @@ def count_host_reads(package: Path = STUDY_DIR) -> Iterator[list[str]]:
 @contextmanager
 def watching_train_epoch(watch: Any) -> Iterator[None]:
     """Runs every train_epoch of the trial inside the context manager `watch()` (patched where
-    `study.trial.Training.train` looks it up)."""
+    `study.training.trial.Training.train` looks it up)."""
     original = trial.train_epoch
 
     def watched(*args: Any, **kwargs: Any) -> Any:

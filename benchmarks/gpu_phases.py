@@ -49,8 +49,8 @@ from benchmarks.study_cost import (  # noqa: E402
     ferg_split_images,
     study_gpu_hours,
 )
-from study.compiling import decide_compile  # noqa: E402
-from study.steps import TrialData  # noqa: E402
+from study.training.compiling import decide_compile
+from study.training.steps import TrialData
 
 CLASSES = [str(i) for i in range(NUM_CLASSES)]
 
@@ -350,7 +350,8 @@ def phase_compile(s: Sizes, device: torch.device) -> dict[str, Any]:
     """The trainable eager vs compile=True at a googlenet_ferg trial's size (the middle batch
     size): the compile time (the compiled first epoch's extra seconds over the eager one), the
     steady speedup, and whether compiling pays back for that study's mean trial and for a trial
-    that runs all its epochs (what compile "auto" decides from study.compiling's constants)."""
+    that runs all its epochs (what compile "auto" decides from study.training.compiling's
+    constants)."""
     batch = s.study_batches[len(s.study_batches) // 2]
     eager = study_rates(s, device, batch, compile=False)
     compiled = study_rates(s, device, batch, compile=True)

@@ -1,8 +1,8 @@
 """The real trial run in this process, without Ray, and the measurements built on it: shared by
 pipeline.py, gpu_check.py/gpu_phases.py and the tests that time or probe a trial.
 
-`inline_trial` calls `study.trial.run_trial` with a report that copies each checkpoint as Ray's
-local storage does, so what is timed is the trial's own work; `measure_in_memory` is the same
+`inline_trial` calls `study.training.trial.run_trial` with a report that copies each checkpoint as
+Ray's local storage does, so what is timed is the trial's own work; `measure_in_memory` is the same
 model, optimiser and loss on tensors already on the device, the yardstick of (a)/(b).
 """
 
@@ -26,10 +26,10 @@ from benchmarks._util import (  # noqa: E402 - run as a script from any director
     reset_cuda_peak,
     reset_peak_rss,
 )
-from study.config import TrainConfig  # noqa: E402
 from study.data import SplitArrays  # noqa: E402
-from study.steps import TrialData, autocast, loss_fn  # noqa: E402
-from study.trial import run_trial, setup_trial  # noqa: E402
+from study.training.config import TrainConfig
+from study.training.steps import TrialData, autocast, loss_fn
+from study.training.trial import run_trial, setup_trial
 
 NUM_CLASSES = 7
 
@@ -46,7 +46,8 @@ def inline_trial(
     stop: Callable[[list[dict]], bool] | None = None,
     reports: list[dict] | None = None,
 ) -> list[dict]:
-    """Run the trial in this process without Ray (`study.trial.run_trial`); returns its reports.
+    """Run the trial in this process without Ray (`study.training.trial.run_trial`); returns its
+    reports.
 
     Its report copies the checkpoint directory into `storage` (what Ray does with local storage)
     and records the metrics with the time of the call; `stop(reports)` true ends the trial there.

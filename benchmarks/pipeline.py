@@ -4,7 +4,8 @@ PNG-decoding DataLoader, per model and image size, in one table.
     python benchmarks/pipeline.py [--quick] [--models googlenet vanilla_cnn] [--sizes 64 112 224]
         [--batch-size 32] [--batches 3] [--threads 2] [--runner inline|ray] [--device cpu|cuda]
 
-(a) trainable: the trial itself (`study.trial.run_trial`), for 1 warm-up epoch + 1 timed epoch of
+(a) trainable: the trial itself (`study.training.trial.run_trial`), for 1 warm-up epoch + 1 timed
+epoch of
     `batches` batches: data view (memmap rows), augmentation, model, optimiser, and reporting
     (the best-weights copy, both checkpoint files and the copy of the checkpoint into storage).
     img/s = images / (train time + reporting time) of the timed epoch; validation (a 32-image
@@ -13,8 +14,9 @@ PNG-decoding DataLoader, per model and image size, in one table.
     --runner inline (default) calls it in this process, without Ray, with a report that copies
     the checkpoint as Ray's local storage does: same process, threads and allocator as (b), so
     the ratio is not moved by which process got the busier core, and the trial's peak RSS is this
-    process's. --runner ray runs `study.trainable.train_trial` as a real single-trial Ray Tune run
-    and reads what it reported (its time_this_iter_s gives the reporting time), to confirm it.
+    process's. --runner ray runs `study.tuning.trainable.train_trial` as a real single-trial Ray
+    Tune run and reads what it reported (its time_this_iter_s gives the reporting time), to confirm
+    it.
 (b) in memory: the same model, optimiser and loss on normalised tensors already on the device.
 (c) naive: torchvision ImageFolder + DataLoader decoding PNG files (256 px, as FERG's) with PIL
     every epoch (persistent workers, 1 warm-up epoch, 1 timed epoch).
@@ -53,9 +55,9 @@ from benchmarks.harness import (  # noqa: E402
     synthetic_split,
     trial_config,
 )
-from study.config import TrainConfig  # noqa: E402
 from study.data import SplitArrays  # noqa: E402
-from study.steps import TrialData, autocast, build_model, loss_fn, make_optimizer  # noqa: E402
+from study.training.config import TrainConfig
+from study.training.steps import TrialData, autocast, build_model, loss_fn, make_optimizer
 
 DEFAULT_DATA = Path(tempfile.gettempdir()) / "study-bench-data"
 
@@ -66,7 +68,7 @@ def measure_trainable_ray(config: dict, data: TrialData, storage: Path) -> dict[
     from ray import tune
 
     from benchmarks._util import ProcPeakSampler
-    from study.trainable import train_trial
+    from study.tuning.trainable import train_trial
 
     ray.init(
         include_dashboard=False,

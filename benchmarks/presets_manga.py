@@ -15,7 +15,7 @@ several at once, one process and one torch thread each (CPU seconds per epoch: o
 Criterion, "left chance" (first epoch that meets it, "-" = none): train loss below 0.95 ln k
 (ln 7 = 1.946 is what a network whose output ignores its input scores) AND val accuracy above
 always guessing the val split's largest class (0.222 on manga). "beat guessing" is the
-stricter study.chance verdict (binomial bound on the 54 val images: 0.315 for one epoch,
+stricter study.results.statistics verdict (binomial bound on the 54 val images: 0.315 for one epoch,
 0.370 for the best of 10).
 Prints each run's loss and val-acc curves, then one row per run.
 """

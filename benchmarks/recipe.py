@@ -13,7 +13,7 @@ that config (any trial config key: init, lr, warmup_epochs, label_smoothing, cla
 aug_strength, dropout, batch_size, ...). The table shows train loss and val accuracy after the
 --at epochs, the share of dead ReLUs in the head's hidden layer after the first two of them,
 the best val accuracy, and the first epoch at which the trial beat guessing
-(study.chance: binomial bound on the val split); "-" = still at chance.
+(study.results.statistics: binomial bound on the val split); "-" = still at chance.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def dead_units(model, data, aug, device) -> float:
     seen: list[torch.Tensor] = []
     hook = act.register_forward_hook(lambda _m, _i, out: seen.append(out.detach() > 0))
     try:
-        from study.steps import predict
+        from study.training.steps import predict
 
         predict(model, data.val, aug, device)
     finally:
@@ -119,8 +119,8 @@ def run_one(
     print a line per epoch that starts with it (long runs on a busy machine show progress)."""
     import torch
 
-    from study.config import TrainConfig
-    from study.trial import setup_trial
+    from study.training.config import TrainConfig
+    from study.training.trial import setup_trial
 
     cfg = TrainConfig.from_config({**config, "max_epochs": max(horizon, epochs)})
     device = torch.device("cpu")
@@ -154,7 +154,7 @@ def run_one(
 
 def left_chance(val_accs: list[float], base) -> int | None:
     """The first epoch after which the history is no longer at chance, else None."""
-    from study.chance import at_chance
+    from study.results.statistics import at_chance
 
     return next((e for e in range(1, len(val_accs) + 1) if not at_chance(val_accs[:e], base)), None)
 
@@ -162,9 +162,9 @@ def left_chance(val_accs: list[float], base) -> int | None:
 def load_data(dataset: str, data_dir: str | None, image_size: int, train_subset: int = 0):
     """(TrialData, Baseline) of a prepared data set's train and val splits at `image_size`;
     `train_subset` > 0 keeps that many train images (a fixed random subset)."""
-    from study.chance import Baseline
     from study.data import default_data_dir, load_split, open_dataset
-    from study.steps import TrialData
+    from study.results.statistics import Baseline
+    from study.training.steps import TrialData
 
     ds = open_dataset(data_dir or default_data_dir(), dataset)
     train = load_split(ds, "train", image_size)

@@ -26,11 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from study.confirmed import mean_sd
 from study.data import load_split, open_dataset
-from study.evaluate import probabilities
-from study.fit import fit
-from study.transfer import write_final_model
+from study.evaluation.inference import probabilities
+from study.results.confirmed import mean_sd
+from study.training.fit import fit
+from study.training.transfer import write_final_model
 
 NET = {
     "model": "vanilla_cnn",

@@ -7,7 +7,7 @@ from typing import Any
 import optuna
 
 from search_spaces import _axes
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 
 # the seed's GoogLeNet head and settings, as raw suggest names
 _SEED_HEAD = {

@@ -17,7 +17,7 @@ from typing import Any
 import optuna
 
 from search_spaces import _axes
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 
 # study.run refuses this space without --init-from, naming what it needs
 NEEDS_INIT_FROM = "a toon study, e.g. of --space demo; or a FERG study for FERG -> manga"

@@ -8,7 +8,7 @@ import optuna
 
 from search_spaces._axes import SCIENTIFIC
 from search_spaces._seed_variants import RECIPE, SMOKE, VARIANTS
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 
 GRID = {"variant": list(VARIANTS)}  # the grid sampler runs each variant exactly once
 

@@ -6,7 +6,7 @@
     model = study.load_best_model(s.dir).model
 
 Reads only Parquet and JSON (pandas, pyarrow): no Ray, and torch only for `load_best_model`.
-The columns are documented in docs/results.md (`study.schema`).
+The columns are documented in docs/results.md (`study.results.schema`).
 """
 
 from __future__ import annotations
@@ -18,8 +18,16 @@ from typing import Any
 import pandas as pd
 
 from study import storage
-from study.schema import CONFIRM, EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
-from study.tables import read_json, read_table
+from study.results.schema import (
+    CONFIRM,
+    EPOCH_PARTS,
+    EPOCHS,
+    GRADCAM,
+    PREDICTIONS,
+    STUDY_JSON,
+    TRIALS,
+)
+from study.results.tables import read_json, read_table
 
 
 @dataclass
@@ -81,7 +89,7 @@ class BestModel:
 
     model: Any  # torch.nn.Module
     trial_id: str
-    config: Any  # study.config.TrainConfig: model options, image_size, ...
+    config: Any  # study.training.config.TrainConfig: model options, image_size, ...
     classes: list[str]  # class names in the order of the model's outputs
 
 
@@ -93,9 +101,9 @@ def load_best_model(
     checkpoint. `device`: "cpu", "cuda", ...; default: a GPU if there is one."""
     import torch
 
-    from study.evaluate import load_best_model as load_weights
-    from study.evaluate import read_study, trials_with_checkpoints
-    from study.trainable import pick_device
+    from study.evaluation.inference import load_best_model as load_weights
+    from study.results.lookups import read_study, trials_with_checkpoints
+    from study.training.steps import pick_device
 
     d = storage.absolute(study_dir)
     meta, trials, classes, _ = read_study(d)

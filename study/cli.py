@@ -14,7 +14,7 @@ from study import __version__
 COMMANDS = {
     "data": ("study.data.__main__", "prepare a data set once (decode, split, dedupe) or list them"),
     "models": ("study.models.__main__", "list the model zoo with parameter counts and GFLOPs"),
-    "run": ("study.run", "run a hyperparameter study (Ray Tune, Optuna, ASHA)"),
+    "run": ("study.run.__main__", "run a hyperparameter study (Ray Tune, Optuna, ASHA)"),
     "evaluate": ("study.evaluate", "score a study's best trials on another image folder"),
     "report": ("study.report.__main__", "write the HTML report of a study, or compare studies"),
 }

@@ -9,7 +9,8 @@
   and an estimate of the time left.
 
 `-q` prints only the summary (leaderboard, report, errors); `-v` adds Ray Tune's own progress
-table. Ray-free: the Tune callback that feeds `Progress` is `study.results.ConsoleCallback`.
+table. Ray-free: the Tune callback that feeds `Progress` is
+`study.tuning.callbacks.ConsoleCallback`.
 """
 
 from __future__ import annotations

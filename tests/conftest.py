@@ -189,7 +189,7 @@ def study_cli(*args: str, timeout: float = STUDY_TIMEOUT_S, **popen) -> subproce
 
 
 ASHA_SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="asha test", max_epochs=4, grace_period=1,
                          reduction_factor=2, num_samples=8, image_size=32, sampler="random")
 def space(trial):

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from study.tables import epochs_frame, write_parquet
-from study.trial_rows import (
+from study.results.tables import epochs_frame, write_parquet
+from study.results.trials import (
     config_dtypes,
     record_test_scores,
     summarise_trial,
@@ -58,7 +58,7 @@ HYPERPARAMETERS = {
     "image_size": {"role": "fixed", "kind": "categorical", "choices": [32]},
 }
 TABLES = ("trials", "epochs", "predictions", "gradcam")
-# what study.run adds to every trial's config (study.preflight.trial_constants)
+# what study.run adds to every trial's config (study.spaces.constants.trial_constants)
 CONSTANTS = {"max_epochs": MAX_EPOCHS, "image_size": 32, "metric": "val_acc", "mode": "max"}
 # how a trial of each status ended: its last result as the trainable reports it (None: an error)
 LAST = {
@@ -181,7 +181,7 @@ def make_study(
         ended = ("running", "") if status == "running" else ended  # as ResultsWriter marks it
         mine = pd.DataFrame([r for r in epochs if r["trial_id"] == trial_id])
         mine = mine if n_ep else pd.DataFrame(columns=["epoch", "val_acc", "val_loss", "epoch_s"])
-        # the runner's own row (study.trial_rows), so the report reads what real studies write
+        # the runner's own row (study.results.trials), so the report reads what real studies write
         trials.append(
             summarise_trial(trial_id, {**cfg, "model": family}, mine, last, ended, dataset)
         )
@@ -234,7 +234,7 @@ def make_study(
     }
     if study_json:
         (out / "study.json").write_text(json.dumps(meta, indent=2))
-    # written as the runner writes them: study.tables' declared layout, trials typed by the
+    # written as the runner writes them: study.results.tables' declared layout, trials typed by the
     # declared hyperparameters, test scores recorded by trials.parquet's owner after "tuning"
     frames = {
         "epochs": epochs_frame(epochs, name),

@@ -24,7 +24,7 @@ def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir) -> None:
     identical metrics, predictions and Grad-CAM rows; and a GPU study keeps the Ray task."""
     import ray
 
-    from study.after_tuning import evaluates_here, run_evaluation
+    from study.evaluation.test_split import evaluates_here, run_evaluation
 
     top = asha_study.trials.dropna(subset=["test_acc"])["trial_id"].tolist()
     assert len(top) == 3

@@ -12,8 +12,9 @@ import torch
 
 from benchmarks import gpu_check, gpu_phases
 from benchmarks.harness import inline_trial, synthetic_split, trial_config
-from study import checkpoints, faults, steps, trial
-from study.checkpoints import (
+from study.data import Augment, AugmentConfig
+from study.training import checkpoints, faults, steps, trial
+from study.training.checkpoints import (
     CheckpointWriter,
     LocalCheckpoint,
     save_state,
@@ -21,9 +22,8 @@ from study.checkpoints import (
     write_best,
     write_last,
 )
-from study.config import TrainConfig
-from study.data import Augment, AugmentConfig
-from study.steps import TrialData, build_model, make_optimizer
+from study.training.config import TrainConfig
+from study.training.steps import TrialData, build_model, make_optimizer
 
 CPU = torch.device("cpu")
 CLASSES = [str(i) for i in range(7)]

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from study import faults
-from study.config import TrainConfig
 from study.data import SplitArrays
-from study.feed import BatchFit
-from study.steps import TrialData
-from study.trial import Training, setup_trial
+from study.training import faults
+from study.training.config import TrainConfig
+from study.training.feed import BatchFit
+from study.training.steps import TrialData
+from study.training.trial import Training, setup_trial
 
 CPU = torch.device("cpu")
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from study.config import TrainConfig
 from study.data import Augment, AugmentConfig
 from study.data.augment import AugmentDraw
-from study.steps import build_model, train_step
+from study.training.config import TrainConfig
+from study.training.steps import build_model, train_step
 
 CPU = torch.device("cpu")
 CNN = {"model": "vanilla_cnn", "depth": 2, "width": 4, "batch_norm": True, "head_dense": []}

@@ -18,8 +18,10 @@ import ray
 from conftest import REPO, tree_snapshot
 
 import study
-from study import cli, run
-from study.spaces import load_space
+from study import cli
+from study.run import __main__ as run
+from study.run import driver
+from study.spaces.loader import load_space
 
 
 def _study(*args: str) -> subprocess.CompletedProcess:
@@ -161,7 +163,7 @@ def test_set_changes_settings_of_the_space() -> None:
         ["--space", "demo", "--set", "image_size=64", "--set", "sampler=random",
          "--set", "grace_period=5", "--set", "roles={\"lr\": \"scientific\"}", "--max-epochs", "6"]
     )  # fmt: skip
-    settings = run.resolve(a, load_space("demo"))[0]
+    settings = driver.resolve(a, load_space("demo"))[0]
     assert (settings.image_size, settings.sampler, settings.max_epochs) == (64, "random", 6)
     assert settings.grace_period == 5  # named by --set: not pulled down to --max-epochs
     assert settings.roles == {"lr": "scientific"}
@@ -188,7 +190,7 @@ def test_a_bad_set_is_one_error_line_before_ray(args, words, tmp_path, capsys) -
 
 
 def test_resume_refuses_a_set_that_contradicts_the_study(tmp_path, capsys) -> None:
-    settings = run.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
+    settings = driver.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
     sd = tmp_path / "s" / "x"
     sd.mkdir(parents=True)
     meta = {"name": "x", "space": "demo", "seed": 0, "dataset": {"data_dir": str(tmp_path)}}
@@ -210,7 +212,7 @@ def test_set_is_recorded_in_study_json(toon_dir, tmp_path, monkeypatch) -> None:
     def stop(**_):
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr("study.tune.build_tuner", stop)
+    monkeypatch.setattr("study.tuning.tuner.build_tuner", stop)
     args = ["--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
             str(tmp_path / "s"), "--name", "x", "--no-report", "--set", "image_size=40",
             "--set", "top_k=2"]  # fmt: skip
@@ -252,5 +254,5 @@ def test_the_heavy_commands_exit_without_collecting_their_objects() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
-    for module in ("study/run.py", "study/evaluate.py", "study/report/__main__.py"):
+    for module in ("study/run/__main__.py", "study/evaluate.py", "study/report/__main__.py"):
         assert "sys.exit(leaving(main()))" in (REPO / module).read_text(), module

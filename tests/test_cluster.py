@@ -234,12 +234,12 @@ def test_trials_spread_over_two_worker_nodes(
 ) -> None:
     """A head with no CPUs and two 1-CPU workers: the smoke study's two 1-CPU trials can only run
     one per worker, and trials.parquet's `node` column (recorded by each trial) shows both. On a
-    cluster the test evaluation stays a Ray task (study.after_tuning.evaluates_here)."""
+    cluster the test evaluation stays a Ray task (study.evaluation.test_split.evaluates_here)."""
     import ray
     from ray import tune
     from ray.cluster_utils import Cluster
 
-    from study import run
+    from study.run import __main__ as run
 
     # a new actor per trial: a trial that ended before the other's actor started would hand the
     # other its actor (reuse_actors), and both would run on one node

@@ -1,4 +1,5 @@
-"""Compile when it pays (study.compiling), recorded per trial; and the cost arithmetic behind the
+"""Compile when it pays (study.training.compiling), recorded per trial; and the cost arithmetic
+behind the
 GPU check's study estimate (benchmarks/study_cost.py) and its summary table."""
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ import torch
 
 from benchmarks import gpu_instruments, study_cost
 from benchmarks.harness import inline_trial, synthetic_split, trial_config
-from study.compiling import COMPILE_S, COMPILE_SPEEDUP, StepProbe, compile_choice, decide_compile
-from study.config import TrainConfig
-from study.steps import TrialData
+from study.training.compiling import (
+    COMPILE_S,
+    COMPILE_SPEEDUP,
+    StepProbe,
+    compile_choice,
+    decide_compile,
+)
+from study.training.config import TrainConfig
+from study.training.steps import TrialData
 
 CUDA = torch.device("cuda")  # only a device name here: nothing runs on it
 
@@ -111,7 +118,8 @@ def test_asha_epochs_follow_rays_scheduler(plan) -> None:
 
 
 def test_the_study_estimate_uses_the_space_and_splits_it_names() -> None:
-    from study.spaces import describe_hyperparameters, load_space
+    from study.spaces.cover import describe_hyperparameters
+    from study.spaces.loader import load_space
 
     space = load_space("googlenet_ferg")
     plan = study_cost.GOOGLENET_FERG

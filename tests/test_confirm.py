@@ -15,12 +15,17 @@ import ray
 import torch
 from conftest import study_cli
 
-from study import confirm, confirmed, run
 from study.data import SplitArrays, open_dataset, prepare
-from study.evaluate import probabilities
-from study.folds import fold_ids
+from study.data.folds import fold_ids
+from study.evaluation import confirm
+from study.evaluation.confirm_jobs import Job
+from study.evaluation.inference import probabilities
 from study.models import create_model
-from study.transfer import FINAL_DIR, FINAL_JSON, FINAL_WEIGHTS
+from study.results import confirmed
+from study.results.schema import CONFIRM
+from study.run import __main__ as run
+from study.training.transfer import FINAL_DIR, FINAL_JSON, FINAL_WEIGHTS
+from study.tuning import trial_data
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +36,7 @@ def tiny(tmp_path_factory):
 
 
 CV_SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="cv tuning", max_epochs=2, grace_period=1,
                          num_samples=2, image_size=32, sampler="random", cv_folds=2, top_k=1)
 def space(trial):
@@ -75,7 +80,7 @@ def study(tiny, tmp_path_factory):
         "report": tmp / "r" / "c" / "index.html",
         "stdout": r.stdout,
         "trials": pd.read_parquet(sd / "trials.parquet"),
-        "confirm": pd.read_parquet(sd / confirmed.CONFIRM),
+        "confirm": pd.read_parquet(sd / CONFIRM),
         "counts": open_dataset(tiny, "toon").manifest["counts"],
     }
 
@@ -126,7 +131,7 @@ def test_refit_writes_the_final_model(study) -> None:
 
 
 def _options(config: dict) -> dict:
-    from study.config import TrainConfig
+    from study.training.config import TrainConfig
 
     return TrainConfig.from_config(config).model_options
 
@@ -144,14 +149,14 @@ def test_cv_folds_tuning_reports_the_fold_mean(study, tiny) -> None:
     """Each trial trained 2 fold models in lockstep (both in its checkpoint) and reported their
     mean: re-scoring the last checkpoint's fold models on their held-out folds gives the stored
     validation accuracy of that epoch."""
-    from study.config import TrainConfig
     from study.data import load_split
-    from study.fit import concat, subset
+    from study.data.store import concat, subset
+    from study.training.config import TrainConfig
 
     sd = study["dir"]
     ds = open_dataset(tiny, "toon")
     pool = concat(load_split(ds, "train", 32), load_split(ds, "val", 32))
-    folds = fold_ids(confirm.pooled_meta(ds), ds.manifest["split_rule"], 2, seed=0)
+    folds = fold_ids(trial_data.pooled_meta(ds), ds.manifest["split_rule"], 2, seed=0)
     epochs = pd.read_parquet(sd / "epochs.parquet")
     for tid in study["trials"]["trial_id"]:
         ckpt = sorted((sd / tid).glob("checkpoint_*"))[-1]
@@ -199,7 +204,7 @@ def test_a_failed_retraining_is_a_row_not_a_lost_study(monkeypatch) -> None:
         return {"kind": "seed", "trial_id": "a", "val_acc": 0.5}
 
     monkeypatch.setattr(ray, "get", get)
-    jobs = [confirm.Job("seed", "a", {"model": "m", "seed": s}, 3) for s in (1, 2)]
+    jobs = [Job("seed", "a", {"model": "m", "seed": s}, 3) for s in (1, 2)]
     ok, lost = confirm.gather(["fine", "lost"], jobs)
     assert ok["val_acc"] == 0.5
     assert lost["seed"] == 2 and lost["epochs"] == 3 and "worker died" in lost["error"]

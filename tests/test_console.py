@@ -12,7 +12,7 @@ import pytest
 
 from study import console
 from study.console import Progress, duration, key_params
-from study.results import ConsoleCallback
+from study.tuning.callbacks import ConsoleCallback
 
 
 class Clock:

@@ -17,10 +17,10 @@ import torch
 from conftest import face_png
 from report_fixture import make_study
 
-from study import evaluate
-from study.cross_style import scores
+from study.evaluation import command as evaluate
+from study.evaluation.cross_style import scores
 from study.models import create_model
-from study.transfer import write_final_model
+from study.training.transfer import write_final_model
 
 CLASSES = ["anger", "joy", "sadness"]
 CONFIG = {"model": "vanilla_cnn", "width": 4, "depth": 2, "image_size": 32}

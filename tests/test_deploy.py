@@ -296,7 +296,7 @@ def test_rayjob_is_rendered_from_the_raycluster() -> None:
 
 
 def test_rayjob_runs_the_study_cli_and_then_frees_the_cluster() -> None:
-    from study import run
+    from study.run import __main__ as run
 
     spec = load("rayjob.yaml")["spec"]
     assert spec["shutdownAfterJobFinishes"] is True
@@ -435,7 +435,7 @@ def readme_blocks() -> list[str]:
 def test_readme_study_commands_use_options_that_exist() -> None:
     """Every `python -m study.run ...` the README shows parses with the CLI (placeholders such
     as `...` and `<bucket>` aside), so a renamed option cannot leave the docs behind."""
-    from study import run
+    from study.run import __main__ as run
 
     commands = [
         m.group(1)

@@ -20,9 +20,11 @@ import torch
 from conftest import REPO, face_png, tree_snapshot
 from report_fixture import make_study
 
-from study import evaluate, metrics
+from study.evaluation import command as evaluate
+from study.evaluation import inference
 from study.models import create_model
 from study.report import evaluation
+from study.results import statistics
 
 CLASSES = ["anger", "joy", "sadness"]
 CONFIG = {"model": "vanilla_cnn", "width": 4, "depth": 2, "image_size": 32}
@@ -188,11 +190,13 @@ CASES = {
 def test_macro_f1_is_sklearns_over_all_classes(truth, pred, k) -> None:
     sk = pytest.importorskip("sklearn.metrics")
     expected = sk.f1_score(truth, pred, labels=list(range(k)), average="macro", zero_division=0)
-    assert metrics.macro_f1(np.array(truth), np.array(pred), k) == pytest.approx(expected, 1e-12)
+    assert statistics.macro_f1(np.array(truth), np.array(pred), k) == pytest.approx(expected, 1e-12)
     # the runner's test scoring (test_macro_f1) and the report's "macro avg" row agree
     probs = np.eye(k)[pred]
     names = [f"c{i}" for i in range(k)]
-    assert evaluate.score(np.array(truth), probs, names)["test_macro_f1"] == pytest.approx(expected)
+    assert inference.score(np.array(truth), probs, names)["test_macro_f1"] == pytest.approx(
+        expected
+    )
     counts, _ = evaluation.confusion(
         pd.Series([names[i] for i in truth]), pd.Series([names[i] for i in pred]), names
     )
@@ -205,11 +209,11 @@ def test_macro_f1_is_sklearns_over_all_classes(truth, pred, k) -> None:
 
 def test_macro_f1_of_the_issue_example_by_hand() -> None:
     """(1 + 2/3 + 0) / 3, not (1 + 2/3) / 2 = 0.833 (classes present in the truth only)."""
-    assert metrics.macro_f1(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2]), 3) == pytest.approx(
+    assert statistics.macro_f1(np.array([0, 0, 1, 1]), np.array([0, 0, 1, 2]), 3) == pytest.approx(
         5 / 9
     )
 
 
 def test_out_of_range_classes_are_an_error() -> None:
     with pytest.raises(ValueError, match=r"preds must be class indices in \[0, 2\), got 2"):
-        metrics.confusion_counts(np.array([0, 1]), np.array([0, 2]), 2)
+        statistics.confusion_counts(np.array([0, 1]), np.array([0, 2]), 2)

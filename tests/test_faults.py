@@ -50,7 +50,7 @@ def test_trials_reuse_their_worker_processes(asha_study) -> None:
 
 
 FAULT_SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="faults", max_epochs=3, num_samples=4,
                          image_size=32, sampler="random", scheduler="fifo", top_k=1)
 FAULTS = ["nan@2", "oom@1", "crash_corrupt@2,oom_above@16", "sleep=0.15"]
@@ -151,7 +151,7 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
 
 
 RESUME_SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="resume", max_epochs=4, grace_period=1,
                          reduction_factor=2, num_samples=6, image_size=32, top_k=1)
 def space(trial):

@@ -16,14 +16,17 @@ import pytest
 from PIL import Image, ImageOps
 from torch import nn
 
-from study import confirm, evaluate, inference, trial
-from study.config import TrainConfig
-from study.confirm_jobs import Job, stored_models_job, train_job
-from study.cv_trial import fold_data, run_trial_cv
 from study.data import load_split, open_dataset, prepare, store
-from study.fit import fit
+from study.evaluation import command as evaluate
+from study.evaluation import inference
+from study.evaluation.confirm_jobs import Job, stored_models_job, train_job
 from study.models import create_model, input_interpolation
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
+from study.training import trial
+from study.training.config import TrainConfig
+from study.training.cv_trial import fold_data, run_trial_cv
+from study.training.fit import fit
+from study.tuning import trial_data
 
 BILINEAR_ARCH = "timm/test_resnet"  # a tiny timm net whose pretrained_cfg says "bilinear"
 
@@ -142,7 +145,7 @@ def _settings(**kw) -> SpaceSettings:
 
 
 def _spy(monkeypatch) -> list[tuple[str, np.ndarray]]:
-    """The images each training epoch and each validation of study.trial are given."""
+    """The images each training epoch and each validation of study.training.trial are given."""
     seen: list[tuple[str, np.ndarray]] = []
     real_train, real_val = trial.train_epoch, trial.evaluate_val
 
@@ -162,7 +165,7 @@ def _spy(monkeypatch) -> list[tuple[str, np.ndarray]]:
 def test_a_trial_trains_and_validates_on_its_models_pixels(manga, monkeypatch) -> None:
     """study.run's data: bicubic train/val with a bilinear copy in `resized`; the bilinear-cfg
     backbone trains and validates on the copy, a from-scratch CNN on the bicubic images."""
-    data = confirm.trial_data(manga, _settings(), ["bicubic", "bilinear"], 0)
+    data = trial_data.trial_data(manga, _settings(), ["bicubic", "bilinear"], 0)
     copy = data.resized["bilinear"]
     assert (data.interpolation, copy.interpolation) == ("bicubic", "bilinear")
     np.testing.assert_array_equal(
@@ -182,7 +185,7 @@ def test_a_trial_trains_and_validates_on_its_models_pixels(manga, monkeypatch) -
 
 
 def test_a_missing_filter_is_a_clear_error(manga) -> None:
-    bicubic_only = confirm.trial_data(manga, _settings(), ["bicubic"], 0)
+    bicubic_only = trial_data.trial_data(manga, _settings(), ["bicubic"], 0)
     cfg = TrainConfig.from_config(_config(BILINEAR_ARCH))
     with pytest.raises(
         ValueError,
@@ -194,7 +197,7 @@ def test_a_missing_filter_is_a_clear_error(manga) -> None:
 
 def test_cv_folds_train_each_fold_on_its_models_pixels(manga, monkeypatch) -> None:
     """cv_folds tuning: train+val pooled and split into folds for every filter alike."""
-    data = confirm.trial_data(manga, _settings(cv_folds=2), ["bicubic", "bilinear"], 0)
+    data = trial_data.trial_data(manga, _settings(cv_folds=2), ["bicubic", "bilinear"], 0)
     copy = data.resized["bilinear"]
     assert data.folds is not None and np.array_equal(copy.folds, data.folds)
     pool = np.concatenate([load_split(manga, s, 32, "bilinear").images for s in ("train", "val")])
@@ -227,12 +230,14 @@ def test_the_space_decides_which_filters_are_decoded(manga) -> None:
         return {"model": "vanilla_cnn", "lr": t.suggest_float("lr", 1e-3, 1e-1, log=True)}
 
     settings = _settings()
-    assert confirm.input_filters(either, settings, {}) == ["bicubic", "bilinear"]
-    assert confirm.input_filters(cnn, settings, {}) == ["bicubic"]
+    assert trial_data.input_filters(either, settings, {}) == ["bicubic", "bilinear"]
+    assert trial_data.input_filters(cnn, settings, {}) == ["bicubic"]
     # a model from the constants (e.g. --init-from's source architecture) counts too
-    assert confirm.input_filters(lambda t: {}, settings, {"model": BILINEAR_ARCH}) == ["bilinear"]
+    assert trial_data.input_filters(lambda t: {}, settings, {"model": BILINEAR_ARCH}) == [
+        "bilinear"
+    ]
     before = store.DECODE_COUNT["images"]
-    data = confirm.trial_data(manga, settings, confirm.input_filters(cnn, settings, {}), 0)
+    data = trial_data.trial_data(manga, settings, trial_data.input_filters(cnn, settings, {}), 0)
     assert data.resized == {} and data.interpolation == "bicubic"
     n = len(manga.table("train")) + len(manga.table("val"))
     assert store.DECODE_COUNT["images"] - before == n  # no bilinear decoding
@@ -240,7 +245,8 @@ def test_the_space_decides_which_filters_are_decoded(manga) -> None:
 
 
 def test_confirmation_runs_train_and_score_on_their_models_pixels(manga, monkeypatch) -> None:
-    """A confirmation run (study.confirm_jobs, called here without Ray) decodes train, val and
+    """A confirmation run (study.evaluation.confirm_jobs, called here without Ray) decodes train,
+    val and
     test with its model's filter; fit refuses pixels of another filter."""
     arrays: list[np.ndarray] = []
     real_fit, real_probs = fit, inference.probabilities
@@ -253,7 +259,7 @@ def test_confirmation_runs_train_and_score_on_their_models_pixels(manga, monkeyp
         arrays.append(arr.images)
         return real_probs(model, arr, *args)
 
-    monkeypatch.setattr("study.fit.fit", spy_fit)
+    monkeypatch.setattr("study.training.fit.fit", spy_fit)
     monkeypatch.setattr(inference, "probabilities", spy_probs)
     root = str(Path(str(manga.root)).parent)
     row = train_job(root, "manga", 32, Job("seed", "t1", _config(BILINEAR_ARCH), 1), None, "none")

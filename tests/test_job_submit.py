@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 from conftest import REPO, tree_snapshot
 
-from study import run
-from study.results import read_json
+from study.results.tables import read_json
+from study.run import __main__ as run
 from study.storage import redact
-from study.tune import open_optuna_storage
+from study.tuning.optuna_storage import open_optuna_storage
 
 RUNTIME_ENV = REPO / "deploy" / "runtime_env.yaml"
 HEAD_START_S = 90  # `ray start --head` up, or the test fails saying so

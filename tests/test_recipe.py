@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from study.chance import Baseline, at_chance, binomial_upper, chance_bound, verdict
-from study.demo_check import chance_lines, format_summary, four_numbers
-from study.evaluate import select_top
 from study.models import create_model
 from study.models.layers import init_weights
 from study.models.registry import OptionError
+from study.results.lookups import select_top
+from study.results.statistics import Baseline, at_chance, binomial_upper, chance_bound, verdict
+from study.run.summary import chance_lines, format_summary, four_numbers
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -185,7 +185,7 @@ def tiny_toon():
     from PIL import Image
 
     from study.data import SplitArrays, toon
-    from study.trainable import TrialData
+    from study.training.steps import TrialData
 
     imgs = list(toon.generate(14, seed=0, image_size=24))
     x = np.stack([np.asarray(Image.open(io.BytesIO(i.png)).convert("RGB")) for i in imgs])
@@ -243,8 +243,8 @@ def test_the_trainer_keeps_zero_mean_kernels_after_every_step(tiny_toon, zero_me
     import torch
     from torch import nn
 
-    from study.config import TrainConfig
-    from study.trial import setup_trial
+    from study.training.config import TrainConfig
+    from study.training.trial import setup_trial
 
     config = {"model": "googlenet", "width_mult": 0.125, "zero_mean_kernels": zero_mean}
     cfg = TrainConfig.from_config({**config, "batch_size": 4, "max_epochs": 1, "seed": 0})

@@ -23,7 +23,7 @@ from study.report import (
     load_study,
 )
 from study.report.__main__ import main
-from study.settings import stopped_early
+from study.spaces.settings import stopped_early
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
 

@@ -1,5 +1,5 @@
 """Report: a trial that never beat guessing says so in the leaderboard ("at chance after N
-epoch(s)"), with the same binomial verdict as the console (study.chance)."""
+epoch(s)"), with the same binomial verdict as the console (study.results.statistics)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 from report_fixture import HYPERPARAMETERS, make_study
 
-from study.chance import Baseline
 from study.report import build_report, compute
+from study.results.statistics import Baseline
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
 

@@ -80,7 +80,7 @@ def test_axis_data_orders_categories_and_ticks() -> None:
 
 
 def test_gradcam_rows_sample_across_characters(monkeypatch) -> None:
-    import study.inference as ev  # gradcam_rows and the grad_cam it calls live there
+    import study.evaluation.inference as ev  # gradcam_rows and the grad_cam it calls live there
     from study.data import SplitArrays
 
     monkeypatch.setattr(ev, "grad_cam", lambda model, x, pred: np.zeros((len(x), 4, 4)))

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from report_fixture import HYPERPARAMETERS, T0, make_study
 
-from study.live_report import LiveReport, live_report_callbacks
 from study.report import architectures, build_compare_report, compute, history, load_study
+from study.tuning.live_report import LiveReport, live_report_callbacks
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
 FAMILIES = ("googlenet", "vanilla_cnn")

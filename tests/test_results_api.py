@@ -1,5 +1,5 @@
-"""Results as a data product: documented columns (docs/results.md from study.schema), files that
-match them, study.load without Ray, and a writer whose cost per result does not grow.
+"""Results as a data product: documented columns (docs/results.md from study.results.schema), files
+that match them, study.load without Ray, and a writer whose cost per result does not grow.
 
 The tables are written by the real ResultsWriter driven as Tune drives it (tests/
 test_results_schema.py's `write_study`) and by the real evaluation helpers; the slow test reads
@@ -23,19 +23,22 @@ import pytest
 from conftest import REPO
 from test_results_schema import SPACE, write_study
 
-from study import schema, tables
 from study.data import SplitArrays
-from study.evaluate import prediction_rows, select_top
-from study.results import ResultsWriter, summarise_trial
+from study.evaluation.inference import prediction_rows
+from study.results import schema, tables
+from study.results.lookups import select_top
+from study.results.trials import summarise_trial
+from study.tuning.callbacks import ResultsWriter
 
 CLASSES = ["anger", "joy", "sad"]
 
 
 def test_docs_results_md_is_generated_from_the_declarations() -> None:
-    """docs/results.md is `python -m study.schema --markdown`: regenerate it after a change."""
+    """docs/results.md is `python -m study.results.schema --markdown`: regenerate it after a
+    change."""
     committed = (REPO / "docs" / "results.md").read_text()
     assert committed == schema.markdown(), (
-        "run: python -m study.schema --markdown > docs/results.md"
+        "run: python -m study.results.schema --markdown > docs/results.md"
     )
     assert "docs/results.md" in (REPO / "README.md").read_text()  # linked from the README
     for table in schema.TABLES.values():  # every column of every table, with its type
@@ -57,7 +60,7 @@ def _evaluation_tables(study_dir: Path) -> list[np.ndarray]:
         prediction_rows("t0_0", arr, probs, CLASSES), study_dir / schema.PREDICTIONS
     )
     cams = [rng.random((side, side)).astype(np.float32) for _ in range(2)]
-    gradcam = pd.DataFrame(  # the layout of study.evaluate.gradcam_rows: flat maps
+    gradcam = pd.DataFrame(  # the layout of study.evaluation.inference.gradcam_rows: flat maps
         {
             "trial_id": "t0_0",
             "path": ["g0/0.png", "g1/1.png"],

@@ -16,21 +16,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from study.results import (
-    EPOCHS,
-    SCHEMA_VERSION,
-    TRIALS,
-    ResultsWriter,
-    declared_columns,
-    decode_json_columns,
-    read_table,
-)
-from study.search import StudySearch
-from study.spaces import SpaceFunction, load_space
+from study.results.schema import EPOCHS, SCHEMA_VERSION, TRIALS
+from study.results.tables import decode_json_columns, read_table
+from study.results.trials import declared_columns
+from study.spaces.loader import SpaceFunction, load_space
+from study.tuning.callbacks import ResultsWriter
+from study.tuning.searcher import StudySearch
 
 MIXED = ["none", "backbone", 1, None]
 SPACE = f"""
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="schema test")
 def space(trial):
     model = trial.suggest_categorical("model", ["googlenet", "vanilla_cnn"])
@@ -148,7 +143,7 @@ def test_the_report_reads_a_written_study(space_file, tmp_path) -> None:
     """Nullable columns hold pd.NA where a trial lacks a parameter; the report skips those as it
     skips NaN (it once called float(pd.NA) on them)."""
     from study.report import build_report
-    from study.spaces import describe_hyperparameters
+    from study.spaces.cover import describe_hyperparameters
 
     points = [{"model": m, "freeze": f} for m in ("googlenet", "vanilla_cnn") for f in MIXED]
     write_study(space_file, tmp_path / "s", points)

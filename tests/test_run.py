@@ -12,14 +12,16 @@ import ray
 from conftest import study_cli
 
 import search_spaces
-from study import run
-from study.config import TrainConfig
 from study.data import prepare
 from study.models import create_model
-from study.preflight import check_no_override
-from study.results import EPOCH_COLUMNS as RESULT_EPOCH_COLUMNS
-from study.settings import stopped_early
-from study.spaces import SpaceFunction, cover_space, list_spaces, load_space
+from study.results.schema import EPOCH_COLUMNS as RESULT_EPOCH_COLUMNS
+from study.run import __main__ as run
+from study.run import driver
+from study.run.preflight import check_no_override
+from study.spaces.cover import cover_space
+from study.spaces.loader import SpaceFunction, list_spaces, load_space
+from study.spaces.settings import stopped_early
+from study.training.config import TrainConfig
 
 SPACES = list_spaces()  # every shipped space: a new file is tested without editing this one
 TRIAL_COLUMNS = [
@@ -187,7 +189,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
     import torch
 
     from study.data import SplitArrays
-    from study.feed import batches, prefetched, to_device
+    from study.training.feed import batches, prefetched, to_device
 
     rng = np.random.default_rng(0)
     arr = SplitArrays(
@@ -201,7 +203,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
     class FakeCuda:  # takes the threaded branch; to_device then copies to "cpu"
         type = "cuda"
 
-    import study.feed as tr
+    import study.training.feed as tr
 
     real = tr.to_device
     tr.to_device = lambda a, i, d: real(a, i, torch.device("cpu"))
@@ -216,7 +218,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
 
 def test_max_epochs_flag_pulls_the_first_rung_down() -> None:
     a = run.parse_args(["--space", "googlenet_manga", "--max-epochs", "2", "--num-samples", "3"])
-    settings, constants, _ = run.resolve(a, load_space("googlenet_manga"))
+    settings, constants, _ = driver.resolve(a, load_space("googlenet_manga"))
     assert (settings.max_epochs, settings.grace_period, settings.num_samples) == (2, 2, 3)
     assert constants["max_epochs"] == 2
 
@@ -231,7 +233,7 @@ def test_max_epochs_flag_pulls_the_first_rung_down() -> None:
 def test_test_split_goes_to_the_best_by_the_study_metric(settings, expected) -> None:
     """select_top ranks as the report does: by val loss for a val_loss/min study (it once sorted
     max val acc ascending there, sending the least accurate trials to the test split)."""
-    from study.evaluate import select_top
+    from study.results.lookups import select_top
 
     trials = pd.DataFrame(
         {
@@ -251,7 +253,7 @@ def test_evaluate_cli_on_the_studys_own_test_images_matches_the_runner(
     """`python -m study.evaluate STUDY --source DIR` on a class-folder copy of the study's test
     split (the same bytes) reproduces the test accuracy the runner stored for the best trial."""
     from study.data import open_dataset
-    from study.evaluate import main
+    from study.evaluation.command import main
 
     t = open_dataset(toon_dir, "toon").read_images(["image", "label"], "test").to_pylist()
     for i, row in enumerate(t):

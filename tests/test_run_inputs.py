@@ -17,12 +17,14 @@ import ray
 from conftest import tree_snapshot
 from report_fixture import make_study
 
-from study import run, storage
+from study import storage
 from study.data import open_dataset, prepare
 from study.report import build_report
 from study.report.__main__ import main as report_main
-from study.results import write_parquet
-from study.spaces import SpaceFunction, load_space
+from study.results.tables import write_parquet
+from study.run import __main__ as run
+from study.run import driver
+from study.spaces.loader import SpaceFunction, load_space
 
 # one trial of one epoch: the cheapest real study
 SETTINGS = {
@@ -33,7 +35,7 @@ SETTINGS = {
     "sampler": "random",
 }
 SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="input test", {settings})
 def space(trial):
     return {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": [], "batch_size": 32,
@@ -59,7 +61,7 @@ def space_file(tmp: Path, **changes) -> Path:
 def record_study(study_dir: Path, data: Path, *, smoke: bool) -> dict:
     """A study.json as run_study writes it, for the demo space (with --smoke-test or not)."""
     a = run.parse_args(["--space", "demo", *(["--smoke-test"] if smoke else [])])
-    settings, _, _ = run.resolve(a, load_space("demo"))
+    settings, _, _ = driver.resolve(a, load_space("demo"))
     meta = {
         "name": study_dir.name,
         "space": "demo",
@@ -289,12 +291,12 @@ def test_study_json_holds_no_credentials(data, tmp_path, monkeypatch, capsys) ->
     redacted in study.json's command and data_dir; the run stops at its tuner."""
     _no_ray(monkeypatch)
     real = open_dataset
-    monkeypatch.setattr(run, "open_dataset", lambda _, name: real(data, name))
+    monkeypatch.setattr(driver, "open_dataset", lambda _, name: real(data, name))
 
     def stop(**_):
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr("study.tune.build_tuner", stop)
+    monkeypatch.setattr("study.tuning.tuner.build_tuner", stop)
     args = [
         "--space",
         "demo",
@@ -344,7 +346,7 @@ def test_run_exits_1_when_no_trial_finished(data, tmp_path, monkeypatch, capsys)
                 sd / "trials.parquet",
             )
 
-    monkeypatch.setattr("study.tune.build_tuner", lambda **_: AllErrored())
+    monkeypatch.setattr("study.tuning.tuner.build_tuner", lambda **_: AllErrored())
     args = [
         "--space",
         "demo",
@@ -368,7 +370,7 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     32 px: resume runs what study.json records (flags left out are taken from it)."""
     record_study(tmp_path / "s" / "x", data, smoke=True)
     seen = {}
-    monkeypatch.setattr(run, "run_study", lambda a, *plan: seen.update(a=a, plan=plan) or 0)
+    monkeypatch.setattr(driver, "run_study", lambda a, *plan: seen.update(a=a, plan=plan) or 0)
     assert (
         run.main(
             [
@@ -417,7 +419,7 @@ def test_study_that_failed_before_its_tuner_resumes(data, tmp_path, monkeypatch,
         def asha_fails(**_):
             raise AssertionError("injected: after the searcher, before the tuner")
 
-        m.setattr("study.tune.StudyASHA", asha_fails)
+        m.setattr("study.tuning.schedulers.StudyASHA", asha_fails)
         with pytest.raises(AssertionError, match="injected"):
             run.main(args)
     assert (sd / "study.json").is_file() and (sd / "optuna.db").is_file()

@@ -1,6 +1,7 @@
-"""The scheduler seam: `study.tune.make_scheduler` builds every kind a space may choose from its
-settings, bad names and misfitting options fail before Ray starts, ASHA's rung records survive a
-save/load round trip, the report draws the rungs ASHA recorded, and one smoke study per new kind
+"""The scheduler seam: `study.tuning.schedulers.make_scheduler` builds every kind a space may choose
+from its settings, bad names and misfitting options fail before Ray starts, ASHA's rung records
+survive a save/load round trip, the report draws the rungs ASHA recorded, and one smoke study per
+new kind
 runs to the end."""
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from ray.tune.schedulers import (
     TrialScheduler,
 )
 
-from study.overrides import apply_set, parse_set
 from study.report import compute
 from study.report.load import load_study
 from study.report.page import _curves
-from study.results import trial_status
-from study.search import PerturbKnobs, Population, StudyASHA
-from study.settings import SCHEDULERS, SpaceSettings, stopped_early
-from study.tune import (
-    ASHA_STATE,
+from study.results.trials import trial_status
+from study.run.overrides import apply_set, parse_set
+from study.spaces.settings import SCHEDULERS, SpaceSettings, stopped_early
+from study.tuning.schedulers import (
+    PerturbKnobs,
+    Population,
+    StudyASHA,
     check_resumable,
     make_scheduler,
     pbt_population,
 )
+from study.tuning.tuner import ASHA_STATE
 from tests.conftest import QUIET_RAY, STUDY_TEST_TIMEOUT_S
 from tests.report_fixture import make_study
 
@@ -222,7 +225,7 @@ def test_stopped_early_wording_comes_from_one_constant() -> None:
 
 # One small real study per scheduler kind besides ASHA (tests/test_run.py runs ASHA's).
 SMOKE_SPACE = """
-from study.settings import SpaceSettings
+from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="scheduler smoke", max_epochs=3,
                          grace_period=1, reduction_factor=3, num_samples=3, image_size=32,
                          sampler="random", scheduler={kind!r})
@@ -246,7 +249,7 @@ def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(opts, words, tiny
                                                                 capsys) -> None:  # fmt: skip
     import ray
 
-    from study import run
+    from study.run import __main__ as run
 
     space = tmp_path / "space.py"
     space.write_text(SMOKE_SPACE.format(kind="asha"))
@@ -275,7 +278,7 @@ def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, ray_cluster, ti
                                                             tmp_path) -> None:  # fmt: skip
     import ray
 
-    from study import run
+    from study.run import __main__ as run
 
     space = tmp_path / "space.py"
     space.write_text(SMOKE_SPACE.format(kind=kind))

@@ -19,20 +19,20 @@ import pytest
 import ray
 from conftest import MANGA_CLASSES, QUIET_RAY, face_png
 
-from study import run
 from study.data import prepare
 from study.models.backbones import MOBILENET_FILE, find_weights
-from study.results import TRIALS, decode_json_columns, read_table
-from study.run import resolve
-from study.spaces import (
+from study.results.schema import TRIALS
+from study.results.tables import decode_json_columns, read_table
+from study.run import __main__ as run
+from study.run.driver import resolve
+from study.spaces.cover import (
     MAX_INT_CHOICES,
     choices,
     cover_space,
     covering_params,
     describe_hyperparameters,
-    list_spaces,
-    load_space,
 )
+from study.spaces.loader import list_spaces, load_space
 
 FERG_CHARACTERS = ("aia", "bonnie", "jules", "malcolm", "mery", "ray")
 FERG_EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
@@ -154,7 +154,7 @@ BROKEN = {
 def test_a_broken_space_is_one_line_before_ray(case, data_dir, tmp_path, capsys) -> None:
     body, words = BROKEN[case]
     path = tmp_path / f"broken_{case}.py"
-    header = "from study.settings import SpaceSettings\n"
+    header = "from study.spaces.settings import SpaceSettings\n"
     header += "SETTINGS = SpaceSettings(dataset='toon', description='broken')\n"
     path.write_text(header + body)
     args = ["--space", str(path), "--data-dir", str(data_dir), "--storage", str(tmp_path / "s")]

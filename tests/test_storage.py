@@ -110,7 +110,7 @@ def s3_data(s3) -> str:
 
 
 def test_s3_files_round_trip(s3) -> None:
-    from study.results import read_table, write_parquet
+    from study.results.tables import read_table, write_parquet
 
     root = f"s3://{BUCKET}/roundtrip"
     assert not storage.exists(root)
@@ -162,7 +162,7 @@ def _smoke_args(data_dir: str, storage_uri: str, name: str) -> list[str]:
 def test_missing_bucket_fails_before_ray_starts(s3_data, capsys) -> None:
     import ray
 
-    from study import run
+    from study.run import __main__ as run
 
     rc = run.main(_smoke_args(s3_data, "s3://no-such-bucket/studies", "x"))
     assert rc == 2 and "no-such-bucket" in capsys.readouterr().err
@@ -224,7 +224,8 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
 def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
     """Train and val are decoded once by the driver before fit() (the trials share them through
     Ray's object store), test once by the evaluation (in the driver too: one local node, no GPU;
-    study.after_tuning.evaluates_here): every image of the set exactly once, by one process."""
+    study.evaluation.test_split.evaluates_here): every image of the set exactly once, by one
+    process."""
     from study.data import open_dataset
 
     table = open_dataset(s3_data, "toon").table()
@@ -245,8 +246,8 @@ def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
 def test_study_on_s3_resumes_and_reports_from_there(s3_study, tmp_path, monkeypatch) -> None:
     import optuna
 
-    from study.results import read_json, read_table
-    from study.tune import optuna_db
+    from study.results.tables import read_json, read_table
+    from study.tuning.optuna_storage import optuna_db
 
     study = s3_study["study"]
     trials = read_table(study, "trials.parquet")

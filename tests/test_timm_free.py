@@ -20,7 +20,7 @@ from study.models.regularization import decay_groups
 
 PLAIN_STUDY = """
 import sys
-import study.run, study.trainable, study.after_tuning, study.inference
+import study.run, study.tuning.trainable, study.evaluation.test_split, study.evaluation.inference
 from study.models import create_model, param_groups
 for name, opts in (("vanilla_cnn", {"width": 4, "depth": 2}), ("googlenet", {"width_mult": 0.125})):
     model = create_model(name, 7, **opts)

@@ -13,14 +13,14 @@ import pytest
 import torch
 from conftest import MANGA_CLASSES, requires_manga
 
-from study.config import TrainConfig
 from study.data import SplitArrays
-from study.fit import fit
 from study.models import create_model, input_norm
-from study.spaces import SpaceFunction, load_space
-from study.steps import TrialData
-from study.transfer import inherited_config, parse, resolve, warm_start
-from study.trial import setup_trial
+from study.spaces.loader import SpaceFunction, load_space
+from study.training.config import TrainConfig
+from study.training.fit import fit
+from study.training.steps import TrialData
+from study.training.transfer import inherited_config, parse, resolve, warm_start
+from study.training.trial import setup_trial
 
 TOON = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
 SOURCE = {

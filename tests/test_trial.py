@@ -1,4 +1,5 @@
-"""The trial without Ray (`study.trial`): what `run_trial` reports and checkpoints, how it resumes
+"""The trial without Ray (`study.training.trial`): what `run_trial` reports and checkpoints, how it
+resumes
 and ends, and that the module imports with Ray blocked. Tiny CNN, 32 px, a few images, CPU."""
 
 from __future__ import annotations
@@ -13,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from study import checkpoints
-from study.checkpoints import LocalCheckpoint
-from study.config import TrainConfig
-from study.cv_trial import CV_STATE, run_trial_cv
 from study.data import SplitArrays
-from study.steps import TrialData, lr_factor
-from study.trial import run_trial, setup_trial
+from study.training import checkpoints
+from study.training.checkpoints import LocalCheckpoint
+from study.training.config import TrainConfig
+from study.training.cv_trial import CV_STATE, run_trial_cv
+from study.training.steps import TrialData, lr_factor
+from study.training.trial import run_trial, setup_trial
 
 CPU = torch.device("cpu")
 CLASSES = list("0123456")
@@ -81,7 +82,12 @@ def test_the_trial_imports_with_ray_blocked(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     for name in [m for m in sys.modules if m == "study" or m.startswith("study.")]:
         monkeypatch.delitem(sys.modules, name)
-    for name in ("study.trial", "study.cv_trial", "study.fit", "study.checkpoints"):
+    for name in (
+        "study.training.trial",
+        "study.training.cv_trial",
+        "study.training.fit",
+        "study.training.checkpoints",
+    ):
         importlib.import_module(name)
 
 
@@ -124,7 +130,8 @@ def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path) -> None:
 
 def test_a_pbt_restore_trains_with_the_perturbed_lr_not_the_checkpoints(tmp_path) -> None:
     """PBT's exploit step restarts a trial from another trial's checkpoint with a perturbed
-    config (study.tune.PBT_KNOBS). The optimiser's saved state carries the old lr; the new one
+    config (study.tuning.schedulers.PBT_KNOBS). The optimiser's saved state carries the old lr; the
+    new one
     must win from the first resumed epoch, and change the weights it trains."""
     first = Recorder(tmp_path / "first")
     run_trial(_cfg(lr=1e-3, max_epochs=2), _data(), first.report, first.checkpoint, device=CPU)

@@ -16,12 +16,9 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from study.preflight import RUN_CONSTANTS, UsageError, check_space_builds, trial_constants
-from study.settings import SpaceSettings, stopped_early
-from study.spaces import Space, SpaceFunction, describe_hyperparameters, quiet_optuna
-from study.study_json import RecordError, check_record, new_record, resumed_record
-from study.tables import read_table
-from study.trial_rows import (
+from study.results.study_json import RecordError, check_record, new_record, resumed_record
+from study.results.tables import read_table
+from study.results.trials import (
     TEST_COLUMNS,
     config_dtypes,
     record_test_scores,
@@ -29,6 +26,11 @@ from study.trial_rows import (
     trial_status,
     write_trials,
 )
+from study.run.preflight import UsageError, check_space_builds
+from study.spaces.constants import RUN_CONSTANTS, trial_constants
+from study.spaces.cover import describe_hyperparameters
+from study.spaces.loader import Space, SpaceFunction, quiet_optuna
+from study.spaces.settings import SpaceSettings, stopped_early
 
 SETTINGS = SpaceSettings(dataset="toon", description="unit", max_epochs=4, grace_period=1)
 
@@ -152,7 +154,7 @@ def test_trials_parquet_has_one_writer_and_test_scores_touch_only_their_columns(
 
 
 def _search(space, constants=None):
-    from study.search import StudySearch
+    from study.tuning.searcher import StudySearch
 
     with quiet_optuna():
         return StudySearch(
@@ -216,8 +218,8 @@ def test_the_studys_settings_win_over_the_spaces_config() -> None:
 
 
 def test_train_config_takes_every_image_size_the_settings_take() -> None:
-    from study.config import TrainConfig
-    from study.settings import MIN_IMAGE_SIZE
+    from study.spaces.settings import MIN_IMAGE_SIZE
+    from study.training.config import TrainConfig
 
     small = SpaceSettings(dataset="toon", description="d", image_size=MIN_IMAGE_SIZE)
     cfg = TrainConfig.from_config({"model": "vanilla_cnn", **trial_constants(small, 1)})
@@ -227,7 +229,7 @@ def test_train_config_takes_every_image_size_the_settings_take() -> None:
 
 
 SPACE_FILE = """
-from study.settings import SpaceSettings, stopped_early
+from study.spaces.settings import SpaceSettings, stopped_early
 SETTINGS = SpaceSettings(dataset="toon", description="clash", max_epochs=4, grace_period=1)
 def space(trial):
     cfg = {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": []}}
@@ -338,8 +340,8 @@ def test_study_json_is_built_and_checked_by_one_module() -> None:
 
 
 def test_resume_and_report_reject_the_same_bad_record(tmp_path) -> None:
-    from study.preflight import study_record
     from study.report import ReportInputError, load_study
+    from study.run.preflight import study_record
 
     study = tmp_path / "s" / "x"
     study.mkdir(parents=True)

@@ -146,3 +146,20 @@ def load_split(
             f"cache {cache} has {len(images)} images, data set has {len(meta)}; delete it"
         )
     return SplitArrays(images, meta["label_id"].to_numpy(np.int64), meta["path"].tolist())
+
+
+def empty_split(like: SplitArrays) -> SplitArrays:
+    return SplitArrays(like.images[:0], like.labels[:0], [])
+
+
+def concat(*parts: SplitArrays) -> SplitArrays:
+    """Several splits as one (train+val for folds and the refit)."""
+    return SplitArrays(
+        np.concatenate([p.images for p in parts]),
+        np.concatenate([p.labels for p in parts]),
+        [path for p in parts for path in p.paths],
+    )
+
+
+def subset(arr: SplitArrays, idx: np.ndarray) -> SplitArrays:
+    return SplitArrays(arr.images[idx], arr.labels[idx], [arr.paths[i] for i in idx])

@@ -19,7 +19,7 @@ STEMS = ("seed", "paper")  # googlenet's stems
 @dataclass
 class TransferOptions(HeadOptions):
     """Freezing and a backbone learning-rate multiplier: for pretrained weights, and for any
-    family's weights warm-started from another study (`init_from`, study.transfer)."""
+    family's weights warm-started from another study (`init_from`, study.training.transfer)."""
 
     freeze: str | int = "none"
     backbone_lr_mult: float = 1.0

@@ -18,7 +18,7 @@ from .registry import DEFAULT_INTERPOLATION, INITS, require
 
 # timm.data's ImageNet statistics, written out: this module (every plain CNN and GoogLeNet, in
 # every trial worker and driver) must not import timm, whose import pulls in torchvision and
-# costs about as much again as torch (~2.6 s of a 5.3 s `import study.trial` at load 10).
+# costs about as much again as torch (~2.6 s of a 5.3 s `import study.training.trial` at load 10).
 # timm is imported only by the timm backbones (backbones.py) and for decoupled weight decay.
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)

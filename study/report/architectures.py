@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.metrics import ranked
 from study.report.categories import category_order, decode, label, missing
 from study.report.evaluation import test_accuracy
 from study.report.hyper import DONE, hp_values
+from study.results.statistics import ranked
 
 log = logging.getLogger(__name__)
 # Options that change no convolution or matrix product, so not the FLOP count either: leaving

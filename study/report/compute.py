@@ -11,8 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.chance import Baseline, best_at_chance
-from study.metrics import RANK_COLUMNS, rank_column, ranked
 from study.report.categories import decode, label, missing
 from study.report.evaluation import test_accuracy
 from study.report.history import optuna_numbers
@@ -26,6 +24,7 @@ from study.report.hyper import (  # noqa: F401 - re-exported: the report's compu
     variants,
 )
 from study.report.load import StudyData
+from study.results.statistics import RANK_COLUMNS, Baseline, best_at_chance, rank_column, ranked
 
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")
 
@@ -96,7 +95,8 @@ def leaderboard(
     Optuna trial number beside Ray's trial id where the seeds give it; the data-set column only
     when the trials use more than one (else the summary names it); with a `baseline`, a
     "learned" column that says "at chance after N epoch(s)" of each trial that never beat
-    guessing (study.chance), so a starting point that cannot learn is visible as such."""
+    guessing (study.results.statistics), so a starting point that cannot learn is visible as
+    such."""
     ranked_ = ranked(trials, settings)
     rest = trials[~trials["trial_id"].isin(ranked_["trial_id"])]
     t = pd.concat([ranked_, rest])
@@ -153,7 +153,8 @@ def baseline(meta: dict[str, Any]) -> Baseline | None:
 
 def chance_labels(trials: pd.DataFrame, base: Baseline) -> pd.Series:
     """'at chance after N epoch(s)' per trial whose best val accuracy over its N epochs does not
-    beat guessing (the console's verdict, study.chance); '' for the rest and for trials that
+    beat guessing (the console's verdict, study.results.statistics); '' for the rest and for trials
+    that
     have not validated yet."""
     return pd.Series(
         [

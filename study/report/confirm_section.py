@@ -1,4 +1,5 @@
-"""The report's "Confirmed results" section: confirm.parquet (study.confirm), when a study has one.
+"""The report's "Confirmed results" section: confirm.parquet (study.evaluation.confirm), when a
+study has one.
 
 Confirmed mean ± sd and 95 % t-interval across seeds or folds per top trial, ranked by the
 confirmed validation mean, next to the tuning run's own (max-over-epochs) numbers; then the refit
@@ -12,7 +13,9 @@ import io
 
 import pandas as pd
 
-from study import confirmed, storage
+from study import storage
+from study.results import confirmed
+from study.results.schema import CONFIRM
 
 Section = tuple[str, str, str]
 
@@ -26,7 +29,7 @@ EXPLAIN = (
 
 
 def read_confirm(uri: str) -> pd.DataFrame | None:
-    path = storage.join(uri, confirmed.CONFIRM)
+    path = storage.join(uri, CONFIRM)
     if not storage.is_file(path):
         return None
     return pd.read_parquet(io.BytesIO(storage.read_bytes(path)))

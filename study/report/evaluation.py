@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.metrics import bootstrap_ci, macro_average, precision_recall_f1
+from study.results.statistics import bootstrap_ci, macro_average, precision_recall_f1
 
 
 def label_names(values: pd.Series, classes: list[str]) -> pd.Series:

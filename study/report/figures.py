@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from study.report.compute import COSTS
-from study.settings import stopped_early
+from study.spaces.settings import stopped_early
 
 TEMPLATE = "plotly_white"
 # How each trial status is drawn in curves and scatter plots: (colour, dash, legend name).

@@ -12,14 +12,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.metrics import rank_column
+from study.results.statistics import rank_column
 
 # The runner gives trial n of an Optuna study the seed study_seed * SEED_STRIDE + n.
 SEED_STRIDE = 10_000
 
 
 def optuna_numbers(trials: pd.DataFrame, study_seed: Any) -> pd.Series | None:
-    """Optuna's trial number per trial, from its seed (see study.search); None if the seeds do
+    """Optuna's trial number per trial, from its seed (see study.tuning.searcher); None if the seeds
+    do
     not fit that rule (another runner, or no study seed)."""
     if (
         "config/seed" not in trials

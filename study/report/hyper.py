@@ -12,13 +12,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from study.metrics import rank_column, ranked
 from study.report.categories import category_order, decode, label, missing, two_valued
+from study.results.statistics import rank_column, ranked
 
 # Trials whose reported accuracies are final (stopped = ended early by ASHA at a rung).
 DONE = ("finished", "stopped")
-# Config keys the runner adds to every trial (see study.run.resolve): not searched, not settings
-# a reader chose, so the summary lists them apart.
+# Config keys the runner adds to every trial (see study.run.driver.resolve): not searched, not
+# settings a reader chose, so the summary lists them apart.
 INTERNAL = ("metric", "mode", "num_threads", "seed", "suggested")
 
 

@@ -16,9 +16,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from study import storage, tables
-from study.schema import ASHA_RUNGS, EPOCH_PARTS, EPOCHS, GRADCAM, PREDICTIONS, STUDY_JSON, TRIALS
-from study.study_json import RecordError, check_record
+from study import storage
+from study.results import tables
+from study.results.schema import (
+    ASHA_RUNGS,
+    EPOCH_PARTS,
+    EPOCHS,
+    GRADCAM,
+    PREDICTIONS,
+    STUDY_JSON,
+    TRIALS,
+)
+from study.results.study_json import RecordError, check_record
 
 # Columns the report reads; other columns are passed through untouched.
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -42,7 +51,7 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "predictions": ("trial_id", "path", "label", "pred", "confidence"),
     "gradcam": ("trial_id", "path", "label", "pred", "confidence", "image", "cam", "cam_size"),
 }
-# the tables' files (study.schema declares their columns)
+# the tables' files (study.results.schema declares their columns)
 FILES = {"trials": TRIALS, "epochs": EPOCHS, "predictions": PREDICTIONS, "gradcam": GRADCAM}
 TABLES = tuple(FILES)
 STUDY_FILES = (STUDY_JSON, *FILES.values())
@@ -198,7 +207,8 @@ def load_study(uri: str) -> StudyData:
 
 
 def _read_rungs(fs: pafs.FileSystem, root: str, uri: str, notes: list[str]) -> pd.DataFrame | None:
-    """asha_rungs.parquet, the records ASHA decided on (study.search.StudyASHA writes them)."""
+    """asha_rungs.parquet, the records ASHA decided on (study.tuning.schedulers.StudyASHA writes
+    them)."""
     if fs.get_file_info(f"{root}/{ASHA_RUNGS}").type != pafs.FileType.File:
         return None
     try:

@@ -28,7 +28,7 @@ from study.report import (
 from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
-from study.settings import stopped_early
+from study.spaces.settings import stopped_early
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def study_sections(d: StudyData) -> list[Section]:
             )
         )
         out.append(("history", "History", sections.history_section(d, metric)))
-    out += confirm_section.sections(d)  # confirm.parquet of study.confirm, if any
+    out += confirm_section.sections(d)  # confirm.parquet of study.evaluation.confirm, if any
     out.append(("curves", "Learning curves", _curves(d)))
     if has_trials:
         out.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))

@@ -7,10 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from study.metrics import ranked
 from study.report import architectures, compute, evaluation, figures_eval, figures_overview, history
 from study.report.load import StudyData
 from study.report.markup import ci_text, esc, fig_html, img, note, table
+from study.results.statistics import ranked
 
 
 def _n_val(d: StudyData) -> int | None:

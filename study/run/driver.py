@@ -1,0 +1,304 @@
+"""The driver of one study: open the data once, build or restore the tuner, run it, score the
+best trials on the test split, write the tables and the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from study import console
+from study import storage as st
+from study.evaluation import confirm_options
+from study.evaluation.test_split import evaluate_best
+from study.results.schema import STUDY_JSON, TRIALS
+from study.run.overrides import apply_set, check_set_on_resume, parse_set
+from study.run.provenance import git_commit, has_tensorboard, versions
+from study.run.summary import print_confirmed, print_leaderboard
+from study.tuning.trial_data import input_filters, trial_data
+
+# torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
+# without them
+if TYPE_CHECKING:
+    from study.spaces.loader import Space
+    from study.spaces.settings import SpaceSettings
+
+
+def outcome(study_dir: str, rank: dict[str, Any]) -> int:
+    """1, with why, when no trial produced a usable result (every trial errored): the run failed
+    even though Tune finished."""
+    from study.results.lookups import select_top  # the trials the test split would go to
+    from study.results.tables import read_table
+
+    trials = read_table(study_dir, TRIALS)
+    if trials is not None and select_top(trials, 1, rank):
+        return 0
+    counts = {} if trials is None else trials["status"].value_counts().to_dict()
+    reasons = [] if trials is None else trials["status_reason"].dropna().astype(str).str.strip()
+    why = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
+    tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trial reported"
+    print(f"error: no trial finished ({tally}; {st.redact(study_dir)}){why}", file=sys.stderr)
+    return 1
+
+
+def open_dataset(data_dir: str, name: str):
+    from study.data import open_dataset as _open  # torch: imported when a study runs
+
+    return _open(data_dir, name)
+
+
+def prepare(a: argparse.Namespace) -> tuple:
+    """Everything that can be wrong with the command line, checked before Ray starts (see
+    study.run.preflight); returns run_study's arguments."""
+    from study.data import default_data_dir
+    from study.evaluation import confirm
+    from study.run.preflight import (
+        UsageError,
+        check_args,
+        check_reports,
+        check_space_builds,
+        make_storage,
+        recorded,
+        study_record,
+    )
+    from study.spaces.constants import trial_constants
+    from study.spaces.loader import SpaceFunction, load_space
+
+    check_args(a)
+    storage = st.absolute(a.storage)
+    st.check_reachable(storage, "--storage")
+    meta = study_record(storage, a.name, True) if a.resume else None
+    if meta is not None:
+        where = st.join(storage, a.name, STUDY_JSON)
+        settings = recorded(a, meta, where)
+        check_set_on_resume(parse_set(a.set), settings, where)
+        space = load_space(a.space)
+        constants = trial_constants(settings, a.cpus_per_trial)
+        smoke_cfg = split_smoke(settings)[1] if a.smoke_test else {}
+    else:
+        a.seed = 0 if a.seed is None else a.seed
+        space = load_space(a.space)
+        settings, constants, smoke_cfg = resolve(a, space)
+    name = a.name or st.check_name(
+        f"{space.name}-{datetime.now(UTC):%Y%m%d-%H%M%S}", "study name from --space (use --name)"
+    )
+    data_dir = st.absolute(a.data_dir or default_data_dir())
+    ds = open_dataset(data_dir, settings.dataset)
+    if meta is None:
+        study_record(storage, name, False)
+    elif meta.get("dataset", {}).get("version", ds.version) != ds.version:
+        raise UsageError(
+            f"--resume: the study ran on {ds.name} version {meta['dataset']['version']}; "
+            f"{st.redact(data_dir)} now holds version {ds.version}"
+        )
+    check_reports(a, name)
+    if a.optuna_storage and settings.scheduler == "pbt":
+        raise UsageError(
+            f"--optuna-storage {st.redact(a.optuna_storage)}: scheduler 'pbt' keeps no Optuna "
+            "study (its population is drawn up front), so there is nothing to store there; drop "
+            "the option or choose another scheduler (--set scheduler=asha)"
+        )
+    if a.optuna_storage:
+        from study.tuning.optuna_storage import check_optuna_storage
+
+        check_optuna_storage(a.optuna_storage, name, a.resume)
+        # study.json records the command: never a database password
+        a.argv = [x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in a.argv]
+    fn = SpaceFunction(a.space, smoke_cfg)
+    constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
+    check_space_builds(fn, settings, constants, len(ds.classes))
+    confirm.check_warm_start(fn, constants, ds.classes)
+    # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
+    # the scheduler empty fail here, not in Ray
+    from study.tuning.schedulers import check_resumable, pbt_population
+    from study.tuning.searcher import make_sampler
+
+    grid = getattr(space.module, "GRID", None)
+    make_sampler(settings.sampler, a.seed, grid)
+    if settings.scheduler == "pbt":
+        pbt_population(fn, settings, constants, a.seed, grid)
+    if a.resume:
+        check_resumable(settings.scheduler, st.join(storage, name))
+    make_storage(storage)
+    return space, settings, constants, fn, ds, data_dir, storage, name
+
+
+def run_study(
+    a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
+) -> int:
+    console.phase("starting Ray")
+    import optuna
+    import ray
+
+    from study.evaluation import confirm
+    from study.results.study_json import new_record, now, resumed_record
+    from study.results.tables import read_json, write_json
+    from study.spaces.cover import describe_hyperparameters
+    from study.tuning.optuna_storage import optuna_storage_url, push_optuna_db
+    from study.tuning.tuner import build_tuner, restore_tuner
+
+    # no "A new study created in RDB" line: the study's own lines say what starts
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Tune's classic reporter: silent at verbose=0 and its table at -v; the newer one prints a
+    # configuration box and a TensorBoard hint into /tmp/ray/... at any verbosity
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    study_dir = st.join(storage, name)
+    # save Tune's experiment state at every step, so a killed driver resumes without re-running
+    # or re-deciding anything (the state is small next to an epoch of training)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # reuse_actors: a worker waits this long for the last trial's thread before taking the next
+    # (Ray's default 2 s is short on a loaded machine; past it Tune starts a fresh worker)
+    os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
+    t0 = time.time()
+    gpus = a.gpus_per_trial
+    started_ray = not ray.is_initialized()  # a caller's Ray (tests, notebooks) stays up after
+    try:
+        ray.init(
+            address=a.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            ignore_reinit_error=True,
+        )
+    except Exception as e:  # refused connection, auth, version mismatch: whatever Ray raises
+        ray.shutdown()
+        where = f"--address {a.address}: cannot connect to Ray" if a.address else "cannot start Ray"
+        why = (str(e).strip().splitlines() or [""])[0]
+        print(f"error: {where} ({type(e).__name__}: {st.redact(why)})", file=sys.stderr)
+        return 2 if a.address else 1
+    try:
+        # only now: a study folder made before a failed connection blocked its name both ways
+        if not st.is_remote(study_dir):  # object stores have no directories to create
+            Path(study_dir).mkdir(parents=True, exist_ok=True)
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
+        meta = new_record(
+            name=name,
+            space=space.name,
+            space_ref=fn.ref,
+            settings=settings,
+            seed=a.seed,
+            argv=a.argv,
+            dataset=ds,
+            data_dir=data_dir,
+            run={
+                "resources": resources,
+                "max_concurrent": a.max_concurrent,
+                "smoke_test": a.smoke_test,
+            },
+            hyperparameters=describe_hyperparameters(space),
+            # PBT asks no searcher (Ray refuses one): no optuna.db to point at
+            optuna_storage=None
+            if settings.scheduler == "pbt"
+            else optuna_storage_url(a.optuna_storage, study_dir),
+            set_values=parse_set(a.set),
+            code={"git_commit": git_commit(), "versions": versions()},
+        )
+        if a.resume:
+            meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
+        write_json(meta, st.join(study_dir, STUDY_JSON))
+        # decode once, in the driver, before fit(): every trial gets this same object
+        filters = input_filters(fn, settings, constants)
+        console.phase(
+            f"decoding {ds.name} train and val at {settings.image_size} px, resized "
+            f"{' and '.join(filters)} (cached on disk after the first study at this size)"
+        )
+        data = trial_data(ds, settings, filters, a.seed)
+        kwargs = dict(
+            space_fn=fn,
+            settings=settings,
+            constants=constants,
+            data=data,
+            dataset=ds.name,
+            storage=storage,
+            name=name,
+            seed=a.seed,
+            resources=resources,
+            max_concurrent=a.max_concurrent,
+            grid=getattr(space.module, "GRID", None),
+            optuna_storage=a.optuna_storage,
+            reports=None if a.no_report else str(Path(a.reports) / name),
+            verbose=1 if a.verbose else 0,
+        )
+        # restore_tuner starts afresh a study whose first run ended before its tuner existed
+        tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)
+        console.phase(
+            f"tuning: {settings.num_samples} trials of at most {settings.max_epochs} epochs "
+            f"({settings.sampler} sampler, {settings.scheduler}); results in {st.redact(study_dir)}"
+        )
+        if has_tensorboard():
+            console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
+        tuner.fit()
+        meta["tuning_finished"] = now()
+        evaluate_best(study_dir, data_dir, ds.name, settings, resources)
+        plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
+        confirmed_rows = confirm.run(
+            study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule
+        )
+        meta["finished"] = now()
+        meta["wall_s"] = time.time() - t0
+        write_json(meta, st.join(study_dir, STUDY_JSON))
+    finally:
+        push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
+        if started_ray:
+            ray.shutdown()
+    rank = {"metric": settings.metric, "mode": settings.mode}
+    print_leaderboard(study_dir, rank)
+    print_confirmed(confirmed_rows, study_dir)  # last: ranked by the confirmed mean
+    from study.run.summary import print_summary
+
+    print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
+    if not a.no_report:
+        console.phase("writing the report")
+        try:
+            from study.report import build_report
+
+            out = build_report(study_dir, str(Path(a.reports) / name))
+            print(f"report: {out}")
+        except (ImportError, ValueError) as e:  # optional for a run; say why it is missing
+            print(f"report not written ({st.redact(str(e))})", file=sys.stderr)
+    return outcome(study_dir, rank)
+
+
+SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
+
+
+def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Settings after smoke, --set and flag overrides (in that order), config constants, and the
+    smoke config overrides."""
+    settings = space.settings
+    smoke_cfg: dict[str, Any] = {}
+    if a.smoke_test:
+        smoke_set, smoke_cfg = split_smoke(settings)
+        settings = settings.override(**SMOKE, **smoke_set)
+    given = parse_set(getattr(a, "set", None) or [])
+    settings = apply_set(
+        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
+    )
+    # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
+    max_epochs = a.max_epochs or settings.max_epochs
+    grace = settings.grace_period
+    settings = settings.override(
+        num_samples=a.num_samples,
+        max_epochs=max_epochs,
+        grace_period=grace if "grace_period" in given else min(grace, max_epochs),
+    )
+    from study.spaces.constants import trial_constants
+
+    return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
+
+
+def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
+    from study.spaces.settings import SpaceSettings
+
+    known = {f.name for f in fields(SpaceSettings)}
+    smoke = settings.smoke.items()
+    return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}

@@ -1,0 +1,97 @@
+"""`study run --set KEY=VALUE`: a space's settings (SpaceSettings fields) from the command line.
+
+Each value is parsed by its field's type (int, float, bool and str from their text; roles,
+starting_points and smoke as JSON), checked by SpaceSettings itself, and refused on --resume
+when it contradicts what the study recorded. Errors are UsageErrors naming `--set`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from study.spaces.settings import SpaceSettings
+
+
+def _usage(message: str) -> ValueError:
+    from study.run.preflight import UsageError  # imports Ray Tune: not for `--help`
+
+    return UsageError(message)
+
+
+def settings_types() -> dict[str, str]:
+    """SpaceSettings field -> its annotation ('int', 'str', 'dict[str, str]', ...)."""
+    from study.spaces.settings import SpaceSettings
+
+    return {f.name: str(f.type) for f in fields(SpaceSettings)}
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE pairs as values of each field's type; an unknown key lists the keys."""
+    types = settings_types()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in types:
+            what = f"unknown key {key!r}" if sep else "expected KEY=VALUE"
+            raise _usage(f"--set {item}: {what}; valid keys: {', '.join(types)}")
+        try:
+            out[key] = _typed(types[key], text.strip())
+        except ValueError as e:
+            raise _usage(f"--set {item}: {e}") from None
+    return out
+
+
+def _typed(kind: str, text: str) -> Any:
+    if kind in ("int", "float"):
+        try:
+            return int(text) if kind == "int" else float(text)
+        except ValueError:
+            raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}") from None
+    if kind == "bool":
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("expected true or false")
+        return text.lower() in ("true", "1", "yes")
+    if kind == "str":
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ValueError(f"expected JSON ({kind})") from None
+    is_tuple = kind.startswith("tuple")
+    if not isinstance(value, list if is_tuple else dict):
+        raise ValueError(f"expected a JSON {'list' if is_tuple else 'object'} ({kind})")
+    return tuple(value) if is_tuple else value
+
+
+def apply_set(
+    settings: SpaceSettings, given: dict[str, Any], flags: dict[str, Any]
+) -> SpaceSettings:
+    """`settings` with --set's values; one that a flag of its own (`flags`: --num-samples,
+    --max-epochs) gives differently is an error, as is a value SpaceSettings rejects."""
+    for key, value in flags.items():
+        if key in given and value is not None and value != given[key]:
+            flag = f"--{key.replace('_', '-')}"
+            raise _usage(f"--set {key}={given[key]} contradicts {flag} {value}")
+    if not given:
+        return settings
+    try:
+        return settings.override(**given)
+    except (ValueError, TypeError) as e:
+        pairs = " ".join(f"--set {k}={v}" for k, v in given.items())
+        raise _usage(f"{pairs}: {e}") from None
+
+
+def check_set_on_resume(given: dict[str, Any], settings: SpaceSettings, where: str) -> None:
+    """--resume: the study runs with the settings it recorded; a --set must agree with them."""
+    for key, value in given.items():
+        had = getattr(settings, key)
+        if _json(value) != _json(had):  # tuples as lists: as study.json records them
+            raise _usage(f"--set {key}={value} contradicts {where}: the study has {key}={had}")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=list)

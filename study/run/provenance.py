@@ -1,0 +1,52 @@
+"""What study.json records about the code that ran: package versions and the git commit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+def versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0]}
+    for pkg in (
+        "study",
+        "torch",
+        "torchvision",
+        "timm",
+        "ray",
+        "optuna",
+        "pandas",
+        "pyarrow",
+        "plotly",
+    ):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                cwd=Path(__file__).parent,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def has_tensorboard() -> bool:
+    """Ray Tune writes TensorBoard event files into each trial's folder when tensorboardX is
+    installed (tensorboard itself is not needed to run a study)."""
+    from importlib.util import find_spec
+
+    return find_spec("tensorboardX") is not None

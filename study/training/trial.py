@@ -1,0 +1,285 @@
+"""One trial without Ray: `setup_trial` makes a config real, `run_trial` trains it epoch by epoch.
+
+`run_trial` validates after every epoch, writes the epoch's checkpoint (on a background thread,
+while it validates) and hands metrics and the finished checkpoint directory to the caller's
+`report`; it resumes from the first readable checkpoint the caller's `checkpoint` returns. The
+Ray Tune trainable (`study.tuning.trainable`) passes `tune.report` and Ray's checkpoint in;
+confirmation runs (`study.training.fit`), cross-validation trials (`study.training.cv_trial`), tests
+and benchmarks call these directly. This module never imports Ray.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from study.data import Augment, AugmentConfig
+from study.models import input_norm
+from study.training import faults as inject
+from study.training.checkpoints import (
+    CheckpointWriter,
+    restore,
+    snapshot,
+    write_best,
+    write_last,
+    write_meta,
+)
+from study.training.compiling import StepProbe, compile_choice
+from study.training.config import TrainConfig
+from study.training.feed import BatchFit
+from study.training.steps import (
+    Diverged,
+    TrialData,
+    amp_dtype,
+    build_model,
+    class_weight_tensor,
+    evaluate_val,
+    lr_factor,
+    make_optimizer,
+    pick_device,
+    seed_everything,
+    train_epoch,
+    unwrap,
+)
+
+
+class Checkpoint(Protocol):
+    """A checkpoint to resume from: Ray's `tune.Checkpoint`, or `checkpoints.LocalCheckpoint`."""
+
+    path: str
+
+    def as_directory(self) -> Any: ...
+
+
+# metrics and the epoch's complete checkpoint directory (removed once report returns)
+Report = Callable[[dict[str, Any], Path], None]
+
+
+# the checkpoints to resume from, newest first; empty for a fresh start. Called once, after the
+# model is built and before the first epoch trains
+Resume = Callable[[], Sequence[Checkpoint]]
+
+
+@dataclass
+class Training:
+    """A config made real: model (warm-started if the config says so), optimiser, input pipeline,
+    the micro-batch that fits, and the generator that orders the batches."""
+
+    cfg: TrainConfig
+    device: torch.device
+    model: nn.Module  # torch.compile's wrapper once a trial decides to compile
+    opt: torch.optim.Optimizer
+    base_lrs: list[float]
+    aug: Augment
+    weight: torch.Tensor | None
+    scaler: torch.amp.GradScaler
+    params: int
+    gen: torch.Generator
+    fit: BatchFit
+    # train and val resized with the filter the model expects (TrialData.for_model)
+    data: TrialData
+    note: str = ""
+    probe: StepProbe | None = field(default=None, repr=False)
+
+    def set_epoch_lr(self, epoch: int) -> None:
+        """The schedule's learning rate for a 0-based epoch."""
+        for g, base in zip(self.opt.param_groups, self.base_lrs, strict=True):
+            g["lr"] = base * lr_factor(self.cfg, epoch)
+
+    def train(
+        self,
+        data: TrialData,
+        epoch: int,
+        order_seed: int | None = None,
+        faults: dict | None = None,
+    ) -> tuple[float, float, int]:
+        """Train the 0-based `epoch` on data.train: (mean loss, accuracy, images seen).
+
+        The batch order depends only on `order_seed` (default: from the config's seed and the
+        epoch), so a resumed trial sees the same batches as an uninterrupted one would have."""
+        self.set_epoch_lr(epoch)
+        self.gen.manual_seed(self.cfg.seed * 1_000 + epoch if order_seed is None else order_seed)
+        return train_epoch(
+            self.model,
+            self.opt,
+            data,
+            self.aug,
+            self.cfg,
+            self.gen,
+            self.device,
+            self.weight,
+            self.scaler,
+            epoch + 1,
+            faults,
+            self.fit,
+            self.probe,
+        )
+
+    def validate(self, data: TrialData, batch_size: int = 128) -> tuple[float, float, float]:
+        """(val loss, val accuracy, val macro F1), eager: compiling costs one graph, not two."""
+        return evaluate_val(unwrap(self.model), data, self.aug, self.device, batch_size)
+
+
+def setup_trial(
+    cfg: TrainConfig, data: TrialData, device: torch.device, *, reseed: bool = True
+) -> Training:
+    """The one place a model, its optimiser and its input pipeline are made from a config.
+
+    Sets the config's torch threads and, unless `reseed` is False, seeds torch and numpy with
+    the config's seed (a cross-validation trial seeds once for all its folds' models). The
+    returned `data` is `data` at the resize filter the model expects: train and validate on it."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    gen = seed_everything(cfg.seed) if reseed else torch.Generator().manual_seed(cfg.seed)
+    k = len(data.classes)
+    model = build_model(cfg, k, device)
+    data = data.for_model(model, f"model {cfg.model!r}")
+    note = ""
+    if cfg.init_from:  # before the optimiser: it holds the trainable (unfrozen) tensors
+        from study.training.transfer import warm_start  # lazily: it reads other studies' tables
+
+        note = warm_start(model, cfg.init_from, data.classes)
+    opt = make_optimizer(cfg, model)
+    return Training(
+        cfg=cfg,
+        device=device,
+        model=model,
+        opt=opt,
+        base_lrs=[g["lr"] for g in opt.param_groups],
+        # normalised as the backbone's weights expect (pretrained_cfg), not always ImageNet's
+        aug=Augment(AugmentConfig.from_strength(cfg.aug_strength), *input_norm(model)),
+        weight=class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None,
+        scaler=torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16),
+        params=sum(p.numel() for p in model.parameters()),
+        gen=gen,
+        fit=BatchFit(cfg.batch_size),
+        data=data,
+        note=note,
+    )
+
+
+def run_trial(
+    cfg: TrainConfig,
+    data: TrialData,
+    report: Report,
+    checkpoint: Resume,
+    *,
+    device: torch.device | None = None,
+    node: str = "",
+) -> None:
+    """Train `cfg` up to max_epochs, validating, checkpointing and reporting after each epoch.
+
+    Ends early on patience, a diverged loss or an out-of-memory error no micro-batch avoids
+    (reported with `end_reason`/`error`, not raised). `node` names the machine in the metrics
+    (default: the host name)."""
+    device = device or pick_device()
+    faults = inject.parse(cfg.fault)
+    t = setup_trial(cfg, data, device)
+    data = t.data  # at the model's resize filter
+    torch.backends.cudnn.benchmark = True
+    start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, t.note
+    candidates = checkpoint()
+    if candidates:  # a retry after a failure: continue where the last good report left off
+        start_epoch, history, best, best_state, note = restore(candidates, t.model, t.opt, device)
+    # "auto" on CUDA times this run's first epoch eagerly and decides after it
+    if cfg.compile == "auto" and device.type == "cuda":
+        t.probe = StepProbe()
+    compiled = None if t.probe else compile_choice(cfg.compile, device, None, 0)
+    if compiled and compiled[0]:
+        t.model = torch.compile(t.model)
+    sign = 1 if cfg.mode == "max" else -1
+    writer = CheckpointWriter()
+    try:
+        for epoch in range(start_epoch, cfg.max_epochs):
+            t0 = time.perf_counter()
+            end_reason, error = "", ""
+            try:
+                train_loss, train_acc, seen = t.train(data, epoch, faults=faults)
+            except Diverged as e:
+                train_loss, train_acc, seen = float("nan"), 0.0, 1
+                end_reason, error = "diverged", str(e)
+            except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end it
+                train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
+                error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
+                error = f"{error[:400]} (epoch {epoch + 1})"
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+            train_s = time.perf_counter() - t0
+            if compiled is None:  # auto on CUDA: compile from the next epoch on if it pays
+                assert t.probe is not None
+                planned = t.probe.steps_per_epoch * (cfg.max_epochs - epoch - 1)
+                compiled = compile_choice(cfg.compile, device, t.probe.step_s, planned)
+                t.probe = None
+                if compiled[0]:
+                    t.model = torch.compile(t.model)
+            with writer.directory() as d:
+                # the host copy is queued now and written by the writer during validation
+                snap = snapshot(unwrap(t.model), t.opt)
+                writer.submit(write_last, d, snap)
+                if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
+                    val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
+                else:
+                    # no gradients: 128 fits wherever the training micro-batch did, unless it shrank
+                    val_loss, val_acc, val_f1 = t.validate(
+                        data, min(128, t.fit.micro) if t.fit.notes else 128
+                    )
+                metrics = {
+                    "epoch": epoch + 1,
+                    "train_loss": train_loss,
+                    "train_acc": train_acc,
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                    "val_macro_f1": val_f1,
+                    "epoch_s": time.perf_counter() - t0,
+                    "images_per_s": seen / max(train_s, 1e-9),
+                    "lr": t.opt.param_groups[-1]["lr"],
+                    "params": t.params,
+                    "device": str(device),
+                    "node": node or os.uname().nodename,
+                    "seed": cfg.seed,
+                    "pid": os.getpid(),
+                    "micro_batch": t.fit.micro,
+                    "compile": "on" if compiled[0] else "off",
+                    "compile_reason": compiled[1],
+                    "restore_note": "; ".join(filter(None, [note, *t.fit.notes])),
+                }
+                value = metrics[cfg.metric]
+                if not end_reason and (
+                    best["value"] is None or sign * value > sign * best["value"]
+                ):
+                    best = {"value": value, "epoch": epoch + 1}
+                    best_state = snap.model  # already on the host: no second copy
+                history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
+                end_reason = end_reason or end_of(cfg, epoch, best["epoch"])
+                metrics |= {
+                    "end_reason": end_reason,
+                    "error": error,
+                    "best_epoch": best["epoch"],
+                    "best_value": best["value"] if best["value"] is not None else float("nan"),
+                }
+                writer.submit(write_meta, d, epoch + 1, list(history), best)
+                writer.submit(write_best, d, snap, snap.model if best_state is None else best_state)
+                writer.wait()  # the caller copies the directory in report(): it must be complete
+                if faults:
+                    inject.corrupt_checkpoint(faults, epoch + 1, bool(candidates), d)
+                report(metrics, d)
+            if faults:
+                inject.after_report(faults, epoch + 1, bool(candidates))
+            if end_reason:
+                return
+    finally:
+        writer.close()
+
+
+def end_of(cfg: TrainConfig, epoch: int, best_epoch: int) -> str:
+    """Why a trial that trained the 0-based `epoch` normally ends there ("" when it goes on)."""
+    if cfg.patience and epoch + 1 - best_epoch >= cfg.patience:
+        return f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
+    return "max_epochs" if epoch + 1 == cfg.max_epochs else ""

@@ -1,0 +1,126 @@
+"""Where a study's Optuna trials are stored: the study folder's optuna.db (copied to and from
+remote storage), a journal file, or a database URL the user names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import optuna
+
+from study import storage as st
+
+OPTUNA_DB = "optuna.db"
+
+
+def optuna_db(study_dir: str) -> Path:
+    """Where Optuna's SQLite file is used: in the study directory when that is local; SQLite
+    cannot live on an object store, so for s3:// or gs:// in this machine's cache (the same path
+    for the same study every time: Ray's saved searcher reconnects to it on resume)."""
+    if not st.is_remote(study_dir):
+        return Path(study_dir) / OPTUNA_DB
+    key = hashlib.sha256(study_dir.encode()).hexdigest()[:12]
+    return st.cache_root() / "optuna" / f"{st.basename(study_dir)}-{key}" / OPTUNA_DB
+
+
+def pull_optuna_db(study_dir: str) -> None:
+    """Before a resume on remote storage: fetch the uploaded copy unless this machine's is newer
+    (a driver that died before uploading leaves the only up-to-date copy here)."""
+    local, remote = optuna_db(study_dir), st.join(study_dir, OPTUNA_DB)
+    if not st.is_remote(study_dir) or not st.is_file(remote):
+        return
+    if not local.exists() or local.stat().st_mtime < (st.mtime(remote) or 0):
+        st.download(remote, local)
+
+
+def push_optuna_db(study_dir: str) -> None:
+    """After a run on remote storage: a copy next to the results (optuna-dashboard, resumes)."""
+    local = optuna_db(study_dir)
+    if st.is_remote(study_dir) and local.exists():
+        st.upload(local, st.join(study_dir, OPTUNA_DB))
+
+
+JOURNAL_SCHEME = "journal"
+
+
+OPTUNA_STORAGE_FORMS = (
+    "an RDB URL (postgresql://HOST/DB, mysql://..., sqlite:///PATH) or journal:///ABSOLUTE/PATH.log"
+)
+
+
+def optuna_storage_url(url: str | None, study_dir: str) -> str:
+    """The study's Optuna storage: --optuna-storage, else the SQLite file of `optuna_db`."""
+    return url or f"sqlite:///{optuna_db(study_dir)}"
+
+
+def _journal_path(url: str) -> Path:
+    u = urlsplit(url)
+    if u.netloc or not u.path.startswith("/"):
+        raise ValueError(f"--optuna-storage {url}: expected journal:///ABSOLUTE/PATH.log")
+    return Path(u.path)
+
+
+def _is_journal(path: Path) -> bool:
+    """Empty, or its first line is one of Optuna's journal records (JSON with an op_code)."""
+    with path.open("rb") as f:
+        first = f.readline()
+    if not first:
+        return True
+    try:
+        return "op_code" in json.loads(first)
+    except (ValueError, TypeError):
+        return False
+
+
+def open_optuna_storage(url: str) -> optuna.storages.BaseStorage:
+    """Optuna's storage for a URL: `journal:///path` is a JournalStorage log file (one file,
+    appended under a file lock; put it on storage that the driver and optuna-dashboard share),
+    anything else an RDBStorage (PostgreSQL or MySQL: several readers while the study runs)."""
+    if urlsplit(url).scheme == JOURNAL_SCHEME:
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
+    return optuna.storages.RDBStorage(url)
+
+
+def check_optuna_storage(url: str, name: str, resume: bool) -> None:
+    """Before Ray starts: the URL has a known form, its database driver is installed, the
+    database answers, and a new study does not take the name of one already stored there
+    (Ray's searcher would silently continue that study: load_if_exists)."""
+    if urlsplit(url).scheme == JOURNAL_SCHEME:
+        path = _journal_path(url)
+        if not path.parent.is_dir():
+            raise ValueError(f"--optuna-storage {url}: directory {path.parent} does not exist")
+        if not path.exists():  # checked without creating it: a failed start leaves nothing
+            return
+        if not _is_journal(path):  # Optuna would append to any file it is given
+            raise ValueError(f"--optuna-storage {url}: {path} exists and is not an Optuna journal")
+    else:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(url).get_dialect().import_dbapi()
+        except ArgumentError as e:
+            raise ValueError(
+                f"--optuna-storage {st.redact(url)}: expected {OPTUNA_STORAGE_FORMS}"
+            ) from e
+        except ImportError as e:
+            raise ValueError(
+                f"--optuna-storage {st.redact(url)}: its database driver is not installed "
+                f"({e}; for PostgreSQL: pip install -e '.[postgres]')"
+            ) from e
+    try:
+        names = optuna.get_all_study_names(open_optuna_storage(url))
+    except Exception as e:  # the driver's own error says what is wrong (host, password, file)
+        # its first line only (SQLAlchemy appends a "Background on this error" line)
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--optuna-storage {st.redact(url)}: cannot open it ({why})") from e
+    if name in names and not resume:
+        raise ValueError(
+            f"--optuna-storage {st.redact(url)} already holds a study named {name!r}: "
+            "choose another --name (or --resume it)"
+        )

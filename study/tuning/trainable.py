@@ -1,0 +1,42 @@
+"""The Ray Tune trainable: `study.training.trial.run_trial` (or the cross-validation trial) with
+Ray's report and checkpoint passed in. It reads only `config` and the `TrialData` handed over once
+by `tune.with_parameters`; it never reads the CLI, the environment or the test split.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from study.training.checkpoints import candidates
+from study.training.config import TrainConfig
+from study.training.cv_trial import run_trial_cv
+from study.training.steps import TrialData
+from study.training.trial import run_trial
+
+
+def train_trial(config: dict[str, Any], data: TrialData) -> None:
+    """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
+    from ray import tune  # imported here so the module is importable without Ray's runtime
+
+    def report(metrics: dict[str, Any], directory: Any) -> None:
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
+
+    run = run_trial_cv if data.folds is not None else run_trial  # SpaceSettings.cv_folds
+    cfg = TrainConfig.from_config(config)
+    try:
+        run(cfg, data, report, lambda: candidates(tune.get_checkpoint()), node=node_name())
+    finally:
+        # reuse_actors: the next trial in this worker starts without this one's cached blocks
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def node_name() -> str:
+    """Host name plus Ray's node id: several Ray nodes can share one host (tests, big machines)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    return f"{os.uname().nodename}:{node[:12]}" if node else os.uname().nodename
