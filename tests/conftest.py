@@ -204,7 +204,7 @@ class Study:
     trials: pd.DataFrame
     epochs: pd.DataFrame
     stdout: str
-    stderr: str = ""  # the console's noise checks (tests/test_console.py)
+    stderr: str = ""  # the console's noise checks (tests/run/test_console.py)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ found) are not statements and are not counted.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +116,89 @@ def test_study_never_imports_search_spaces() -> None:
         if m.startswith("study")
     }
     assert {m: d for m, d in back.items() if d} == {}
+
+
+# ------------------------------------------------------------------ the layers
+# Data flows one way: spaces -> training -> tuning -> evaluation -> results -> report, driven by
+# run/. results/ is the study folder every stage writes and reads, so any stage may import it.
+STAGES = ("spaces", "training", "tuning", "evaluation", "results", "report", "run")
+
+
+def importers_of(graph: dict[str, set[str]], target: str) -> dict[str, list[str]]:
+    """Modules that import `target` or a module below it, with those imports."""
+    hit = {
+        m: sorted(d for d in deps if d == target or d.startswith(target + "."))
+        for m, deps in graph.items()
+    }
+    return {m: d for m, d in hit.items() if d and not (m == target or m.startswith(target + "."))}
+
+
+def test_nothing_below_run_imports_run() -> None:
+    graph = import_graph()
+    assert importers_of(graph, "study.run") == {}
+
+
+def test_training_never_imports_tuning_evaluation_or_report() -> None:
+    """A trial is torch only: the stages after it (and Ray through them) stay out."""
+    graph = import_graph()
+    training = {m: deps for m, deps in graph.items() if m.startswith("study.training")}
+    for later in ("study.tuning", "study.evaluation", "study.report", "study.run"):
+        assert importers_of(training, later) == {}, later
+
+
+def test_results_report_and_spaces_never_import_the_stages_that_need_ray_or_torch() -> None:
+    graph = import_graph()
+    light = {
+        m: deps
+        for m, deps in graph.items()
+        if m.startswith(("study.results", "study.report", "study.spaces"))
+    }
+    for heavy in ("study.training", "study.tuning", "study.evaluation", "study.run"):
+        assert importers_of(light, heavy) == {}, heavy
+
+
+def every_module_of(*packages: str) -> list[str]:
+    return sorted(m for m in module_names() if m.startswith(packages) and "__main__" not in m)
+
+
+BLOCKED_IMPORT = """
+import importlib, sys
+for name in {blocked!r}:
+    sys.modules[name] = None  # `import name` now raises ImportError
+failed = []
+for module in {modules!r}:
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        failed.append(f"{{module}}: {{e}}")
+print("\\n".join(failed))
+"""
+
+
+def import_blocked(modules: list[str], blocked: tuple[str, ...]) -> str:
+    code = BLOCKED_IMPORT.format(blocked=blocked, modules=modules)
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout.strip()
+
+
+def test_training_imports_without_ray() -> None:
+    assert import_blocked(every_module_of("study.training"), ("ray",)) == ""
+
+
+def test_results_report_and_spaces_import_without_ray_or_torch() -> None:
+    modules = every_module_of("study.results", "study.report", "study.spaces")
+    assert import_blocked(modules, ("ray", "torch")) == ""
+
+
+def test_the_checker_sees_a_blocked_import() -> None:
+    assert "study.tuning.tuner" in import_blocked(["study.tuning.tuner"], ("ray",))
+
+
+def test_study_has_few_root_modules_and_one_folder_per_stage() -> None:
+    root = sorted(p.name for p in (ROOT / "study").glob("*.py"))
+    assert len(root) <= 8, root
+    for stage in STAGES:
+        assert (ROOT / "study" / stage / "__init__.py").is_file(), stage

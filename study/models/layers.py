@@ -25,7 +25,7 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 # Keras' LeakyReLU layer defaults to a slope of 0.3 (PyTorch: 0.01); the seed study is Keras,
 # so "leaky_relu" means the seed's layer. The rest are the classes timm's get_act_layer returns
-# for these names (torch's own; tests/test_models.py checks they stay the same).
+# for these names (torch's own; tests/models/test_models.py checks they stay the same).
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
     "leaky_relu": partial(nn.LeakyReLU, negative_slope=0.3),

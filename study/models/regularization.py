@@ -34,7 +34,7 @@ def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """timm.optim.param_groups_weight_decay's split, in its order: trainable tensors with <= 1
     dimension or named *.bias without decay, the rest with `weight_decay`. Written out because
     importing timm costs every trial worker ~2.6 s (see layers.IMAGENET_DEFAULT_MEAN);
-    tests/test_models.py checks it against timm's on every registered family."""
+    tests/models/test_models.py checks it against timm's on every registered family."""
     no_decay, decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:

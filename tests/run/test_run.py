@@ -108,7 +108,9 @@ def test_existing_study_is_not_overwritten(toon_dir, tmp_path, capsys) -> None:
 def test_every_config_a_space_produces_builds_a_model(name) -> None:
     space = load_space(name)
     if getattr(space.module, "NEEDS_INIT_FROM", None):
-        pytest.skip("its network is its --init-from source's: tests/test_transfer.py builds it")
+        pytest.skip(
+            "its network is its --init-from source's: tests/training/test_transfer.py builds it"
+        )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     grid = getattr(space.module, "GRID", None)
     fixed = [dict(p) for p in space.settings.starting_points]

@@ -27,7 +27,7 @@ from study.models.__main__ import describe, main
 from study.models.backbones import MOBILENET_FILE, MobileNetV1, find_weights, read_state_dict
 from study.models.vanilla_cnn import VanillaCNNOptions
 
-REAL_MOBILENET = Path(__file__).resolve().parents[1].parent / "shared" / "weights" / MOBILENET_FILE
+REAL_MOBILENET = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / MOBILENET_FILE
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -223,7 +223,7 @@ def test_stopped_early_wording_comes_from_one_constant() -> None:
     assert stopped_early("asha") == "stopped early by ASHA"
 
 
-# One small real study per scheduler kind besides ASHA (tests/test_run.py runs ASHA's).
+# One small real study per scheduler kind besides ASHA (tests/run/test_run.py runs ASHA's).
 SMOKE_SPACE = """
 from study.spaces.settings import SpaceSettings
 SETTINGS = SpaceSettings(dataset="toon", description="scheduler smoke", max_epochs=3,
