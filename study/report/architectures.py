@@ -17,7 +17,7 @@ import pandas as pd
 
 from study.report.categories import category_order, decode, label, missing
 from study.report.evaluation import test_accuracy
-from study.report.hyper import DONE, hp_values
+from study.report.trials import DONE, hp_values
 from study.results.statistics import ranked
 
 log = logging.getLogger(__name__)

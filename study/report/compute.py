@@ -15,15 +15,13 @@ from study.report.categories import decode, label, missing
 from study.report.evaluation import test_accuracy
 from study.report.history import optuna_numbers
 from study.report.hyper import (  # noqa: F401 - re-exported: the report's computations in one place
-    DONE,
     INTERNAL,
     axis_data,
     edge,
-    hp_values,
     param_importances,
-    variants,
 )
 from study.report.load import StudyData
+from study.report.trials import best_trial, hp_values, variants
 from study.results.statistics import RANK_COLUMNS, Baseline, best_at_chance, rank_column, ranked
 
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")
@@ -66,16 +64,6 @@ def rank_note(settings: dict[str, Any]) -> str | None:
         f"The study metric {key[0]!r} ({key[1]}) has no column in trials.parquet; trials are "
         f"ranked by max validation accuracy instead (supported: {sorted(RANK_COLUMNS)})."
     )
-
-
-def best_trial(
-    trials: pd.DataFrame, settings: dict[str, Any], among: set[str] | None = None
-) -> pd.Series | None:
-    """Best trial by the study metric, optionally only among the trial ids in ``among``."""
-    r = ranked(trials, settings)
-    if among is not None:
-        r = r[r["trial_id"].isin(among)]
-    return None if r.empty else r.iloc[0]
 
 
 ACCURACY_COLUMNS = ("avg val acc", "max val acc", "test acc")

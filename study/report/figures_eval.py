@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from study.report.figures import TEMPLATE, txt
+from study.report.style import TEMPLATE, txt
 
 
 def confusion_figure(normalised: pd.DataFrame, counts: pd.DataFrame) -> go.Figure:

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.report.figures import TEMPLATE, family_colors, status_style, txt
+from study.report.style import TEMPLATE, family_colors, status_style, txt
 
 
 def family_figure(strip: pd.DataFrame, metric: str = "max val acc") -> go.Figure:

@@ -4,7 +4,6 @@ their order and range edges, and importances with their spread (pandas/numpy/opt
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from typing import Any
@@ -13,73 +12,12 @@ import numpy as np
 import pandas as pd
 
 from study.report.categories import category_order, decode, label, missing, two_valued
+from study.report.trials import DONE, hp_values
 from study.results.statistics import rank_column, ranked
 
-# Trials whose reported accuracies are final (stopped = ended early by ASHA at a rung).
-DONE = ("finished", "stopped")
 # Config keys the runner adds to every trial (see study.run.driver.resolve): not searched, not
 # settings a reader chose, so the summary lists them apart.
 INTERNAL = ("metric", "mode", "num_threads", "seed", "suggested")
-
-
-def hp_values(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """The searched (non-fixed) hyperparameters per trial, NaN where a trial has none.
-
-    Values come from the raw suggestions in ``config/suggested`` (a JSON object, when the runner
-    stores one: its names match study.json even where the space derives other config keys from
-    them), else from ``config/<name>``, decoded where stored as JSON text. Conditional
-    hyperparameters are NaN on other branches.
-    """
-    suggested = (
-        trials["config/suggested"].map(_as_dict)
-        if "config/suggested" in trials
-        else pd.Series([{}] * len(trials), index=trials.index, dtype=object)
-    )
-    if hyperparameters:
-        names = [n for n, spec in hyperparameters.items() if spec.get("role") != "fixed"]
-    elif "config/suggested" in trials:
-        names = list(dict.fromkeys(k for d in suggested for k in d))
-    else:  # no study.json: whatever config columns vary (the per-trial seed always does)
-        names = [
-            c.removeprefix("config/")
-            for c in trials.columns
-            if c.startswith("config/")
-            and c != "config/seed"
-            and trials[c].astype(str).nunique() > 1
-        ]
-    cols = {}
-    for n in names:
-        config = trials[f"config/{n}"] if f"config/{n}" in trials else [None] * len(trials)
-        values = [decode(d[n] if n in d else c) for d, c in zip(suggested, config, strict=True)]
-        col = pd.Series(
-            [np.nan if v is None else v for v in values], index=trials.index, dtype=object
-        )
-        if col.notna().any():
-            cols[n] = col.infer_objects()
-    return pd.DataFrame(cols, index=trials.index)
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value) if isinstance(value, str) else None
-    except json.JSONDecodeError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
-
-
-def variants(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.Series:
-    """'name=value, ...' of each trial's searched hyperparameters (the seed's variant column)."""
-    values = hp_values(trials, hyperparameters)
-    return pd.Series(
-        [
-            ", ".join(f"{n}={label(v)}" for n, v in row.items() if not missing(v))
-            for _, row in values.iterrows()
-        ],
-        index=trials.index,
-        dtype=object,
-    )
 
 
 def axis_kind(spec: dict[str, Any], values: pd.Series) -> str:

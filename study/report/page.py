@@ -28,6 +28,7 @@ from study.report import (
 from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
+from study.report.trials import best_trial, hp_values
 from study.spaces.settings import stopped_early
 
 log = logging.getLogger(__name__)
@@ -74,9 +75,9 @@ def _summary(d: StudyData) -> str:
             )
         )
         split = compute.config_split(d.trials, d.hyperparameters)
-        best = compute.best_trial(d.trials, d.settings)
+        best = best_trial(d.trials, d.settings)
         if best is not None:
-            searched = compute.hp_values(best.to_frame().T, d.hyperparameters).iloc[0]
+            searched = hp_values(best.to_frame().T, d.hyperparameters).iloc[0]
             items.append(
                 (
                     "best trial",
@@ -134,7 +135,7 @@ def _curves(d: StudyData) -> str:
         return note("No epochs recorded yet.")
     s = d.settings
     rungs = compute.rung_epochs(d.rungs, int(s["max_epochs"]) if "max_epochs" in s else None)
-    best = compute.best_trial(d.trials, s) if d.trials is not None else None
+    best = best_trial(d.trials, s) if d.trials is not None else None
     chance = 1 / len(d.classes) if d.classes else None
     fig = figures.learning_curves_figure(
         compute.learning_curves(d.epochs, d.trials, d.hyperparameters),

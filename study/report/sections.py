@@ -7,9 +7,10 @@ from typing import Any
 
 import pandas as pd
 
-from study.report import architectures, compute, evaluation, figures_eval, figures_overview, history
+from study.report import architectures, evaluation, figures_eval, figures_overview, history
 from study.report.load import StudyData
 from study.report.markup import ci_text, esc, fig_html, img, note, table
+from study.report.trials import best_trial
 from study.results.statistics import ranked
 
 
@@ -83,7 +84,7 @@ def history_section(d: StudyData, metric: str) -> str:
 
 def _pick_evaluated(d: StudyData, ids: list[str]) -> str:
     if d.trials is not None:
-        best = compute.best_trial(d.trials, d.settings, among=set(ids))
+        best = best_trial(d.trials, d.settings, among=set(ids))
         if best is not None:
             return str(best["trial_id"])
     return sorted(ids)[0]

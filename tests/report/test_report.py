@@ -23,6 +23,7 @@ from study.report import (
     load_study,
 )
 from study.report.__main__ import main
+from study.report.trials import best_trial, hp_values, variants
 from study.spaces.settings import stopped_early
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -137,16 +138,16 @@ def test_hp_values_from_suggestions_with_conditionals() -> None:
         "lr_adam": {"role": "nuisance", "kind": "float", "low": 1e-4, "high": 1e-2},
     }
     for spec in (hps, {}):  # from study.json's names, or from the suggestions alone
-        v = compute.hp_values(trials, spec)
+        v = hp_values(trials, spec)
         assert list(v.columns) == ["optimizer", "lr_sgd", "lr_adam"]
         assert v["lr_sgd"].tolist()[0] == 0.1 and np.isnan(v["lr_sgd"].tolist()[1])
-    assert compute.variants(trials, hps).tolist() == [
+    assert variants(trials, hps).tolist() == [
         "optimizer=sgd, lr_sgd=0.1",
         "optimizer=adam, lr_adam=0.001",
     ]
     # Without suggestions or study.json: the varying config columns, never the per-trial seed.
     plain = trials.drop(columns="config/suggested")
-    assert list(compute.hp_values(plain, {}).columns) == ["lr", "optimizer"]
+    assert list(hp_values(plain, {}).columns) == ["lr", "optimizer"]
 
 
 def test_axis_data_flags_best_at_edge() -> None:
@@ -201,7 +202,7 @@ def test_param_importances(tmp_path: Path) -> None:
 
 def test_test_accuracy_bootstraps_predictions(tmp_path: Path) -> None:
     d = load_study(str(make_study(tmp_path)))
-    best = compute.best_trial(d.trials, d.settings, among=set(d.predictions["trial_id"]))
+    best = best_trial(d.trials, d.settings, among=set(d.predictions["trial_id"]))
     test = evaluation.test_accuracy(best, d.predictions, d.classes)
     assert test["source"] == "bootstrap" and test["n"] == 40
     assert test["acc"] == pytest.approx(best["test_acc"])
