@@ -23,6 +23,7 @@ from study.report import (
     evaluation,
     figures,
     figures_eval,
+    history,
     sections,
 )
 from study.report.categories import label
@@ -234,7 +235,7 @@ def study_sections(d: StudyData) -> list[Section]:
                 "that trial (a conditional hyperparameter).</p>" + table(board),
             )
         )
-        out.append(("history", "History", sections.history_section(d, metric)))
+        out.append(("history", "History", history.history_section(d, metric)))
     out += confirm_section.sections(d)  # confirm.parquet of study.evaluation.confirm, if any
     out.append(("curves", "Learning curves", _curves(d)))
     if has_trials:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from study.report import architectures, evaluation, figures_eval, figures_overview, history
+from study.report import architectures, evaluation, figures_eval, figures_overview
 from study.report.load import StudyData
 from study.report.markup import ci_text, esc, fig_html, img, note, table
 from study.report.trials import best_trial
@@ -52,33 +52,6 @@ def architectures_section(d: StudyData, gflops: pd.Series, gflops_notes: list[st
             + fig_html(figures_overview.family_figure(strip))
         )
     parts += [note(n) for n in gflops_notes]
-    return "".join(parts)
-
-
-def history_section(d: StudyData, metric: str) -> str:
-    """Best so far against trial number and wall time; the trials' timeline and concurrency."""
-    t = d.trials
-    if t is None or t.empty:
-        return note("No trials yet.")
-    by_trial = history.by_trial(t, d.settings, d.meta.get("seed"))
-    by_time = history.by_time(d.epochs, d.settings)
-    parts = []
-    if len(by_trial):
-        parts.append(
-            "<h3>Best so far</h3>"
-            + fig_html(figures_overview.history_figure(by_trial, by_time, metric))
-        )
-    else:
-        parts.append(note("No trial has reported a result yet."))
-    spans = history.timeline(t, d.epochs)
-    if spans is None or spans.empty:
-        parts.append(note("No epoch times in epochs.parquet: no timeline."))
-    else:
-        parts.append(
-            "<h3>Timeline</h3><p>Each trial from its start to its last epoch, coloured "
-            "by how it ended (hover for the reason); below, how many ran at once.</p>"
-            + fig_html(figures_overview.timeline_figure(spans, history.concurrency(spans)))
-        )
     return "".join(parts)
 
 
