@@ -24,19 +24,21 @@ import numpy as np
 import pandas as pd
 
 from study import storage as st
+from study.data.store import PreparedDataset
 from study.evaluation.confirm_jobs import Job, stored_models_job, train_job
-from study.evaluation.confirm_options import Plan, plan_of
+from study.evaluation.confirm_options import Plan
 from study.results import confirmed
 from study.results.schema import CONFIRM, EPOCHS, TRIALS
 from study.results.tables import read_table, write_parquet
 from study.tuning.trial_data import pooled_meta
 
 
-def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str, Any]) -> dict:
+def prepare(
+    plan: Plan, init_from: str | None, seed: int, space, settings, fn, ds, constants: dict[str, Any]
+) -> dict:
     """Check every small-data option before Ray starts; returns the constants with the warm-start
     source's architecture folded in (`--init-from`). Call check_warm_start once the space's own
     pre-flight (study.run.preflight.check_space_builds) has passed."""
-    plan = plan_of(a)
     for opt, v in (("--confirm-seeds", plan.seeds), ("--ensemble", plan.ensemble)):
         if v < 0:
             raise ValueError(f"{opt} {v}: expected an integer >= 0")
@@ -46,14 +48,14 @@ def prepare(a: argparse.Namespace, space, settings, fn, ds, constants: dict[str,
 
     for k, what in ((plan.folds, "--confirm-folds"), (settings.cv_folds, "SpaceSettings.cv_folds")):
         if k:
-            fold_ids(pooled_meta(ds), ds.manifest["split_rule"], k, a.seed, what)
+            fold_ids(pooled_meta(ds), ds.manifest["split_rule"], k, seed, what)
     need = getattr(space.module, "NEEDS_INIT_FROM", None)
-    if need and not a.init_from:
+    if need and not init_from:
         raise ValueError(f"--space {space.name} needs --init-from STUDY_DIR[:TRIAL_ID] ({need})")
-    if a.init_from:
+    if init_from:
         from study.training.transfer import inherited_config
 
-        constants = {**constants, **inherited_config(a.init_from)}
+        constants = {**constants, **inherited_config(init_from)}
     return constants
 
 
@@ -101,13 +103,11 @@ def chosen_epoch(
 
 def run(
     study_dir: str,
-    data_dir: str,
-    dataset: str,
+    ds: PreparedDataset,
     settings,
     resources: dict[str, float],
     plan: Plan,
     seed: int,
-    split_rule: str,
 ) -> pd.DataFrame | None:
     """Everything `plan` asks for, after tuning and evaluate_best; writes confirm.parquet (and
     final_model/ for --refit) and prints the confirmed ranking. Ray must be running."""
@@ -133,10 +133,10 @@ def run(
     opts = {"num_cpus": resources["cpu"], "num_gpus": resources["gpu"]}
     jobs, folds = [], None
     if plan.folds:
-        from study.data import open_dataset
         from study.data.folds import fold_ids
 
-        folds = fold_ids(pooled_meta(open_dataset(data_dir, dataset)), split_rule, plan.folds, seed)
+        rule = ds.manifest["split_rule"]
+        folds = fold_ids(pooled_meta(ds), rule, plan.folds, seed)
     chosen = {t: chosen_epoch(epochs, trials, t, settings.metric, settings.mode) for t in top}
     for tid in top_k:
         cfg = trial_config(study_dir, tid)
@@ -149,9 +149,9 @@ def run(
     train_task = ray.remote(train_job).options(**opts)
     stored_task = ray.remote(stored_models_job).options(**opts)
     size = settings.image_size
-    pending = [train_task.remote(data_dir, dataset, size, j, folds, plan.tta) for j in jobs]
+    pending = [train_task.remote(ds, size, j, folds, plan.tta) for j in jobs]
     stored = stored_task.remote(
-        study_dir, data_dir, dataset, size, top_k, members, plan.tta, chosen, not settings.cv_folds
+        study_dir, ds, size, top_k, members, plan.tta, chosen, not settings.cv_folds
     )
     try:
         rows = ray.get(stored)
@@ -167,7 +167,7 @@ def run(
     order = confirmed.ranking(confirmed.table(rows)) or top_k
     if plan.refit:
         ranked_by = "confirmed validation mean" if order is not top_k else "tuning validation rank"
-        where = (study_dir, data_dir, dataset)
+        where = (study_dir, ds)
         rows.append(refit(where, settings, epochs, trials, order[0], ranked_by, train_task, plan))
     df = confirmed.table(rows)
     write_parquet(df, st.join(study_dir, CONFIRM))
@@ -195,7 +195,7 @@ def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
 
 
 def refit(
-    where: tuple[str, str, str],
+    where: tuple[str, PreparedDataset],
     settings,
     epochs,
     trials,
@@ -205,15 +205,14 @@ def refit(
     plan: Plan,
 ) -> dict[str, Any]:
     """Train the winner on train+val to its chosen epoch; write final_model/ with its weights."""
-    from study.data import open_dataset
     from study.results.lookups import trial_config
     from study.training.transfer import write_final_model
 
-    study_dir, data_dir, dataset = where
+    study_dir, ds = where
     cfg = trial_config(study_dir, winner)
     n = chosen_epoch(epochs, trials, winner, settings.metric, settings.mode)
     job = Job("refit", winner, cfg, n)
-    ref = train_task.remote(data_dir, dataset, settings.image_size, job, None, plan.tta)
+    ref = train_task.remote(ds, settings.image_size, job, None, plan.tta)
     row = gather([ref], [job])[0]
     state = row.pop("state", None)
     if state is None:  # diverged or failed: no final model, the row says why
@@ -223,7 +222,7 @@ def refit(
         "config": cfg,
         "epochs": n,
         "trained_on": "train+val",
-        "classes": open_dataset(data_dir, dataset).classes,
+        "classes": ds.classes,
         "chosen_by": chosen_by,
         "plan": asdict(plan),
     }

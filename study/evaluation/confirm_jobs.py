@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from study.data.store import PreparedDataset
+
 
 @dataclass(frozen=True)
 class Job:
@@ -49,20 +51,19 @@ def _scores(model, arr, device, tta: str, classes: list[str], prefix: str) -> di
 
 
 def train_job(
-    data_dir: str, dataset: str, image_size: int, job: Job, folds: np.ndarray | None, tta: str
+    ds: PreparedDataset, image_size: int, job: Job, folds: np.ndarray | None, tta: str
 ) -> dict[str, Any]:
     """One retraining (a Ray task): train, then score validation (or the held-out fold), then
     test. Refit rows carry the weights under `state`."""
     import torch
 
-    from study.data import load_split, open_dataset
+    from study.data import load_split
     from study.data.store import concat, subset
     from study.models import input_interpolation
     from study.training.fit import fit
     from study.training.steps import Diverged, pick_device
 
     t0 = time.perf_counter()
-    ds = open_dataset(data_dir, dataset)
     resize = input_interpolation(job.config["model"])  # the filter the model's weights expect
     train, val = (
         load_split(ds, "train", image_size, resize),
@@ -100,8 +101,7 @@ def train_job(
 
 def stored_models_job(
     study_dir: str,
-    data_dir: str,
-    dataset: str,
+    ds: PreparedDataset,
     image_size: int,
     trial_ids: list[str],
     ensemble: list[str],
@@ -111,12 +111,11 @@ def stored_models_job(
 ) -> list[dict]:
     """The top trials' own best checkpoints (`tuning` rows) and their ensemble (a Ray task).
     `score_val=False` for cv_folds studies: their checkpoints trained on part of val."""
-    from study.data import load_split, open_dataset
+    from study.data import load_split
     from study.evaluation.inference import load_best_model, probabilities
     from study.models import input_interpolation
     from study.training.steps import pick_device
 
-    ds = open_dataset(data_dir, dataset)
     names = ["val", "test"] if score_val else ["test"]
     by_filter: dict[str, dict] = {}  # the splits once per resize filter the models expect
     device = pick_device()

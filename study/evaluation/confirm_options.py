@@ -1,6 +1,5 @@
 """The small-data options of `study.run` (see study.evaluation.confirm), kept light: `--help`
-imports this
-and nothing heavy."""
+imports this and nothing heavy."""
 
 from __future__ import annotations
 
@@ -65,6 +64,3 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "':final') model; its architecture becomes the default config",
     )
 
-
-def plan_of(a: argparse.Namespace) -> Plan:
-    return Plan(a.confirm_seeds, a.confirm_folds, a.refit, a.ensemble, a.tta)

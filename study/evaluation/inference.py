@@ -15,6 +15,7 @@ import torch
 
 from study import storage
 from study.data import Augment, AugmentConfig, SplitArrays
+from study.data.store import PreparedDataset
 from study.evaluation.confirm_options import TTA_MODES
 from study.evaluation.folder_source import FolderPlan
 from study.evaluation.gradcam import grad_cam, png_bytes
@@ -149,8 +150,7 @@ def gradcam_rows(
 
 def evaluate_on_test(
     study_dir: str,
-    data_dir: str,
-    dataset: str,
+    ds: PreparedDataset,
     trial_ids: list[str],
     image_size: int,
     gradcam_per_class: int = 3,
@@ -160,9 +160,8 @@ def evaluate_on_test(
 
     This is the only place the test split is read.
     """
-    from study.data import load_split, open_dataset
+    from study.data import load_split
 
-    ds = open_dataset(data_dir, dataset)
     device = pick_device()
     metrics, preds, cams = {}, [], []
     tests: dict[str, SplitArrays] = {}  # the test split once per resize filter the models need

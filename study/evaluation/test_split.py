@@ -7,6 +7,7 @@ from typing import Any
 
 from study import console
 from study import storage as st
+from study.data.store import PreparedDataset
 from study.results.schema import GRADCAM, PREDICTIONS, TRIALS
 
 
@@ -48,9 +49,8 @@ def run_evaluation(args: tuple, resources: dict[str, float], here: bool) -> dict
         torch.set_num_threads(threads)
 
 
-def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resources) -> None:
+def evaluate_best(study_dir: str, ds: PreparedDataset, settings, resources) -> None:
     """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
-    from study.data import open_dataset
     from study.results.lookups import select_top
     from study.results.statistics import Baseline
     from study.results.tables import read_table, write_json, write_parquet
@@ -59,7 +59,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return
-    chance = Baseline.from_manifest(open_dataset(data_dir, dataset).manifest)  # skip at-chance
+    chance = Baseline.from_manifest(ds.manifest)  # skip at-chance trials
     top = select_top(
         trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance
     )
@@ -70,7 +70,7 @@ def evaluate_best(study_dir: str, data_dir: str, dataset: str, settings, resourc
         f"evaluating the best {len(top)} trial(s) by validation on the test split, and Grad-CAM "
         f"of the best ({'in this process' if here else 'as a Ray task'})"
     )
-    args = (study_dir, data_dir, dataset, top, settings.image_size)
+    args = (study_dir, ds, top, settings.image_size)
     out = run_evaluation(args, resources, here)
     record_test_scores(study_dir, out["metrics"])  # trials.parquet's owner writes its columns
     write_parquet(out["predictions"], st.join(study_dir, PREDICTIONS))

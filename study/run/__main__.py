@@ -13,9 +13,10 @@ from study import console
 from study import storage as st
 from study.evaluation import confirm_options
 from study.run.overrides import settings_types
+from study.run.request import Request
 
 
-def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None, prog: str | None = None) -> Request:
     p = argparse.ArgumentParser(
         prog=prog or "python -m study.run",
         description=__doc__.split("\n")[0],
@@ -90,12 +91,11 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> argparse.Name
         "-v", "--verbose", action="store_true", help="also print Ray Tune's own progress table"
     )
     confirm_options.add_arguments(p)  # --confirm-seeds/-folds, --refit, --ensemble, --tta, ...
-    return p.parse_args(argv)
+    return Request.from_args(p.parse_args(argv), sys.argv[1:] if argv is None else argv)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     a = parse_args(argv, prog)
-    a.argv = list(sys.argv[1:] if argv is None else argv)
     console.set_level(
         console.QUIET if a.quiet else console.VERBOSE if a.verbose else console.NORMAL
     )
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except (ValueError, OSError) as e:  # UsageError, NotPreparedError, a bad space or setting
         print(f"error: {st.redact(str(e))}", file=sys.stderr)  # never a URI's credentials
         return 2
-    return run_study(a, *plan)
+    return run_study(plan)
 
 
 if __name__ == "__main__":

@@ -4,28 +4,28 @@ best trials on the test split, write the tables and the report.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from study import console
 from study import storage as st
-from study.evaluation import confirm_options
 from study.evaluation.test_split import evaluate_best
 from study.results.schema import STUDY_JSON, TRIALS
 from study.run.overrides import apply_set, check_set_on_resume, parse_set
 from study.run.provenance import git_commit, has_tensorboard, versions
+from study.run.request import PreparedStudy, Request
 from study.run.summary import print_confirmed, print_leaderboard
 from study.tuning.trial_data import input_filters, trial_data
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
 if TYPE_CHECKING:
+    from study.data.store import PreparedDataset
     from study.spaces.loader import Space
     from study.spaces.settings import SpaceSettings
 
@@ -47,15 +47,15 @@ def outcome(study_dir: str, rank: dict[str, Any]) -> int:
     return 1
 
 
-def open_dataset(data_dir: str, name: str):
+def open_dataset(data_dir: str, name: str) -> PreparedDataset:
     from study.data import open_dataset as _open  # torch: imported when a study runs
 
     return _open(data_dir, name)
 
 
-def prepare(a: argparse.Namespace) -> tuple:
+def prepare(a: Request) -> PreparedStudy:
     """Everything that can be wrong with the command line, checked before Ray starts (see
-    study.run.preflight); returns run_study's arguments."""
+    study.run.preflight); the data set is opened here, once, and handed on."""
     from study.data import default_data_dir
     from study.evaluation import confirm
     from study.run.preflight import (
@@ -76,13 +76,13 @@ def prepare(a: argparse.Namespace) -> tuple:
     meta = study_record(storage, a.name, True) if a.resume else None
     if meta is not None:
         where = st.join(storage, a.name, STUDY_JSON)
-        settings = recorded(a, meta, where)
+        a, settings = recorded(a, meta, where)
         check_set_on_resume(parse_set(a.set), settings, where)
         space = load_space(a.space)
         constants = trial_constants(settings, a.cpus_per_trial)
         smoke_cfg = split_smoke(settings)[1] if a.smoke_test else {}
     else:
-        a.seed = 0 if a.seed is None else a.seed
+        a = replace(a, seed=0 if a.seed is None else a.seed)
         space = load_space(a.space)
         settings, constants, smoke_cfg = resolve(a, space)
     name = a.name or st.check_name(
@@ -97,6 +97,7 @@ def prepare(a: argparse.Namespace) -> tuple:
             f"--resume: the study ran on {ds.name} version {meta['dataset']['version']}; "
             f"{st.redact(data_dir)} now holds version {ds.version}"
         )
+    study_dir = st.join(storage, name)  # the one place it is computed
     check_reports(a, name)
     if a.optuna_storage and settings.scheduler == "pbt":
         raise UsageError(
@@ -104,14 +105,16 @@ def prepare(a: argparse.Namespace) -> tuple:
             "study (its population is drawn up front), so there is nothing to store there; drop "
             "the option or choose another scheduler (--set scheduler=asha)"
         )
+    argv = a.argv
     if a.optuna_storage:
         from study.tuning.optuna_storage import check_optuna_storage
 
         check_optuna_storage(a.optuna_storage, name, a.resume)
         # study.json records the command: never a database password
-        a.argv = [x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in a.argv]
+        argv = tuple(x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in argv)
     fn = SpaceFunction(a.space, smoke_cfg)
-    constants = confirm.prepare(a, space, settings, fn, ds, constants)  # small data, init_from
+    # small data, init_from
+    constants = confirm.prepare(a.plan, a.init_from, a.seed, space, settings, fn, ds, constants)
     check_space_builds(fn, settings, constants, len(ds.classes))
     confirm.check_warm_start(fn, constants, ds.classes)
     # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
@@ -124,14 +127,26 @@ def prepare(a: argparse.Namespace) -> tuple:
     if settings.scheduler == "pbt":
         pbt_population(fn, settings, constants, a.seed, grid)
     if a.resume:
-        check_resumable(settings.scheduler, st.join(storage, name))
+        check_resumable(settings.scheduler, study_dir)
     make_storage(storage)
-    return space, settings, constants, fn, ds, data_dir, storage, name
+    return PreparedStudy(
+        request=a,
+        name=name,
+        storage=storage,
+        study_dir=study_dir,
+        space=space,
+        space_fn=fn,
+        settings=settings,
+        constants=constants,
+        dataset=ds,
+        data_dir=data_dir,
+        seed=a.seed,
+        argv=argv,
+    )
 
 
-def run_study(
-    a, space: Space, settings, constants, fn, ds, data_dir: str, storage: str, name: str
-) -> int:
+def run_study(study: PreparedStudy) -> int:
+    a, settings, ds, study_dir = study.request, study.settings, study.dataset, study.study_dir
     console.phase("starting Ray")
     import optuna
     import ray
@@ -148,7 +163,6 @@ def run_study(
     # Tune's classic reporter: silent at verbose=0 and its table at -v; the newer one prints a
     # configuration box and a TensorBoard hint into /tmp/ray/... at any verbosity
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    study_dir = st.join(storage, name)
     # save Tune's experiment state at every step, so a killed driver resumes without re-running
     # or re-deciding anything (the state is small next to an epoch of training)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
@@ -178,22 +192,23 @@ def run_study(
             Path(study_dir).mkdir(parents=True, exist_ok=True)
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        resources = {"cpu": a.cpus_per_trial, "gpu": gpus}
+        study = replace(study, resources={"cpu": a.cpus_per_trial, "gpu": gpus})
+        resources = study.resources
         meta = new_record(
-            name=name,
-            space=space.name,
-            space_ref=fn.ref,
+            name=study.name,
+            space=study.space.name,
+            space_ref=study.space_fn.ref,
             settings=settings,
-            seed=a.seed,
-            argv=a.argv,
+            seed=study.seed,
+            argv=list(study.argv),
             dataset=ds,
-            data_dir=data_dir,
+            data_dir=study.data_dir,
             run={
                 "resources": resources,
                 "max_concurrent": a.max_concurrent,
                 "smoke_test": a.smoke_test,
             },
-            hyperparameters=describe_hyperparameters(space),
+            hyperparameters=describe_hyperparameters(study.space),
             # PBT asks no searcher (Ray refuses one): no optuna.db to point at
             optuna_storage=None
             if settings.scheduler == "pbt"
@@ -205,26 +220,26 @@ def run_study(
             meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
         write_json(meta, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
-        filters = input_filters(fn, settings, constants)
+        filters = input_filters(study.space_fn, settings, study.constants)
         console.phase(
             f"decoding {ds.name} train and val at {settings.image_size} px, resized "
             f"{' and '.join(filters)} (cached on disk after the first study at this size)"
         )
-        data = trial_data(ds, settings, filters, a.seed)
+        data = trial_data(ds, settings, filters, study.seed)
         kwargs = dict(
-            space_fn=fn,
+            space_fn=study.space_fn,
             settings=settings,
-            constants=constants,
+            constants=study.constants,
             data=data,
             dataset=ds.name,
-            storage=storage,
-            name=name,
-            seed=a.seed,
+            storage=study.storage,
+            name=study.name,
+            seed=study.seed,
             resources=resources,
             max_concurrent=a.max_concurrent,
-            grid=getattr(space.module, "GRID", None),
+            grid=getattr(study.space.module, "GRID", None),
             optuna_storage=a.optuna_storage,
-            reports=None if a.no_report else str(Path(a.reports) / name),
+            reports=study.reports_dir,
             verbose=1 if a.verbose else 0,
         )
         # restore_tuner starts afresh a study whose first run ended before its tuner existed
@@ -237,11 +252,8 @@ def run_study(
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         tuner.fit()
         meta["tuning_finished"] = now()
-        evaluate_best(study_dir, data_dir, ds.name, settings, resources)
-        plan, rule = confirm_options.plan_of(a), ds.manifest["split_rule"]
-        confirmed_rows = confirm.run(
-            study_dir, data_dir, ds.name, settings, resources, plan, a.seed, rule
-        )
+        evaluate_best(study_dir, ds, settings, resources)
+        confirmed_rows = confirm.run(study_dir, ds, settings, resources, a.plan, study.seed)
         meta["finished"] = now()
         meta["wall_s"] = time.time() - t0
         write_json(meta, st.join(study_dir, STUDY_JSON))
@@ -249,18 +261,18 @@ def run_study(
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         if started_ray:
             ray.shutdown()
-    rank = {"metric": settings.metric, "mode": settings.mode}
+    rank = study.rank
     print_leaderboard(study_dir, rank)
     print_confirmed(confirmed_rows, study_dir)  # last: ranked by the confirmed mean
     from study.run.summary import print_summary
 
     print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
-    if not a.no_report:
+    if study.reports_dir is not None:
         console.phase("writing the report")
         try:
             from study.report import build_report
 
-            out = build_report(study_dir, str(Path(a.reports) / name))
+            out = build_report(study_dir, study.reports_dir)
             print(f"report: {out}")
         except (ImportError, ValueError) as e:  # optional for a run; say why it is missing
             print(f"report not written ({st.redact(str(e))})", file=sys.stderr)
@@ -270,7 +282,7 @@ def run_study(
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 
 
-def resolve(a: argparse.Namespace, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Settings after smoke, --set and flag overrides (in that order), config constants, and the
     smoke config overrides."""
     settings = space.settings

@@ -7,10 +7,9 @@ the last check).
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from study import storage as st
 from study.results.schema import STUDY_JSON
 from study.results.study_json import RecordError, check_record
 from study.results.tables import read_json
+from study.run.request import Request
 from study.spaces.constants import RUN_CONSTANTS, THREADS
 from study.spaces.loader import SpaceFunction
 from study.spaces.settings import SpaceSettings
@@ -27,7 +27,7 @@ class UsageError(ValueError):
     pass
 
 
-def check_args(a: argparse.Namespace) -> None:
+def check_args(a: Request) -> None:
     """Reject impossible values with the option's name, before anything expensive."""
     if not a.space and not a.resume:
         raise UsageError("--space NAME is required (see --list)")
@@ -92,13 +92,14 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
     return None
 
 
-def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSettings:
+def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, SpaceSettings]:
     """--resume: the study continues as its study.json records it. A flag left out takes the
     recorded value; a flag given with another value is an error naming both (resuming a smoke
     test without --smoke-test once trained at 48 px while every record said 32 px).
     --cpus-per-trial, --gpus-per-trial and --address say where this run executes, not what the
-    study is, and may change."""
+    study is, and may change. Returns the request with the recorded values filled in."""
     s = meta.get("settings") or {}
+    taken: dict[str, Any] = {}
     for attr, value in (
         ("num_samples", s.get("num_samples")),
         ("max_epochs", s.get("max_epochs")),
@@ -108,10 +109,10 @@ def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSe
         flag, given = f"--{attr.replace('_', '-')}", getattr(a, attr)
         if given is not None and given != value:
             raise UsageError(f"{flag} {given} contradicts {where}: the study has {flag} {value}")
-        setattr(a, attr, value)
+        taken[attr] = value
     if a.smoke_test and not s.get("smoke_test"):
         raise UsageError(f"--smoke-test contradicts {where}: the study is not a smoke test")
-    a.smoke_test = bool(s.get("smoke_test"))
+    taken["smoke_test"] = bool(s.get("smoke_test"))
     data_dir = str((meta.get("dataset") or {}).get("data_dir"))
     if a.data_dir is not None and st.redact(st.absolute(a.data_dir)) != data_dir:
         raise UsageError(
@@ -119,7 +120,7 @@ def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSe
         )
     if a.data_dir is None and "***" in data_dir:
         raise UsageError(f"{where} records --data-dir {data_dir} without its credentials: give it")
-    a.data_dir = a.data_dir or data_dir
+    taken["data_dir"] = a.data_dir or data_dir
     # Ray's saved searcher keeps the Optuna storage the study started with: another is an error
     had = meta.get("optuna_storage")
     if a.optuna_storage is not None and had and st.redact(a.optuna_storage) != had:
@@ -133,14 +134,15 @@ def recorded(a: argparse.Namespace, meta: dict[str, Any], where: str) -> SpaceSe
         # studies recorded before space_ref have only the space's name (a file's stem)
         if given != ref and Path(given).stem != meta.get("space"):
             raise UsageError(f"--space {a.space} contradicts {where}: the study has --space {ref}")
-    a.space = a.space or ref
+    taken["space"] = a.space or ref
     known = {f.name for f in fields(SpaceSettings)}
     values = {k: v for k, v in s.items() if k in known}
     values["starting_points"] = tuple(values.get("starting_points") or ())
     try:
-        return SpaceSettings(**values)  # validated again: a hand-edited record fails here
+        settings = SpaceSettings(**values)  # validated again: a hand-edited record fails here
     except TypeError as e:
         raise UsageError(f"{where}: settings: {e}") from e
+    return replace(a, **taken), settings
 
 
 def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) -> None:
@@ -188,7 +190,7 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
             raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
 
 
-def check_reports(a: argparse.Namespace, name: str) -> None:
+def check_reports(a: Request, name: str) -> None:
     """The dashboard goes to --reports/NAME: never over a page or folder not of the report's."""
     if a.no_report:
         return

@@ -24,11 +24,12 @@ def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir) -> None:
     identical metrics, predictions and Grad-CAM rows; and a GPU study keeps the Ray task."""
     import ray
 
+    from study.data import open_dataset
     from study.evaluation.test_split import evaluates_here, run_evaluation
 
     top = asha_study.trials.dropna(subset=["test_acc"])["trial_id"].tolist()
     assert len(top) == 3
-    args = (str(asha_study.dir), str(toon_dir), "toon", top, 32)
+    args = (str(asha_study.dir), open_dataset(toon_dir, "toon"), top, 32)
     cpu = {"cpu": 1, "gpu": 0.0}
     started = not ray.is_initialized()
     ray.init(**QUIET_RAY)

@@ -370,7 +370,7 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     32 px: resume runs what study.json records (flags left out are taken from it)."""
     record_study(tmp_path / "s" / "x", data, smoke=True)
     seen = {}
-    monkeypatch.setattr(driver, "run_study", lambda a, *plan: seen.update(a=a, plan=plan) or 0)
+    monkeypatch.setattr(driver, "run_study", lambda study: seen.update(study=study) or 0)
     assert (
         run.main(
             [
@@ -386,12 +386,14 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
         )
         == 0
     )
-    space, settings, constants, fn, ds, data_dir, _, name = seen["plan"]
+    study = seen["study"]
+    settings, constants, fn = study.settings, study.constants, study.space_fn
     assert (settings.image_size, settings.max_epochs, settings.num_samples) == (32, 2, 2)
-    assert constants["image_size"] == 32 and seen["a"].smoke_test and seen["a"].seed == 0
+    assert constants["image_size"] == 32 and study.request.smoke_test and study.request.seed == 0
+    assert study.seed == 0 and study.dataset.name == "toon"
     smoke = {k: v for k, v in load_space("demo").settings.smoke.items() if k != "image_size"}
     assert smoke and fn.overrides == SpaceFunction("demo", smoke).overrides
-    assert data_dir == str(data) and name == "x"
+    assert study.data_dir == str(data) and study.name == "x"
 
 
 @pytest.mark.slow

@@ -96,7 +96,7 @@ def test_the_test_split_is_scored_at_each_models_interpolation(manga, monkeypatc
     monkeypatch.setattr(inference, "load_best_model", lambda _s, tid, _k, _d: (models[tid], None))
     root = Path(str(manga.root)).parent
     before = store.DECODE_COUNT["images"]
-    out = inference.evaluate_on_test("unused", str(root), "manga", list(models), 32, 0)
+    out = inference.evaluate_on_test("unused", open_dataset(root, "manga"), list(models), 32, 0)
     n = len(manga.table("test"))
     assert store.DECODE_COUNT["images"] - before == 2 * n  # one decoding per filter
     device = inference.pick_device()
@@ -149,9 +149,9 @@ def _spy(monkeypatch) -> list[tuple[str, np.ndarray]]:
     seen: list[tuple[str, np.ndarray]] = []
     real_train, real_val = trial.train_epoch, trial.evaluate_val
 
-    def train_epoch(model, opt, data, *args):
+    def train_epoch(t, data, *args):
         seen.append(("train", data.train.images))
-        return real_train(model, opt, data, *args)
+        return real_train(t, data, *args)
 
     def evaluate_val(model, data, *args):
         seen.append(("val", data.val.images))
@@ -262,7 +262,7 @@ def test_confirmation_runs_train_and_score_on_their_models_pixels(manga, monkeyp
     monkeypatch.setattr("study.training.fit.fit", spy_fit)
     monkeypatch.setattr(inference, "probabilities", spy_probs)
     root = str(Path(str(manga.root)).parent)
-    row = train_job(root, "manga", 32, Job("seed", "t1", _config(BILINEAR_ARCH), 1), None, "none")
+    row = train_job(open_dataset(root, "manga"), 32, Job("seed", "t1", _config(BILINEAR_ARCH), 1), None, "none")
     assert row["error"] == "" and len(arrays) == 3
     for got, split in zip(arrays, ("train", "val", "test"), strict=True):
         np.testing.assert_array_equal(got, load_split(manga, split, 32, "bilinear").images)
@@ -289,7 +289,7 @@ def test_stored_checkpoints_are_scored_on_their_models_pixels(manga, monkeypatch
 
     monkeypatch.setattr(inference, "probabilities", spy_probs)
     root = str(Path(str(manga.root)).parent)
-    rows = stored_models_job("unused", root, "manga", 32, list(models), list(models), "none", {})
+    rows = stored_models_job("unused", open_dataset(root, "manga"), 32, list(models), list(models), "none", {})
     assert [r["kind"] for r in rows] == ["tuning", "tuning", "ensemble"]
     # val then test, for each model in turn (the ensemble averages these probabilities)
     assert [m for m, _ in seen] == [models["bilinear"]] * 2 + [models["bicubic"]] * 2
