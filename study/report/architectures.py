@@ -1,6 +1,8 @@
-"""Plain data for "which architecture is best, and why": one row per model family and per
-scientific variant, a verdict on whether the best family's lead exceeds the noise, and each
-trial's forward cost in GFLOPs per image (pandas/numpy; torch only to count FLOPs).
+"""The Architectures section, "which architecture is best, and why": one row per model family and
+per scientific variant, a verdict on whether the best family's lead exceeds the noise, the spread
+of each family's trials, and each trial's forward cost in GFLOPs per image. The plain data
+(pandas/numpy; torch only to count FLOPs, imported when counting), its figure, and the section's
+HTML.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
 from study.report.categories import category_order, decode, label, missing
 from study.report.evaluation import test_accuracy
+from study.report.load import StudyData
+from study.report.markup import esc, fig_html, note, table
+from study.report.style import TEMPLATE, family_colors, txt
 from study.report.trials import DONE, hp_values
 from study.results.statistics import ranked
 
@@ -279,3 +285,72 @@ def verdict(table: pd.DataFrame, n_val: int | None) -> str:
             f"expected from {n_val} validation images alone." + test
         )
     return head + "; the noise is unknown (no test CIs, no validation size in study.json)." + test
+
+
+def family_figure(strip: pd.DataFrame, metric: str = "max val acc") -> go.Figure:
+    """A box with every trial as a point, per model family: the spread behind each best."""
+    colors = family_colors(strip["family"].tolist())
+    fig = go.Figure()
+    for family, d in strip.groupby("family", sort=True):
+        fig.add_trace(
+            go.Box(
+                y=d["acc"],
+                name=txt(family),
+                boxpoints="all",
+                jitter=0.4,
+                pointpos=0,
+                marker={"color": colors[str(family)], "size": 8},
+                line={"color": colors[str(family)]},
+                fillcolor="rgba(0,0,0,0)",
+                text=[
+                    f"trial {txt(t)} ({txt(s)})<br>{txt(v)}"
+                    for t, s, v in zip(d["trial_id"], d["status"], d["variant"], strict=True)
+                ],
+                hovertemplate="%{text}<br>" + metric + " %{y:.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        template=TEMPLATE,
+        height=380,
+        showlegend=False,
+        yaxis_title=metric,
+        xaxis_title="model family (finished and ASHA-stopped trials)",
+        margin={"t": 30},
+    )
+    return fig
+
+
+def _n_val(d: StudyData) -> int | None:
+    counts = (d.meta.get("dataset") or {}).get("counts") or {}
+    n = counts.get("val")
+    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
+
+
+def architectures_section(d: StudyData, gflops: pd.Series, gflops_notes: list[str]) -> str:
+    """Verdict, one row per family and scientific variant, and the spread per family."""
+    t = d.trials
+    if t is None or t.empty:
+        return note("No trials yet.")
+    rows = family_table(t, d.hyperparameters, d.settings, d.predictions, d.classes, gflops)
+    shown = rows.drop(columns=["ci low", "ci high"])
+    shown.insert(
+        shown.columns.get_loc("test acc") + 1,
+        "test acc 95% CI",
+        [
+            f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else ""
+            for lo, hi in zip(rows["ci low"], rows["ci high"], strict=True)
+        ],
+    )
+    parts = [
+        f'<p class="verdict"><b>Verdict:</b> {esc(verdict(rows, _n_val(d)))}</p>',
+        "<p>One row per model family (variant <i>all</i>), then one per value of each discrete "
+        "scientific hyperparameter or architecture option within it. Best and median are over "
+        "finished and ASHA-stopped trials; test accuracy is that of the best evaluated trial of "
+        "the row; params and GFLOPs per image are medians.</p>",
+        table(shown, classes="sortable architectures"),
+    ]
+    strip = strip_data(t, d.hyperparameters)
+    if len(strip):
+        parts.append("<h3>Max validation accuracy by family</h3>" + fig_html(family_figure(strip)))
+    parts += [note(n) for n in gflops_notes]
+    return "".join(parts)

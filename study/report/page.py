@@ -216,7 +216,7 @@ def study_sections(d: StudyData) -> list[Section]:
             (
                 "architectures",
                 "Architectures",
-                sections.architectures_section(d, gflops, gflops_notes),
+                architectures.architectures_section(d, gflops, gflops_notes),
             )
         )
         board = compute.leaderboard(

@@ -7,52 +7,11 @@ from typing import Any
 
 import pandas as pd
 
-from study.report import architectures, evaluation, figures_eval, figures_overview
+from study.report import evaluation, figures_eval
 from study.report.load import StudyData
 from study.report.markup import ci_text, esc, fig_html, img, note, table
 from study.report.trials import best_trial
 from study.results.statistics import ranked
-
-
-def _n_val(d: StudyData) -> int | None:
-    counts = (d.meta.get("dataset") or {}).get("counts") or {}
-    n = counts.get("val")
-    return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else None
-
-
-def architectures_section(d: StudyData, gflops: pd.Series, gflops_notes: list[str]) -> str:
-    """Verdict, one row per family and scientific variant, and the spread per family."""
-    t = d.trials
-    if t is None or t.empty:
-        return note("No trials yet.")
-    rows = architectures.family_table(
-        t, d.hyperparameters, d.settings, d.predictions, d.classes, gflops
-    )
-    shown = rows.drop(columns=["ci low", "ci high"])
-    shown.insert(
-        shown.columns.get_loc("test acc") + 1,
-        "test acc 95% CI",
-        [
-            f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else ""
-            for lo, hi in zip(rows["ci low"], rows["ci high"], strict=True)
-        ],
-    )
-    parts = [
-        f'<p class="verdict"><b>Verdict:</b> {esc(architectures.verdict(rows, _n_val(d)))}</p>',
-        "<p>One row per model family (variant <i>all</i>), then one per value of each discrete "
-        "scientific hyperparameter or architecture option within it. Best and median are over "
-        "finished and ASHA-stopped trials; test accuracy is that of the best evaluated trial of "
-        "the row; params and GFLOPs per image are medians.</p>",
-        table(shown, classes="sortable architectures"),
-    ]
-    strip = architectures.strip_data(t, d.hyperparameters)
-    if len(strip):
-        parts.append(
-            "<h3>Max validation accuracy by family</h3>"
-            + fig_html(figures_overview.family_figure(strip))
-        )
-    parts += [note(n) for n in gflops_notes]
-    return "".join(parts)
 
 
 def _pick_evaluated(d: StudyData, ids: list[str]) -> str:
