@@ -13,15 +13,12 @@ ROLES = ("scientific", "nuisance", "fixed")
 SAMPLERS = ("tpe", "random", "grid", "cmaes")
 
 
-# early stoppers (study.tuning.schedulers.make_scheduler builds them): "asha" (asynchronous
-# successive halving), "hyperband" (synchronous HyperBand: trials wait at each rung for their
-# bracket; its brackets' rungs follow from max_epochs and reduction_factor, not grace_period),
-# "median" (median stopping rule), "pbt" (population-based training of the nuisance knobs
-# study.tuning.schedulers.PBT_KNOBS; no Optuna feedback), "fifo" (none)
-SCHEDULERS = ("asha", "hyperband", "median", "pbt", "fifo")
-
-
-# how the report names each
+# early stoppers, and how the report names each (study.tuning.schedulers.BUILDERS builds them,
+# one entry each): "asha" (asynchronous successive halving), "hyperband" (synchronous HyperBand:
+# trials wait at each rung for their bracket; its brackets' rungs follow from max_epochs and
+# reduction_factor, not grace_period), "median" (median stopping rule), "pbt" (population-based
+# training of the nuisance knobs study.tuning.schedulers.PBT_KNOBS; no Optuna feedback), "fifo"
+# (none). Here, Ray-free, so a space's settings are checked without importing Ray.
 SCHEDULER_NAMES = {
     "asha": "ASHA",
     "hyperband": "HyperBand",
@@ -29,6 +26,7 @@ SCHEDULER_NAMES = {
     "pbt": "PBT",
     "fifo": "FIFO",
 }
+SCHEDULERS = tuple(SCHEDULER_NAMES)
 
 
 # the one wording of a trial ended by its scheduler's decision (trials.parquet's status_reason,

@@ -26,7 +26,7 @@ from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.basic_variant import _TrialIterator
 
 from study.results.tables import read_parquet, write_parquet
-from study.spaces.settings import SCHEDULER_NAMES, SCHEDULERS, SpaceSettings
+from study.spaces.settings import SCHEDULER_NAMES, SpaceSettings
 from study.tuning.searcher import make_sampler, trial_config
 
 # Knobs PBT may perturb: those a trial takes from its new config when it restarts from another
@@ -64,39 +64,66 @@ def check_resumable(scheduler: str, study_dir: str) -> None:
         )
 
 
+def _asha(settings: SpaceSettings, common: dict, state_path: str, seed: int) -> TrialScheduler:
+    return StudyASHA(
+        **common,
+        max_t=settings.max_epochs,
+        grace_period=settings.grace_period,
+        reduction_factor=settings.reduction_factor,
+        state_path=state_path,
+    )
+
+
+def _hyperband(settings: SpaceSettings, common: dict, state_path: str, seed: int) -> TrialScheduler:
+    # synchronous: a rung's decision waits for all of its bracket
+    return HyperBandScheduler(
+        **common, max_t=settings.max_epochs, reduction_factor=settings.reduction_factor
+    )
+
+
+def _median(settings: SpaceSettings, common: dict, state_path: str, seed: int) -> TrialScheduler:
+    # stops a trial whose best so far is below the median of the others' running means at the
+    # same epoch, from grace_period on, once 3 others have reached it (Ray's default)
+    return MedianStoppingRule(**common, grace_period=settings.grace_period)
+
+
+def _pbt(settings: SpaceSettings, common: dict, state_path: str, seed: int) -> TrialScheduler:
+    # trials.parquet keeps a trial's first config; epochs.parquet's lr, the rate of each epoch
+    return PopulationBasedTraining(
+        **common,
+        perturbation_interval=settings.grace_period,
+        # the population's draw is the space's; PBT only perturbs (no resampling)
+        custom_explore_fn=PerturbKnobs(pbt_knobs(settings), seed),
+        synch=False,
+    )
+
+
+def _fifo(settings: SpaceSettings, common: dict, state_path: str, seed: int) -> TrialScheduler:
+    return FIFOScheduler()
+
+
+# The registry, one entry per early stopper (as Ray's own SCHEDULER_IMPORT): its keys are the
+# names spaces/settings.py accepts and the report names (SCHEDULER_NAMES, which must not import
+# Ray); tests/tuning/test_scheduler.py checks that the two agree.
+BUILDERS: dict[str, Callable[[SpaceSettings, dict, str, int], TrialScheduler]] = {
+    "asha": _asha,
+    "hyperband": _hyperband,
+    "median": _median,
+    "pbt": _pbt,
+    "fifo": _fifo,
+}
+
+
 def make_scheduler(settings: SpaceSettings, state_path: str, seed: int = 0) -> TrialScheduler:
     """The one place that builds a study's early stopper from its settings (time unit: epochs;
     metric and mode: the study's). `state_path`: where ASHA keeps its rung records."""
+    build = BUILDERS.get(settings.scheduler)
+    if build is None:
+        raise ValueError(
+            f"unknown scheduler {settings.scheduler!r}; expected one of {', '.join(BUILDERS)}"
+        )
     common = {"time_attr": "epoch", "metric": settings.metric, "mode": settings.mode}
-    kind = settings.scheduler
-    if kind == "asha":
-        return StudyASHA(
-            **common,
-            max_t=settings.max_epochs,
-            grace_period=settings.grace_period,
-            reduction_factor=settings.reduction_factor,
-            state_path=state_path,
-        )
-    if kind == "hyperband":  # synchronous: a rung's decision waits for all of its bracket
-        return HyperBandScheduler(
-            **common, max_t=settings.max_epochs, reduction_factor=settings.reduction_factor
-        )
-    if kind == "median":
-        # stops a trial whose best so far is below the median of the others' running means at
-        # the same epoch, from grace_period on, once 3 others have reached it (Ray's default)
-        return MedianStoppingRule(**common, grace_period=settings.grace_period)
-    if kind == "pbt":
-        # trials.parquet keeps a trial's first config; epochs.parquet's lr, the rate of each epoch
-        return PopulationBasedTraining(
-            **common,
-            perturbation_interval=settings.grace_period,
-            # the population's draw is the space's; PBT only perturbs (no resampling)
-            custom_explore_fn=PerturbKnobs(pbt_knobs(settings), seed),
-            synch=False,
-        )
-    if kind == "fifo":
-        return FIFOScheduler()
-    raise ValueError(f"unknown scheduler {kind!r}; expected one of {', '.join(SCHEDULERS)}")
+    return build(settings, common, state_path, seed)
 
 
 def pbt_population(

@@ -28,6 +28,7 @@ from study.results.trials import trial_status
 from study.run.overrides import apply_set, parse_set
 from study.spaces.settings import SCHEDULERS, SpaceSettings, stopped_early
 from study.tuning.schedulers import (
+    BUILDERS,
     PerturbKnobs,
     Population,
     StudyASHA,
@@ -55,7 +56,7 @@ def settings(**kw) -> SpaceSettings:
 
 
 def test_every_scheduler_has_a_builder() -> None:
-    assert set(KINDS) == set(SCHEDULERS)
+    assert set(KINDS) == set(SCHEDULERS) == set(BUILDERS)  # the registry and the settings agree
 
 
 @pytest.mark.parametrize("kind", SCHEDULERS)
