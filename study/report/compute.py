@@ -46,16 +46,6 @@ def compute_used(trials: pd.DataFrame, epochs: pd.DataFrame | None) -> dict[str,
     }
 
 
-def rung_epochs(rungs: pd.DataFrame | None, max_epochs: int | None) -> list[int]:
-    """The epochs at which ASHA compared trials, as it recorded them in asha_rungs.parquet (not
-    recomputed from the settings: a rung no trial reached has no record), below max_epochs
-    (a trial that reaches max_epochs finishes)."""
-    if rungs is None or rungs.empty:
-        return []
-    milestones = sorted({int(m) for m in rungs["milestone"].dropna()})
-    return [m for m in milestones if max_epochs is None or m < max_epochs]
-
-
 def rank_note(settings: dict[str, Any]) -> str | None:
     key = (settings.get("metric", "val_acc"), settings.get("mode", "max"))
     if key in RANK_COLUMNS:
@@ -153,38 +143,6 @@ def chance_labels(trials: pd.DataFrame, base: Baseline) -> pd.Series:
         ],
         index=trials.index,
         dtype=object,
-    )
-
-
-def key_config(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.Series:
-    """'name=value, ...' of the scientific hyperparameters per trial (all searched ones when
-    study.json names none), for hover texts."""
-    sci = {
-        n: s for n, s in hyperparameters.items() if s.get("role") == "scientific" and n != "model"
-    }
-    return variants(trials, sci or hyperparameters)
-
-
-def learning_curves(
-    epochs: pd.DataFrame,
-    trials: pd.DataFrame | None,
-    hyperparameters: dict[str, dict[str, Any]] | None = None,
-) -> pd.DataFrame:
-    """Per trial-epoch val acc/loss and train loss, with the trial's status ('unknown' without
-    trials table), model family and key configuration."""
-    cols = ["trial_id", "epoch", "val_acc", "val_loss"]
-    curves = epochs[cols + (["train_loss"] if "train_loss" in epochs else [])]
-    curves = curves.sort_values(["trial_id", "epoch"]).reindex(columns=cols + ["train_loss"])
-    if trials is None:
-        return curves.assign(status="unknown", model="", config="")
-    info = trials.set_index(trials["trial_id"].astype(str))
-    config = key_config(trials, hyperparameters or {})
-    config.index = info.index
-    ids = curves["trial_id"].astype(str)
-    return curves.assign(
-        status=ids.map(info["status"].astype(str)).fillna("unknown"),
-        model=ids.map(info["model"].astype(str)).fillna(""),
-        config=ids.map(config).fillna(""),
     )
 
 

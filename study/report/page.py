@@ -20,6 +20,7 @@ from study.report import (
     architectures,
     compute,
     confirm_section,
+    curves,
     evaluation,
     figures,
     figures_eval,
@@ -131,29 +132,6 @@ def _summary(d: StudyData) -> str:
     )
 
 
-def _curves(d: StudyData) -> str:
-    if d.epochs is None or d.epochs.empty:
-        return note("No epochs recorded yet.")
-    s = d.settings
-    rungs = compute.rung_epochs(d.rungs, int(s["max_epochs"]) if "max_epochs" in s else None)
-    best = best_trial(d.trials, s) if d.trials is not None else None
-    chance = 1 / len(d.classes) if d.classes else None
-    fig = figures.learning_curves_figure(
-        compute.learning_curves(d.epochs, d.trials, d.hyperparameters),
-        rungs,
-        None if best is None else str(best["trial_id"]),
-        chance,
-    )
-    rung_text = "; dotted purple lines: ASHA rungs" if rungs else ""
-    chance_text = "; red dashed line: chance (1 / number of classes)" if chance else ""
-    return (
-        f"<p>Colour: model family. Dashed: {esc(stopped_early(s.get('scheduler')))} "
-        "(× marks the stop)"
-        f"{rung_text}; thick: best trial{chance_text}. Hover a line for its configuration."
-        "</p>" + fig_html(fig)
-    )
-
-
 def _hyperparameters(d: StudyData, metric: str) -> str:
     axes = compute.axis_data(d.trials, d.hyperparameters, d.settings)
     if not axes:
@@ -237,7 +215,7 @@ def study_sections(d: StudyData) -> list[Section]:
         )
         out.append(("history", "History", history.history_section(d, metric)))
     out += confirm_section.sections(d)  # confirm.parquet of study.evaluation.confirm, if any
-    out.append(("curves", "Learning curves", _curves(d)))
+    out.append(("curves", "Learning curves", curves.curves_section(d)))
     if has_trials:
         out.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))
         out.append(("cost", "Accuracy against cost", _cost(d, metric, gflops)))

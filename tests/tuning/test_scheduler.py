@@ -21,9 +21,8 @@ from ray.tune.schedulers import (
     TrialScheduler,
 )
 
-from study.report import compute
+from study.report.curves import curves_section, rung_epochs
 from study.report.load import load_study
-from study.report.page import _curves
 from study.results.trials import trial_status
 from study.run.overrides import apply_set, parse_set
 from study.spaces.settings import SCHEDULERS, SpaceSettings, stopped_early
@@ -205,17 +204,17 @@ def test_report_draws_the_rungs_asha_recorded(tmp_path: Path) -> None:
     """The fixture's settings (grace 1, rf 2, 8 epochs) would give rungs 1, 2, 4; the file has
     records at 1 and 2 only (and at max_epochs, which is the end, not a rung)."""
     sd = make_study(tmp_path)
-    assert compute.rung_epochs(load_study(str(sd)).rungs, 8) == []  # no file: no rungs drawn
+    assert rung_epochs(load_study(str(sd)).rungs, 8) == []  # no file: no rungs drawn
     rows = {"bracket": [0] * 4, "milestone": [1, 1, 2, 8], "trial_id": ["a", "b", "a", "a"],
             "value": [0.1, 0.2, 0.3, 0.4], "stopped": [False, True, False, False]}  # fmt: skip
     pd.DataFrame(rows).to_parquet(sd / ASHA_STATE)
     d = load_study(str(sd))
-    assert compute.rung_epochs(d.rungs, 8) == [1, 2]
-    assert "ASHA rungs" in _curves(d)
+    assert rung_epochs(d.rungs, 8) == [1, 2]
+    assert "ASHA rungs" in curves_section(d)
     meta = json.loads((sd / "study.json").read_text())
     meta["settings"]["scheduler"] = "median"
     (sd / "study.json").write_text(json.dumps(meta))
-    assert stopped_early("median") in _curves(load_study(str(sd)))
+    assert stopped_early("median") in curves_section(load_study(str(sd)))
 
 
 def test_stopped_early_wording_comes_from_one_constant() -> None:
