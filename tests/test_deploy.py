@@ -421,9 +421,13 @@ def test_job_runtime_env_is_one_ray_accepts() -> None:
 # --- the README's cluster commands ---------------------------------------------------------------
 
 
+# the README and the docs/ pages its commands moved to (docs/cluster.md: the cluster commands)
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+
+
 def readme_blocks() -> list[str]:
-    """The README's shell blocks, continuation lines joined, comments dropped."""
-    text = (REPO / "README.md").read_text()
+    """The shell blocks of the README and docs/, continuation lines joined, comments dropped."""
+    text = "\n".join(p.read_text() for p in DOCS)
     blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
     out = []
     for block in blocks:
@@ -451,9 +455,10 @@ def test_readme_study_commands_use_options_that_exist() -> None:
 
 
 def test_readme_ray_commands_carry_token_auth_and_no_usage_report() -> None:
-    text = (REPO / "README.md").read_text()
+    text = "\n".join(p.read_text() for p in DOCS)
     assert "RAY_DISABLE_USAGE_STATS" not in text  # Ray reads RAY_USAGE_STATS_ENABLED
-    section = text[text.index("## Running on any Ray cluster") :]
+    cluster = (REPO / "docs" / "cluster.md").read_text()
+    section = cluster[cluster.index("## Running on any Ray cluster") :]
     section = section[: section.index("\n## ", 1)]
     assert "export RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0" in section
     assert 'pip install -e ".[cluster]"' in section
