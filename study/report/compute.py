@@ -22,7 +22,7 @@ from study.report.hyper import (  # noqa: F401 - re-exported: the report's compu
 )
 from study.report.load import StudyData
 from study.report.trials import best_trial, hp_values, variants
-from study.results.statistics import RANK_COLUMNS, Baseline, best_at_chance, rank_column, ranked
+from study.results.statistics import RANK_COLUMNS, Baseline, best_at_chance, ranked
 
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")
 
@@ -174,47 +174,6 @@ def config_split(
         elif len(values) == 1:
             fixed[name] = next(iter(values))
     return {"searched": searched, "fixed": fixed, "internal": internal}
-
-
-def pareto_front(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
-    """Mask of points not dominated by another with cost <= and acc >= (one strictly)."""
-    c, a = np.asarray(cost, dtype=float), np.asarray(acc, dtype=float)
-    no_worse = (c[None, :] <= c[:, None]) & (a[None, :] >= a[:, None])
-    better = (c[None, :] < c[:, None]) | (a[None, :] > a[:, None])
-    return ~(no_worse & better).any(axis=1)
-
-
-COSTS = {
-    "params": "parameters",
-    "gflops": "GFLOPs per image",
-    "epoch_s_mean": "epoch time (s), depends on machine load",
-}
-
-
-def cost_data(
-    trials: pd.DataFrame, settings: dict[str, Any], gflops: pd.Series | None = None
-) -> dict[str, pd.DataFrame]:
-    """Per cost (params, GFLOPs per image, epoch time): accuracy, cost, model and Pareto-front
-    membership. GFLOPs measure the model; epoch seconds also measure how busy the machine was."""
-    column, _ = rank_column(settings)
-    t = trials.assign(gflops=np.nan if gflops is None else gflops.reindex(trials.index))
-    r = ranked(t, settings)
-    out = {}
-    for cost in COSTS:
-        d = r[r[cost].notna() & (r[cost] > 0)]  # 0 = not reported (would dominate all)
-        if cost == "gflops" and d.empty:
-            continue
-        d = pd.DataFrame(
-            {
-                "trial_id": d["trial_id"].astype(str),
-                "cost": d[cost].astype(float),
-                "acc": d[column].astype(float),
-                "status": d["status"].astype(str),
-                "model": d["model"].astype(str),
-            }
-        ).sort_values("cost")
-        out[cost] = d.assign(on_front=pareto_front(d["cost"].to_numpy(), d["acc"].to_numpy()))
-    return out
 
 
 def is_smoke(meta: dict[str, Any]) -> bool:

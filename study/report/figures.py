@@ -15,7 +15,6 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from study.report.compute import COSTS
 from study.report.style import TEMPLATE, status_style, txt, vline
 
 
@@ -169,42 +168,4 @@ def axis_figure(axes: list[dict[str, Any]], metric: str) -> go.Figure:
             shapes += [vline(i + 1, b, "#bbb") for b in (a["low"], a["high"]) if b is not None]
         fig.update_yaxes(title_text=metric if col == 1 else None, row=row, col=col)
     fig.update_layout(template=TEMPLATE, height=320 * nrows, margin={"t": 50}, shapes=shapes)
-    return fig
-
-
-def cost_figure(costs: dict[str, pd.DataFrame], metric: str) -> go.Figure:
-    """Accuracy against each cost; the Pareto front joined by a step line, model in the hover."""
-    fig = make_subplots(rows=1, cols=len(costs), subplot_titles=[COSTS[k] for k in costs])
-    for col, (key, d) in enumerate(costs.items(), start=1):
-        front = d[d["on_front"]]
-        for part, name, color, mode in (
-            (d[~d["on_front"]], "dominated", "#9a9a9a", "markers"),
-            (front, "Pareto front", "#d62728", "lines+markers"),
-        ):
-            fig.add_trace(
-                go.Scatter(
-                    x=part["cost"],
-                    y=part["acc"],
-                    mode=mode,
-                    name=name,
-                    legendgroup=name,
-                    showlegend=col == 1,
-                    line={"shape": "hv", "color": color},
-                    marker={"color": color, "size": 8},
-                    text=[
-                        f"{txt(t)} · {txt(m)}"
-                        for t, m in zip(part["trial_id"], part["model"], strict=True)
-                    ],
-                    hovertemplate="trial %{text}<br>%{x:.4g}<br>"
-                    + metric
-                    + " %{y:.3f}<extra></extra>",
-                ),
-                row=1,
-                col=col,
-            )
-        fig.update_xaxes(
-            title_text=COSTS[key], type="log" if key != "epoch_s_mean" else None, row=1, col=col
-        )
-    fig.update_yaxes(title_text=metric, row=1, col=1)
-    fig.update_layout(template=TEMPLATE, height=420, margin={"t": 50})
     return fig

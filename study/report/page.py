@@ -20,6 +20,7 @@ from study.report import (
     architectures,
     compute,
     confirm_section,
+    costs,
     curves,
     evaluation,
     figures,
@@ -31,6 +32,7 @@ from study.report.categories import label
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
 from study.report.trials import best_trial, hp_values
+from study.results.statistics import rank_column
 from study.spaces.settings import stopped_early
 
 log = logging.getLogger(__name__)
@@ -168,21 +170,9 @@ def _hyperparameters(d: StudyData, metric: str) -> str:
     return "".join(parts)
 
 
-def _cost(d: StudyData, metric: str, gflops: pd.Series) -> str:
-    costs = compute.cost_data(d.trials, d.settings, gflops)
-    if all(c.empty for c in costs.values()):
-        return note("No trial with both accuracy and cost recorded yet.")
-    return (
-        "<p>Red: Pareto front (no other trial is both cheaper and more accurate). GFLOPs per "
-        "image measure the model alone; epoch seconds also measure how busy the machine was "
-        "(the same configuration can take three times longer on a loaded machine).</p>"
-        + fig_html(figures.cost_figure(costs, metric))
-    )
-
-
 def study_sections(d: StudyData) -> list[Section]:
     """All sections of one study's report, each rendering what the data allows."""
-    metric = compute.rank_column(d.settings)[0].replace("_", " ")
+    metric = rank_column(d.settings)[0].replace("_", " ")
     out: list[Section] = [("summary", "Summary", _summary(d))]
     has_trials = d.trials is not None and not d.trials.empty
     gflops, gflops_notes = pd.Series(dtype=float), []
@@ -218,7 +208,7 @@ def study_sections(d: StudyData) -> list[Section]:
     out.append(("curves", "Learning curves", curves.curves_section(d)))
     if has_trials:
         out.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))
-        out.append(("cost", "Accuracy against cost", _cost(d, metric, gflops)))
+        out.append(("cost", "Accuracy against cost", costs.costs_section(d, metric, gflops)))
     best_html, trial = sections.evaluated_section(d)
     out.append(("best", "Evaluated models on the test split", best_html))
     out.append(("gradcam", "Grad-CAM", sections.gradcam_section(d, trial)))

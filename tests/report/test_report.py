@@ -23,6 +23,7 @@ from study.report import (
     load_study,
 )
 from study.report.__main__ import main
+from study.report.costs import pareto_front
 from study.report.trials import best_trial, hp_values, variants
 from study.spaces.settings import stopped_early
 
@@ -33,8 +34,8 @@ def test_pareto_front_by_hand() -> None:
     cost = np.array([1, 2, 3, 4, 2])
     acc = np.array([0.5, 0.7, 0.6, 0.9, 0.7])
     # (3, .6) is dominated by (2, .7); the duplicate (2, .7) pair dominates neither of them.
-    assert compute.pareto_front(cost, acc).tolist() == [True, True, False, True, True]
-    assert compute.pareto_front(np.array([5.0]), np.array([0.1])).tolist() == [True]
+    assert pareto_front(cost, acc).tolist() == [True, True, False, True, True]
+    assert pareto_front(np.array([5.0]), np.array([0.1])).tolist() == [True]
 
 
 def test_bootstrap_ci() -> None:
