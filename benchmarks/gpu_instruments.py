@@ -180,8 +180,8 @@ def profile_epochs(device: torch.device) -> Iterator[list[dict[str, float]]]:
     the rest is the other steps. Only the new-shape steps add syncs."""
     rows: list[dict[str, float]] = []
     shapes: set[tuple[int, ...]] = set()
-    # patched where they are looked up: train_epoch's globals (steps) and Training.train's (trial)
-    step, feed, epoch = steps.train_step, steps.prefetched, trial.train_epoch
+    # patched where they are looked up: train_epoch's and Training.train's globals (trial)
+    step, feed, epoch = trial.train_step, trial.prefetched, trial.train_epoch
 
     def timed_step(model: Any, x: torch.Tensor, *args: Any) -> Any:
         if tuple(x.shape) in shapes or not rows:
@@ -218,12 +218,12 @@ def profile_epochs(device: torch.device) -> Iterator[list[dict[str, float]]]:
                 rows[-1]["train s"] - rows[-1]["data wait s"] - rows[-1]["new-shape s"]
             )
 
-    steps.train_step, steps.prefetched = timed_step, timed_feed
+    trial.train_step, trial.prefetched = timed_step, timed_feed
     trial.train_epoch = timed_epoch
     try:
         yield rows
     finally:
-        steps.train_step, steps.prefetched, trial.train_epoch = step, feed, epoch
+        trial.train_step, trial.prefetched, trial.train_epoch = step, feed, epoch
 
 
 def met(name: str, value: Any, cpu: bool) -> str:

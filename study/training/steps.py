@@ -1,7 +1,7 @@
 """One trial's steps, Ray-free and torch-only: the model and optimiser a config names, the
-learning-rate schedule, the loss, a training step in micro-batches, a training epoch, prediction
-and validation. `study.training.trial` builds a trial from these; `study.evaluate` scores with
-`predict`.
+learning-rate schedule, the loss, a training step in micro-batches, prediction and validation.
+`study.training.trial` builds a trial and its training epoch (`train_epoch`, which takes the
+trial's `Training`) from these; `study.evaluate` scores with `predict`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ from study.data import Augment, SplitArrays
 from study.data.augment import AugmentDraw
 from study.models import create_model, input_interpolation, l2_penalty, param_groups
 from study.results.statistics import macro_f1
-from study.training import faults as inject
-from study.training.compiling import StepProbe
 from study.training.config import TrainConfig
-from study.training.feed import BatchFit, DeviceSums, batches, prefetched
+from study.training.feed import batches, prefetched
 
 
 @dataclass(frozen=True)
@@ -197,71 +195,6 @@ def train_step(
         batch_loss += loss.detach()
         correct += (logits.argmax(1) == ys).sum()
     return torch.stack([batch_loss, correct.to(batch_loss.dtype)])
-
-
-def train_epoch(
-    model,
-    opt,
-    data: TrialData,
-    aug: Augment,
-    cfg: TrainConfig,
-    gen,
-    device,
-    weight,
-    scaler,
-    epoch: int = 1,
-    faults: dict | None = None,
-    fit: BatchFit | None = None,
-    probe: StepProbe | None = None,
-) -> tuple[float, float, int]:
-    model.train()
-    fit = fit or BatchFit(cfg.batch_size)
-    # running sums stay on the device and reach the host without a sync (see DeviceSums)
-    sums = DeviceSums(2, device)  # (loss x images, correct)
-    seen = 0
-    # each CUDA poll queues a copy: every 16 steps; a NaN stays NaN, so it is only found late
-    poll_every = 16 if device.type == "cuda" else 1
-    # batch norm cannot train on a single image: drop a last batch of one
-    order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
-    fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
-    # the model's kernel constraint (Classifier.constrain) holds after every step; found through
-    # a torch.compile wrapper
-    constrain = getattr(getattr(model, "_orig_mod", model), "constrain", lambda: None)
-    for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
-        if probe is not None:
-            probe.at(step, len(order), device)
-        # drawn once per batch: a retried or split step sees the same images
-        draw = aug.draw(len(idx), gen).to(device)
-        while True:
-            oom = None
-            try:
-                step_sums = train_step(
-                    model, x, y, aug, draw, cfg, weight, scaler, fit.micro, fault
-                )
-                break
-            except torch.OutOfMemoryError as e:
-                oom = e
-            # outside the except block, so the traceback's activations can be freed
-            opt.zero_grad(set_to_none=True)
-            fit.shrink(epoch, oom)
-            oom = None
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        step_sums[0] *= len(idx)  # the batch's mean loss -> its sum over the images
-        sums.add(step_sums)
-        host = sums.poll() if step % poll_every == 0 else None
-        if host is not None and not math.isfinite(host[0]):
-            raise Diverged(f"training loss became {host[0]} in epoch {epoch} after {seen} images")
-        scaler.step(opt)
-        scaler.update()
-        constrain()
-        opt.zero_grad(set_to_none=True)
-        seen += len(idx)
-    loss_sum, correct = sums.total()  # the epoch's one wait for the device
-    mean_loss = loss_sum / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise Diverged(f"training loss became {mean_loss} in epoch {epoch}")
-    return mean_loss, correct / max(seen, 1), seen
 
 
 def evaluate_val(model, data: TrialData, aug: Augment, device, batch_size: int = 128):

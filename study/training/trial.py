@@ -1,4 +1,5 @@
-"""One trial without Ray: `setup_trial` makes a config real, `run_trial` trains it epoch by epoch.
+"""One trial without Ray: `setup_trial` makes a config real, `train_epoch` trains one epoch of it,
+`run_trial` trains it epoch by epoch.
 
 `run_trial` validates after every epoch, writes the epoch's checkpoint (on a background thread,
 while it validates) and hands metrics and the finished checkpoint directory to the caller's
@@ -10,6 +11,7 @@ and benchmarks call these directly. This module never imports Ray.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +35,7 @@ from study.training.checkpoints import (
 )
 from study.training.compiling import StepProbe, compile_choice
 from study.training.config import TrainConfig
-from study.training.feed import BatchFit
+from study.training.feed import BatchFit, DeviceSums, batches, prefetched
 from study.training.steps import (
     Diverged,
     TrialData,
@@ -45,7 +47,7 @@ from study.training.steps import (
     make_optimizer,
     pick_device,
     seed_everything,
-    train_epoch,
+    train_step,
     unwrap,
 )
 
@@ -106,25 +108,71 @@ class Training:
         epoch), so a resumed trial sees the same batches as an uninterrupted one would have."""
         self.set_epoch_lr(epoch)
         self.gen.manual_seed(self.cfg.seed * 1_000 + epoch if order_seed is None else order_seed)
-        return train_epoch(
-            self.model,
-            self.opt,
-            data,
-            self.aug,
-            self.cfg,
-            self.gen,
-            self.device,
-            self.weight,
-            self.scaler,
-            epoch + 1,
-            faults,
-            self.fit,
-            self.probe,
-        )
+        return train_epoch(self, data, epoch + 1, faults)
 
     def validate(self, data: TrialData, batch_size: int = 128) -> tuple[float, float, float]:
         """(val loss, val accuracy, val macro F1), eager: compiling costs one graph, not two."""
         return evaluate_val(unwrap(self.model), data, self.aug, self.device, batch_size)
+
+
+def train_epoch(
+    t: Training, data: TrialData, epoch: int = 1, faults: dict | None = None
+) -> tuple[float, float, int]:
+    """Train one epoch of `data.train` with `t` (its model, optimiser, augmentation, class
+    weights, scaler, batch order generator and micro-batch): (mean loss, accuracy, images seen).
+
+    `epoch` is 1-based and names the epoch in faults and errors; the learning rate and the
+    generator's seed are set by the caller (`Training.train`). A CUDA out-of-memory error halves
+    the micro-batch and retries the step (`BatchFit`); raises Diverged on a non-finite loss."""
+    model, opt, aug, cfg, device, gen, fit = t.model, t.opt, t.aug, t.cfg, t.device, t.gen, t.fit
+    weight, scaler, probe = t.weight, t.scaler, t.probe
+    model.train()
+    # running sums stay on the device and reach the host without a sync (see DeviceSums)
+    sums = DeviceSums(2, device)  # (loss x images, correct)
+    seen = 0
+    # each CUDA poll queues a copy: every 16 steps; a NaN stays NaN, so it is only found late
+    poll_every = 16 if device.type == "cuda" else 1
+    # batch norm cannot train on a single image: drop a last batch of one
+    order = [i for i in batches(len(data.train.labels), cfg.batch_size, gen) if len(i) > 1]
+    fault = (lambda n: inject.in_batch(faults, epoch, n)) if faults else None
+    # the model's kernel constraint (Classifier.constrain) holds after every step; found through
+    # a torch.compile wrapper
+    constrain = getattr(getattr(model, "_orig_mod", model), "constrain", lambda: None)
+    for step, (idx, x, y) in enumerate(prefetched(data.train, order, device)):
+        if probe is not None:
+            probe.at(step, len(order), device)
+        # drawn once per batch: a retried or split step sees the same images
+        draw = aug.draw(len(idx), gen).to(device)
+        while True:
+            oom = None
+            try:
+                step_sums = train_step(
+                    model, x, y, aug, draw, cfg, weight, scaler, fit.micro, fault
+                )
+                break
+            except torch.OutOfMemoryError as e:
+                oom = e
+            # outside the except block, so the traceback's activations can be freed
+            opt.zero_grad(set_to_none=True)
+            fit.shrink(epoch, oom)
+            oom = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        step_sums[0] *= len(idx)  # the batch's mean loss -> its sum over the images
+        sums.add(step_sums)
+        host = sums.poll() if step % poll_every == 0 else None
+        if host is not None and not math.isfinite(host[0]):
+            raise Diverged(f"training loss became {host[0]} in epoch {epoch} after {seen} images")
+        scaler.step(opt)
+        scaler.update()
+        constrain()
+        opt.zero_grad(set_to_none=True)
+        seen += len(idx)
+    loss_sum, correct = sums.total()  # the epoch's one wait for the device
+    mean_loss = loss_sum / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"training loss became {mean_loss} in epoch {epoch}")
+    return mean_loss, correct / max(seen, 1), seen
 
 
 def setup_trial(

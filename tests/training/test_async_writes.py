@@ -179,13 +179,10 @@ def test_a_nan_is_still_caught_at_its_step_on_cpu() -> None:
     steps, as the per-step check did."""
     cfg = TrainConfig.from_config(_config(fault="nan@1"))
     data = _data(16)
-    model, opt = _model_and_optimizer()
-    before = [p.detach().clone() for p in model.parameters()]
-    aug = Augment(AugmentConfig.from_strength(0.0))
-    gen = torch.Generator().manual_seed(0)
-    scaler = torch.amp.GradScaler(enabled=False)
+    t = trial.setup_trial(cfg, data, CPU)
+    t.aug = Augment(AugmentConfig.from_strength(0.0))
+    t.gen = torch.Generator().manual_seed(0)
+    before = [p.detach().clone() for p in t.model.parameters()]
     with pytest.raises(steps.Diverged, match=r"nan in epoch 1 after 0 images"):
-        steps.train_epoch(
-            model, opt, data, aug, cfg, gen, CPU, None, scaler, 1, faults.parse(cfg.fault)
-        )
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+        trial.train_epoch(t, data, 1, faults.parse(cfg.fault))
+    assert all(torch.equal(a, b) for a, b in zip(before, t.model.parameters(), strict=True))
