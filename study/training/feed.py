@@ -105,6 +105,12 @@ class BatchFit:
     def floor(self) -> int:  # batch norm cannot train on one image
         return min(2, self.batch_size)
 
+    @property
+    def val_batch(self) -> int:
+        """Validation's batch: with no gradients 128 images fit wherever the training micro-batch
+        did, unless an out-of-memory error shrank it."""
+        return min(128, self.micro) if self.notes else 128
+
     def shrink(self, epoch: int, error: BaseException) -> None:
         """Halve after an OOM, or re-raise it when nothing smaller can be tried."""
         if self.micro <= self.floor:

@@ -12,7 +12,6 @@ and benchmarks call these directly. This module never imports Ray.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from study.training.checkpoints import (
 )
 from study.training.compiling import StepProbe, compile_choice
 from study.training.config import TrainConfig
+from study.training.epoch_record import BestTracker, EpochRecord, TrialStamp, restore_note
 from study.training.feed import BatchFit, DeviceSums, batches, prefetched
 from study.training.steps import (
     Diverged,
@@ -110,9 +110,13 @@ class Training:
         self.gen.manual_seed(self.cfg.seed * 1_000 + epoch if order_seed is None else order_seed)
         return train_epoch(self, data, epoch + 1, faults)
 
-    def validate(self, data: TrialData, batch_size: int = 128) -> tuple[float, float, float]:
-        """(val loss, val accuracy, val macro F1), eager: compiling costs one graph, not two."""
-        return evaluate_val(unwrap(self.model), data, self.aug, self.device, batch_size)
+    def validate(
+        self, data: TrialData, batch_size: int | None = None
+    ) -> tuple[float, float, float]:
+        """(val loss, val accuracy, val macro F1), eager: compiling costs one graph, not two.
+        Default batch: 128, or less after the training micro-batch shrank (BatchFit.val_batch)."""
+        batch = batch_size or self.fit.val_batch
+        return evaluate_val(unwrap(self.model), data, self.aug, self.device, batch)
 
 
 def train_epoch(
@@ -175,6 +179,39 @@ def train_epoch(
     return mean_loss, correct / max(seen, 1), seen
 
 
+@dataclass(frozen=True)
+class Trained:
+    """An epoch's training as the trial loops see it: its result, or why it ends the trial."""
+
+    loss: float
+    acc: float
+    seen: int
+    end_reason: str = ""  # "diverged" or "oom"; "" when the epoch trained
+    error: str = ""
+
+
+def train_or_end(
+    t: Training,
+    data: TrialData,
+    epoch: int,
+    order_seed: int | None = None,
+    faults: dict | None = None,
+    prefix: str = "",
+) -> Trained:
+    """`t.train` the 0-based `epoch`, for both trial loops. A diverged loss, or an out-of-memory
+    error that even the smallest micro-batch meets, ends the trial: it is returned (its error
+    after `prefix`) to be reported, not raised."""
+    try:
+        return Trained(*t.train(data, epoch, order_seed, faults))
+    except Diverged as e:
+        return Trained(math.nan, 0.0, 1, "diverged", f"{prefix}{e}")
+    except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end it
+        error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
+        if t.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return Trained(math.nan, 0.0, 1, "oom", f"{prefix}{error[:400]} (epoch {epoch + 1})")
+
+
 def setup_trial(
     cfg: TrainConfig, data: TrialData, device: torch.device, *, reseed: bool = True
 ) -> Training:
@@ -232,33 +269,25 @@ def run_trial(
     t = setup_trial(cfg, data, device)
     data = t.data  # at the model's resize filter
     torch.backends.cudnn.benchmark = True
-    start_epoch, history, best, best_state, note = 0, [], {"value": None, "epoch": 0}, None, t.note
+    start_epoch, history, best, best_state, note = 0, [], BestTracker(), None, t.note
     candidates = checkpoint()
     if candidates:  # a retry after a failure: continue where the last good report left off
-        start_epoch, history, best, best_state, note = restore(candidates, t.model, t.opt, device)
+        start_epoch, history, best_dict, best_state, note = restore(
+            candidates, t.model, t.opt, device
+        )
+        best = BestTracker.resumed(best_dict)
     # "auto" on CUDA times this run's first epoch eagerly and decides after it
     if cfg.compile == "auto" and device.type == "cuda":
         t.probe = StepProbe()
     compiled = None if t.probe else compile_choice(cfg.compile, device, None, 0)
     if compiled and compiled[0]:
         t.model = torch.compile(t.model)
-    sign = 1 if cfg.mode == "max" else -1
+    stamp = TrialStamp(params=t.params, device=str(device), node=node, seed=cfg.seed)
     writer = CheckpointWriter()
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
             t0 = time.perf_counter()
-            end_reason, error = "", ""
-            try:
-                train_loss, train_acc, seen = t.train(data, epoch, faults=faults)
-            except Diverged as e:
-                train_loss, train_acc, seen = float("nan"), 0.0, 1
-                end_reason, error = "diverged", str(e)
-            except torch.OutOfMemoryError as e:  # even the smallest micro-batch failed: end it
-                train_loss, train_acc, seen, end_reason = float("nan"), 0.0, 1, "oom"
-                error = str(e) if str(e).startswith("out of memory") else f"out of memory: {e}"
-                error = f"{error[:400]} (epoch {epoch + 1})"
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            trained = train_or_end(t, data, epoch, faults=faults)
             train_s = time.perf_counter() - t0
             if compiled is None:  # auto on CUDA: compile from the next epoch on if it pays
                 assert t.probe is not None
@@ -271,63 +300,38 @@ def run_trial(
                 # the host copy is queued now and written by the writer during validation
                 snap = snapshot(unwrap(t.model), t.opt)
                 writer.submit(write_last, d, snap)
-                if end_reason:  # NaN weights or no step: there is nothing meaningful to validate
-                    val_loss, val_acc, val_f1 = float("nan"), float("nan"), float("nan")
-                else:
-                    # no gradients: 128 fits wherever the training micro-batch did, unless it shrank
-                    val_loss, val_acc, val_f1 = t.validate(
-                        data, min(128, t.fit.micro) if t.fit.notes else 128
-                    )
-                metrics = {
-                    "epoch": epoch + 1,
-                    "train_loss": train_loss,
-                    "train_acc": train_acc,
-                    "val_loss": val_loss,
-                    "val_acc": val_acc,
-                    "val_macro_f1": val_f1,
-                    "epoch_s": time.perf_counter() - t0,
-                    "images_per_s": seen / max(train_s, 1e-9),
-                    "lr": t.opt.param_groups[-1]["lr"],
-                    "params": t.params,
-                    "device": str(device),
-                    "node": node or os.uname().nodename,
-                    "seed": cfg.seed,
-                    "pid": os.getpid(),
-                    "micro_batch": t.fit.micro,
-                    "compile": "on" if compiled[0] else "off",
-                    "compile_reason": compiled[1],
-                    "restore_note": "; ".join(filter(None, [note, *t.fit.notes])),
-                }
-                value = metrics[cfg.metric]
-                if not end_reason and (
-                    best["value"] is None or sign * value > sign * best["value"]
-                ):
-                    best = {"value": value, "epoch": epoch + 1}
+                # NaN weights or no step: there is nothing meaningful to validate
+                val = (math.nan,) * 3 if trained.end_reason else t.validate(data)
+                record = EpochRecord(
+                    epoch=epoch + 1,
+                    train_loss=trained.loss,
+                    train_acc=trained.acc,
+                    val_loss=val[0],
+                    val_acc=val[1],
+                    val_macro_f1=val[2],
+                    epoch_s=time.perf_counter() - t0,
+                    images_per_s=trained.seen / max(train_s, 1e-9),
+                    lr=t.opt.param_groups[-1]["lr"],
+                    stamp=stamp,
+                    micro_batch=t.fit.micro,
+                    compile="on" if compiled[0] else "off",
+                    compile_reason=compiled[1],
+                    restore_note=restore_note(note, t.fit),
+                    end_reason=trained.end_reason,
+                    error=trained.error,
+                )
+                if best.judge(record, cfg):
                     best_state = snap.model  # already on the host: no second copy
-                history.append({k_: metrics[k_] for k_ in ("epoch", "val_acc", "val_loss")})
-                end_reason = end_reason or end_of(cfg, epoch, best["epoch"])
-                metrics |= {
-                    "end_reason": end_reason,
-                    "error": error,
-                    "best_epoch": best["epoch"],
-                    "best_value": best["value"] if best["value"] is not None else float("nan"),
-                }
-                writer.submit(write_meta, d, epoch + 1, list(history), best)
+                history.append({k: getattr(record, k) for k in ("epoch", "val_acc", "val_loss")})
+                writer.submit(write_meta, d, epoch + 1, list(history), best.state())
                 writer.submit(write_best, d, snap, snap.model if best_state is None else best_state)
                 writer.wait()  # the caller copies the directory in report(): it must be complete
                 if faults:
                     inject.corrupt_checkpoint(faults, epoch + 1, bool(candidates), d)
-                report(metrics, d)
+                report(record.metrics(), d)
             if faults:
                 inject.after_report(faults, epoch + 1, bool(candidates))
-            if end_reason:
+            if record.end_reason:
                 return
     finally:
         writer.close()
-
-
-def end_of(cfg: TrainConfig, epoch: int, best_epoch: int) -> str:
-    """Why a trial that trained the 0-based `epoch` normally ends there ("" when it goes on)."""
-    if cfg.patience and epoch + 1 - best_epoch >= cfg.patience:
-        return f"early stopping: no {cfg.metric} improvement for {cfg.patience} epochs"
-    return "max_epochs" if epoch + 1 == cfg.max_epochs else ""

@@ -7,13 +7,14 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from benchmarks import gpu_check, gpu_phases
 from benchmarks.harness import inline_trial, synthetic_split, trial_config
 from study.data import Augment, AugmentConfig
-from study.training import checkpoints, faults, steps, trial
+from study.training import checkpoints, cv_trial, faults, steps, trial
 from study.training.checkpoints import (
     CheckpointWriter,
     LocalCheckpoint,
@@ -23,6 +24,7 @@ from study.training.checkpoints import (
     write_last,
 )
 from study.training.config import TrainConfig
+from study.training.cv_trial import CV_STATE, run_trial_cv
 from study.training.steps import TrialData, build_model, make_optimizer
 
 CPU = torch.device("cpu")
@@ -186,3 +188,38 @@ def test_a_nan_is_still_caught_at_its_step_on_cpu() -> None:
     with pytest.raises(steps.Diverged, match=r"nan in epoch 1 after 0 images"):
         trial.train_epoch(t, data, 1, faults.parse(cfg.fault))
     assert all(torch.equal(a, b) for a, b in zip(before, t.model.parameters(), strict=True))
+
+
+def test_the_cross_validation_trial_writes_its_checkpoint_on_the_writer_thread(
+    monkeypatch,
+) -> None:
+    """cv.pt and best.pt are saved by run_trial's CheckpointWriter, and complete when reported;
+    an error of the writer fails the trial before its report."""
+    saved: list[tuple[str, str]] = []
+    real_save = torch.save
+
+    def spy(obj, f, *args, **kwargs) -> None:
+        saved.append((Path(f).name, threading.current_thread().name))
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", spy)
+    reported: list[list[str]] = []
+
+    def report(metrics: dict, directory: Path) -> None:
+        reported.append(sorted(p.name for p in directory.iterdir()))
+
+    data = TrialData(synthetic_split(12, 32), synthetic_split(0, 32, 1), CLASSES, np.arange(12) % 2)
+    cfg = TrainConfig.from_config(_config(epochs=2))
+    run_trial_cv(cfg, data, report, list, device=CPU)
+    assert reported == [sorted([CV_STATE, checkpoints.BEST])] * 2
+    assert sorted(name for name, _ in saved) == sorted([CV_STATE, checkpoints.BEST] * 2)
+    assert all(thread.startswith("checkpoint-writer") for _, thread in saved), saved
+
+    def full_disk(*args) -> None:
+        raise OSError(28, "No space left on device (injected)")
+
+    monkeypatch.setattr(cv_trial, "write_cv", full_disk)
+    reported.clear()
+    with pytest.raises(OSError, match="No space left"):
+        run_trial_cv(cfg, data, report, list, device=CPU)
+    assert reported == []  # no report without its checkpoint

@@ -196,3 +196,32 @@ def test_the_cross_validation_trial_runs_without_ray(tmp_path) -> None:
     run_trial_cv(_cfg(max_epochs=2), _data(folds=True), report, lambda: [], device=CPU)
     assert [m["epoch"] for m in reports] == [1, 2]
     assert reports[-1]["cv_folds"] == 2 and reports[-1]["end_reason"] == "max_epochs"
+
+
+def test_the_cross_validation_trial_halves_its_micro_batch_on_out_of_memory(tmp_path) -> None:
+    """The CV trial trains through run_trial's BatchFit: a card that fits 2 images (fault
+    oom_above@2) halves the micro-batch once, for every fold, and the folds then train as they
+    would have with the whole batch (no batch norm, no dropout: nothing depends on it)."""
+    runs: dict[str, list[dict]] = {"": [], "oom_above@2": []}
+    for fault, reports in runs.items():
+        cfg = _cfg(max_epochs=2, batch_norm=False, dropout=0.0, fault=fault)
+        run_trial_cv(cfg, _data(folds=True), lambda m, _d, r=reports: r.append(m), list, device=CPU)
+    halved, whole = runs["oom_above@2"], runs[""]
+    assert [m["micro_batch"] for m in whole] == [4, 4]
+    assert [m["micro_batch"] for m in halved] == [2, 2]
+    assert [m["end_reason"] for m in halved] == ["", "max_epochs"]
+    note = halved[-1]["restore_note"]
+    assert note.count("CUDA out of memory") == 1 and "now runs as micro-batches of 2" in note
+    for key in ("train_loss", "val_loss", "val_acc"):
+        assert [m[key] for m in halved] == pytest.approx([m[key] for m in whole], rel=1e-4), key
+
+
+def test_an_out_of_memory_error_at_every_size_ends_the_cross_validation_trial() -> None:
+    """Reported with end_reason "oom" and the fold, not raised, as run_trial does."""
+    reports: list[dict] = []
+    cfg = _cfg(fault="oom@1")
+    run_trial_cv(cfg, _data(folds=True), lambda m, _d: reports.append(m), list, device=CPU)
+    (m,) = reports
+    assert m["end_reason"] == "oom" and m["error"].startswith("fold 0: out of memory in epoch 1")
+    assert "micro-batches of 2" in m["error"] and m["micro_batch"] == 2
+    assert np.isnan(m["val_acc"]) and m["best_epoch"] == 0
