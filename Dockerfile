@@ -1,6 +1,6 @@
 # The image every Ray node of a study can run (cluster.yaml's `docker:` block, deploy/kuberay/):
 # Ray's own image for the pinned Ray, Python and CUDA, with this project and its dependencies
-# installed. Build and push: README "Container image".
+# installed. Build and push: docs/cluster.md "Container image".
 #
 # No secrets go in: the Ray token, cloud credentials and data sets come at run time (a mounted
 # token file or RAY_AUTH_TOKEN, instance profiles / service accounts, --data-dir s3://...).

@@ -28,9 +28,8 @@ SETTINGS = SpaceSettings(
     dataset="toon",
     description="plain CNN depth (4-6 blocks) on embedded toon faces, 64 px, ASHA",
     # rungs at epochs 4 and 12 (a 5-block net is past 0.4 at 4, a 4-block one near chance);
-    # the top third trains on to 12, the first to get there on to 16. Measured 2026-11-30 at
-    # load 3-4.5 (benchmarks/results/demo.txt): 60 epochs, 372 CPU s of trials, best test 0.812
-    # (val 0.853), median best val 0.470, spread 0.518, 340 s (~265 s estimated when idle)
+    # the top third trains on to 12, the first to get there on to 16. What this schedule costs
+    # and scores, measured: benchmarks/results/demo.txt
     max_epochs=16,
     grace_period=4,
     reduction_factor=3,

@@ -36,8 +36,8 @@ def parser() -> argparse.ArgumentParser:
 def leaving(rc: int | None) -> int:
     """A command's exit code, returned as it exits: its objects are frozen first, so the
     interpreter's final garbage collections skip them. After a study, torch, Ray and pandas
-    leave ~660k objects; collecting them at exit cost 4 s at load 14 (0.4-0.8 s frozen), memory
-    the OS frees anyway. atexit handlers and open files' flushes at exit still run."""
+    leave hundreds of thousands of objects; collecting them at exit costs seconds, for memory the
+    OS frees anyway. atexit handlers and open files' flushes at exit still run."""
     gc.freeze()
     return int(rc or 0)
 

@@ -35,7 +35,7 @@ HEADER = """\
 #
 # A RayJob: KubeRay starts a RayCluster of raycluster.yaml's shape (token auth on, ClusterIP
 # dashboard, autoscaling GPU workers), submits the study to it and deletes it when the study ends.
-#   kubectl apply -f deploy/kuberay/rayjob.yaml      # README "Kubernetes (KubeRay)"
+#   kubectl apply -f deploy/kuberay/rayjob.yaml      # docs/cluster.md "Kubernetes (KubeRay)"
 """
 
 

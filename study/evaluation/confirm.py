@@ -16,20 +16,27 @@ Every training runs as a Ray task with a trial's resources; rows go to confirm.p
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
+import optuna
 import pandas as pd
+import ray
 
 from study import storage as st
+from study.data.folds import fold_ids
 from study.data.store import PreparedDataset
 from study.evaluation.confirm_jobs import Job, stored_models_job, train_job
 from study.evaluation.confirm_options import Plan
+from study.models import create_model
 from study.results import confirmed
+from study.results.lookups import trial_config, trials_with_checkpoints
 from study.results.schema import CONFIRM, EPOCHS, TRIALS
 from study.results.tables import read_table, write_parquet
+from study.spaces.loader import quiet_optuna
+from study.training.config import TrainConfig
+from study.training.transfer import inherited_config, warm_start, write_final_model
 from study.tuning.trial_data import pooled_meta
 
 
@@ -44,7 +51,6 @@ def prepare(
             raise ValueError(f"{opt} {v}: expected an integer >= 0")
     if plan.ensemble == 1:
         raise ValueError("--ensemble 1: an ensemble needs at least 2 models (or leave it out)")
-    from study.data.folds import fold_ids
 
     for k, what in ((plan.folds, "--confirm-folds"), (settings.cv_folds, "SpaceSettings.cv_folds")):
         if k:
@@ -53,8 +59,6 @@ def prepare(
     if need and not init_from:
         raise ValueError(f"--space {space.name} needs --init-from STUDY_DIR[:TRIAL_ID] ({need})")
     if init_from:
-        from study.training.transfer import inherited_config
-
         constants = {**constants, **inherited_config(init_from)}
     return constants
 
@@ -62,13 +66,6 @@ def prepare(
 def check_warm_start(fn, constants: dict[str, Any], classes: list[str]) -> None:
     """A sampled config with init_from (from --init-from or the space) builds and takes the
     source's weights: a mismatch fails now, not in every trial."""
-    import optuna
-
-    from study.models import create_model
-    from study.spaces.loader import quiet_optuna
-    from study.training.config import TrainConfig
-    from study.training.transfer import warm_start
-
     with quiet_optuna():
         trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     cfg = TrainConfig.from_config({**constants, **fn(trial), "seed": 0})
@@ -111,10 +108,6 @@ def run(
 ) -> pd.DataFrame | None:
     """Everything `plan` asks for, after tuning and evaluate_best; writes confirm.parquet (and
     final_model/ for --refit) and prints the confirmed ranking. Ray must be running."""
-    import ray
-
-    from study.results.lookups import trial_config, trials_with_checkpoints
-
     if not plan.active:
         return None
     trials, epochs = read_table(study_dir, TRIALS), read_table(study_dir, EPOCHS)
@@ -133,8 +126,6 @@ def run(
     opts = {"num_cpus": resources["cpu"], "num_gpus": resources["gpu"]}
     jobs, folds = [], None
     if plan.folds:
-        from study.data.folds import fold_ids
-
         rule = ds.manifest["split_rule"]
         folds = fold_ids(pooled_meta(ds), rule, plan.folds, seed)
     chosen = {t: chosen_epoch(epochs, trials, t, settings.metric, settings.mode) for t in top}
@@ -183,8 +174,6 @@ def error_line(e: Exception) -> str:
 def gather(refs: list, jobs: list[Job]) -> list[dict[str, Any]]:
     """The rows of finished retraining tasks; a task that raised becomes a row with its error,
     so one failed run (a lost node, an out-of-memory) never loses the others."""
-    import ray
-
     rows = []
     for ref, job in zip(refs, jobs, strict=True):
         try:
@@ -205,9 +194,6 @@ def refit(
     plan: Plan,
 ) -> dict[str, Any]:
     """Train the winner on train+val to its chosen epoch; write final_model/ with its weights."""
-    from study.results.lookups import trial_config
-    from study.training.transfer import write_final_model
-
     study_dir, ds = where
     cfg = trial_config(study_dir, winner)
     n = chosen_epoch(epochs, trials, winner, settings.metric, settings.mode)

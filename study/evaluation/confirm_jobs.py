@@ -10,8 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from study.data.store import PreparedDataset
+from study.data import load_split
+from study.data.store import PreparedDataset, concat, subset
+from study.evaluation.inference import load_best_model, probabilities, score
+from study.models import input_interpolation
+from study.training.fit import fit
+from study.training.steps import Diverged, pick_device
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,6 @@ class Job:
 
 
 def _scores(model, arr, device, tta: str, classes: list[str], prefix: str) -> dict[str, float]:
-    from study.evaluation.inference import probabilities, score
 
     if arr is None or not len(arr.labels):
         return {}
@@ -55,14 +60,6 @@ def train_job(
 ) -> dict[str, Any]:
     """One retraining (a Ray task): train, then score validation (or the held-out fold), then
     test. Refit rows carry the weights under `state`."""
-    import torch
-
-    from study.data import load_split
-    from study.data.store import concat, subset
-    from study.models import input_interpolation
-    from study.training.fit import fit
-    from study.training.steps import Diverged, pick_device
-
     t0 = time.perf_counter()
     resize = input_interpolation(job.config["model"])  # the filter the model's weights expect
     train, val = (
@@ -111,11 +108,6 @@ def stored_models_job(
 ) -> list[dict]:
     """The top trials' own best checkpoints (`tuning` rows) and their ensemble (a Ray task).
     `score_val=False` for cv_folds studies: their checkpoints trained on part of val."""
-    from study.data import load_split
-    from study.evaluation.inference import load_best_model, probabilities
-    from study.models import input_interpolation
-    from study.training.steps import pick_device
-
     names = ["val", "test"] if score_val else ["test"]
     by_filter: dict[str, dict] = {}  # the splits once per resize filter the models expect
     device = pick_device()
@@ -148,7 +140,6 @@ def stored_models_job(
 
 
 def _prob_row(kind, tid, model, seed, probs, splits, tta, classes) -> dict[str, Any]:
-    from study.evaluation.inference import score
 
     row = {"kind": kind, "trial_id": tid, "model": model, "seed": seed, "fold": -1, "n_val": 0}
     for split, arr in splits.items():

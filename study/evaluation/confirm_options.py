@@ -63,4 +63,3 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="warm-start every trial from another study's best (or named, or "
         "':final') model; its architecture becomes the default config",
     )
-

@@ -24,6 +24,7 @@ from study import storage
 from study.data import SplitArrays
 from study.evaluation.folder_source import FolderPlan
 from study.results.statistics import bootstrap_ci, confusion_counts, precision_recall_f1
+from study.results.tables import write_parquet
 
 SCORES_JSON, SCORES_PARQUET = "scores.json", "scores.parquet"
 
@@ -177,7 +178,6 @@ def report(
         "models": results,
     }
     storage.write_text(storage.join(out_dir, SCORES_JSON), json.dumps(payload, indent=2))
-    from study.results.tables import write_parquet
 
     write_parquet(summary, storage.join(out_dir, SCORES_PARQUET))
     print()

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from study.data import SplitArrays
+from study.data.decode import BadImage, decode_rgb, resize_square
 from study.data.sources import SourceItem, read_class_folders
 
 
@@ -118,8 +119,6 @@ def decode_folder(
 ) -> tuple[SplitArrays, list[tuple[str, str]]]:
     """The planned files as model input (resized with the model's `interpolation`), and the
     (path, reason) of each that would not decode."""
-    from study.data.decode import BadImage, decode_rgb, resize_square
-
     images, labels, paths, bad = [], [], [], []
     for item, label in plan.items:
         try:

@@ -14,9 +14,10 @@ import pandas as pd
 import torch
 
 from study import storage
-from study.data import Augment, AugmentConfig, SplitArrays
+from study.data import Augment, AugmentConfig, SplitArrays, load_split
 from study.data.store import PreparedDataset
 from study.evaluation.confirm_options import TTA_MODES
+from study.evaluation.cross_style import report, scores
 from study.evaluation.folder_source import FolderPlan
 from study.evaluation.gradcam import grad_cam, png_bytes
 from study.models import input_interpolation, input_norm
@@ -29,6 +30,7 @@ from study.results.statistics import (
 )
 from study.training.config import TrainConfig
 from study.training.steps import build_model, pick_device, predict
+from study.training.transfer import final_model
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 
@@ -160,8 +162,6 @@ def evaluate_on_test(
 
     This is the only place the test split is read.
     """
-    from study.data import load_split
-
     device = pick_device()
     metrics, preds, cams = {}, [], []
     tests: dict[str, SplitArrays] = {}  # the test split once per resize filter the models need
@@ -187,8 +187,6 @@ def evaluate_on_test(
 
 def load_final_model(study_dir: str, num_classes: int, device: torch.device):
     """The study's refit model (final_model/ of --refit), or None if it has none."""
-    from study.training.transfer import final_model
-
     found = final_model(study_dir)
     if found is None:
         return None
@@ -218,8 +216,6 @@ def score_folder(
     (`study.evaluation.cross_style`): print, and write scores.json / scores.parquet to `out`.
     `arrays`: the folder decoded once per resize filter the models need (`input_interpolation`), the
     same images in the same order."""
-    from study.evaluation.cross_style import report, scores
-
     device = pick_device()
     arr = next(iter(arrays.values()))  # labels and paths: the same in every decoding
     modes = list(dict.fromkeys(["none", a.tta]))

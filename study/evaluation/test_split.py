@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
+import torch
+from ray.util.client import ray as client
+
 from study import console
 from study import storage as st
 from study.data.store import PreparedDataset
+from study.evaluation.inference import evaluate_on_test
+from study.results.lookups import select_top
 from study.results.schema import GRADCAM, PREDICTIONS, TRIALS
+from study.results.statistics import Baseline
+from study.results.tables import read_table, write_json, write_parquet
+from study.results.trials import record_test_scores
+from study.training.steps import pick_device
 
 
 def evaluates_here(resources: dict[str, float]) -> bool:
@@ -17,11 +27,6 @@ def evaluates_here(resources: dict[str, float]) -> bool:
     node on this machine (so its data and checkpoints are the driver's). A Ray task there is a
     new worker process importing torch: seconds per study for nothing. On a cluster, or with a
     GPU, it stays a Ray task, so it runs where the trials ran."""
-    import ray
-    from ray.util.client import ray as client
-
-    from study.training.steps import pick_device
-
     if resources["gpu"] or pick_device().type != "cpu" or client.is_connected():
         return False
     nodes = [n for n in ray.nodes() if n["Alive"]]
@@ -31,11 +36,6 @@ def evaluates_here(resources: dict[str, float]) -> bool:
 def run_evaluation(args: tuple, resources: dict[str, float], here: bool) -> dict[str, Any]:
     """evaluate_on_test(*args) in this process (with the threads a Ray task of
     `resources["cpu"]` CPUs gets) or as that Ray task: the same function either way."""
-    import ray
-    import torch
-
-    from study.evaluation.inference import evaluate_on_test
-
     if not here:
         task = ray.remote(evaluate_on_test).options(
             num_cpus=resources["cpu"], num_gpus=resources["gpu"]
@@ -51,11 +51,6 @@ def run_evaluation(args: tuple, resources: dict[str, float], here: bool) -> dict
 
 def evaluate_best(study_dir: str, ds: PreparedDataset, settings, resources) -> None:
     """Test-split evaluation of the best `top_k` trials by validation; the only test-split read."""
-    from study.results.lookups import select_top
-    from study.results.statistics import Baseline
-    from study.results.tables import read_table, write_json, write_parquet
-    from study.results.trials import record_test_scores
-
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 # the options live in the torch-free catalog, which registers the builders below by name
 from .catalog import BackboneOptions
-from .layers import Classifier, Head, apply_freeze, global_pool
+from .layers import Classifier, Head, apply_freeze, global_pool, state_mismatch
 from .registry import ModelEntry
 
 MOBILENET_FILE = "mobilenet_v1_x0.25_imagenet.pth.tar"
@@ -70,27 +70,6 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ValueError(f"checkpoint {path} holds no state dict of tensors")
     return {k.removeprefix("module."): v for k, v in obj.items()}
-
-
-def state_mismatch(own: dict[str, Tensor], state: dict[str, Tensor], source: str = "file") -> str:
-    """'' when ``state`` fits ``own`` key for key and shape for shape; else the first missing,
-    unexpected and wrongly shaped keys, for an error message."""
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    return "; ".join(
-        f"{label} {items[:5]}{' …' if len(items) > 5 else ''}"
-        for label, items in (
-            ("missing keys", missing),
-            ("unexpected keys", unexpected),
-            (f"shape mismatches ({source} vs model)", shapes),
-        )
-        if items
-    )
 
 
 def load_strict(module: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:

@@ -18,7 +18,7 @@ from .registry import DEFAULT_INTERPOLATION, INITS, require
 
 # timm.data's ImageNet statistics, written out: this module (every plain CNN and GoogLeNet, in
 # every trial worker and driver) must not import timm, whose import pulls in torchvision and
-# costs about as much again as torch (~2.6 s of a 5.3 s `import study.training.trial` at load 10).
+# costs about as much again as torch to import (tests/models/test_timm_free.py keeps it out).
 # timm is imported only by the timm backbones (backbones.py) and for decoupled weight decay.
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
@@ -248,3 +248,24 @@ def apply_freeze(model: Classifier, freeze: str | int) -> None:
     frozen = [name for stage in stages[: len(stages) - freeze] for name in stage]
     if frozen:
         timm_freeze(model.backbone, frozen)
+
+
+def state_mismatch(own: dict[str, Tensor], state: dict[str, Tensor], source: str = "file") -> str:
+    """'' when ``state`` fits ``own`` key for key and shape for shape; else the first missing,
+    unexpected and wrongly shaped keys, for an error message."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    return "; ".join(
+        f"{label} {items[:5]}{' …' if len(items) > 5 else ''}"
+        for label, items in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            (f"shape mismatches ({source} vs model)", shapes),
+        )
+        if items
+    )

@@ -62,8 +62,6 @@ def t_interval(
 ) -> tuple[float, float]:
     """Student-t interval of the mean of `values` (NaN for fewer than 2), clipped to the range
     an accuracy can take: with 2 runs it is 12.7 standard errors wide, what 2 runs can say."""
-    from scipy import stats
-
     v = np.asarray(values, dtype=np.float64)
     v = v[np.isfinite(v)]
     if len(v) < 2:
@@ -71,6 +69,9 @@ def t_interval(
     sem = v.std(ddof=1) / math.sqrt(len(v))
     if sem == 0:
         return float(v.mean()), float(v.mean())
+    # scipy.stats costs about as much to import as pandas, for a table only --confirm writes
+    from scipy import stats
+
     low, high = stats.t.interval(level, len(v) - 1, loc=v.mean(), scale=sem)
     return max(float(low), lo), min(float(high), hi)
 

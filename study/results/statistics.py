@@ -172,8 +172,6 @@ def at_chance(val_accs: Sequence[float], base: Baseline, alpha: float = ALPHA) -
 
 def at_chance_trials(trials, base: Baseline, alpha: float = ALPHA):
     """A boolean Series over trials.parquet rows (its val_acc_max and epochs columns)."""
-    import pandas as pd
-
     flags = [
         best_at_chance(float(b), int(e), base, alpha)
         for b, e in zip(trials["val_acc_max"], trials["epochs"], strict=True)

@@ -23,6 +23,7 @@ from study.results.tables import (
     read_table,
     write_parquet,
 )
+from study.spaces.cover import cover_space, describe
 from study.spaces.settings import stopped_early
 
 # the trials.parquet columns measured on the test split: NaN until `record_test_scores`
@@ -156,8 +157,6 @@ def summarise_trial(
 def declared_columns(space_fn, settings, constants: dict[str, Any]) -> dict[str, str]:
     """`config_dtypes` of a space: its covering trials meet every hyperparameter and every branch
     (so every constant) it has; the run's constants and the per-trial seed join them."""
-    from study.spaces.cover import cover_space, describe
-
     cover = cover_space(space_fn, settings)
     hyperparameters = {name: describe(d) for name, d in cover.distributions.items()}
     examples = [{**constants, **c, "seed": 0, "suggested": {}} for c in cover.configs]

@@ -12,15 +12,41 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import optuna
+import ray
+
 from study import console
 from study import storage as st
+from study.data import default_data_dir
+from study.data import open_dataset as _open
+from study.evaluation import confirm
 from study.evaluation.test_split import evaluate_best
+from study.results.lookups import select_top
 from study.results.schema import STUDY_JSON, TRIALS
+from study.results.study_json import new_record, now, resumed_record
+from study.results.tables import read_json, read_table, write_json
 from study.run.overrides import apply_set, check_set_on_resume, parse_set
+from study.run.preflight import (
+    UsageError,
+    check_args,
+    check_reports,
+    check_space_builds,
+    make_storage,
+    recorded,
+    study_record,
+)
 from study.run.provenance import git_commit, has_tensorboard, versions
 from study.run.request import PreparedStudy, Request
-from study.run.summary import print_confirmed, print_leaderboard
+from study.run.summary import print_confirmed, print_leaderboard, print_summary
+from study.spaces.constants import trial_constants
+from study.spaces.cover import describe_hyperparameters
+from study.spaces.loader import SpaceFunction, load_space
+from study.spaces.settings import SpaceSettings
+from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
+from study.tuning.schedulers import check_resumable, pbt_population
+from study.tuning.searcher import make_sampler
 from study.tuning.trial_data import input_filters, trial_data
+from study.tuning.tuner import build_tuner, restore_tuner
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
@@ -33,9 +59,6 @@ if TYPE_CHECKING:
 def outcome(study_dir: str, rank: dict[str, Any]) -> int:
     """1, with why, when no trial produced a usable result (every trial errored): the run failed
     even though Tune finished."""
-    from study.results.lookups import select_top  # the trials the test split would go to
-    from study.results.tables import read_table
-
     trials = read_table(study_dir, TRIALS)
     if trials is not None and select_top(trials, 1, rank):
         return 0
@@ -48,7 +71,6 @@ def outcome(study_dir: str, rank: dict[str, Any]) -> int:
 
 
 def open_dataset(data_dir: str, name: str) -> PreparedDataset:
-    from study.data import open_dataset as _open  # torch: imported when a study runs
 
     return _open(data_dir, name)
 
@@ -56,20 +78,6 @@ def open_dataset(data_dir: str, name: str) -> PreparedDataset:
 def prepare(a: Request) -> PreparedStudy:
     """Everything that can be wrong with the command line, checked before Ray starts (see
     study.run.preflight); the data set is opened here, once, and handed on."""
-    from study.data import default_data_dir
-    from study.evaluation import confirm
-    from study.run.preflight import (
-        UsageError,
-        check_args,
-        check_reports,
-        check_space_builds,
-        make_storage,
-        recorded,
-        study_record,
-    )
-    from study.spaces.constants import trial_constants
-    from study.spaces.loader import SpaceFunction, load_space
-
     check_args(a)
     storage = st.absolute(a.storage)
     st.check_reachable(storage, "--storage")
@@ -107,8 +115,6 @@ def prepare(a: Request) -> PreparedStudy:
         )
     argv = a.argv
     if a.optuna_storage:
-        from study.tuning.optuna_storage import check_optuna_storage
-
         check_optuna_storage(a.optuna_storage, name, a.resume)
         # study.json records the command: never a database password
         argv = tuple(x.replace(a.optuna_storage, st.redact(a.optuna_storage)) for x in argv)
@@ -119,8 +125,6 @@ def prepare(a: Request) -> PreparedStudy:
     confirm.check_warm_start(fn, constants, ds.classes)
     # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
     # the scheduler empty fail here, not in Ray
-    from study.tuning.schedulers import check_resumable, pbt_population
-    from study.tuning.searcher import make_sampler
 
     grid = getattr(space.module, "GRID", None)
     make_sampler(settings.sampler, a.seed, grid)
@@ -148,15 +152,6 @@ def prepare(a: Request) -> PreparedStudy:
 def run_study(study: PreparedStudy) -> int:
     a, settings, ds, study_dir = study.request, study.settings, study.dataset, study.study_dir
     console.phase("starting Ray")
-    import optuna
-    import ray
-
-    from study.evaluation import confirm
-    from study.results.study_json import new_record, now, resumed_record
-    from study.results.tables import read_json, write_json
-    from study.spaces.cover import describe_hyperparameters
-    from study.tuning.optuna_storage import optuna_storage_url, push_optuna_db
-    from study.tuning.tuner import build_tuner, restore_tuner
 
     # no "A new study created in RDB" line: the study's own lines say what starts
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -264,7 +259,6 @@ def run_study(study: PreparedStudy) -> int:
     rank = study.rank
     print_leaderboard(study_dir, rank)
     print_confirmed(confirmed_rows, study_dir)  # last: ranked by the confirmed mean
-    from study.run.summary import print_summary
 
     print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
     if study.reports_dir is not None:
@@ -302,15 +296,12 @@ def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, An
         max_epochs=max_epochs,
         grace_period=grace if "grace_period" in given else min(grace, max_epochs),
     )
-    from study.spaces.constants import trial_constants
 
     return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
 
 
 def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
     """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
-    from study.spaces.settings import SpaceSettings
-
     known = {f.name for f in fields(SpaceSettings)}
     smoke = settings.smoke.items()
     return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 
 
@@ -47,6 +48,4 @@ def git_commit() -> str | None:
 def has_tensorboard() -> bool:
     """Ray Tune writes TensorBoard event files into each trial's folder when tensorboardX is
     installed (tensorboard itself is not needed to run a study)."""
-    from importlib.util import find_spec
-
     return find_spec("tensorboardX") is not None

@@ -12,9 +12,10 @@ import pandas as pd
 
 from study import storage as st
 from study.results import confirmed
-from study.results.schema import TRIALS
-from study.results.statistics import Baseline, at_chance_trials, best_verdict, ranked
-from study.results.tables import read_table
+from study.results.schema import STUDY_JSON, TRIALS
+from study.results.statistics import Baseline, at_chance_trials, best_verdict, rank_column, ranked
+from study.results.tables import read_json, read_table
+from study.storage import join
 
 
 def print_confirmed(df: pd.DataFrame | None, study_dir: str) -> None:
@@ -33,9 +34,6 @@ def print_confirmed(df: pd.DataFrame | None, study_dir: str) -> None:
 
 
 def print_leaderboard(study_dir: str, settings: dict[str, Any], n: int = 10) -> None:
-    import pandas as pd
-
-    from study.results.statistics import rank_column
 
     trials = read_table(study_dir, TRIALS)
     if trials is None:
@@ -138,10 +136,6 @@ def format_summary(numbers: Mapping[str, Any], demo: bool) -> str:
 
 def print_summary(study_dir: str, manifest: Mapping[str, Any], rank: Mapping[str, Any]) -> None:
     """What run.py prints after the leaderboard."""
-    from study.results.schema import STUDY_JSON, TRIALS
-    from study.results.tables import read_json
-    from study.storage import join
-
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from study.results.schema import EPOCH_COLUMNS
+
 ROLES = ("scientific", "nuisance", "fixed")
 
 
@@ -51,8 +53,6 @@ def stopped_early(scheduler: str | None = None) -> str:
 def study_metrics() -> tuple[str, ...]:
     """Names a study may rank trials by: what the trainable measures each epoch
     (study.results.schema.EPOCH_COLUMNS less bookkeeping and the learning rate it is given)."""
-    from study.results.schema import EPOCH_COLUMNS
-
     return tuple(
         c for c in EPOCH_COLUMNS if c not in ("trial_id", "epoch", "time", "lr", "micro_batch")
     )

@@ -10,6 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from study import storage as st
 
@@ -80,8 +83,6 @@ def open_optuna_storage(url: str) -> optuna.storages.BaseStorage:
     appended under a file lock; put it on storage that the driver and optuna-dashboard share),
     anything else an RDBStorage (PostgreSQL or MySQL: several readers while the study runs)."""
     if urlsplit(url).scheme == JOURNAL_SCHEME:
-        from optuna.storages.journal import JournalFileBackend
-
         return optuna.storages.JournalStorage(JournalFileBackend(str(_journal_path(url))))
     return optuna.storages.RDBStorage(url)
 
@@ -99,9 +100,6 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
         if not _is_journal(path):  # Optuna would append to any file it is given
             raise ValueError(f"--optuna-storage {url}: {path} exists and is not an Optuna journal")
     else:
-        from sqlalchemy.engine import make_url
-        from sqlalchemy.exc import ArgumentError
-
         try:
             make_url(url).get_dialect().import_dbapi()
         except ArgumentError as e:

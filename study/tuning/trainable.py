@@ -8,6 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import ray
+from ray import tune
+
 from study.training.checkpoints import candidates
 from study.training.config import TrainConfig
 from study.training.cv_trial import run_trial_cv
@@ -17,7 +20,6 @@ from study.training.trial import run_trial
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
-    from ray import tune  # imported here so the module is importable without Ray's runtime
 
     def report(metrics: dict[str, Any], directory: Any) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
@@ -36,7 +38,5 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
 
 def node_name() -> str:
     """Host name plus Ray's node id: several Ray nodes can share one host (tests, big machines)."""
-    import ray
-
     node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
     return f"{os.uname().nodename}:{node[:12]}" if node else os.uname().nodename

@@ -9,13 +9,19 @@ from typing import Any
 
 import pandas as pd
 
+from study.data import load_split
+from study.data.folds import fold_ids
+from study.data.store import concat
+from study.models import input_interpolation
+from study.spaces.cover import cover_space
+from study.training.config import TrainConfig
+from study.training.steps import TrialData
+
 
 def tuning_data(data, ds, settings, seed: int):
     """The data every trial gets: for `cv_folds` tuning, train+val with each image's fold."""
     if not settings.cv_folds:
         return data
-    from study.data.folds import fold_ids
-    from study.data.store import concat
 
     folds = fold_ids(pooled_meta(ds), ds.manifest["split_rule"], settings.cv_folds, seed)
     return replace(data, train=concat(data.train, data.val), folds=folds)
@@ -24,10 +30,6 @@ def tuning_data(data, ds, settings, seed: int):
 def input_filters(fn, settings, constants: dict[str, Any]) -> list[str]:
     """The resize filters the space's models expect (study.models.input_interpolation of each
     model a covering trial builds: every categorical choice at least once), bicubic first."""
-    from study.models import input_interpolation
-    from study.spaces.cover import cover_space
-    from study.training.config import TrainConfig
-
     configs = cover_space(fn, settings).configs
     models = {TrainConfig.from_config({**constants, **c, "seed": 0}).model for c in configs}
     return sorted({input_interpolation(m) for m in models}, key=lambda f: (f != "bicubic", f))
@@ -36,9 +38,6 @@ def input_filters(fn, settings, constants: dict[str, Any]) -> list[str]:
 def trial_data(ds, settings, filters: list[str], seed: int):
     """What every trial gets: train and val resized with filters[0], and with each other filter
     in its `resized` (a trial trains on its model's: TrialData.for_model); cv_folds: pooled."""
-    from study.data import load_split
-    from study.training.steps import TrialData
-
     copies = []
     for f in filters:
         train, val = (load_split(ds, split, settings.image_size, f) for split in ("train", "val"))

@@ -212,7 +212,7 @@ def test_set_is_recorded_in_study_json(toon_dir, tmp_path, monkeypatch) -> None:
     def stop(**_):
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr("study.tuning.tuner.build_tuner", stop)
+    monkeypatch.setattr("study.run.driver.build_tuner", stop)
     args = ["--space", "demo", "--smoke-test", "--data-dir", str(toon_dir), "--storage",
             str(tmp_path / "s"), "--name", "x", "--no-report", "--set", "image_size=40",
             "--set", "top_k=2"]  # fmt: skip

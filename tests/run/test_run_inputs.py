@@ -296,7 +296,7 @@ def test_study_json_holds_no_credentials(data, tmp_path, monkeypatch, capsys) ->
     def stop(**_):
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr("study.tuning.tuner.build_tuner", stop)
+    monkeypatch.setattr("study.run.driver.build_tuner", stop)
     args = [
         "--space",
         "demo",
@@ -346,7 +346,7 @@ def test_run_exits_1_when_no_trial_finished(data, tmp_path, monkeypatch, capsys)
                 sd / "trials.parquet",
             )
 
-    monkeypatch.setattr("study.tuning.tuner.build_tuner", lambda **_: AllErrored())
+    monkeypatch.setattr("study.run.driver.build_tuner", lambda **_: AllErrored())
     args = [
         "--space",
         "demo",

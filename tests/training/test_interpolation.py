@@ -18,7 +18,7 @@ from torch import nn
 
 from study.data import load_split, open_dataset, prepare, store
 from study.evaluation import command as evaluate
-from study.evaluation import inference
+from study.evaluation import confirm_jobs, inference
 from study.evaluation.confirm_jobs import Job, stored_models_job, train_job
 from study.models import create_model, input_interpolation
 from study.spaces.settings import SpaceSettings
@@ -259,10 +259,12 @@ def test_confirmation_runs_train_and_score_on_their_models_pixels(manga, monkeyp
         arrays.append(arr.images)
         return real_probs(model, arr, *args)
 
-    monkeypatch.setattr("study.training.fit.fit", spy_fit)
-    monkeypatch.setattr(inference, "probabilities", spy_probs)
+    monkeypatch.setattr("study.evaluation.confirm_jobs.fit", spy_fit)
+    monkeypatch.setattr("study.evaluation.confirm_jobs.probabilities", spy_probs)
     root = str(Path(str(manga.root)).parent)
-    row = train_job(open_dataset(root, "manga"), 32, Job("seed", "t1", _config(BILINEAR_ARCH), 1), None, "none")
+    row = train_job(
+        open_dataset(root, "manga"), 32, Job("seed", "t1", _config(BILINEAR_ARCH), 1), None, "none"
+    )
     assert row["error"] == "" and len(arrays) == 3
     for got, split in zip(arrays, ("train", "val", "test"), strict=True):
         np.testing.assert_array_equal(got, load_split(manga, split, 32, "bilinear").images)
@@ -279,7 +281,7 @@ def test_stored_checkpoints_are_scored_on_their_models_pixels(manga, monkeypatch
     }
     archs = {"bilinear": BILINEAR_ARCH, "bicubic": "vanilla_cnn"}
     cfgs = {tid: TrainConfig.from_config(_config(arch)) for tid, arch in archs.items()}
-    monkeypatch.setattr(inference, "load_best_model", lambda _s, t, _k, _d: (models[t], cfgs[t]))
+    monkeypatch.setattr(confirm_jobs, "load_best_model", lambda _s, t, _k, _d: (models[t], cfgs[t]))
     seen: list[tuple[nn.Module, np.ndarray]] = []
     real_probs = inference.probabilities
 
@@ -287,9 +289,11 @@ def test_stored_checkpoints_are_scored_on_their_models_pixels(manga, monkeypatch
         seen.append((model, arr.images))
         return real_probs(model, arr, *args)
 
-    monkeypatch.setattr(inference, "probabilities", spy_probs)
+    monkeypatch.setattr(confirm_jobs, "probabilities", spy_probs)
     root = str(Path(str(manga.root)).parent)
-    rows = stored_models_job("unused", open_dataset(root, "manga"), 32, list(models), list(models), "none", {})
+    rows = stored_models_job(
+        "unused", open_dataset(root, "manga"), 32, list(models), list(models), "none", {}
+    )
     assert [r["kind"] for r in rows] == ["tuning", "tuning", "ensemble"]
     # val then test, for each model in turn (the ensemble averages these probabilities)
     assert [m for m, _ in seen] == [models["bilinear"]] * 2 + [models["bicubic"]] * 2
