@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from study import storage
-from study.models.backbones import state_mismatch
+from study.models.layers import state_mismatch
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.tables import read_json, read_table
 
