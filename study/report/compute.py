@@ -14,16 +14,13 @@ import pandas as pd
 from study.report.categories import decode, label, missing
 from study.report.evaluation import test_accuracy
 from study.report.history import optuna_numbers
-from study.report.hyper import (  # noqa: F401 - re-exported: the report's computations in one place
-    INTERNAL,
-    axis_data,
-    edge,
-    param_importances,
-)
 from study.report.load import StudyData
 from study.report.trials import best_trial, hp_values, variants
 from study.results.statistics import RANK_COLUMNS, Baseline, best_at_chance, ranked
 
+# Config keys the runner adds to every trial (see study.run.driver.resolve): not searched, not
+# settings a reader chose, so the summary lists them apart.
+INTERNAL = ("metric", "mode", "num_threads", "seed", "suggested")
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")
 
 

@@ -23,9 +23,9 @@ from study.report import (
     costs,
     curves,
     evaluation,
-    figures,
     figures_eval,
     history,
+    hyperparameters,
     sections,
 )
 from study.report.categories import label
@@ -134,42 +134,6 @@ def _summary(d: StudyData) -> str:
     )
 
 
-def _hyperparameters(d: StudyData, metric: str) -> str:
-    axes = compute.axis_data(d.trials, d.hyperparameters, d.settings)
-    if not axes:
-        return note("No searched hyperparameters found in study.json and trials.parquet.")
-    if not axes[0]["y"]:
-        return note("No trial has reported a validation accuracy yet.")
-    full = [a for a in axes if a["complete"]]
-    parts = ["<h3>Parallel coordinates</h3>"]
-    parts.append(fig_html(figures.parallel_figure(full, metric)) if full else "")
-    if len(full) < len(axes):
-        parts.append(
-            note(
-                "Left out of the parallel coordinates (conditional, not set in every "
-                "trial): " + ", ".join(a["name"] for a in axes if not a["complete"])
-            )
-        )
-    imp, why, spread = compute.param_importances(d.trials, d.hyperparameters, d.settings)
-    parts.append("<h3>Importance</h3>")
-    parts.append(
-        fig_html(figures.importance_figure(imp, spread)) + f"<p>{esc(why)}</p>"
-        if imp
-        else note(why)
-    )
-    edge = [f"{a['name']} ({a['edge']} end)" for a in axes if a["edge"]]
-    parts.append("<h3>Each hyperparameter</h3>")
-    if edge:
-        parts.append(
-            note(
-                "Best value at the edge of its search range (consider widening it on "
-                "that side): " + ", ".join(edge)
-            )
-        )
-    parts.append(fig_html(figures.axis_figure(axes, metric)))
-    return "".join(parts)
-
-
 def study_sections(d: StudyData) -> list[Section]:
     """All sections of one study's report, each rendering what the data allows."""
     metric = rank_column(d.settings)[0].replace("_", " ")
@@ -207,7 +171,13 @@ def study_sections(d: StudyData) -> list[Section]:
     out += confirm_section.sections(d)  # confirm.parquet of study.evaluation.confirm, if any
     out.append(("curves", "Learning curves", curves.curves_section(d)))
     if has_trials:
-        out.append(("hyperparameters", "Hyperparameters", _hyperparameters(d, metric)))
+        out.append(
+            (
+                "hyperparameters",
+                "Hyperparameters",
+                hyperparameters.hyperparameters_section(d, metric),
+            )
+        )
         out.append(("cost", "Accuracy against cost", costs.costs_section(d, metric, gflops)))
     best_html, trial = sections.evaluated_section(d)
     out.append(("best", "Evaluated models on the test split", best_html))

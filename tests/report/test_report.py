@@ -24,6 +24,8 @@ from study.report import (
 )
 from study.report.__main__ import main
 from study.report.costs import pareto_front
+from study.report.hyperparameters import axis_data, edge
+from study.report.importance import param_importances
 from study.report.trials import best_trial, hp_values, variants
 from study.spaces.settings import stopped_early
 
@@ -73,13 +75,13 @@ def test_label_names_from_indices() -> None:
 
 
 def test_edge_only_where_the_range_can_widen() -> None:
-    assert compute.edge(0.05, 0.01, 1) == "low" and compute.edge(0.95, 0, 1) == "high"
-    assert compute.edge(0.5, 0, 1) is None
-    assert compute.edge(1.5e-4, 1e-4, 1e-1, log=True) == "low"  # 6 % of the way in log space
-    assert compute.edge(1e-2, 1e-4, 1e-1, log=True) is None  # 67 %, though 10 % linearly
+    assert edge(0.05, 0.01, 1) == "low" and edge(0.95, 0, 1) == "high"
+    assert edge(0.5, 0, 1) is None
+    assert edge(1.5e-4, 1e-4, 1e-1, log=True) == "low"  # 6 % of the way in log space
+    assert edge(1e-2, 1e-4, 1e-1, log=True) is None  # 67 %, though 10 % linearly
     # head_layers=0 of 0..2, dropout 0 of 0..0.6: nothing below 0 to widen to (bug 4)
-    assert compute.edge(0, 0, 2) is None and compute.edge(0.0, 0.0, 0.6) is None
-    assert compute.edge(2, 0, 2) == "high"
+    assert edge(0, 0, 2) is None and edge(0.0, 0.0, 0.6) is None
+    assert edge(2, 0, 2) == "high"
 
 
 def test_status_counts() -> None:
@@ -167,7 +169,7 @@ def test_axis_data_flags_best_at_edge() -> None:
             "config/size": [32, 32, 32],
         }
     )
-    axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
+    axes = {a["name"]: a for a in axis_data(trials, hps, SETTINGS)}
     assert set(axes) == {"lr", "act"}  # fixed hyperparameters are not plotted
     assert axes["lr"]["best"] == 0.09 and axes["lr"]["at_edge"]
     assert axes["lr"]["x"] == [0.09, 1e-3]  # errored trial left out, best first
@@ -178,7 +180,7 @@ def test_param_importances(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=24)
-    imp, note, spread = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)
+    imp, note, spread = param_importances(t, HYPERPARAMETERS, SETTINGS)
     assert imp is not None and "PED-ANOVA" in note
     assert set(imp) == set(HYPERPARAMETERS) - {"image_size"}  # conditional ones included
     assert sum(imp.values()) == pytest.approx(1.0)
@@ -188,16 +190,16 @@ def test_param_importances(tmp_path: Path) -> None:
     assert f"of {n_done} trials" in note and "COMPLETE trials only" in note
     # the spread over seeded bootstrap resamples of the trials
     assert len(spread) >= 15 and set(spread.columns) == set(imp)
-    again = compute.param_importances(t, HYPERPARAMETERS, SETTINGS)[2]
+    again = param_importances(t, HYPERPARAMETERS, SETTINGS)[2]
     assert spread.equals(again) and spread["dropout"].std() > 0
     two = t[t["status"] == "finished"].head(2)
-    imp, note, _ = compute.param_importances(two, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = param_importances(two, HYPERPARAMETERS, SETTINGS)
     assert imp is not None and "rough hint" in note and "Only 2 trials" in note
     tied = two.assign(val_acc_max=0.5)  # equal results cannot rank hyperparameters
-    imp, note, _ = compute.param_importances(tied, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = param_importances(tied, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "not informative" in note
     one = t[t["status"] == "finished"].head(1)
-    imp, note, _ = compute.param_importances(one, HYPERPARAMETERS, SETTINGS)
+    imp, note, _ = param_importances(one, HYPERPARAMETERS, SETTINGS)
     assert imp is None and "fewer than 2" in note
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import plotly.offline
 from report_fixture import make_study
 
-from study.report import build_report, compute, figures
+from study.report import build_report, hyperparameters
 from study.report.__main__ import main
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -59,7 +59,7 @@ def test_axis_data_orders_categories_and_ticks() -> None:
             "config/freeze": ["1", '"none"', '"backbone"'],
         }
     )
-    axes = {a["name"]: a for a in compute.axis_data(trials, hps, SETTINGS)}
+    axes = {a["name"]: a for a in hyperparameters.axis_data(trials, hps, SETTINGS)}
     assert axes["l2"]["categories"] == ["0", "1e-05", "0.0001"]
     assert axes["l2"]["x"] == ["0.0001", "1e-05", "0"]  # best first, as labels
     assert axes["head_width_1"]["categories"] == ["32", "64", "128"]
@@ -72,10 +72,10 @@ def test_axis_data_orders_categories_and_ticks() -> None:
     # head_layers=0 is best but cannot be widened below 0: no edge warning (bug 4)
     assert axes["head_layers"]["best"] == 0 and axes["head_layers"]["edge"] is None
     # the parallel coordinates draw those orders (codes follow the categories, not the text)
-    dim = figures._encode(axes["l2"])
+    dim = hyperparameters._encode(axes["l2"])
     assert dim["ticktext"] == ["0", "1e-05", "0.0001"] and dim["values"] == [2, 1, 0]
-    assert figures._encode(axes["head_layers"])["tickvals"] == [0, 1, 2]
-    panel = figures.axis_figure(list(axes.values()), "val acc").layout.xaxis
+    assert hyperparameters._encode(axes["head_layers"])["tickvals"] == [0, 1, 2]
+    panel = hyperparameters.axis_figure(list(axes.values()), "val acc").layout.xaxis
     assert list(panel.categoryarray) == ["0", "1e-05", "0.0001"]
 
 

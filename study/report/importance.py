@@ -1,105 +1,21 @@
-"""Plain data about the searched hyperparameters: values per trial, axes against the metric with
-their order and range edges, and importances with their spread (pandas/numpy/optuna, no Plotly).
+"""How much each searched hyperparameter matters: Optuna's PED-ANOVA importances for the study
+metric, with their spread over bootstrap resamples of the trials (pandas/numpy/optuna, no
+Plotly), and their bar chart (the Hyperparameters section's "Importance").
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 
-from study.report.categories import category_order, decode, label, missing, two_valued
+from study.report.categories import decode, missing
+from study.report.style import TEMPLATE, txt
 from study.report.trials import DONE, hp_values
-from study.results.statistics import rank_column, ranked
-
-# Config keys the runner adds to every trial (see study.run.driver.resolve): not searched, not
-# settings a reader chose, so the summary lists them apart.
-INTERNAL = ("metric", "mode", "num_threads", "seed", "suggested")
-
-
-def axis_kind(spec: dict[str, Any], values: pd.Series) -> str:
-    """'float', 'int' or 'category': how a hyperparameter's axis is drawn. Two-valued ints
-    (0/1 switches) and booleans are categories: two ticks, not a continuous 0-1 axis."""
-    kind = spec.get("kind")
-    if kind == "int" and two_valued(spec):
-        return "category"
-    if kind in ("float", "int"):
-        return str(kind)
-    if kind == "categorical" or not len(values.dropna()):
-        return "category"
-    present = values.dropna()  # no study.json: judge by the values themselves
-    if pd.api.types.is_bool_dtype(present) or not pd.api.types.is_numeric_dtype(present):
-        return "category"
-    return "int" if pd.api.types.is_integer_dtype(present) else "float"
-
-
-def edge(
-    value: float, low: float, high: float, log: bool = False, margin: float = 0.1
-) -> str | None:
-    """'low' or 'high' when ``value`` lies in the outer ``margin`` of [low, high] (in log space
-    if log) on a side the range could be widened to. A linear range starting at 0 or below
-    cannot go lower (a count, a rate or a probability), so its low edge is never flagged."""
-    if high <= low:
-        return None
-    if log:
-        value, low_, high_ = math.log(value), math.log(low), math.log(high)
-    else:
-        low_, high_ = low, high
-    pos = (value - low_) / (high_ - low_)
-    if pos <= margin and (log or low > 0):
-        return "low"
-    return "high" if pos >= 1 - margin else None
-
-
-def axis_data(
-    trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]], settings: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """One entry per searched hyperparameter: values vs metric (best first), the axis kind,
-    the category order or integer ticks, the best value and which edge of its range it is at."""
-    column, _ = rank_column(settings)
-    r = ranked(trials, settings)
-    vals = hp_values(trials, hyperparameters).loc[r.index]
-    out = []
-    for n in vals.columns:
-        spec, values = hyperparameters.get(n, {}), vals[n]
-        kind = axis_kind(spec, values)
-        numeric = kind != "category"
-        cats = [] if numeric else category_order(values, spec.get("choices"))
-        entry: dict[str, Any] = {
-            "name": n,
-            "kind": kind,
-            "numeric": numeric,
-            "log": bool(spec.get("log", False)),
-            # None where a conditional hyperparameter is absent from a trial
-            "x": [None if missing(v) else (float(v) if numeric else label(v)) for v in values],
-            "categories": [label(c) for c in cats],
-            "ticks": None,
-            "y": r[column].tolist(),
-            "status": r["status"].astype(str).tolist(),
-            "trial_id": r["trial_id"].astype(str).tolist(),
-            "complete": bool(values.notna().all()),
-            "low": spec.get("low"),
-            "high": spec.get("high"),
-            "best": None,
-            "edge": None,
-        }
-        if numeric and len(values.dropna()):
-            num = pd.to_numeric(values)
-            low = spec["low"] if spec.get("low") is not None else float(num.min())
-            high = spec["high"] if spec.get("high") is not None else float(num.max())
-            entry.update(low=low, high=high)
-            if kind == "int" and high - low <= 12:  # integer ticks, never 0.5
-                entry["ticks"] = list(range(int(low), int(high) + 1))
-        if len(r) and entry["x"][0] is not None:
-            entry["best"] = entry["x"][0]
-            if numeric:
-                entry["edge"] = edge(entry["best"], entry["low"], entry["high"], entry["log"])
-        entry["at_edge"] = entry["edge"] is not None
-        out.append(entry)
-    return out
+from study.results.statistics import rank_column
 
 
 def _plain(value: Any) -> Any:
@@ -243,3 +159,39 @@ def param_importances(
         )
     frame = pd.DataFrame(spread, columns=list(imp)).fillna(0.0) if spread else None
     return imp, note + ".", frame
+
+
+def importance_figure(importances: dict[str, float], spread: pd.DataFrame | None) -> go.Figure:
+    """Importance on all trials; whiskers: 10th-90th percentile over bootstrap resamples."""
+    names = list(importances)[::-1]  # most important on top
+    error: dict[str, Any] = {}
+    if spread is not None and len(spread):
+        lo = [float(spread[n].quantile(0.1)) if n in spread else importances[n] for n in names]
+        hi = [float(spread[n].quantile(0.9)) if n in spread else importances[n] for n in names]
+        error = {
+            "error_x": {
+                "type": "data",
+                "symmetric": False,
+                "array": [max(h - importances[n], 0) for h, n in zip(hi, names, strict=True)],
+                "arrayminus": [max(importances[n] - v, 0) for v, n in zip(lo, names, strict=True)],
+                "color": "#555",
+            }
+        }
+    fig = go.Figure(
+        go.Bar(
+            x=[importances[n] for n in names],
+            y=[txt(n) for n in names],
+            orientation="h",
+            hovertemplate="%{y}: %{x:.3f}<extra></extra>",
+            marker_color="#1f77b4",
+            **error,
+        )
+    )
+    fig.update_layout(
+        template=TEMPLATE,
+        height=120 + 40 * len(names),
+        xaxis_title="importance (PED-ANOVA, normalised; whiskers: 10th–90th "
+        "percentile over bootstrap resamples of the trials)",
+        margin={"t": 30},
+    )
+    return fig
