@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from study.report.categories import category_order, decode, label, missing
-from study.report.evaluation import test_accuracy
+from study.report.evaluated import test_accuracy
 from study.report.load import StudyData
 from study.report.markup import esc, fig_html, note, table
 from study.report.style import TEMPLATE, family_colors, txt

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from study.report.categories import decode, label, missing
-from study.report.evaluation import test_accuracy
+from study.report.evaluated import test_accuracy
 from study.report.history import optuna_numbers
 from study.report.load import StudyData
 from study.report.trials import best_trial, hp_values, variants

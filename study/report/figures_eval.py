@@ -1,51 +1,13 @@
-"""Plotly figures of the test split (confusion matrix), the cross-study comparison and the
-Grad-CAM overlays, drawn from the plain data of ``evaluation.py`` and ``compute.py``."""
+"""Plotly figure of the cross-study comparison, drawn from ``compute.compare_rows``."""
 
 from __future__ import annotations
 
-import functools
-import io
-from typing import Any
-
-import numpy as np
 import pandas as pd
 import plotly.colors as pc
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 
 from study.report.style import TEMPLATE, txt
-
-
-def confusion_figure(normalised: pd.DataFrame, counts: pd.DataFrame) -> go.Figure:
-    """Row-normalised confusion matrix (rows: true class), counts in the hover."""
-    names = [txt(c) for c in normalised.index]
-    z = normalised.to_numpy(dtype=float)
-    fig = go.Figure(
-        go.Heatmap(
-            z=z,
-            x=names,
-            y=names,
-            colorscale="Blues",
-            zmin=0,
-            zmax=1,
-            text=np.where(np.isnan(z), "", np.vectorize(lambda v: f"{v:.2f}")(np.nan_to_num(z))),
-            texttemplate="%{text}",
-            customdata=counts.to_numpy(),
-            hovertemplate="true %{y}<br>predicted %{x}<br>%{z:.3f} (%{customdata} images)"
-            "<extra></extra>",
-            colorbar={"title": {"text": "share of true class"}},
-        )
-    )
-    fig.update_layout(
-        template=TEMPLATE,
-        height=220 + 45 * len(names),
-        xaxis_title="predicted",
-        yaxis_title="true",
-        margin={"t": 30},
-    )
-    fig.update_yaxes(autorange="reversed")
-    return fig
 
 
 def compare_figure(rows: pd.DataFrame) -> go.Figure:
@@ -95,20 +57,3 @@ def compare_figure(rows: pd.DataFrame) -> go.Figure:
     fig.update_layout(template=TEMPLATE, barmode="group", height=430, margin={"t": 50})
     fig.update_yaxes(title_text="accuracy", row=1, col=1)
     return fig
-
-
-@functools.cache
-def _turbo_lut() -> np.ndarray:
-    colors = pc.sample_colorscale("Turbo", list(np.linspace(0, 1, 256)))
-    return np.array([pc.unlabel_rgb(c) for c in colors], dtype=np.uint8)
-
-
-def gradcam_overlay(image_png: bytes, cam: Any, side: int, alpha: float = 0.45) -> bytes:
-    """The image with its Grad-CAM map (values in [0, 1]) blended on top, as PNG bytes."""
-    img = Image.open(io.BytesIO(image_png)).convert("RGB")
-    heat = np.clip(np.asarray(cam, dtype=np.float32).reshape(side, side), 0, 1)
-    colored = Image.fromarray(_turbo_lut()[(heat * 255).astype(np.uint8)], "RGB")
-    colored = colored.resize(img.size, Image.Resampling.BILINEAR)
-    buf = io.BytesIO()
-    Image.blend(img, colored, alpha).save(buf, format="PNG")
-    return buf.getvalue()

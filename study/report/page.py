@@ -22,13 +22,15 @@ from study.report import (
     confirm_section,
     costs,
     curves,
-    evaluation,
+    evaluated,
     figures_eval,
+    gradcam,
     history,
     hyperparameters,
     sections,
 )
 from study.report.categories import label
+from study.report.evaluated import test_accuracy
 from study.report.load import ReportInputError, StudyData, check_out_dir, load_study
 from study.report.markup import Section, ci_text, dl, esc, fig_html, note, table
 from study.report.trials import best_trial, hp_values
@@ -102,7 +104,7 @@ def _summary(d: StudyData) -> str:
             items.append(
                 (
                     "its test accuracy",
-                    ci_text(evaluation.test_accuracy(best, d.predictions, d.classes)),
+                    ci_text(test_accuracy(best, d.predictions, d.classes)),
                 )
             )
         else:
@@ -179,9 +181,9 @@ def study_sections(d: StudyData) -> list[Section]:
             )
         )
         out.append(("cost", "Accuracy against cost", costs.costs_section(d, metric, gflops)))
-    best_html, trial = sections.evaluated_section(d)
+    best_html, trial = evaluated.evaluated_section(d)
     out.append(("best", "Evaluated models on the test split", best_html))
-    out.append(("gradcam", "Grad-CAM", sections.gradcam_section(d, trial)))
+    out.append(("gradcam", "Grad-CAM", gradcam.gradcam_section(d, trial)))
     notes = d.notes + [n for n in [compute.rank_note(d.settings)] if n]
     if notes:
         items = "".join(f"<li>{esc(n)}</li>" for n in notes)

@@ -23,7 +23,7 @@ from report_fixture import make_study
 from study.evaluation import command as evaluate
 from study.evaluation import inference
 from study.models import create_model
-from study.report import evaluation
+from study.report import evaluated
 from study.results import statistics
 
 CLASSES = ["anger", "joy", "sadness"]
@@ -197,10 +197,10 @@ def test_macro_f1_is_sklearns_over_all_classes(truth, pred, k) -> None:
     assert inference.score(np.array(truth), probs, names)["test_macro_f1"] == pytest.approx(
         expected
     )
-    counts, _ = evaluation.confusion(
+    counts, _ = evaluated.confusion(
         pd.Series([names[i] for i in truth]), pd.Series([names[i] for i in pred]), names
     )
-    row = evaluation.per_class_scores(counts).loc["macro avg"]
+    row = evaluated.per_class_scores(counts).loc["macro avg"]
     p, r, _, _ = sk.precision_recall_fscore_support(
         truth, pred, labels=list(range(k)), average="macro", zero_division=0
     )

@@ -19,7 +19,7 @@ from study.report import (
     build_compare_report,
     build_report,
     compute,
-    evaluation,
+    evaluated,
     load_study,
 )
 from study.report.__main__ import main
@@ -27,6 +27,7 @@ from study.report.costs import pareto_front
 from study.report.hyperparameters import axis_data, edge
 from study.report.importance import param_importances
 from study.report.trials import best_trial, hp_values, variants
+from study.results.statistics import bootstrap_ci
 from study.spaces.settings import stopped_early
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -41,26 +42,26 @@ def test_pareto_front_by_hand() -> None:
 
 
 def test_bootstrap_ci() -> None:
-    assert evaluation.bootstrap_ci(np.ones(50)) == (1.0, 1.0, 1.0)
+    assert bootstrap_ci(np.ones(50)) == (1.0, 1.0, 1.0)
     correct = np.r_[np.ones(500), np.zeros(500)]
-    acc, low, high = evaluation.bootstrap_ci(correct)
+    acc, low, high = bootstrap_ci(correct)
     # Normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 1000) = 0.5 +- 0.031.
     assert acc == 0.5 and abs(low - 0.469) < 0.01 and abs(high - 0.531) < 0.01
-    assert evaluation.bootstrap_ci(correct) == (acc, low, high)  # fixed seed
-    assert evaluation.bootstrap_ci(correct, seed=1) != (acc, low, high)
+    assert bootstrap_ci(correct) == (acc, low, high)  # fixed seed
+    assert bootstrap_ci(correct, seed=1) != (acc, low, high)
     with pytest.raises(ValueError, match="at least one"):
-        evaluation.bootstrap_ci(np.array([]))
+        bootstrap_ci(np.array([]))
 
 
 def test_confusion_normalisation_and_per_class_scores() -> None:
     labels = pd.Series(["a", "a", "a", "b", "b", "c"])
     preds = pd.Series(["a", "a", "b", "b", "a", "a"])
-    counts, norm = evaluation.confusion(labels, preds, ["a", "b", "c", "d"])
+    counts, norm = evaluated.confusion(labels, preds, ["a", "b", "c", "d"])
     assert counts.loc["a"].tolist() == [2, 1, 0, 0] and counts.loc["c"].tolist() == [1, 0, 0, 0]
     assert norm.loc["a"].tolist() == pytest.approx([2 / 3, 1 / 3, 0, 0])
     assert norm.loc["b"].tolist() == pytest.approx([0.5, 0.5, 0, 0])
     assert norm.loc["d"].isna().all()  # no true "d": undefined, not zero
-    s = evaluation.per_class_scores(counts)
+    s = evaluated.per_class_scores(counts)
     assert s.loc["a", "precision"] == pytest.approx(0.5)  # 2 of 4 "a" predictions right
     assert s.loc["a", "recall"] == pytest.approx(2 / 3)
     assert s.loc["a", "f1"] == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
@@ -70,8 +71,8 @@ def test_confusion_normalisation_and_per_class_scores() -> None:
 
 
 def test_label_names_from_indices() -> None:
-    assert evaluation.label_names(pd.Series([1, 0]), ["x", "y"]).tolist() == ["y", "x"]
-    assert evaluation.label_names(pd.Series(["y"]), ["x", "y"]).tolist() == ["y"]
+    assert evaluated.label_names(pd.Series([1, 0]), ["x", "y"]).tolist() == ["y", "x"]
+    assert evaluated.label_names(pd.Series(["y"]), ["x", "y"]).tolist() == ["y"]
 
 
 def test_edge_only_where_the_range_can_widen() -> None:
@@ -206,7 +207,7 @@ def test_param_importances(tmp_path: Path) -> None:
 def test_test_accuracy_bootstraps_predictions(tmp_path: Path) -> None:
     d = load_study(str(make_study(tmp_path)))
     best = best_trial(d.trials, d.settings, among=set(d.predictions["trial_id"]))
-    test = evaluation.test_accuracy(best, d.predictions, d.classes)
+    test = evaluated.test_accuracy(best, d.predictions, d.classes)
     assert test["source"] == "bootstrap" and test["n"] == 40
     assert test["acc"] == pytest.approx(best["test_acc"])
     assert test["low"] < test["acc"] < test["high"]
