@@ -19,7 +19,7 @@ import plotly.offline
 from study.report import (
     architectures,
     compute,
-    confirm_section,
+    confirmed,
     costs,
     curves,
     evaluated,
@@ -170,7 +170,7 @@ def study_sections(d: StudyData) -> list[Section]:
             )
         )
         out.append(("history", "History", history.history_section(d, metric)))
-    out += confirm_section.sections(d)  # confirm.parquet of study.evaluation.confirm, if any
+    out += confirmed.confirmed_sections(d)  # confirm.parquet of study.evaluation.confirm, if any
     out.append(("curves", "Learning curves", curves.curves_section(d)))
     if has_trials:
         out.append(

@@ -1,5 +1,5 @@
-"""The report's "Confirmed results" section: confirm.parquet (study.evaluation.confirm), when a
-study has one.
+"""The "Confirmed results" section: confirm.parquet (study.evaluation.confirm), when a study has
+one.
 
 Confirmed mean ± sd and 95 % t-interval across seeds or folds per top trial, ranked by the
 confirmed validation mean, next to the tuning run's own (max-over-epochs) numbers; then the refit
@@ -14,10 +14,10 @@ import io
 import pandas as pd
 
 from study import storage
+from study.report.load import StudyData
+from study.report.markup import Section
 from study.results import confirmed
 from study.results.schema import CONFIRM
-
-Section = tuple[str, str, str]
 
 EXPLAIN = (
     "On a small validation split one accuracy is noise, and the best of many trials' maxima "
@@ -29,6 +29,7 @@ EXPLAIN = (
 
 
 def read_confirm(uri: str) -> pd.DataFrame | None:
+    """confirm.parquet of the study at ``uri``; None when it has none."""
     path = storage.join(uri, CONFIRM)
     if not storage.is_file(path):
         return None
@@ -47,8 +48,8 @@ def _table(df: pd.DataFrame) -> str:
     return f'<div class="scroll">{body}</div>'
 
 
-def sections(d) -> list[Section]:
-    """[] when the study has no confirm.parquet, else the one section (`d`: a StudyData)."""
+def confirmed_sections(d: StudyData) -> list[Section]:
+    """[] when the study has no confirm.parquet, else the one section."""
     df = read_confirm(d.uri)
     if df is None or df.empty:
         return []
