@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pyarrow import fs as pafs
 
 LAST, META, BEST = "last.pt", "meta.pt", "best.pt"
 
@@ -152,7 +153,6 @@ def candidates(ckpt: Any) -> list:
     None (a fresh start). Siblings are made with `type(ckpt)`: this module needs no Ray."""
     if ckpt is None:
         return []
-    from pyarrow import fs as pafs
 
     parent = str(Path(ckpt.path).parent)
     infos = ckpt.filesystem.get_file_info(pafs.FileSelector(parent))

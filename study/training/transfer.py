@@ -23,8 +23,11 @@ from torch import nn
 
 from study import storage
 from study.models.layers import state_mismatch
+from study.models.registry import get_entry
+from study.results.lookups import latest_checkpoint, trial_config, trials_with_checkpoints
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.tables import read_json, read_table
+from study.training.config import TrainConfig
 
 FINAL_DIR, FINAL_WEIGHTS, FINAL_JSON = "final_model", "model.pt", "final.json"
 
@@ -85,8 +88,6 @@ def write_final_model(study_dir: str, state: bytes, meta: dict[str, Any]) -> str
 
 def resolve(init_from: str) -> Source:
     """The weights `init_from` names; a one-line ValueError naming it when they are not there."""
-    from study.results.lookups import latest_checkpoint, trial_config, trials_with_checkpoints
-
     where = f"init_from {init_from!r}"
     study_dir, trial = parse(init_from)
     study_dir = storage.absolute(study_dir)
@@ -121,9 +122,6 @@ def inherited_config(init_from: str) -> dict[str, Any]:
     """The source's architecture as config constants (`model` and its model options, not the
     transfer ones), so a space that sets only what it changes builds the source's network;
     whatever the space sets wins. Recorded with every trial like any config key."""
-    from study.models.registry import get_entry
-    from study.training.config import TrainConfig
-
     src = resolve(init_from)
     cfg = TrainConfig.from_config(src.config)
     options = {k: v for k, v in cfg.model_options.items() if k not in NOT_INHERITED}

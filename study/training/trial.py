@@ -50,6 +50,7 @@ from study.training.steps import (
     train_step,
     unwrap,
 )
+from study.training.transfer import warm_start
 
 
 class Checkpoint(Protocol):
@@ -228,8 +229,6 @@ def setup_trial(
     data = data.for_model(model, f"model {cfg.model!r}")
     note = ""
     if cfg.init_from:  # before the optimiser: it holds the trainable (unfrozen) tensors
-        from study.training.transfer import warm_start  # lazily: it reads other studies' tables
-
         note = warm_start(model, cfg.init_from, data.classes)
     opt = make_optimizer(cfg, model)
     return Training(
