@@ -18,14 +18,16 @@ from study.report import (
     ReportInputError,
     build_compare_report,
     build_report,
-    compute,
     evaluated,
     load_study,
 )
 from study.report.__main__ import main
+from study.report.compare import compare_rows
 from study.report.costs import pareto_front
 from study.report.hyperparameters import axis_data, edge
 from study.report.importance import param_importances
+from study.report.leaderboard import leaderboard
+from study.report.summary import rank_note, status_counts
 from study.report.trials import best_trial, hp_values, variants
 from study.results.statistics import bootstrap_ci
 from study.spaces.settings import stopped_early
@@ -87,7 +89,7 @@ def test_edge_only_where_the_range_can_widen() -> None:
 
 def test_status_counts() -> None:
     trials = pd.DataFrame({"status": ["finished", "stopped", "stopped", "errored", "odd"]})
-    c = compute.status_counts(trials)
+    c = status_counts(trials)
     assert (c["finished"], c["stopped"], c["errored"], c["running"], c["odd"]) == (1, 2, 1, 0, 1)
     assert c["total"] == 5
 
@@ -100,7 +102,7 @@ def test_leaderboard_columns(tmp_path: Path) -> None:
     from report_fixture import HYPERPARAMETERS
 
     t = _trials(tmp_path, n_trials=8)
-    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS, study_seed=0)
+    board = leaderboard(t, HYPERPARAMETERS, SETTINGS, study_seed=0)
     assert len(board) == len(t)
     # Errored and diverged trials are not ranked: listed after the others, best first.
     assert set(board["status"].iloc[-2:]) == {"errored", "diverged"}
@@ -114,14 +116,14 @@ def test_leaderboard_columns(tmp_path: Path) -> None:
     assert "variant" not in board and "data set" not in board and "image_size" not in board
     assert {"dropout", "lr_adam", "lr_sgd", "head_width_0", "l2"} <= set(board.columns)
     assert (board["lr_adam"] == "").sum() + (board["lr_sgd"] == "").sum() == len(t)
-    two = compute.leaderboard(
+    two = leaderboard(
         pd.concat([t, t.assign(dataset="manga", trial_id="x")]), HYPERPARAMETERS, SETTINGS
     )
     assert "data set" in two and "optuna #" not in two  # no study seed: no trial numbers
     # A metric without a trials column is ranked by val_acc_max, and the page says so.
     other = {"metric": "val_macro_f1", "mode": "max"}
-    assert compute.leaderboard(t, HYPERPARAMETERS, other)["trial"].equals(board["trial"])
-    assert "val_macro_f1" in compute.rank_note(other) and compute.rank_note(SETTINGS) is None
+    assert leaderboard(t, HYPERPARAMETERS, other)["trial"].equals(board["trial"])
+    assert "val_macro_f1" in rank_note(other) and rank_note(SETTINGS) is None
 
 
 def test_hp_values_from_suggestions_with_conditionals() -> None:
@@ -309,7 +311,7 @@ def test_default_out_dir_and_cli(tmp_path: Path, monkeypatch, capsys) -> None:
 def test_compare(tmp_path: Path) -> None:
     a = make_study(tmp_path, "a", n_trials=8)
     b = make_study(tmp_path, "b", n_trials=6, model="resnet18", dataset="manga", seed=1)
-    rows = compute.compare_rows([load_study(str(a)), load_study(str(b))])
+    rows = compare_rows([load_study(str(a)), load_study(str(b))])
     assert rows[["study", "model", "data set"]].values.tolist() == [
         ["a", "googlenet", "toon"],
         ["b", "resnet18", "manga"],

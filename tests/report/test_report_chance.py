@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from report_fixture import HYPERPARAMETERS, make_study
 
-from study.report import build_report, compute
+from study.report import build_report
+from study.report.leaderboard import baseline, chance_labels, leaderboard
 from study.results.statistics import Baseline
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -22,7 +23,7 @@ def test_chance_labels_by_hand() -> None:
         {"val_acc_max": [0.17, 0.60, math.nan, 0.17], "epochs": [3, 3, 0, 4]},
         index=[10, 11, 12, 13],
     )
-    labels = compute.chance_labels(trials, toon)
+    labels = chance_labels(trials, toon)
     assert labels.tolist() == [
         "at chance after 3 epoch(s)",
         "",  # learned
@@ -34,13 +35,13 @@ def test_chance_labels_by_hand() -> None:
 
 def test_baseline_from_study_json() -> None:
     ds = {"classes": list("abcdefg"), "counts": {"val": 504}}
-    assert compute.baseline({"dataset": ds}) == Baseline(7, 504)
+    assert baseline({"dataset": ds}) == Baseline(7, 504)
     # the largest class's share where study.json records the class counts (manga: shock 22 %)
     counts = {c: {"val": 6} for c in "abcdef"} | {"g": {"val": 12}}
-    base = compute.baseline({"dataset": {**ds, "counts": {"val": 48}, "class_counts": counts}})
+    base = baseline({"dataset": {**ds, "counts": {"val": 48}, "class_counts": counts}})
     assert base is not None and base.p0 == 0.25
-    assert compute.baseline({}) is None
-    assert compute.baseline({"dataset": {"classes": ["a"], "counts": {}}}) is None
+    assert baseline({}) is None
+    assert baseline({"dataset": {"classes": ["a"], "counts": {}}}) is None
 
 
 def test_leaderboard_and_page_name_the_trial_at_chance(tmp_path: Path) -> None:
@@ -54,11 +55,11 @@ def test_leaderboard_and_page_name_the_trial_at_chance(tmp_path: Path) -> None:
     stuck_id = t.loc[stuck, "trial_id"]
 
     meta = json.loads((d / "study.json").read_text())
-    board = compute.leaderboard(t, HYPERPARAMETERS, SETTINGS, baseline=compute.baseline(meta))
+    board = leaderboard(t, HYPERPARAMETERS, SETTINGS, baseline=baseline(meta))
     learned = board.set_index("trial")["learned"]
     assert learned[stuck_id] == "at chance after 3 epoch(s)"
     assert (learned.drop(stuck_id) == "").all()  # the fixture's other trials all learned
-    assert "learned" not in compute.leaderboard(t, HYPERPARAMETERS, SETTINGS)
+    assert "learned" not in leaderboard(t, HYPERPARAMETERS, SETTINGS)
 
     page = build_report(str(d), str(tmp_path / "out")).read_text()
     assert page.count("at chance after 3 epoch(s)") == 1

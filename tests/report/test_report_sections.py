@@ -13,7 +13,9 @@ import pandas as pd
 import pytest
 from report_fixture import HYPERPARAMETERS, T0, make_study
 
-from study.report import architectures, build_compare_report, compute, history, load_study
+from study.report import architectures, build_compare_report, history, load_study
+from study.report.compare import compare_rows
+from study.report.summary import config_split, smoke_note
 from study.tuning.live_report import LiveReport, live_report_callbacks
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -159,13 +161,13 @@ def test_history_by_hand() -> None:
 
 def test_config_split_and_smoke(tmp_path: Path) -> None:
     d = load_study(str(make_study(tmp_path, "s", statuses=["finished", "stopped"], smoke=True)))
-    split = compute.config_split(d.trials, d.hyperparameters)
+    split = config_split(d.trials, d.hyperparameters)
     assert "dropout" in split["searched"] and split["searched"]["l2"] == "0, 1e-05, 0.0001"
     # the constants study.run adds to every config, as a real trials.parquet holds them
     assert split["fixed"] == {"image_size": "32", "max_epochs": "8", "model": "googlenet"}
     assert split["internal"] == {"metric": "val_acc", "mode": "max", "seed": "per trial"}
-    assert "SMOKE TEST" in compute.smoke_note(d.meta)
-    rows = compute.compare_rows([d])
+    assert "SMOKE TEST" in smoke_note(d.meta)
+    rows = compare_rows([d])
     assert rows["study"].tolist() == ["s (smoke test)"]
     out = build_compare_report([str(tmp_path / "s")], str(tmp_path / "cmp")).read_text()
     assert "s (smoke test)" in out and not (tmp_path / "cmp" / "assets").exists()

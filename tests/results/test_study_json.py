@@ -77,7 +77,7 @@ def test_resume_and_report_reject_the_same_bad_record(tmp_path) -> None:
 def test_the_record_carries_what_guessing_scores_on_an_imbalanced_val_split() -> None:
     """study.json keeps the per-class counts, so the report's "at chance" verdict compares with
     the majority class (0.8 here), not with 1 / classes (0.5)."""
-    from study.report.compute import baseline
+    from study.report.leaderboard import baseline
 
     base = baseline(_record())
     assert base is not None and base.p0 == pytest.approx(0.8)
