@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def _usage(message: str) -> ValueError:
-    from study.run.preflight import UsageError  # imports Ray Tune: not for `--help`
+    from study.run.preflight import UsageError  # reads study.json with pandas: not for `--help`
 
     return UsageError(message)
 

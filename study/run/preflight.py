@@ -14,13 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from study import storage as st
+from study.models import create_model
+from study.report.load import check_out_dir
 from study.results.schema import STUDY_JSON
 from study.results.study_json import RecordError, check_record
 from study.results.tables import read_json
 from study.run.request import Request
 from study.spaces.constants import RUN_CONSTANTS, THREADS
-from study.spaces.loader import SpaceFunction
+from study.spaces.cover import cover_space
+from study.spaces.loader import SpaceFunction, one_line
 from study.spaces.settings import SpaceSettings
+from study.training.config import TrainConfig
 
 
 class UsageError(ValueError):
@@ -163,8 +167,6 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
     at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
     in every trial that samples it. Models are built on the meta device (no memory, no init) and
     without pretrained=True weights (timm would download them): the trials load those."""
-    from study.spaces.cover import cover_space
-    from study.spaces.loader import one_line
 
     source = fn.space.module.__file__
     try:
@@ -174,9 +176,6 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
     for params, cfg in zip(cover.params, cover.configs, strict=True):
         check_no_override(cfg, source, params)  # before torch is even imported
     import torch
-
-    from study.models import create_model
-    from study.training.config import TrainConfig
 
     for params, cfg in zip(cover.params, cover.configs, strict=True):
         try:
@@ -194,7 +193,6 @@ def check_reports(a: Request, name: str) -> None:
     """The dashboard goes to --reports/NAME: never over a page or folder not of the report's."""
     if a.no_report:
         return
-    from study.report.load import check_out_dir
 
     check_out_dir(Path(a.reports) / name, "--reports")
 
