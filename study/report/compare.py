@@ -1,5 +1,5 @@
-"""The comparison page of several studies (the seed's results table): the best trial per study x
-model x data set with its test accuracy and 95 % CI, as a table and as grouped bars. The plain
+"""The comparison page of several studies (the seed's results table): the best trial per study ×
+model × data set with its test accuracy and 95 % CI, as a table and as grouped bars. The plain
 data (pandas), its figure, and the page's sections.
 """
 
@@ -113,7 +113,7 @@ def compare_figure(rows: pd.DataFrame) -> go.Figure:
 
 
 def compare_sections(rows: pd.DataFrame) -> list[Section]:
-    """The comparison page's results table (best trial per study x model x data set) and its
+    """The comparison page's results table (best trial per study × model × data set) and its
     grouped bars; a note alone when no study has a ranked trial."""
     out: list[Section] = []
     if rows.empty:
