@@ -56,7 +56,9 @@ class Study:
 
     def __str__(self) -> str:
         n = 0 if self.trials is None else len(self.trials)
-        done = "running or interrupted" if not self.meta.get("finished") else "finished"
+        # study.json's status (records before it have only `finished`)
+        old = "finished" if self.meta.get("finished") else "running or interrupted"
+        done = self.meta.get("status") or old
         return f"study {self.name} ({done}): {n} trials, {storage.redact(self.dir)}"
 
 

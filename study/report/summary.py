@@ -118,7 +118,7 @@ def summary_section(d: StudyData) -> str:
         ("images", esc(", ".join(f"{k} {v}" for k, v in (ds.get("counts") or {}).items()))),
         ("space", esc(str(meta.get("space", "?")))),
         ("started", esc(str(meta.get("started", "?")))),
-        ("finished", esc(str(meta.get("finished") or "still running (or interrupted)"))),
+        ("status", esc(status_text(meta))),
     ]
     split = {"searched": {}, "fixed": {}, "internal": {}}
     if d.trials is not None:
@@ -201,9 +201,30 @@ def summary_section(d: StudyData) -> str:
     )
 
 
+def status_text(meta: dict[str, Any]) -> str:
+    """How the run ended, as study.json records it (records before `status` have `finished`)."""
+    status = meta.get("status")
+    if status is None:
+        return (
+            f"finished {meta['finished']}"
+            if meta.get("finished")
+            else "still running (or interrupted)"
+        )
+    reason = f" ({meta['status_reason']})" if meta.get("status_reason") else ""
+    return f"{status} {meta.get('status_at', '')}{reason}".strip()
+
+
 def running_banner(d: StudyData) -> str:
-    """'running: k of N trials done' while the study has not finished, else nothing."""
-    if not d.meta or d.meta.get("finished"):
+    """'running: k of N trials done' while the study runs, else nothing; an interrupted or failed
+    study says so instead."""
+    status = (d.meta or {}).get("status")
+    if status in ("interrupted", "failed"):
+        return (
+            f'<div class="banner running" id="running">{esc(status_text(d.meta))}: the tables '
+            "hold what finished; resume with python -m study.run --resume --name "
+            f"{esc(str(d.meta.get('name', 'NAME')))}</div>"
+        )
+    if not d.meta or d.meta.get("finished") or status == "finished":
         return ""
     t = d.trials
     done = 0 if t is None else int((t["status"].astype(str) != "running").sum())

@@ -12,6 +12,7 @@ import sys
 from study import console
 from study import storage as st
 from study.evaluation import confirm_options
+from study.run.lifecycle import Interrupted, Lifecycle, signals_stop
 from study.run.overrides import settings_types
 from study.run.request import Request
 
@@ -114,12 +115,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     # the driver brings torch, Ray, pandas and Optuna: imported only after `--help` and `--list`
     from study.run.driver import prepare, run_study
 
-    try:
-        plan = prepare(a)
-    except (ValueError, OSError) as e:  # UsageError, NotPreparedError, a bad space or setting
-        print(f"error: {st.redact(str(e))}", file=sys.stderr)  # never a URI's credentials
-        return 2
-    return run_study(plan)
+    lifecycle = Lifecycle()
+    with signals_stop(lifecycle):
+        try:
+            plan = prepare(a)
+        except (ValueError, OSError) as e:  # UsageError, NotPreparedError, a bad space or setting
+            print(f"error: {st.redact(str(e))}", file=sys.stderr)  # never a URI's credentials
+            return 2
+        except Interrupted as stop:
+            print(f"interrupted: {stop}; the study had not started", file=sys.stderr)
+            return stop.exit_code
+    return run_study(plan, lifecycle)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from study.results.lookups import select_top
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
 from study.results.tables import read_json, read_table, write_json
+from study.run.lifecycle import Interrupted, Lifecycle, mark, resume_command, signals_stop
 from study.run.overrides import apply_set, check_set_on_resume, parse_set
 from study.run.preflight import (
     UsageError,
@@ -56,22 +57,20 @@ if TYPE_CHECKING:
     from study.spaces.settings import SpaceSettings
 
 
-def outcome(study_dir: str, rank: dict[str, Any]) -> int:
-    """1, with why, when no trial produced a usable result (every trial errored): the run failed
-    even though Tune finished."""
+def outcome(study_dir: str, rank: dict[str, Any]) -> tuple[int, str]:
+    """(1, why) when no trial produced a usable result (every trial errored): the run failed
+    even though Tune finished; else (0, "")."""
     trials = read_table(study_dir, TRIALS)
     if trials is not None and select_top(trials, 1, rank):
-        return 0
+        return 0, ""
     counts = {} if trials is None else trials["status"].value_counts().to_dict()
     reasons = [] if trials is None else trials["status_reason"].dropna().astype(str).str.strip()
-    why = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
+    example = next((f"; e.g. {r.splitlines()[0][:300]}" for r in reasons if r), "")
     tally = ", ".join(f"{n} {k}" for k, n in counts.items()) or "no trial reported"
-    print(f"error: no trial finished ({tally}; {st.redact(study_dir)}){why}", file=sys.stderr)
-    return 1
+    return 1, f"no trial finished ({tally}; {st.redact(study_dir)}){example}"
 
 
 def open_dataset(data_dir: str, name: str) -> PreparedDataset:
-
     return _open(data_dir, name)
 
 
@@ -149,8 +148,35 @@ def prepare(a: Request) -> PreparedStudy:
     )
 
 
-def run_study(study: PreparedStudy) -> int:
+def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
+    """Run the prepared study; the exit code, study.json's status and the last line printed all
+    say how it ended (study.run.lifecycle)."""
+    lifecycle = lifecycle or Lifecycle()
+    record: dict[str, Any] = {}  # study.json as this run last wrote it
+    with signals_stop(lifecycle):
+        try:
+            return _run(study, lifecycle, record)
+        except Interrupted as stop:
+            _end(study, record, "interrupted", str(stop))
+            where = st.redact(study.study_dir)
+            print(f"interrupted: {stop}; finished trials are kept in {where}", file=sys.stderr)
+            print(f"resume with: {resume_command(study.name, st.redact(study.storage))}")
+            return stop.exit_code
+        except Exception as e:
+            _end(study, record, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
+            raise
+
+
+def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str) -> None:
+    """Record how the run ended, if it got as far as writing its study.json."""
+    if record:
+        record.update(mark(record, status, reason))
+        write_json(record, st.join(study.study_dir, STUDY_JSON))
+
+
+def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> int:
     a, settings, ds, study_dir = study.request, study.settings, study.dataset, study.study_dir
+    lifecycle.enter("starting Ray")
     console.phase("starting Ray")
 
     # no "A new study created in RDB" line: the study's own lines say what starts
@@ -181,6 +207,7 @@ def run_study(study: PreparedStudy) -> int:
         why = (str(e).strip().splitlines() or [""])[0]
         print(f"error: {where} ({type(e).__name__}: {st.redact(why)})", file=sys.stderr)
         return 2 if a.address else 1
+    lifecycle.install()  # after ray.init, which takes SIGTERM for itself
     try:
         # only now: a study folder made before a failed connection blocked its name both ways
         if not st.is_remote(study_dir):  # object stores have no directories to create
@@ -213,8 +240,10 @@ def run_study(study: PreparedStudy) -> int:
         )
         if a.resume:
             meta = resumed_record(read_json(st.join(study_dir, STUDY_JSON)), meta["started"])
-        write_json(meta, st.join(study_dir, STUDY_JSON))
+        record.update(mark(meta, "running"))
+        write_json(record, st.join(study_dir, STUDY_JSON))
         # decode once, in the driver, before fit(): every trial gets this same object
+        lifecycle.enter("decoding")
         filters = input_filters(study.space_fn, settings, study.constants)
         console.phase(
             f"decoding {ds.name} train and val at {settings.image_size} px, resized "
@@ -245,23 +274,30 @@ def run_study(study: PreparedStudy) -> int:
         )
         if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
+        lifecycle.enter("tuning")
         tuner.fit()
-        meta["tuning_finished"] = now()
+        lifecycle.enter("test evaluation")  # raises if a signal stopped the tuning
+        record["tuning_finished"] = now()
+        write_json(record, st.join(study_dir, STUDY_JSON))
         evaluate_best(study_dir, ds, settings, resources)
+        lifecycle.enter("confirmation")
         confirmed_rows = confirm.run(study_dir, ds, settings, resources, a.plan, study.seed)
-        meta["finished"] = now()
-        meta["wall_s"] = time.time() - t0
-        write_json(meta, st.join(study_dir, STUDY_JSON))
+        record["wall_s"] = time.time() - t0
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         if started_ray:
             ray.shutdown()
+            lifecycle.install()  # ray.shutdown puts SIGTERM back to its default
     rank = study.rank
     print_leaderboard(study_dir, rank)
     print_confirmed(confirmed_rows, study_dir)  # last: ranked by the confirmed mean
 
     print_summary(study_dir, ds.manifest, rank)  # the four numbers; trials at chance
+    rc, why = outcome(study_dir, rank)
+    record["finished"] = now()
+    _end(study, record, "finished" if rc == 0 else "failed", why)
     if study.reports_dir is not None:
+        lifecycle.enter("report")
         console.phase("writing the report")
         try:
             from study.report import build_report
@@ -270,7 +306,9 @@ def run_study(study: PreparedStudy) -> int:
             print(f"report: {out}")
         except (ImportError, ValueError) as e:  # optional for a run; say why it is missing
             print(f"report not written ({st.redact(str(e))})", file=sys.stderr)
-    return outcome(study_dir, rank)
+    if why:
+        print(f"error: {why}", file=sys.stderr)  # the last line: why the run failed
+    return rc
 
 
 SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}

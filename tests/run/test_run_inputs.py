@@ -370,7 +370,7 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     32 px: resume runs what study.json records (flags left out are taken from it)."""
     record_study(tmp_path / "s" / "x", data, smoke=True)
     seen = {}
-    monkeypatch.setattr(driver, "run_study", lambda study: seen.update(study=study) or 0)
+    monkeypatch.setattr(driver, "run_study", lambda study, *_: seen.update(study=study) or 0)
     assert (
         run.main(
             [
