@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from study import storage
 from study.data.decode import MIN_SIDE, BadImage, inspect_image
+from study.data.findings import near_duplicates, summarise
 from study.data.registry import check_name, get_dataset
 from study.data.sources import SourceItem
 from study.data.splits import SPLITS, assign_splits
@@ -109,54 +110,11 @@ def _inspect_all(
     return rows, bad
 
 
-def _near_duplicates(df: pd.DataFrame) -> list[dict]:
-    """Different files with the same perceptual hash in different splits (likely leakage)."""
-    out = []
-    for h, rows in df.groupby("dhash"):
-        if rows["sha256"].nunique() > 1 and rows["split"].nunique() > 1:
-            out.append(
-                {
-                    "dhash": f"{int(h):016x}",
-                    "paths": sorted(rows["path"]),
-                    "splits": sorted(rows["split"].unique()),
-                    # which split each file is in, for the summary's line naming them
-                    "split_of": dict(sorted(zip(rows["path"], rows["split"], strict=True))),
-                }
-            )
-    return out
-
-
 def _version(df: pd.DataFrame, rule: str, seed: int) -> str:
     h = hashlib.sha256(f"{FORMAT_VERSION}|{rule}|{seed}".encode())
     for row in df[["path", "sha256", "label", "group", "split"]].itertuples(index=False):
         h.update("|".join(map(str, row)).encode() + b"\n")
     return h.hexdigest()[:12]
-
-
-NEAR_SHOWN = 20  # near-duplicate groups named in the summary (all are in the manifest)
-
-
-def summarise(manifest: dict, table: pd.DataFrame) -> str:
-    counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
-    counts = counts.reindex(columns=[*[s for s in SPLITS if s in counts.columns], "total"])
-    lines = [
-        f"data set {manifest['name']} (version {manifest['version']}) from {manifest['source']}",
-        f"split rule {manifest['split_rule']}, seed {manifest['seed']}; images per class x split:",
-        counts.to_string(),
-        "formats: " + ", ".join(f"{k} {v}" for k, v in manifest["formats"].items()),
-        "modes: " + ", ".join(f"{k} {v}" for k, v in manifest["modes"].items()),
-        f"exact duplicates: {len(manifest['duplicates'])} group(s) (kept within one split); "
-        f"near-duplicates across splits: {len(manifest['near_duplicates'])}",
-    ]
-    near = manifest["near_duplicates"]
-    for d in near[:NEAR_SHOWN]:
-        where = d.get("split_of") or {}
-        lines.append("  " + " ~ ".join(f"{p} ({where.get(p, '?')})" for p in d["paths"]))
-    if len(near) > NEAR_SHOWN:
-        lines.append(f"  ... and {len(near) - NEAR_SHOWN} more (manifest.json: near_duplicates)")
-    lines.append(f"skipped files: {len(manifest['skipped'])}")
-    lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
-    return "\n".join(lines)
 
 
 def prepare(
@@ -241,7 +199,7 @@ def prepare(
         "formats": df["format"].value_counts().sort_index().to_dict(),
         "modes": df["mode"].value_counts().sort_index().to_dict(),
         "duplicates": dups,
-        "near_duplicates": _near_duplicates(df),
+        "near_duplicates": near_duplicates(df),
         "skipped": [{"path": p, "reason": r} for p, r in problems],
         "versions": {
             "python": platform.python_version(),

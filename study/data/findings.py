@@ -1,0 +1,59 @@
+"""What `prepare` finds among good images, and the summary it prints.
+
+Different bytes with the same perceptual hash in different splits are near-duplicates: likely
+leakage, reported (exact duplicates are kept within one split by the split rule).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from study.data.splits import SPLITS
+
+SHOWN = 20  # near-duplicate groups named in the summary (all are in the manifest)
+
+
+def near_duplicates(df: pd.DataFrame) -> list[dict]:
+    """Different files with the same perceptual hash in different splits (likely leakage)."""
+    out = []
+    for h, rows in df.groupby("dhash"):
+        if rows["sha256"].nunique() > 1 and rows["split"].nunique() > 1:
+            out.append(
+                {
+                    "dhash": f"{int(h):016x}",
+                    "paths": sorted(rows["path"]),
+                    "splits": sorted(rows["split"].unique()),
+                    # which split each file is in, for the summary's line naming them
+                    "split_of": dict(sorted(zip(rows["path"], rows["split"], strict=True))),
+                }
+            )
+    return out
+
+
+def _named(groups: list[dict], of: str, sep: str, key: str) -> list[str]:
+    """One line per group, 'path (its split or class) ~ ...', the first SHOWN of them."""
+    lines = []
+    for d in groups[:SHOWN]:
+        where = d.get(of) or {}
+        lines.append("  " + f" {sep} ".join(f"{p} ({where.get(p, '?')})" for p in d["paths"]))
+    if len(groups) > SHOWN:
+        lines.append(f"  ... and {len(groups) - SHOWN} more (manifest.json: {key})")
+    return lines
+
+
+def summarise(manifest: dict, table: pd.DataFrame) -> str:
+    counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
+    counts = counts.reindex(columns=[*[s for s in SPLITS if s in counts.columns], "total"])
+    lines = [
+        f"data set {manifest['name']} (version {manifest['version']}) from {manifest['source']}",
+        f"split rule {manifest['split_rule']}, seed {manifest['seed']}; images per class x split:",
+        counts.to_string(),
+        "formats: " + ", ".join(f"{k} {v}" for k, v in manifest["formats"].items()),
+        "modes: " + ", ".join(f"{k} {v}" for k, v in manifest["modes"].items()),
+        f"exact duplicates: {len(manifest['duplicates'])} group(s) (kept within one split); "
+        f"near-duplicates across splits: {len(manifest['near_duplicates'])}",
+        *_named(manifest["near_duplicates"], "split_of", "~", "near_duplicates"),
+    ]
+    lines.append(f"skipped files: {len(manifest['skipped'])}")
+    lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
+    return "\n".join(lines)
