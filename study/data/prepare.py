@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from study import storage
 from study.data.decode import MIN_SIDE, BadImage, inspect_image
-from study.data.findings import near_duplicates, summarise
+from study.data.findings import exact_duplicates, label_conflicts, near_duplicates, summarise
 from study.data.registry import check_name, get_dataset
 from study.data.sources import SourceItem
 from study.data.splits import SPLITS, assign_splits
@@ -128,7 +128,11 @@ def prepare(
     overwrite: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    keep_conflicts: bool = False,
 ) -> PrepareResult:
+    """Read `source` once, check every file, write the data set (see docs/data.md).
+    `keep_conflicts`: keep images whose bytes sit under two or more classes (else left out; the
+    manifest's `label_conflicts` names them)."""
     spec = get_dataset(name)
     split = split or spec.default_split
     if split not in ("stratified", "by-group"):
@@ -175,11 +179,19 @@ def prepare(
         raise ValueError(
             f"prepare {name}: no images for class(es) {', '.join(missing)} in {source}"
         )
+    # one picture under two classes: no label to train or score it by (kept only on request)
+    conflicts = label_conflicts(df)
+    if conflicts and not keep_conflicts:
+        df = df[~df["sha256"].isin([c["sha256"] for c in conflicts])].reset_index(drop=True)
+        if df.empty:
+            raise ValueError(
+                f"prepare {name}: every image in {source} is a label conflict (the same bytes "
+                "under two or more classes); --keep-conflicts keeps them"
+            )
     df["label_id"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
     df["split"] = assign_splits(df, split, seed)
     version = _version(df, split, seed)
 
-    dups = [sorted(g["path"]) for _, g in df.groupby("sha256") if len(g) > 1]
     manifest = {
         "name": out_name or name,
         "dataset": name,
@@ -198,7 +210,9 @@ def prepare(
         },
         "formats": df["format"].value_counts().sort_index().to_dict(),
         "modes": df["mode"].value_counts().sort_index().to_dict(),
-        "duplicates": dups,
+        "duplicates": exact_duplicates(df),
+        "label_conflicts": conflicts,
+        "conflicts_kept": bool(conflicts) and keep_conflicts,
         "near_duplicates": near_duplicates(df),
         "skipped": [{"path": p, "reason": r} for p, r in problems],
         "versions": {
