@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     )
     pp.add_argument("--skip-bad", action="store_true", help="leave bad files out and list them")
     pp.add_argument(
+        "--allow-empty-splits",
+        action="store_true",
+        help="prepare even if some class has no image in train, val or test (refused by default; "
+        "the manifest records which class lacks which split)",
+    )
+    pp.add_argument(
         "--keep-conflicts",
         action="store_true",
         help="keep images whose bytes are under two or more classes (left out by default; named "
@@ -86,6 +92,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             out_name=args.out_name,
             overwrite=args.overwrite,
             progress=None if args.quiet else ProgressLine(args.out_name or args.name),
+            allow_empty_splits=args.allow_empty_splits,
             keep_conflicts=args.keep_conflicts,
         )
     except (PrepareError, SourceError, ValueError, OSError) as e:

@@ -72,7 +72,13 @@ def _named(groups: list[dict], of: str, sep: str, key: str) -> list[str]:
 
 def summarise(manifest: dict, table: pd.DataFrame) -> str:
     counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
-    counts = counts.reindex(columns=[*[s for s in SPLITS if s in counts.columns], "total"])
+    # every class and split, with zeros: a class lacking a split shows it (--allow-empty-splits)
+    rows = [c for c in manifest.get("classes", []) if c not in counts.index]
+    counts = counts.reindex(
+        index=[*[i for i in counts.index if i != "total"], *rows, "total"],
+        columns=[*SPLITS, "total"],
+        fill_value=0,
+    )
     conflicts = manifest.get("label_conflicts", [])
     fate = (
         "kept (--keep-conflicts)" if manifest.get("conflicts_kept") else "left out of every split"
@@ -90,6 +96,10 @@ def summarise(manifest: dict, table: pd.DataFrame) -> str:
         + (f", {fate}" if conflicts else ""),
         *_named(conflicts, "class_of", "=", "label_conflicts"),
     ]
+    lacking = manifest.get("empty_splits") or {}
+    if lacking:
+        lines.append(f"classes lacking a split (--allow-empty-splits): {len(lacking)}")
+        lines += [f"  {c}: no {', '.join(s)} image" for c, s in lacking.items()]
     lines.append(f"skipped files: {len(manifest['skipped'])}")
     lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
     return "\n".join(lines)

@@ -24,7 +24,14 @@ from study.data.decode import MIN_SIDE, BadImage, inspect_image
 from study.data.findings import exact_duplicates, label_conflicts, near_duplicates, summarise
 from study.data.registry import check_name, get_dataset
 from study.data.sources import SourceItem
-from study.data.splits import SPLITS, assign_splits
+from study.data.splits import (
+    SPLITS,
+    EmptySplitsError,
+    assign_splits,
+    check_listed,
+    class_counts,
+    empty_splits,
+)
 
 FORMAT_VERSION = 1  # bump when the on-disk layout changes
 IMAGES_FILE = "images.parquet"
@@ -128,11 +135,13 @@ def prepare(
     overwrite: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    allow_empty_splits: bool = False,
     keep_conflicts: bool = False,
 ) -> PrepareResult:
-    """Read `source` once, check every file, write the data set (see docs/data.md).
-    `keep_conflicts`: keep images whose bytes sit under two or more classes (else left out; the
-    manifest's `label_conflicts` names them)."""
+    """Read `source` once, check every file and the splits, write the data set (see
+    docs/data.md). `allow_empty_splits`: prepare even if some class lacks train, val or test
+    (recorded in the manifest's `empty_splits`); `keep_conflicts`: keep images whose bytes sit
+    under two or more classes (else left out; the manifest's `label_conflicts` names them)."""
     spec = get_dataset(name)
     split = split or spec.default_split
     if split not in ("stratified", "by-group"):
@@ -165,6 +174,11 @@ def prepare(
             if i.label in unexpected
         ]
         items = [i for i in items if i.label not in unexpected]
+    if not allow_empty_splits:  # before decoding: a class of 1 or 2 files can never fill 3 splits
+        listed = pd.DataFrame(
+            {"label": [i.label for i in items], "group": [i.group for i in items]}
+        )
+        check_listed(out_name or name, listed, split, seed)
     rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2), progress)
     problems = sorted(problems + bad)
     if problems and not skip_bad:
@@ -190,6 +204,15 @@ def prepare(
             )
     df["label_id"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
     df["split"] = assign_splits(df, split, seed)
+    counts = class_counts(df["label"], df["split"], classes)
+    if empty_splits(counts) and not allow_empty_splits:
+        left_out = (
+            f"{len(conflicts)} label conflict(s) (the same bytes under two or more classes) were "
+            "left out of every split; --keep-conflicts keeps them.\n"
+            if conflicts and not keep_conflicts
+            else ""
+        )
+        raise EmptySplitsError(out_name or name, counts, split, seed, note=left_out)
     version = _version(df, split, seed)
 
     manifest = {
@@ -204,10 +227,9 @@ def prepare(
         "classes": classes,
         "groups": sorted(g for g in df["group"].unique() if g),
         "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
-        "class_counts": {
-            c: {s: int(((df["label"] == c) & (df["split"] == s)).sum()) for s in SPLITS}
-            for c in classes
-        },
+        "class_counts": counts,
+        # what --allow-empty-splits let through: class -> the splits it has no image in
+        "empty_splits": empty_splits(counts),
         "formats": df["format"].value_counts().sort_index().to_dict(),
         "modes": df["mode"].value_counts().sort_index().to_dict(),
         "duplicates": exact_duplicates(df),
