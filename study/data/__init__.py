@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from study.data.prepare import PrepareError, PrepareResult, default_data_dir, prepare
 from study.data.registry import DatasetSpec, get_dataset, list_datasets, register_dataset
+from study.data.splits import EmptySplitsError
 from study.data.store import (
     NotPreparedError,
     PreparedDataset,
@@ -25,6 +26,7 @@ __all__ = [
     "Augment",
     "AugmentConfig",
     "DatasetSpec",
+    "EmptySplitsError",
     "NotPreparedError",
     "PrepareError",
     "PrepareResult",

@@ -61,6 +61,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         help="seed of the train/val/test split (and of toon's generated images); default 0",
     )
     pp.add_argument("--skip-bad", action="store_true", help="leave bad files out and list them")
+    pp.add_argument(
+        "--allow-empty-splits",
+        action="store_true",
+        help="prepare even if some class has no image in train, val or test (refused by default; "
+        "the manifest records which class lacks which split)",
+    )
+    pp.add_argument(
+        "--keep-conflicts",
+        action="store_true",
+        help="keep images whose bytes are under two or more classes (left out by default; named "
+        "in the manifest either way)",
+    )
     pp.add_argument("--name", dest="out_name", default=None, help="store under this name")
     pp.add_argument("--overwrite", action="store_true", help="replace a different existing version")
     pp.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -80,6 +92,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             out_name=args.out_name,
             overwrite=args.overwrite,
             progress=None if args.quiet else ProgressLine(args.out_name or args.name),
+            allow_empty_splits=args.allow_empty_splits,
+            keep_conflicts=args.keep_conflicts,
         )
     except (PrepareError, SourceError, ValueError, OSError) as e:
         # bad input or an unusable source/output (FileExistsError, PermissionError, ...): the

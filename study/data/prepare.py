@@ -21,9 +21,17 @@ import pyarrow.parquet as pq
 
 from study import storage
 from study.data.decode import MIN_SIDE, BadImage, inspect_image
+from study.data.findings import exact_duplicates, label_conflicts, near_duplicates, summarise
 from study.data.registry import check_name, get_dataset
 from study.data.sources import SourceItem
-from study.data.splits import SPLITS, assign_splits
+from study.data.splits import (
+    SPLITS,
+    EmptySplitsError,
+    assign_splits,
+    check_listed,
+    class_counts,
+    empty_splits,
+)
 
 FORMAT_VERSION = 1  # bump when the on-disk layout changes
 IMAGES_FILE = "images.parquet"
@@ -109,54 +117,11 @@ def _inspect_all(
     return rows, bad
 
 
-def _near_duplicates(df: pd.DataFrame) -> list[dict]:
-    """Different files with the same perceptual hash in different splits (likely leakage)."""
-    out = []
-    for h, rows in df.groupby("dhash"):
-        if rows["sha256"].nunique() > 1 and rows["split"].nunique() > 1:
-            out.append(
-                {
-                    "dhash": f"{int(h):016x}",
-                    "paths": sorted(rows["path"]),
-                    "splits": sorted(rows["split"].unique()),
-                    # which split each file is in, for the summary's line naming them
-                    "split_of": dict(sorted(zip(rows["path"], rows["split"], strict=True))),
-                }
-            )
-    return out
-
-
 def _version(df: pd.DataFrame, rule: str, seed: int) -> str:
     h = hashlib.sha256(f"{FORMAT_VERSION}|{rule}|{seed}".encode())
     for row in df[["path", "sha256", "label", "group", "split"]].itertuples(index=False):
         h.update("|".join(map(str, row)).encode() + b"\n")
     return h.hexdigest()[:12]
-
-
-NEAR_SHOWN = 20  # near-duplicate groups named in the summary (all are in the manifest)
-
-
-def summarise(manifest: dict, table: pd.DataFrame) -> str:
-    counts = pd.crosstab(table["label"], table["split"], margins=True, margins_name="total")
-    counts = counts.reindex(columns=[*[s for s in SPLITS if s in counts.columns], "total"])
-    lines = [
-        f"data set {manifest['name']} (version {manifest['version']}) from {manifest['source']}",
-        f"split rule {manifest['split_rule']}, seed {manifest['seed']}; images per class x split:",
-        counts.to_string(),
-        "formats: " + ", ".join(f"{k} {v}" for k, v in manifest["formats"].items()),
-        "modes: " + ", ".join(f"{k} {v}" for k, v in manifest["modes"].items()),
-        f"exact duplicates: {len(manifest['duplicates'])} group(s) (kept within one split); "
-        f"near-duplicates across splits: {len(manifest['near_duplicates'])}",
-    ]
-    near = manifest["near_duplicates"]
-    for d in near[:NEAR_SHOWN]:
-        where = d.get("split_of") or {}
-        lines.append("  " + " ~ ".join(f"{p} ({where.get(p, '?')})" for p in d["paths"]))
-    if len(near) > NEAR_SHOWN:
-        lines.append(f"  ... and {len(near) - NEAR_SHOWN} more (manifest.json: near_duplicates)")
-    lines.append(f"skipped files: {len(manifest['skipped'])}")
-    lines += [f"  {s['path']}: {s['reason']}" for s in manifest["skipped"]]
-    return "\n".join(lines)
 
 
 def prepare(
@@ -170,7 +135,13 @@ def prepare(
     overwrite: bool = False,
     workers: int | None = None,
     progress: Progress | None = None,
+    allow_empty_splits: bool = False,
+    keep_conflicts: bool = False,
 ) -> PrepareResult:
+    """Read `source` once, check every file and the splits, write the data set (see
+    docs/data.md). `allow_empty_splits`: prepare even if some class lacks train, val or test
+    (recorded in the manifest's `empty_splits`); `keep_conflicts`: keep images whose bytes sit
+    under two or more classes (else left out; the manifest's `label_conflicts` names them)."""
     spec = get_dataset(name)
     split = split or spec.default_split
     if split not in ("stratified", "by-group"):
@@ -203,6 +174,11 @@ def prepare(
             if i.label in unexpected
         ]
         items = [i for i in items if i.label not in unexpected]
+    if not allow_empty_splits:  # before decoding: a class of 1 or 2 files can never fill 3 splits
+        listed = pd.DataFrame(
+            {"label": [i.label for i in items], "group": [i.group for i in items]}
+        )
+        check_listed(out_name or name, listed, split, seed)
     rows, bad = _inspect_all(items, workers or min(8, (os.cpu_count() or 2) * 2), progress)
     problems = sorted(problems + bad)
     if problems and not skip_bad:
@@ -217,11 +193,28 @@ def prepare(
         raise ValueError(
             f"prepare {name}: no images for class(es) {', '.join(missing)} in {source}"
         )
+    # one picture under two classes: no label to train or score it by (kept only on request)
+    conflicts = label_conflicts(df)
+    if conflicts and not keep_conflicts:
+        df = df[~df["sha256"].isin([c["sha256"] for c in conflicts])].reset_index(drop=True)
+        if df.empty:
+            raise ValueError(
+                f"prepare {name}: every image in {source} is a label conflict (the same bytes "
+                "under two or more classes); --keep-conflicts keeps them"
+            )
     df["label_id"] = df["label"].map({c: i for i, c in enumerate(classes)}).astype("int32")
     df["split"] = assign_splits(df, split, seed)
+    counts = class_counts(df["label"], df["split"], classes)
+    if empty_splits(counts) and not allow_empty_splits:
+        left_out = (
+            f"{len(conflicts)} label conflict(s) (the same bytes under two or more classes) were "
+            "left out of every split; --keep-conflicts keeps them.\n"
+            if conflicts and not keep_conflicts
+            else ""
+        )
+        raise EmptySplitsError(out_name or name, counts, split, seed, note=left_out)
     version = _version(df, split, seed)
 
-    dups = [sorted(g["path"]) for _, g in df.groupby("sha256") if len(g) > 1]
     manifest = {
         "name": out_name or name,
         "dataset": name,
@@ -234,14 +227,15 @@ def prepare(
         "classes": classes,
         "groups": sorted(g for g in df["group"].unique() if g),
         "counts": {s: int((df["split"] == s).sum()) for s in SPLITS},
-        "class_counts": {
-            c: {s: int(((df["label"] == c) & (df["split"] == s)).sum()) for s in SPLITS}
-            for c in classes
-        },
+        "class_counts": counts,
+        # what --allow-empty-splits let through: class -> the splits it has no image in
+        "empty_splits": empty_splits(counts),
         "formats": df["format"].value_counts().sort_index().to_dict(),
         "modes": df["mode"].value_counts().sort_index().to_dict(),
-        "duplicates": dups,
-        "near_duplicates": _near_duplicates(df),
+        "duplicates": exact_duplicates(df),
+        "label_conflicts": conflicts,
+        "conflicts_kept": bool(conflicts) and keep_conflicts,
+        "near_duplicates": near_duplicates(df),
         "skipped": [{"path": p, "reason": r} for p, r in problems],
         "versions": {
             "python": platform.python_version(),

@@ -2,11 +2,67 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
+ClassCounts = dict[str, dict[str, int]]  # class -> split -> images
+
+
+class EmptySplitsError(ValueError):
+    """Some class would have no image in train, val or test: its model could not be validated or
+    tested on it (a study with an empty val split errs in every trial). Names each such class
+    with its counts; `lacking` maps it to the splits it would have no image in."""
+
+    def __init__(self, name: str, counts: ClassCounts, rule: str, seed: int, note: str = ""):
+        self.lacking = empty_splits(counts)
+        lines = [
+            f"  {c}: {', '.join(splits)} would be empty "
+            f"({', '.join(f'{s} {counts[c][s]}' for s in SPLITS)})"
+            for c, splits in self.lacking.items()
+        ]
+        super().__init__(
+            f"prepare {name}: {len(lines)} class(es) would have no image in some split (split rule "
+            f"{rule}, seed {seed}); nothing was written.\n"
+            + "\n".join(lines)
+            + "\n"
+            + note
+            + "Every class needs an image in train, val and test to be trained, validated and "
+            "tested on. Add images to these classes (a class needs at least 3 distinct ones), try "
+            "another --seed or --split rule, or pass --allow-empty-splits to prepare anyway (the "
+            "manifest then records which class lacks which split)."
+        )
+
+
+def class_counts(labels: pd.Series, splits: pd.Series, classes: Sequence[str]) -> ClassCounts:
+    """Images per class and split, zeros included (a class may have no image at all)."""
+    table = pd.crosstab(labels, splits).reindex(
+        index=list(classes), columns=list(SPLITS), fill_value=0
+    )
+    return {c: {s: int(table.at[c, s]) for s in SPLITS} for c in classes}
+
+
+def empty_splits(counts: ClassCounts) -> dict[str, list[str]]:
+    """The classes that lack some split, each with the splits it has no image in."""
+    return {c: [s for s in SPLITS if n[s] == 0] for c, n in counts.items() if 0 in n.values()}
+
+
+def check_listed(name: str, listed: pd.DataFrame, rule: str, seed: int) -> None:
+    """Refuse, before any file is read, the classes too small for three splits whatever their
+    bytes hold: fewer than 3 listed images (columns label, group) can never fill train, val and
+    test. Larger classes are checked once the bytes are known (duplicates share a split), when
+    the real splits are drawn; the counts named here are the rule's on the listing."""
+    sizes = listed["label"].value_counts()
+    few = sorted(sizes[sizes < len(SPLITS)].index)
+    if not few:
+        return
+    # every file its own unit here: the sha256 is not known before the bytes are read
+    listed = listed.assign(sha256=np.arange(len(listed)).astype(str))
+    counts = class_counts(listed["label"], assign_splits(listed, rule, seed), few)
+    raise EmptySplitsError(name, counts, rule, seed)
 
 
 def _units(df: pd.DataFrame, by_group: bool) -> pd.Series:
