@@ -32,6 +32,10 @@ class NotPreparedError(FileNotFoundError):
     pass
 
 
+class DataChangedError(ValueError):
+    """The data set on storage is no longer the version a study opened (prepared again since)."""
+
+
 @dataclass(frozen=True)
 class PreparedDataset:
     root: Path | str  # a local directory, or the data set's URI on shared storage
@@ -61,6 +65,19 @@ class PreparedDataset:
         filters = [("split", "=", split)] if split else None
         fs, path = storage.resolve(storage.join(self.root, IMAGES_FILE))
         return pq.read_table(path, filesystem=fs, columns=columns, filters=filters)
+
+    def check_unchanged(self) -> None:
+        """A study pins the version it started with: its splits are the ones its trials trained
+        and were selected on. `prepare --overwrite` (another seed or split rule) may have replaced
+        the data set since; reading that one would score "held-out" images the trials saw."""
+        now = json.loads(storage.read_text(storage.join(self.root, MANIFEST_FILE)))["version"]
+        if now != self.version:
+            raise DataChangedError(
+                f"data set {self.name} in {storage.redact(str(self.root))} is version {now} "
+                f"now, not version {self.version} that this study started with (prepared again "
+                "since?): its splits are not the study's; prepare it again as it was, or start a "
+                "new study"
+            )
 
     def table(self, split: str | None = None) -> pd.DataFrame:
         """Metadata rows (no image bytes), in a stable order."""
@@ -126,6 +143,7 @@ def load_split(
     if split not in SPLITS:
         raise ValueError(f"split {split!r}: expected one of {', '.join(SPLITS)}")
     check_interpolation(interpolation)  # before any image is decoded
+    ds.check_unchanged()  # every read after tuning (test split, confirmation, refit) comes here
     meta = ds.table(split)
     cache = cache_file(ds, split, image_size, interpolation)
     if not cache.exists():

@@ -110,6 +110,7 @@ def run(
     final_model/ for --refit) and prints the confirmed ranking. Ray must be running."""
     if not plan.active:
         return None
+    ds.check_unchanged()  # every job reads the splits the study was selected on, or none runs
     trials, epochs = read_table(study_dir, TRIALS), read_table(study_dir, EPOCHS)
     rank_by = {"metric": settings.metric, "mode": settings.mode}
     try:

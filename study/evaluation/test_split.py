@@ -54,6 +54,7 @@ def evaluate_best(study_dir: str, ds: PreparedDataset, settings, resources) -> N
     trials = read_table(study_dir, TRIALS)
     if trials is None or trials.empty:
         return
+    ds.check_unchanged()  # before choosing: the study's splits, or nothing
     chance = Baseline.from_manifest(ds.manifest)  # skip at-chance trials
     top = select_top(
         trials, settings.top_k, {"metric": settings.metric, "mode": settings.mode}, chance

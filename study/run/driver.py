@@ -19,6 +19,7 @@ from study import console
 from study import storage as st
 from study.data import default_data_dir
 from study.data import open_dataset as _open
+from study.data.store import DataChangedError
 from study.evaluation import confirm
 from study.evaluation.test_split import evaluate_best
 from study.results.lookups import select_top
@@ -162,6 +163,10 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
             print(f"interrupted: {stop}; finished trials are kept in {where}", file=sys.stderr)
             print(f"resume with: {resume_command(study.name, st.redact(study.storage))}")
             return stop.exit_code
+        except DataChangedError as e:  # one line: what changed, what to do
+            _end(study, record, "failed", str(e))
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         except Exception as e:
             _end(study, record, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
             raise

@@ -23,7 +23,7 @@ from study.results.study_json import now
 
 STATUSES = ("running", "interrupted", "failed", "finished")
 # STUDY_FAULT_PAUSE=tuning,report: the driver waits before those phases (tests send signals then)
-PAUSE, PAUSE_S = "STUDY_FAULT_PAUSE", 120
+PAUSE, CONTINUE, PAUSE_S = "STUDY_FAULT_PAUSE", "STUDY_FAULT_CONTINUE", 120
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -52,9 +52,13 @@ class Lifecycle:
         self.check()
         self.phase = phase
         if phase in os.environ.get(PAUSE, "").split(","):
-            # fault injection for the lifecycle tests: wait here for their signal
+            # fault injection for the lifecycle tests: wait here for their signal, or until the
+            # file STUDY_FAULT_CONTINUE names exists (they change something, then let it go on)
             print(f"-- paused before {phase} ({PAUSE})", flush=True)
-            time.sleep(PAUSE_S)
+            go_on = os.environ.get(CONTINUE)
+            end = time.monotonic() + PAUSE_S
+            while time.monotonic() < end and not (go_on and os.path.exists(go_on)):
+                time.sleep(0.1)
 
     def check(self) -> None:
         if self.signum is not None:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from conftest import REPO, STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S
-from test_lifecycle import record, rows, signal_at, start
+from study_process import record, rows, signal_at, start
 
 
 @pytest.mark.slow
