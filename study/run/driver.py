@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 import ray
+from ray import tune
 
 from study import console
 from study import storage as st
@@ -48,7 +49,7 @@ from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url
 from study.tuning.schedulers import check_resumable, pbt_population
 from study.tuning.searcher import make_sampler
 from study.tuning.trial_data import input_filters, trial_data
-from study.tuning.tuner import build_tuner, restore_tuner
+from study.tuning.tuner import build_tuner, check_nothing_ran, check_state_files, restore_tuner
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
@@ -132,6 +133,11 @@ def prepare(a: Request) -> PreparedStudy:
         pbt_population(fn, settings, constants, a.seed, grid)
     if a.resume:
         check_resumable(settings.scheduler, study_dir)
+        # Ray's saved state parses, or the study is refused here, not started over after Ray
+        if tune.Tuner.can_restore(study_dir):
+            check_state_files(study_dir)
+        else:
+            check_nothing_ran(study_dir)
     make_storage(storage)
     return PreparedStudy(
         request=a,

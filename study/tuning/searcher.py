@@ -60,6 +60,20 @@ class StudySearch(OptunaSearch):
         self._constants = constants
         self._study_seed = study_seed
 
+    def restore(self, checkpoint_path: str) -> None:
+        """Ray's saved searcher holds the Optuna storage of the folder it was saved in: a copied
+        or renamed study would write its trials into the original. Keep this searcher's storage
+        (made for the folder being resumed) and re-bind the saved study and trials to it."""
+        here = self._storage
+        super().restore(checkpoint_path)
+        if here is None or self._ot_study is None:
+            return
+        study = optuna.load_study(study_name=self._study_name, storage=here, sampler=self._sampler)
+        self._storage, self._ot_study = here, study
+        self._ot_trials = {
+            tid: optuna.trial.Trial(study, t._trial_id) for tid, t in self._ot_trials.items()
+        }
+
     def _suggest_from_define_by_run_func(self, func, ot_trial) -> dict:
         return trial_config(func, ot_trial, self._constants, self._study_seed)
 

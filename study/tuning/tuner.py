@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import pickletools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -10,7 +13,8 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
-from study.results.schema import ASHA_RUNGS
+from study.results.schema import ASHA_RUNGS, TRIALS
+from study.results.tables import read_table
 from study.results.trials import declared_columns
 from study.spaces.settings import SpaceSettings
 from study.training.steps import TrialData
@@ -136,9 +140,61 @@ def restore_tuner(
     study_dir = st.join(storage, name)
     check_resumable(kwargs["settings"].scheduler, study_dir)
     if not tune.Tuner.can_restore(study_dir):
+        check_nothing_ran(study_dir)
         return build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
+    check_state_files(study_dir)
     pull_optuna_db(study_dir)
+    # what Ray pickled holds the paths of the folder it ran in; these are built for this one
+    here = build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
-    return tune.Tuner.restore(
+    tuner = tune.Tuner.restore(
         study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
     )
+    restored, fresh = tuner._local_tuner, here._local_tuner
+    if restored is not None and fresh is not None:  # None only through the Ray client
+        restored._tune_config.search_alg = fresh._tune_config.search_alg
+        restored._tune_config.scheduler = fresh._tune_config.scheduler
+        restored._run_config.callbacks = fresh._run_config.callbacks
+    return tuner
+
+
+class StateError(ValueError):
+    """Ray's saved state of a study cannot be restored; the message names the file."""
+
+
+def check_nothing_ran(study_dir: str) -> None:
+    """No tuner.pkl: the first run ended before its tuner existed, which is fine only if no trial
+    ran (else starting afresh would silently redo and overwrite what finished)."""
+    trials = read_table(study_dir, TRIALS)
+    if trials is not None and len(trials):
+        raise StateError(
+            f"--resume: {st.redact(st.join(study_dir, 'tuner.pkl'))} is missing but "
+            f"{TRIALS} holds {len(trials)} trial(s): Ray cannot continue this study. Its tables "
+            "stay as they are; start a new study (--name NEW) to run more trials"
+        )
+
+
+def check_state_files(study_dir: str) -> None:
+    """Every file Ray restores from parses, before Tuner.restore: given a truncated one, Ray
+    prints "Failed to restore" and starts the study over, reporting it finished."""
+    if st.is_remote(study_dir):
+        return  # (object stores are written whole: no truncated file to find)
+    root = Path(study_dir)
+    newest = [sorted(root.glob(pattern))[-1:] for pattern in ("experiment_state-*.json",
+              "search_gen_state-*.json", "searcher-state-*.pkl")]  # fmt: skip
+    for path in [root / "tuner.pkl", *(p for paths in newest for p in paths)]:
+        try:
+            data = path.read_bytes()
+            if path.name.startswith("experiment_state"):  # (search_gen_state is a pickle)
+                json.loads(data)
+            else:  # walk the pickle's opcodes: a truncated stream fails, nothing is unpickled
+                for _ in pickletools.genops(data):
+                    pass
+                if not data:
+                    raise ValueError("empty file")
+        except Exception as e:  # truncated, empty, unreadable: whatever it raises
+            raise StateError(
+                f"--resume: {path} cannot be read ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:160]}): Ray would start the study over. Restore the "
+                "file from a copy, or start a new study (--name NEW); the tables stay as they are"
+            ) from e

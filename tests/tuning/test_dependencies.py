@@ -1,6 +1,7 @@
-"""study/search.py extends Ray Tune's OptunaSearch and ASHAScheduler through private attributes;
-pyproject.toml caps ray[tune] and optuna at the minor versions checked here. A new release that
-renames any of them fails this test (then check search.py and raise the cap), not a study."""
+"""study/tuning/ (searcher.py, schedulers.py, tuner.py's restore) extends Ray Tune's OptunaSearch,
+ASHAScheduler and Tuner through private attributes; pyproject.toml caps ray[tune] and optuna at
+the minor versions checked here. A new release that renames any of them fails this test (then
+check those modules and raise the cap), not a study."""
 
 from __future__ import annotations
 
@@ -11,11 +12,17 @@ from importlib import metadata
 
 import optuna
 from conftest import REPO
+from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 # what study/search.py reads or overrides, by owner
-OPTUNA_SEARCH = ("_ot_trials", "_completed_trials", "_ot_study", "metric")
+OPTUNA_SEARCH = (
+    "_ot_trials", "_completed_trials", "_ot_study", "metric", "_storage", "_study_name", "_sampler"
+)  # fmt: skip
+# what tuner.restore_tuner replaces in a restored Tuner (the paths Ray pickled)
+TUNER = ("_local_tuner",)
+TUNER_INTERNAL = ("_tune_config", "_run_config")
 ASHA = ("_brackets", "_num_stopped", "_time_attr", "_max_t")
 
 
@@ -38,6 +45,12 @@ def test_the_private_attributes_search_py_uses_still_exist() -> None:
         assert hasattr(asha, name), f"ASHAScheduler.{name}"
     milestone, records = asha._brackets[0]._rungs[0]  # (milestone, {trial_id: value})
     assert isinstance(milestone, int | float) and isinstance(records, dict)
+    tuner = tune.Tuner(lambda config: None, tune_config=tune.TuneConfig(search_alg=searcher))
+    for name in TUNER:
+        assert hasattr(tuner, name), f"Tuner.{name}"
+    for name in TUNER_INTERNAL:
+        assert hasattr(tuner._local_tuner, name), f"TunerInternal.{name}"
+    assert tuner._local_tuner._tune_config.search_alg is searcher
 
 
 def _cap(requirement: str) -> tuple[int, int]:
