@@ -45,6 +45,7 @@ from study.spaces.constants import trial_constants
 from study.spaces.cover import describe_hyperparameters
 from study.spaces.loader import SpaceFunction, load_space
 from study.spaces.settings import SpaceSettings
+from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
 from study.tuning.schedulers import check_resumable, pbt_population
 from study.tuning.searcher import make_sampler
@@ -220,11 +221,15 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         return 2 if a.address else 1
     lifecycle.install()  # after ray.init, which takes SIGTERM for itself
     try:
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        # a worker's torch that cannot use its GPU would train every trial on the CPU
+        if unusable := check_worker_gpu(gpus, a.cpus_per_trial):
+            print(f"error: {unusable}", file=sys.stderr)
+            return 1
         # only now: a study folder made before a failed connection blocked its name both ways
         if not st.is_remote(study_dir):  # object stores have no directories to create
             Path(study_dir).mkdir(parents=True, exist_ok=True)
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
         study = replace(study, resources={"cpu": a.cpus_per_trial, "gpu": gpus})
         resources = study.resources
         meta = new_record(

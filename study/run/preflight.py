@@ -2,16 +2,20 @@
 
 Each failure is a UsageError naming the option (or file) and what was expected; the runner prints
 it as one line and exits 2. Nothing here creates anything but the --storage folder (`make_storage`,
-the last check).
+the last check); --address is only connected to and let go (`check_address`).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
+import threading
+import time
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from study import storage as st
 from study.models import create_model
@@ -64,6 +68,97 @@ def check_args(a: Request) -> None:
     for opt in ("storage", "reports"):
         if Path(getattr(a, opt)).is_file():  # (a URI is never a local file)
             raise UsageError(f"--{opt} {getattr(a, opt)}: is a file; expected a folder")
+    check_address(a.address)
+
+
+# Each step's limit: a live Ray head answers a connect in milliseconds, even across a region
+ADDRESS_TIMEOUT_S = 5.0
+RAY_CLIENT_PORT = 10001  # ray://HOST without a port: Ray's client server's default
+ADDRESS_HINT = "`ray status` on the head node prints the address to give"
+
+
+def check_address(address: str | None) -> None:
+    """A Ray address that nothing answers at fails here, in seconds, naming the address and why:
+    ray.init waits minutes on a dead port or a host name that does not resolve. 'auto' is checked
+    at the address Ray would take for it (RAY_ADDRESS, the last `ray start` on this machine);
+    'local' and no address start a Ray here."""
+    if address is None or address == "local":
+        return
+    if address != "auto":
+        why = address_problem(address, f"--address {address}")
+        if why:
+            raise UsageError(f"--address {address}: {why}; {ADDRESS_HINT}")
+        return
+    from ray._private.services import get_ray_address_from_environment
+
+    try:  # a RAY_ADDRESS, the address `ray start` recorded, or a Ray process found here
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError as e:  # no cluster to join: Ray says so at once
+        raise UsageError(f"--address auto: cannot connect to Ray (ConnectionError: {e})") from e
+    if found in (None, "auto", "local"):
+        return
+    origin = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "the last `ray start` here"
+    why = address_problem(found, f"--address auto: Ray's address {found} (from {origin})")
+    if why:  # a cluster that ended without `ray stop` leaves its address behind
+        raise UsageError(
+            f"--address auto: Ray would join {found} (from {origin}), but {why}; start the "
+            "cluster (`ray start --head`) or give its address"
+        )
+
+
+def address_problem(address: str, what: str) -> str | None:
+    """Why nothing answers at HOST:PORT or ray://HOST[:PORT], or None. Other schemes are left to
+    Ray, which refuses them at once; a malformed address is a UsageError naming `what`."""
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "ray"):
+        return None
+    try:
+        parts = urlsplit(f"//{rest}")
+        host, port = parts.hostname, parts.port
+    except ValueError as e:  # a port that is not a number
+        raise UsageError(f"{what}: {e}; expected HOST:PORT or ray://HOST:PORT") from e
+    if scheme == "ray" and port is None:
+        port = RAY_CLIENT_PORT
+    if not host or port is None:
+        raise UsageError(f"{what}: expected HOST:PORT, ray://HOST:PORT or 'auto'")
+    return unreachable(host, port, ADDRESS_TIMEOUT_S)
+
+
+def unreachable(host: str, port: int, timeout: float) -> str | None:
+    """Why nothing accepts a TCP connection at host:port, or None when something does. The name
+    is looked up in a thread: getaddrinfo takes no timeout and a resolver can stall for long."""
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as e:  # socket.gaierror: no such name, no resolver
+            found.append(e)
+
+    resolver = threading.Thread(target=lookup, daemon=True)
+    resolver.start()
+    resolver.join(timeout)
+    if not found:
+        return f"cannot resolve host {host!r}: no answer within {timeout:g} s"
+    if isinstance(found[0], OSError):
+        return f"cannot resolve host {host!r} ({found[0].strerror or found[0]})"
+    deadline = time.monotonic() + timeout
+    errors: list[str] = []
+    for family, kind, proto, _, sockaddr in found[0]:
+        where = "" if sockaddr[0] == host else f"{sockaddr[0]}: "  # which of the name's addresses
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.settimeout(left)
+                s.connect(sockaddr)
+            return None
+        except TimeoutError:
+            errors.append(f"{where}no answer within {timeout:g} s")
+        except OSError as e:  # refused, no route, network unreachable
+            errors.append(f"{where}{e.strerror or e}")
+    return f"nothing accepts connections at {host}:{port} ({'; '.join(errors) or 'timed out'})"
 
 
 def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None:

@@ -16,10 +16,13 @@ from study.training.config import TrainConfig
 from study.training.cv_trial import run_trial_cv
 from study.training.steps import TrialData
 from study.training.trial import run_trial
+from study.tuning.gpu_check import require_cuda
 
 
 def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
+    # a GPU from Ray that torch cannot use fails the trial now, not trains it on the CPU
+    require_cuda(ray.get_gpu_ids(), node_name())
 
     def report(metrics: dict[str, Any], directory: Any) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(directory)))
