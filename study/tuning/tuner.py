@@ -145,7 +145,11 @@ def restore_tuner(
     check_state_files(study_dir)
     pull_optuna_db(study_dir)
     # what Ray pickled holds the paths of the folder it ran in; these are built for this one
-    here = build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
+    # (without starting points: a new searcher would enqueue them in the Optuna study again)
+    settings = kwargs.pop("settings").override(starting_points=())
+    here = build_tuner(
+        storage=storage, name=name, data=data, resources=resources, settings=settings, **kwargs
+    )
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     tuner = tune.Tuner.restore(
         study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True

@@ -279,9 +279,10 @@ def test_failed_connection_leaves_no_study_folder(data, tmp_path, monkeypatch, c
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--address auto" in err and "ConnectionError" in err
         assert not (tmp_path / "s" / "x").exists()
-    assert run.main([*args, "--resume"]) == 2
+    local = args[: args.index("--address")]  # (the address is checked first: here, no study)
+    assert run.main([*local, "--resume"]) == 2
     assert "no study at" in capsys.readouterr().err
-    (tmp_path / "s" / "x").mkdir()  # an empty folder (older versions left them): used as new
+    (tmp_path / "s" / "x").mkdir(parents=True)  # an empty folder (older versions left them)
     assert run.main(args) == 2
     assert "--address auto" in capsys.readouterr().err
 
