@@ -8,6 +8,7 @@ when it contradicts what the study recorded. Errors are UsageErrors naming `--se
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -48,23 +49,32 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 def _typed(kind: str, text: str) -> Any:
     if kind in ("int", "float"):
         try:
-            return int(text) if kind == "int" else float(text)
+            return int(text) if kind == "int" else _finite(text)
         except ValueError:
-            raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}") from None
+            raise ValueError(
+                f"expected {'an integer' if kind == 'int' else 'a finite number'}"
+            ) from None
     if kind == "bool":
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError("expected true or false")
         return text.lower() in ("true", "1", "yes")
     if kind == "str":
         return text
-    try:
-        value = json.loads(text)
-    except ValueError:
+    try:  # (NaN, Infinity and 1e999 are JSON to Python, but no setting or config takes them)
+        value = json.loads(text, parse_float=_finite, parse_constant=_finite)
+    except json.JSONDecodeError:  # (_finite's own ValueError passes: it names the number)
         raise ValueError(f"expected JSON ({kind})") from None
     is_tuple = kind.startswith("tuple")
     if not isinstance(value, list if is_tuple else dict):
         raise ValueError(f"expected a JSON {'list' if is_tuple else 'object'} ({kind})")
     return tuple(value) if is_tuple else value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text}: expected a finite number")
+    return value
 
 
 def apply_set(
