@@ -56,6 +56,46 @@ def test_a_space_returning_a_setting_fails_the_preflight_naming_file_and_key(
     assert str(path) in message and repr(key) in message and "\n" not in message
 
 
+NUMBER_SPACE = """
+from study.spaces.settings import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="numbers", max_epochs=4, grace_period=1)
+def space(trial):
+    cfg = {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": []}}
+    if trial.suggest_categorical("odd", [False, True]):  # only on one branch
+        cfg[{key!r}] = float({value!r})
+    return cfg
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("lr", "inf", "expected a finite number > 0"),
+        ("weight_decay", "nan", "expected a finite number >= 0"),
+        ("momentum", "1.5", "expected a value in [0, 1)"),
+        ("aug_strength", "-0.5", "expected a value in [0, 1]"),
+    ],
+)
+def test_a_number_a_trial_cannot_train_with_fails_the_preflight(
+    key, value, expected, tmp_path
+) -> None:
+    """lr=inf once passed the preflight and reached every trial (#27 item 10)."""
+    path = tmp_path / "numbers.py"
+    path.write_text(NUMBER_SPACE.format(key=key, value=value))
+    fn = SpaceFunction(str(path))
+    with pytest.raises(ValueError) as err:
+        check_space_builds(fn, fn.space.settings, trial_constants(fn.space.settings, 1), 7)
+    message = str(err.value)
+    assert str(path) in message and f"config {key}={float(value)!r}: {expected}" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("folds", [float("inf"), 2.5, True])
+def test_settings_refuse_a_fold_count_that_is_no_integer(folds) -> None:
+    with pytest.raises(ValueError, match=rf"SpaceSettings.cv_folds={folds!r}: expected an integer"):
+        SpaceSettings(dataset="toon", description="d", cv_folds=folds)
+
+
 # ----------------------------------------------------------- describe_hyperparameters
 
 
