@@ -26,7 +26,7 @@ from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
 from study.results.tables import read_json, read_table, write_json
 from study.run.lifecycle import Interrupted, Lifecycle, mark, resume_command, signals_stop
-from study.run.overrides import apply_set, check_set_on_resume, parse_set
+from study.run.overrides import apply_set, check_set_on_resume, parse_set, with_smoke
 from study.run.preflight import (
     UsageError,
     check_args,
@@ -317,12 +317,12 @@ SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Settings after smoke, --set and flag overrides (in that order), config constants, and the
     smoke config overrides."""
-    settings = space.settings
+    given = parse_set(getattr(a, "set", None) or [])
+    settings = with_smoke(space.settings, given, a.smoke_test)  # --set smoke=... is what runs
     smoke_cfg: dict[str, Any] = {}
     if a.smoke_test:
         smoke_set, smoke_cfg = split_smoke(settings)
         settings = settings.override(**SMOKE, **smoke_set)
-    given = parse_set(getattr(a, "set", None) or [])
     settings = apply_set(
         settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
     )

@@ -95,6 +95,20 @@ def apply_set(
         raise _usage(f"{pairs}: {e}") from None
 
 
+def with_smoke(settings: SpaceSettings, given: dict[str, Any], smoke_test: bool) -> SpaceSettings:
+    """`settings` whose `smoke` is --set smoke=...'s, so that it is what --smoke-test shrinks the
+    study by and what study.json records (it was once recorded while the space's own ran).
+    Without --smoke-test it would change nothing: an error."""
+    if "smoke" not in given:
+        return settings
+    if not smoke_test:
+        raise _usage(
+            f"--set smoke={_json(given['smoke'])}: takes effect only with --smoke-test (what it "
+            "shrinks the study by); add --smoke-test or drop it"
+        )
+    return apply_set(settings, {"smoke": given["smoke"]}, {})
+
+
 def check_set_on_resume(given: dict[str, Any], settings: SpaceSettings, where: str) -> None:
     """--resume: the study runs with the settings it recorded; a --set must agree with them."""
     for key, value in given.items():

@@ -162,7 +162,9 @@ def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) 
             )
 
 
-def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
+def check_space_builds(
+    fn: SpaceFunction, settings: SpaceSettings, constants: dict[str, Any], num_classes: int
+) -> None:
     """Build the config and model of every covering trial (each categorical choice of the space
     at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
     in every trial that samples it. Models are built on the meta device (no memory, no init) and
@@ -175,6 +177,15 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
         raise ValueError(f"space {source}: {e}") from e
     for params, cfg in zip(cover.params, cover.configs, strict=True):
         check_no_override(cfg, source, params)  # before torch is even imported
+    # the smoke test changes a config's key only where the space returns it: one no config holds
+    # (a typo, a model option left at its default) would shrink nothing yet be recorded as if
+    unused = sorted(set(fn.overrides) - {key for cfg in cover.configs for key in cfg})
+    if unused:
+        raise UsageError(
+            f"space {source}: smoke {', '.join(map(repr, unused))} (SETTINGS.smoke or --set "
+            "smoke=...): neither a setting nor a key any config of the space holds, so the smoke "
+            "test would not change it; expected SpaceSettings fields or keys space(trial) returns"
+        )
     import torch
 
     for params, cfg in zip(cover.params, cover.configs, strict=True):
