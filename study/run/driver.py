@@ -41,7 +41,7 @@ from study.run.request import PreparedStudy, Request
 from study.run.summary import print_confirmed, print_leaderboard, print_summary
 from study.spaces.constants import trial_constants
 from study.spaces.cover import describe_hyperparameters
-from study.spaces.loader import SpaceFunction, load_space
+from study.spaces.loader import SpaceFunction, load_space, space_sha256
 from study.spaces.settings import SpaceSettings
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
 from study.tuning.schedulers import check_resumable, pbt_population
@@ -145,6 +145,7 @@ def prepare(a: Request) -> PreparedStudy:
         data_dir=data_dir,
         seed=a.seed,
         argv=argv,
+        space_sha256=space_sha256(fn.ref),
     )
 
 
@@ -220,6 +221,7 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
             name=study.name,
             space=study.space.name,
             space_ref=study.space_fn.ref,
+            space_sha256=study.space_sha256,
             settings=settings,
             seed=study.seed,
             argv=list(study.argv),

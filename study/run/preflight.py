@@ -22,7 +22,7 @@ from study.results.tables import read_json
 from study.run.request import Request
 from study.spaces.constants import RUN_CONSTANTS, THREADS
 from study.spaces.cover import cover_space
-from study.spaces.loader import SpaceFunction, one_line
+from study.spaces.loader import SpaceFunction, one_line, space_file, space_sha256
 from study.spaces.settings import SpaceSettings
 from study.training.config import TrainConfig
 
@@ -139,6 +139,7 @@ def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, Spa
         if given != ref and Path(given).stem != meta.get("space"):
             raise UsageError(f"--space {a.space} contradicts {where}: the study has --space {ref}")
     taken["space"] = a.space or ref
+    check_space_unchanged(meta, taken["space"], where)
     known = {f.name for f in fields(SpaceSettings)}
     values = {k: v for k, v in s.items() if k in known}
     values["starting_points"] = tuple(values.get("starting_points") or ())
@@ -147,6 +148,30 @@ def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, Spa
     except TypeError as e:
         raise UsageError(f"{where}: settings: {e}") from e
     return replace(a, **taken), settings
+
+
+def check_space_unchanged(meta: dict[str, Any], space: str, where: str) -> None:
+    """--resume: the space file is the one the study began with, checked before it is imported.
+    Its trials after the resume sample it again, and an edited one (a renamed parameter, another
+    choice) crashed the restored searcher mid-run. A record without the hash (a study begun
+    before it was recorded) resumes unchecked, with a note."""
+    ref = SpaceFunction(space).ref
+    path = space_file(ref)
+    if not path.is_file():
+        return  # load_space names the missing file or unknown space
+    had = meta.get("space_sha256")
+    if had is None:
+        print(
+            f"note: {where} records no hash of its space file: changes to {path} since the "
+            "study began are not checked"
+        )
+        return
+    now = space_sha256(ref)
+    if now != had:
+        raise UsageError(
+            f"--resume: space file {path} changed since the study began (sha256 {had[:12]} "
+            f"recorded in {where}, {now[:12]} now): restore it, or start a new study"
+        )
 
 
 def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) -> None:
