@@ -4,6 +4,7 @@ the declared hyperparameters of every branch (`describe_hyperparameters`)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -47,13 +48,19 @@ def space(trial):
 def test_a_space_returning_a_setting_fails_the_preflight_naming_file_and_key(
     key, value, tmp_path
 ) -> None:
-    path = tmp_path / "clash.py"
-    path.write_text(SPACE_FILE.format(key=key, value=value))
+    path, message = _preflight_error(tmp_path, SPACE_FILE.format(key=key, value=value), UsageError)
+    assert str(path) in message and repr(key) in message
+
+
+def _preflight_error(tmp_path: Path, text: str, kind: type[Exception]) -> tuple[Path, str]:
+    """The space file `text`'s path and the one-line `kind` check_space_builds raises on it."""
+    path = tmp_path / "space.py"
+    path.write_text(text)
     fn = SpaceFunction(str(path))
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(kind) as err:
         check_space_builds(fn, fn.space.settings, trial_constants(fn.space.settings, 1), 7)
-    message = str(err.value)
-    assert str(path) in message and repr(key) in message and "\n" not in message
+    assert "\n" not in str(err.value)
+    return path, str(err.value)
 
 
 NUMBER_SPACE = """
@@ -80,14 +87,10 @@ def test_a_number_a_trial_cannot_train_with_fails_the_preflight(
     key, value, expected, tmp_path
 ) -> None:
     """lr=inf once passed the preflight and reached every trial (#27 item 10)."""
-    path = tmp_path / "numbers.py"
-    path.write_text(NUMBER_SPACE.format(key=key, value=value))
-    fn = SpaceFunction(str(path))
-    with pytest.raises(ValueError) as err:
-        check_space_builds(fn, fn.space.settings, trial_constants(fn.space.settings, 1), 7)
-    message = str(err.value)
+    path, message = _preflight_error(
+        tmp_path, NUMBER_SPACE.format(key=key, value=value), ValueError
+    )
     assert str(path) in message and f"config {key}={float(value)!r}: {expected}" in message
-    assert "\n" not in message
 
 
 @pytest.mark.parametrize("folds", [float("inf"), 2.5, True])
