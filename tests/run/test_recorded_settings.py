@@ -79,7 +79,7 @@ def test_set_smoke_is_what_the_smoke_test_runs_records_and_resumes(
     assert meta["set"] == {"smoke": smoke}
     # resumed, the study shrinks as its first run did: by the recorded smoke
     resumed: dict[str, Any] = {}
-    monkeypatch.setattr(driver, "run_study", lambda study: resumed.update(study=study) or 0)
+    monkeypatch.setattr(driver, "run_study", lambda study, *_: resumed.update(study=study) or 0)
     assert run.main([*_base(tmp_path, tiny_toon), "--resume"]) == 0
     assert resumed["study"].space_fn.overrides == {"width": 4}
     assert resumed["study"].settings.image_size == 48
@@ -150,7 +150,7 @@ def test_resume_refuses_a_space_file_changed_since_the_study_began(
     path = _user_space(tmp_path)
     base = _base(tmp_path, tiny_toon)
     _run_to_the_tuner(monkeypatch, [*base, "--space", str(path), "--smoke-test"])
-    monkeypatch.setattr(driver, "run_study", lambda study: pytest.fail("the resume ran"))
+    monkeypatch.setattr(driver, "run_study", lambda study, *_: pytest.fail("the resume ran"))
     had = space_sha256(str(path))
     path.write_text(path.read_text() + "\nraise SystemExit('imported')\n")
     before = tree_snapshot(tmp_path)
@@ -166,7 +166,7 @@ def test_a_record_without_the_hash_resumes_with_a_note(tiny_toon, tmp_path, monk
     """Studies begun before the hash was recorded resume as before."""
     meta = record_study(tmp_path / "s" / "x", tiny_toon, smoke=True)
     assert "space_sha256" not in meta
-    monkeypatch.setattr(driver, "run_study", lambda study: 0)
+    monkeypatch.setattr(driver, "run_study", lambda study, *_: 0)
     assert run.main([*_base(tmp_path, tiny_toon), "--resume"]) == 0
     out = capsys.readouterr().out
     assert "records no hash of its space file" in out and str(space_file("demo")) in out
