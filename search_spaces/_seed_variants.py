@@ -6,8 +6,10 @@ from typing import Any
 
 from search_spaces._axes import BN_FREE
 
-_CNN = {"model": "vanilla_cnn", "head_dense": [64], "dropout": 0.4}
-_GOOGLENET_SEED = {"model": "googlenet", "head_dense": [64], "dropout": 0.4}
+# width and width_mult at the models' defaults, named so that SMOKE's shrink them (a smoke test
+# changes only the keys a config holds)
+_CNN = {"model": "vanilla_cnn", "width": 32, "head_dense": [64], "dropout": 0.4}
+_GOOGLENET_SEED = {"model": "googlenet", "width_mult": 1.0, "head_dense": [64], "dropout": 0.4}
 # BN-free GoogLeNets as googlenet_manga trains them (_axes.BN_FREE): as the seed built them,
 # they sit at ln 7
 _GOOGLENET = {**_GOOGLENET_SEED, **BN_FREE}

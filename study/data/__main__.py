@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from study.data.prepare import PrepareError, default_data_dir, prepare
+from study.data.prepare import PrepareError, prepare
 from study.data.registry import get_dataset, list_datasets
 from study.data.sources import SourceError
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     pp.add_argument(
         "--data-dir",
         default=None,
-        help=f"where prepared data sets live (default $STUDY_DATA_DIR or {default_data_dir()})",
+        help="where prepared data sets live (default: $STUDY_DATA_DIR or ./data)",
     )
     pp.add_argument(
         "--split",

@@ -65,6 +65,13 @@ class PrepareResult:
 def default_data_dir() -> Path | str:
     """`$STUDY_DATA_DIR` (a path or a URI such as s3://bucket/data), else ./data."""
     value = os.environ.get("STUDY_DATA_DIR", "data")
+    if not value.strip():
+        # Path("") is the working directory: data sets would be read from, or prepared into,
+        # wherever the command happens to run
+        raise ValueError(
+            "STUDY_DATA_DIR is set but empty (that would be the current directory): unset it "
+            "for ./data, or set it to a folder or URI"
+        )
     return value if storage.is_remote(value) else Path(value)
 
 

@@ -7,6 +7,7 @@ Ray-free and torch-free: the report imports it with Ray blocked.
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +46,7 @@ def new_record(
     optuna_storage: str | None,
     set_values: dict[str, Any],
     code: dict[str, Any],
+    space_sha256: str | None = None,
 ) -> dict[str, Any]:
     """What a run records before tuning starts. `settings`: the SpaceSettings after smoke, --set
     and flags; `dataset`: the opened prepared data set; `run`: how this run executes (resources,
@@ -54,6 +56,8 @@ def new_record(
         "name": name,
         "space": space,
         "space_ref": space_ref,  # what --resume loads: a shipped name or the file's path
+        # its file's bytes when the study began: --resume refuses another (study.run.preflight)
+        "space_sha256": space_sha256,
         "description": settings.description,
         "seed": seed,
         "command": st.redact(shlex.join(["python", "-m", "study.run", *argv])),
@@ -102,6 +106,9 @@ def check_record(meta: Any, where: str) -> dict[str, Any]:
             raise RecordError(f"{field}.kind: expected one of {KINDS}, got {spec.get('kind')!r}")
         if spec.get("role", "nuisance") not in ROLES:
             raise RecordError(f"{field}.role: expected one of {ROLES}, got {spec.get('role')!r}")
+    digest = meta.get("space_sha256")  # absent from studies begun before it was recorded
+    if digest is not None and not re.fullmatch(r"[0-9a-f]{64}", str(digest)):
+        raise RecordError(f"{where}: space_sha256 must be 64 hex digits, got {digest!r}")
     settings = meta.get("settings") or {}
     if not isinstance(settings, dict):
         raise RecordError(f"{where}: settings must be an object")

@@ -28,7 +28,7 @@ from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
 from study.results.tables import read_json, read_table, write_json
 from study.run.lifecycle import Interrupted, Lifecycle, mark, resume_command, signals_stop
-from study.run.overrides import apply_set, check_set_on_resume, parse_set
+from study.run.overrides import apply_set, check_set_on_resume, parse_set, with_smoke
 from study.run.preflight import (
     UsageError,
     check_args,
@@ -43,7 +43,7 @@ from study.run.request import PreparedStudy, Request
 from study.run.summary import print_confirmed, print_leaderboard, print_summary
 from study.spaces.constants import trial_constants
 from study.spaces.cover import describe_hyperparameters
-from study.spaces.loader import SpaceFunction, load_space
+from study.spaces.loader import SpaceFunction, load_space, space_sha256
 from study.spaces.settings import SpaceSettings
 from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
@@ -153,6 +153,7 @@ def prepare(a: Request) -> PreparedStudy:
         data_dir=data_dir,
         seed=a.seed,
         argv=argv,
+        space_sha256=space_sha256(fn.ref),
     )
 
 
@@ -236,6 +237,7 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
             name=study.name,
             space=study.space.name,
             space_ref=study.space_fn.ref,
+            space_sha256=study.space_sha256,
             settings=settings,
             seed=study.seed,
             argv=list(study.argv),
@@ -333,12 +335,12 @@ SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
 def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Settings after smoke, --set and flag overrides (in that order), config constants, and the
     smoke config overrides."""
-    settings = space.settings
+    given = parse_set(getattr(a, "set", None) or [])
+    settings = with_smoke(space.settings, given, a.smoke_test)  # --set smoke=... is what runs
     smoke_cfg: dict[str, Any] = {}
     if a.smoke_test:
         smoke_set, smoke_cfg = split_smoke(settings)
         settings = settings.override(**SMOKE, **smoke_set)
-    given = parse_set(getattr(a, "set", None) or [])
     settings = apply_set(
         settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
     )

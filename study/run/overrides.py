@@ -8,6 +8,7 @@ when it contradicts what the study recorded. Errors are UsageErrors naming `--se
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
@@ -48,23 +49,32 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 def _typed(kind: str, text: str) -> Any:
     if kind in ("int", "float"):
         try:
-            return int(text) if kind == "int" else float(text)
+            return int(text) if kind == "int" else _finite(text)
         except ValueError:
-            raise ValueError(f"expected {'an integer' if kind == 'int' else 'a number'}") from None
+            raise ValueError(
+                f"expected {'an integer' if kind == 'int' else 'a finite number'}"
+            ) from None
     if kind == "bool":
         if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError("expected true or false")
         return text.lower() in ("true", "1", "yes")
     if kind == "str":
         return text
-    try:
-        value = json.loads(text)
-    except ValueError:
+    try:  # (NaN, Infinity and 1e999 are JSON to Python, but no setting or config takes them)
+        value = json.loads(text, parse_float=_finite, parse_constant=_finite)
+    except json.JSONDecodeError:  # (_finite's own ValueError passes: it names the number)
         raise ValueError(f"expected JSON ({kind})") from None
     is_tuple = kind.startswith("tuple")
     if not isinstance(value, list if is_tuple else dict):
         raise ValueError(f"expected a JSON {'list' if is_tuple else 'object'} ({kind})")
     return tuple(value) if is_tuple else value
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text}: expected a finite number")
+    return value
 
 
 def apply_set(
@@ -83,6 +93,20 @@ def apply_set(
     except (ValueError, TypeError) as e:
         pairs = " ".join(f"--set {k}={v}" for k, v in given.items())
         raise _usage(f"{pairs}: {e}") from None
+
+
+def with_smoke(settings: SpaceSettings, given: dict[str, Any], smoke_test: bool) -> SpaceSettings:
+    """`settings` whose `smoke` is --set smoke=...'s, so that it is what --smoke-test shrinks the
+    study by and what study.json records (it was once recorded while the space's own ran).
+    Without --smoke-test it would change nothing: an error."""
+    if "smoke" not in given:
+        return settings
+    if not smoke_test:
+        raise _usage(
+            f"--set smoke={_json(given['smoke'])}: takes effect only with --smoke-test (what it "
+            "shrinks the study by); add --smoke-test or drop it"
+        )
+    return apply_set(settings, {"smoke": given["smoke"]}, {})
 
 
 def check_set_on_resume(given: dict[str, Any], settings: SpaceSettings, where: str) -> None:

@@ -26,7 +26,7 @@ from study.results.tables import read_json
 from study.run.request import Request
 from study.spaces.constants import RUN_CONSTANTS, THREADS
 from study.spaces.cover import cover_space
-from study.spaces.loader import SpaceFunction, one_line
+from study.spaces.loader import SpaceFunction, one_line, space_file, space_sha256
 from study.spaces.settings import SpaceSettings
 from study.training.config import TrainConfig
 
@@ -234,6 +234,7 @@ def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, Spa
         if given != ref and Path(given).stem != meta.get("space"):
             raise UsageError(f"--space {a.space} contradicts {where}: the study has --space {ref}")
     taken["space"] = a.space or ref
+    check_space_unchanged(meta, taken["space"], where)
     known = {f.name for f in fields(SpaceSettings)}
     values = {k: v for k, v in s.items() if k in known}
     values["starting_points"] = tuple(values.get("starting_points") or ())
@@ -242,6 +243,30 @@ def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, Spa
     except TypeError as e:
         raise UsageError(f"{where}: settings: {e}") from e
     return replace(a, **taken), settings
+
+
+def check_space_unchanged(meta: dict[str, Any], space: str, where: str) -> None:
+    """--resume: the space file is the one the study began with, checked before it is imported.
+    Its trials after the resume sample it again, and an edited one (a renamed parameter, another
+    choice) crashed the restored searcher mid-run. A record without the hash (a study begun
+    before it was recorded) resumes unchecked, with a note."""
+    ref = SpaceFunction(space).ref
+    path = space_file(ref)
+    if not path.is_file():
+        return  # load_space names the missing file or unknown space
+    had = meta.get("space_sha256")
+    if had is None:
+        print(
+            f"note: {where} records no hash of its space file: changes to {path} since the "
+            "study began are not checked"
+        )
+        return
+    now = space_sha256(ref)
+    if now != had:
+        raise UsageError(
+            f"--resume: space file {path} changed since the study began (sha256 {had[:12]} "
+            f"recorded in {where}, {now[:12]} now): restore it, or start a new study"
+        )
 
 
 def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) -> None:
@@ -257,7 +282,9 @@ def check_no_override(cfg: dict[str, Any], source: str, params: dict[str, Any]) 
             )
 
 
-def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int) -> None:
+def check_space_builds(
+    fn: SpaceFunction, settings: SpaceSettings, constants: dict[str, Any], num_classes: int
+) -> None:
     """Build the config and model of every covering trial (each categorical choice of the space
     at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
     in every trial that samples it. Models are built on the meta device (no memory, no init) and
@@ -270,6 +297,15 @@ def check_space_builds(fn, settings, constants: dict[str, Any], num_classes: int
         raise ValueError(f"space {source}: {e}") from e
     for params, cfg in zip(cover.params, cover.configs, strict=True):
         check_no_override(cfg, source, params)  # before torch is even imported
+    # the smoke test changes a config's key only where the space returns it: one no config holds
+    # (a typo, a model option left at its default) would shrink nothing yet be recorded as if
+    unused = sorted(set(fn.overrides) - {key for cfg in cover.configs for key in cfg})
+    if unused:
+        raise UsageError(
+            f"space {source}: smoke {', '.join(map(repr, unused))} (SETTINGS.smoke or --set "
+            "smoke=...): neither a setting nor a key any config of the space holds, so the smoke "
+            "test would not change it; expected SpaceSettings fields or keys space(trial) returns"
+        )
     import torch
 
     for params, cfg in zip(cover.params, cover.configs, strict=True):

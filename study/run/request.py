@@ -88,6 +88,7 @@ class PreparedStudy:
     data_dir: str
     seed: int
     argv: tuple[str, ...]  # the command as study.json records it (no database password)
+    space_sha256: str | None = None  # of the space's file as checked here (study.json records it)
     resources: dict[str, float] = field(default_factory=dict)  # set once Ray has started
 
     @property

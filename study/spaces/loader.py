@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import importlib.util
 import pkgutil
@@ -44,6 +45,18 @@ def list_spaces() -> list[str]:
     return sorted(
         m.name for m in pkgutil.iter_modules([str(_package_dir())]) if not m.name.startswith("_")
     )
+
+
+def space_file(ref: str) -> Path:
+    """The file a space reference names (`SpaceFunction.ref`): a user's .py path, or a shipped
+    space's file under search_spaces/."""
+    return Path(ref) if ref.endswith(".py") else _package_dir() / f"{ref}.py"
+
+
+def space_sha256(ref: str) -> str:
+    """sha256 of the bytes of the space's file: study.json records it when a study starts, and
+    --resume refuses a file changed since (its trials would sample another space)."""
+    return hashlib.sha256(space_file(ref).read_bytes()).hexdigest()
 
 
 def load_space(name: str) -> Space:

@@ -108,6 +108,7 @@ class SpaceSettings:
             ("num_samples", 1),
             ("top_k", 1),
             ("image_size", MIN_IMAGE_SIZE),
+            ("cv_folds", 0),  # (2.5 or inf folds once passed: it was compared, never typed)
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

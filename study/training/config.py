@@ -6,6 +6,8 @@ changes a result is in here, recorded in trials.parquet, and reproducible from i
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -71,16 +73,21 @@ class TrainConfig:
             raise bad("optimizer", f"one of {', '.join(OPTIMIZERS)}")
         if self.lr_schedule not in SCHEDULES:
             raise bad("lr_schedule", f"one of {', '.join(SCHEDULES)}")
-        if not self.lr > 0:
-            raise bad("lr", "a positive number")
-        if self.batch_size < 1:
-            raise bad("batch_size", "an integer >= 1")
-        if self.max_epochs < 1:
-            raise bad("max_epochs", "an integer >= 1")
+        # inf or nan trains for minutes before the loss says so (an inf lr passes torch's own
+        # checks): refused here, so the preflight's covering configs name the key and value
+        for name, ok, expected in _RANGES:
+            if not (math.isfinite(getattr(self, name)) and ok(getattr(self, name))):
+                raise bad(name, expected)
+        # the rest: model options by the name the space gave them (`suggested` is only a record)
+        given = {k: v for k, v in self.__dict__.items() if k not in ("suggested", "model_options")}
+        for name, value in _numbers({**given, **self.model_options}):
+            if not math.isfinite(value):
+                raise ValueError(f"config {name}={value!r}: expected a finite number")
+        if self.optimizer == "sgd" and self.momentum == 0:
+            # this SGD is Nesterov's (study.training.steps): torch refuses it without momentum
+            raise bad("momentum", "a value in (0, 1) with optimizer 'sgd' (Nesterov momentum)")
         if self.image_size < MIN_IMAGE_SIZE:  # what SpaceSettings accepts, not a stricter bound
             raise bad("image_size", f"an integer >= {MIN_IMAGE_SIZE}")
-        if not 0 <= self.label_smoothing < 1:
-            raise bad("label_smoothing", "a value in [0, 1)")
         if self.mode not in ("max", "min"):
             raise bad("mode", "'max' or 'min'")
         for name in ("compile", "channels_last"):
@@ -98,3 +105,32 @@ class TrainConfig:
         train = {k: v for k, v in config.items() if k in names}
         options = {k: v for k, v in config.items() if k not in names}
         return cls(**train, model_options=options)
+
+
+# field -> whether a value is in range, and the range in the wording of the error
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("lr", lambda v: v > 0, "a finite number > 0"),
+    ("batch_size", lambda v: v >= 1, "an integer >= 1"),
+    ("max_epochs", lambda v: v >= 1, "an integer >= 1"),
+    ("momentum", lambda v: 0 <= v < 1, "a value in [0, 1)"),
+    ("weight_decay", lambda v: v >= 0, "a finite number >= 0"),
+    ("l2", lambda v: v >= 0, "a finite number >= 0"),
+    ("label_smoothing", lambda v: 0 <= v < 1, "a value in [0, 1)"),
+    ("aug_strength", lambda v: 0 <= v <= 1, "a value in [0, 1]"),  # AugmentConfig's range
+    ("warmup_epochs", lambda v: v >= 0, "an integer >= 0"),
+    ("patience", lambda v: v >= 0, "an integer >= 0"),
+    ("num_threads", lambda v: v >= 0, "an integer >= 0"),
+)
+
+
+def _numbers(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
+    """(name, value) of every float in `values`, nested ones named by their path
+    ('head_dense[1]', 'a.b')."""
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, float):
+            yield name, value
+        elif isinstance(value, dict):
+            yield from _numbers(value, f"{name}.")
+        elif isinstance(value, list | tuple):
+            yield from _numbers({f"{key}[{i}]": v for i, v in enumerate(value)}, prefix)

@@ -41,6 +41,7 @@ def _record() -> dict:
         optuna_storage="sqlite:///x/optuna.db",
         set_values={},
         code={"git_commit": None, "versions": {}},
+        space_sha256="ab" * 32,
     )
 
 
@@ -81,3 +82,14 @@ def test_the_record_carries_what_guessing_scores_on_an_imbalanced_val_split() ->
 
     base = baseline(_record())
     assert base is not None and base.p0 == pytest.approx(0.8)
+
+
+def test_the_record_holds_the_space_files_hash_and_older_records_pass() -> None:
+    """--resume compares space_sha256 with the file (study.run.preflight); studies begun before
+    it was recorded have none and are still read; a malformed one names the field."""
+    meta = _record()
+    assert check_record(meta, "study.json")["space_sha256"] == "ab" * 32
+    old = {k: v for k, v in _record().items() if k != "space_sha256"}
+    assert check_record(old, "study.json") == old
+    with pytest.raises(RecordError, match=r"^s/study.json: space_sha256 must be 64 hex digits"):
+        check_record({**meta, "space_sha256": "abc"}, "s/study.json")

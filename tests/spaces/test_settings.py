@@ -4,6 +4,7 @@ the declared hyperparameters of every branch (`describe_hyperparameters`)."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import optuna
 import pytest
@@ -47,13 +48,55 @@ def space(trial):
 def test_a_space_returning_a_setting_fails_the_preflight_naming_file_and_key(
     key, value, tmp_path
 ) -> None:
-    path = tmp_path / "clash.py"
-    path.write_text(SPACE_FILE.format(key=key, value=value))
+    path, message = _preflight_error(tmp_path, SPACE_FILE.format(key=key, value=value), UsageError)
+    assert str(path) in message and repr(key) in message
+
+
+def _preflight_error(tmp_path: Path, text: str, kind: type[Exception]) -> tuple[Path, str]:
+    """The space file `text`'s path and the one-line `kind` check_space_builds raises on it."""
+    path = tmp_path / "space.py"
+    path.write_text(text)
     fn = SpaceFunction(str(path))
-    with pytest.raises(UsageError) as err:
+    with pytest.raises(kind) as err:
         check_space_builds(fn, fn.space.settings, trial_constants(fn.space.settings, 1), 7)
-    message = str(err.value)
-    assert str(path) in message and repr(key) in message and "\n" not in message
+    assert "\n" not in str(err.value)
+    return path, str(err.value)
+
+
+NUMBER_SPACE = """
+from study.spaces.settings import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="numbers", max_epochs=4, grace_period=1)
+def space(trial):
+    cfg = {{"model": "vanilla_cnn", "width": 8, "depth": 3, "head_dense": []}}
+    if trial.suggest_categorical("odd", [False, True]):  # only on one branch
+        cfg[{key!r}] = float({value!r})
+    return cfg
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("lr", "inf", "expected a finite number > 0"),
+        ("weight_decay", "nan", "expected a finite number >= 0"),
+        ("momentum", "1.5", "expected a value in [0, 1)"),
+        ("aug_strength", "-0.5", "expected a value in [0, 1]"),
+    ],
+)
+def test_a_number_a_trial_cannot_train_with_fails_the_preflight(
+    key, value, expected, tmp_path
+) -> None:
+    """lr=inf once passed the preflight and reached every trial (#27 item 10)."""
+    path, message = _preflight_error(
+        tmp_path, NUMBER_SPACE.format(key=key, value=value), ValueError
+    )
+    assert str(path) in message and f"config {key}={float(value)!r}: {expected}" in message
+
+
+@pytest.mark.parametrize("folds", [float("inf"), 2.5, True])
+def test_settings_refuse_a_fold_count_that_is_no_integer(folds) -> None:
+    with pytest.raises(ValueError, match=rf"SpaceSettings.cv_folds={folds!r}: expected an integer"):
+        SpaceSettings(dataset="toon", description="d", cv_folds=folds)
 
 
 # ----------------------------------------------------------- describe_hyperparameters
