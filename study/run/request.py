@@ -14,6 +14,7 @@ from study.evaluation.confirm_options import Plan
 
 if TYPE_CHECKING:
     from study.data.store import PreparedDataset
+    from study.results.lock import DriverLock
     from study.spaces.loader import Space, SpaceFunction
     from study.spaces.settings import SpaceSettings
 
@@ -89,6 +90,7 @@ class PreparedStudy:
     seed: int
     argv: tuple[str, ...]  # the command as study.json records it (no database password)
     resources: dict[str, float] = field(default_factory=dict)  # set once Ray has started
+    lock: DriverLock | None = None  # this driver's hold on the study, released by run_study
 
     @property
     def reports_dir(self) -> str | None:

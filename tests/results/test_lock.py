@@ -11,36 +11,16 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import boto3
 import pytest
 from conftest import REPO
+from lock_fixture import finished_pid, write_lock
 from test_storage import BUCKET, s3  # noqa: F401 (the moto S3 server, a fixture)
 
 from study import storage as st
 from study.results import lock as lk
 from study.results.lock import LOCK, DriverLock, LockHeld, iso
-
-
-def write_lock(study_dir: Path | str, **changes) -> dict:
-    """A lock as another driver would have written it (this host, this process unless changed)."""
-    holder = {
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "started": iso(time.time()),
-        "command": "python -m study.run --name x",
-        "token": "theirs",
-        **changes,
-    }
-    st.write_text(st.join(str(study_dir), LOCK), json.dumps(holder))
-    return holder
-
-
-def finished_pid() -> int:
-    """The pid of a process that has ended (and was reaped): nobody's."""
-    p = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
-    return int(p.stdout)
 
 
 def race(study_dir: str, n: int, **options) -> tuple[list[DriverLock], list[str]]:
