@@ -40,8 +40,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from study import storage as st
+from study.results.schema import DRIVER_LOCK as LOCK
 
-LOCK = "driver.lock"
 LEASE_S = 600.0  # object stores: how long a lease lasts without renewal
 SETTLE_S = 2.0  # object stores: wait between writing a lease and reading it back
 # a holder's process may start this long after its lock on the wall clock and still be its

@@ -15,27 +15,26 @@ import pytest
 import ray
 from conftest import tree_snapshot
 from lock_fixture import finished_pid, write_lock
-from test_run_inputs import data, record_study  # noqa: F401 (data: the prepared toon set)
+from test_run_inputs import record_study
 
+from study.data import prepare
 from study.results.lock import LOCK
 from study.run import __main__ as run
 from study.run import driver
 
 
-def cli(data: Path, tmp: Path, *extra: str) -> list[str]:  # noqa: F811
-    return [
-        "--space",
-        "demo",
-        "--smoke-test",
-        "--data-dir",
-        str(data),
-        "--storage",
-        str(tmp / "s"),
-        "--name",
-        "x",
-        "--no-report",
-        *extra,
-    ]
+def cli(data_dir: Path, tmp: Path, *extra: str) -> list[str]:
+    """A smoke study of the demo space named x, without a report."""
+    mine = ["--data-dir", str(data_dir), "--storage", str(tmp / "s"), *extra]
+    return "--space demo --smoke-test --name x --no-report".split() + mine
+
+
+@pytest.fixture(scope="module")
+def toon(tmp_path_factory) -> Path:
+    """The toon 'tiny' set, prepared once for the module."""
+    d = tmp_path_factory.mktemp("data")
+    prepare("toon", source="tiny", data_dir=d, seed=0)
+    return d
 
 
 @pytest.fixture
@@ -55,14 +54,14 @@ def refused(capsys) -> str:
 
 
 @pytest.mark.parametrize("resume", [True, False])
-def test_a_running_study_is_refused_before_ray(data, tmp_path, inits, capsys, resume) -> None:  # noqa: F811
+def test_a_running_study_is_refused_before_ray(toon, tmp_path, inits, capsys, resume) -> None:
     """--resume of a study whose driver runs (its lock names this live process), or a new run of
     its name: one line naming the holder, exit 2, Ray never started, nothing written."""
     sd = tmp_path / "s" / "x"
-    record_study(sd, data, smoke=True)
+    record_study(sd, toon, smoke=True)
     theirs = write_lock(sd)
     before = tree_snapshot(tmp_path)
-    assert run.main(cli(data, tmp_path, *(["--resume"] if resume else []))) == 2
+    assert run.main(cli(toon, tmp_path, *(["--resume"] if resume else []))) == 2
     line = refused(capsys)
     for words in ("in use by another driver", f"pid {os.getpid()}", socket.gethostname()):
         assert words in line, line
@@ -71,7 +70,7 @@ def test_a_running_study_is_refused_before_ray(data, tmp_path, inits, capsys, re
 
 
 def test_a_stale_lock_is_taken_over_and_the_run_removes_it(
-    data,  # noqa: F811
+    toon,
     tmp_path,
     inits,
     capsys,
@@ -89,7 +88,7 @@ def test_a_stale_lock_is_taken_over_and_the_run_removes_it(
 
     monkeypatch.setattr(driver, "build_tuner", stop)
     with pytest.raises(RuntimeError, match="stop here"):
-        run.main(cli(data, tmp_path))
+        run.main(cli(toon, tmp_path))
     err = capsys.readouterr().err
     assert "taking over the lock" in err and f"pid {dead}" in err and "no longer runs" in err
     assert held["pid"] == os.getpid() and held["token"] != "theirs"
@@ -98,7 +97,7 @@ def test_a_stale_lock_is_taken_over_and_the_run_removes_it(
 
 @pytest.mark.parametrize("stop_with", [RuntimeError, KeyboardInterrupt])
 def test_the_lock_is_held_while_running_and_removed_after_a_failure(
-    data,  # noqa: F811
+    toon,
     tmp_path,
     inits,
     capsys,
@@ -112,28 +111,28 @@ def test_the_lock_is_held_while_running_and_removed_after_a_failure(
 
     def stop(**_):
         assert (sd / LOCK).is_file()
-        second["new"] = run.main(cli(data, tmp_path))
+        second["new"] = run.main(cli(toon, tmp_path))
         second["new_err"] = capsys.readouterr().err
-        second["resume"] = run.main([*cli(data, tmp_path), "--resume"])
+        second["resume"] = run.main([*cli(toon, tmp_path), "--resume"])
         second["resume_err"] = capsys.readouterr().err
         raise stop_with("stop here")
 
     monkeypatch.setattr(driver, "build_tuner", stop)
     with pytest.raises(stop_with, match="stop here"):
-        run.main(cli(data, tmp_path))
+        run.main(cli(toon, tmp_path))
     assert second["new"] == 2 and second["resume"] == 2, second
     for key in ("new_err", "resume_err"):
         assert f"pid {os.getpid()}" in second[key] and "in use" in second[key], second[key]
     assert len(inits) == 1  # the refused drivers never started Ray
     assert not (sd / LOCK).exists()
     monkeypatch.setattr(driver, "run_study", lambda study: study.lock.release() or 0)
-    assert run.main([*cli(data, tmp_path), "--resume"]) == 0
+    assert run.main([*cli(toon, tmp_path), "--resume"]) == 0
 
 
-def test_two_drivers_preparing_one_new_study_one_proceeds(data, tmp_path, inits) -> None:  # noqa: F811
+def test_two_drivers_preparing_one_new_study_one_proceeds(toon, tmp_path, inits) -> None:
     """The "already exists" check passed for both of two drivers started together: the lock
     is the atomic decision, taken at the end of prepare (before Ray)."""
-    a = run.parse_args(cli(data, tmp_path))
+    a = run.parse_args(cli(toon, tmp_path))
     start, ok, errors = threading.Barrier(2), [], []
 
     def one() -> None:
