@@ -281,10 +281,14 @@ class DriverLock:
                 path.unlink(missing_ok=True)  # a dead driver's, under `serialized`
                 self._taking_over(old, why)
                 continue
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except BaseException:  # a full disk, Ctrl-C: no half-written lock left to refuse
+                path.unlink(missing_ok=True)
+                raise
             return
 
     def _write_lease(self) -> None:
@@ -298,8 +302,12 @@ class DriverLock:
         if old is not None and why is None:
             raise LockHeld(refusal(self.study_dir, old))
         self._write_lease()
-        time.sleep(self.settle_s)  # a driver that read "absent" as we did writes by now
-        back = read_holder(self.study_dir)
+        try:
+            time.sleep(self.settle_s)  # a driver that read "absent" as we did writes by now
+            back = read_holder(self.study_dir)
+        except BaseException:  # Ctrl-C while settling: no lease left to expire in 10 minutes
+            self._remove_if_ours()
+            raise
         if back is None or back.token != self.token:
             # another driver wrote after us: its lease stands (ours is gone, nothing to remove)
             if back is None:
@@ -313,7 +321,7 @@ class DriverLock:
 
     def _renew(self) -> None:
         """Every lease_s / 4: check the lease is still ours, then push its expiry on. A failed
-        renewal is retried at the next turn; three in a row let the lease expire."""
+        renewal is retried at the next turn; a lease not renewed for lease_s expires."""
         failing = False
         while not self._stop.wait(self.lease_s / 4):
             try:
@@ -343,13 +351,16 @@ class DriverLock:
         self._stop.set()
         if self._renewer is not None and self._renewer is not threading.current_thread():
             self._renewer.join()
+        self._remove_if_ours()
+        self._remove_made_dir()
+
+    def _remove_if_ours(self) -> None:
         try:
             back = read_holder(self.study_dir)
             if back is not None and back.token == self.token:
                 st.delete_file(self.path)
         except (OSError, ValueError) as e:
             self.say(f"warning: could not remove the lock {st.redact(self.path)} ({e})")
-        self._remove_made_dir()
 
     def _remove_made_dir(self) -> None:
         # a run that wrote nothing leaves no folder (its name stays free both ways)

@@ -201,3 +201,16 @@ def test_s3_a_lost_lease_is_reported_and_not_removed(s3) -> None:  # noqa: F811
     lock.release()
     assert json.loads(st.read_text(f"{sd}/{LOCK}")) == theirs  # theirs stays
     boto3.client("s3").delete_object(Bucket=BUCKET, Key=f"locks/lost/{LOCK}")
+
+
+def test_s3_ctrl_c_while_settling_leaves_no_lease(s3, monkeypatch) -> None:  # noqa: F811
+    sd = f"s3://{BUCKET}/locks/interrupted"
+
+    def interrupt(_: float) -> None:
+        assert st.exists(f"{sd}/{LOCK}")  # written, not yet read back
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lk.time, "sleep", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        DriverLock(sd, "mine").acquire()
+    assert not st.exists(f"{sd}/{LOCK}")
