@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 from pathlib import Path
@@ -21,6 +22,7 @@ from study.data import prepare
 from study.results.lock import LOCK
 from study.run import __main__ as run
 from study.run import driver
+from study.run.lifecycle import Interrupted
 
 
 def cli(data_dir: Path, tmp: Path, *extra: str) -> list[str]:
@@ -95,37 +97,43 @@ def test_a_stale_lock_is_taken_over_and_the_run_removes_it(
     assert not (sd / LOCK).exists() and (sd / "study.json").is_file()
 
 
-@pytest.mark.parametrize("stop_with", [RuntimeError, KeyboardInterrupt])
-def test_the_lock_is_held_while_running_and_removed_after_a_failure(
-    toon,
-    tmp_path,
-    inits,
-    capsys,
-    monkeypatch,
-    stop_with,
+# how a run may end early: an error, Ctrl-C outside the handler, SIGTERM as the lifecycle raises it
+STOPS = [
+    (RuntimeError("stop here"), RuntimeError),
+    (KeyboardInterrupt("stop here"), KeyboardInterrupt),
+    (Interrupted(signal.SIGTERM, "tuning"), 143),
+]
+
+
+@pytest.mark.parametrize(("stop", "ends"), STOPS, ids=["error", "ctrl-c", "sigterm"])
+def test_the_lock_is_held_while_running_and_removed_however_it_ends(
+    toon, tmp_path, inits, capsys, monkeypatch, stop, ends
 ) -> None:
     """While the study runs a second driver of it is refused (it names this one); the lock goes
-    when the run ends with an error or Ctrl-C, and the study can then be resumed."""
+    when the run ends with an error, Ctrl-C or SIGTERM, and the study can then be resumed."""
     sd = tmp_path / "s" / "x"
     second: dict = {}
 
-    def stop(**_):
+    def build_tuner(**_):
         assert (sd / LOCK).is_file()
         second["new"] = run.main(cli(toon, tmp_path))
         second["new_err"] = capsys.readouterr().err
         second["resume"] = run.main([*cli(toon, tmp_path), "--resume"])
         second["resume_err"] = capsys.readouterr().err
-        raise stop_with("stop here")
+        raise stop
 
-    monkeypatch.setattr(driver, "build_tuner", stop)
-    with pytest.raises(stop_with, match="stop here"):
-        run.main(cli(toon, tmp_path))
+    monkeypatch.setattr(driver, "build_tuner", build_tuner)
+    if isinstance(ends, int):
+        assert run.main(cli(toon, tmp_path)) == ends
+    else:
+        with pytest.raises(ends, match="stop here"):
+            run.main(cli(toon, tmp_path))
     assert second["new"] == 2 and second["resume"] == 2, second
     for key in ("new_err", "resume_err"):
         assert f"pid {os.getpid()}" in second[key] and "in use" in second[key], second[key]
     assert len(inits) == 1  # the refused drivers never started Ray
     assert not (sd / LOCK).exists()
-    monkeypatch.setattr(driver, "run_study", lambda study: study.lock.release() or 0)
+    monkeypatch.setattr(driver, "run_study", lambda study, *_: study.lock.release() or 0)
     assert run.main([*cli(toon, tmp_path), "--resume"]) == 0
 
 
