@@ -199,15 +199,16 @@ def delete_file(path: str | Path) -> None:
         fs.delete_file(p)
 
 
-def is_empty(path: str | Path) -> bool:
-    """True for a folder with nothing in it, or nothing at `path` at all."""
+def is_empty(path: str | Path, ignore: tuple[str, ...] = ()) -> bool:
+    """True for a folder with nothing in it but the names in `ignore`, or nothing at `path`."""
     fs, p = resolve(path)
     info = fs.get_file_info(p)
     if info.type == pafs.FileType.NotFound:
         return True
     if info.type != pafs.FileType.Directory:
         return False
-    return not fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    found = fs.get_file_info(pafs.FileSelector(p, allow_not_found=True))
+    return all(i.base_name in ignore for i in found)
 
 
 def list_dirs(path: str | Path) -> list[str]:

@@ -33,6 +33,9 @@ CONFIRM = "confirm.parquet"  # written by the post-tuning confirmation, when it 
 ASHA_RUNGS = "asha_rungs.parquet"  # ASHA's rung records (study.tuning.schedulers.StudyASHA)
 
 
+DRIVER_LOCK = "driver.lock"  # who runs the study now (study.results.lock)
+
+
 # In every Parquet file's key-value metadata. 2: typed config/<name> columns from the space's
 # declared hyperparameters (JSON-encoded where a column mixes types), a `study` column.
 # 3: epochs.time is a UTC timestamp, gradcam.cam a 2-D fixed-size list, every table has `study`.
@@ -221,6 +224,8 @@ FILES = {
     f"{EPOCH_PARTS}/": "per-trial append logs (JSON lines) of epochs.parquet's rows while the "
     "study runs; `study.load`, the report and `study.results.tables.read_table` merge them",
     ASHA_RUNGS: "ASHA's rung records, restored by --resume; the report's rung lines",
+    DRIVER_LOCK: "while a driver runs the study: its host, pid, start time, command and token "
+    "(on a bucket also the lease's expiry); removed when it ends; a second driver is refused",
     "optuna.db": "the Optuna study (SQLite): `optuna-dashboard sqlite:///studies/<study>/optuna.db`",
     "tuner.pkl, experiment_state-*.json, searcher-state-*.pkl": "Ray Tune's experiment state "
     "(--resume, `ray.tune.ExperimentAnalysis`, `Tuner.restore`)",

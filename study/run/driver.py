@@ -34,6 +34,7 @@ from study.run.preflight import (
     check_args,
     check_reports,
     check_space_builds,
+    hold_study,
     make_storage,
     recorded,
     study_record,
@@ -140,6 +141,8 @@ def prepare(a: Request) -> PreparedStudy:
         else:
             check_nothing_ran(study_dir)
     make_storage(storage)
+    # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
+    lock = hold_study(study_dir, name, a.resume, argv)
     return PreparedStudy(
         request=a,
         name=name,
@@ -154,12 +157,15 @@ def prepare(a: Request) -> PreparedStudy:
         seed=a.seed,
         argv=argv,
         space_sha256=space_sha256(fn.ref),
+        lock=lock,
     )
 
 
 def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
     """Run the prepared study; the exit code, study.json's status and the last line printed all
-    say how it ended (study.run.lifecycle)."""
+    say how it ended (study.run.lifecycle). The study's driver lock, taken by `prepare`, is held
+    to the end (tuning, test, confirmation, report, the final status) and removed however it
+    ends."""
     lifecycle = lifecycle or Lifecycle()
     record: dict[str, Any] = {}  # study.json as this run last wrote it
     with signals_stop(lifecycle):
@@ -178,6 +184,9 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
         except Exception as e:
             _end(study, record, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
             raise
+        finally:
+            if study.lock is not None:
+                study.lock.release()
 
 
 def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str) -> None:

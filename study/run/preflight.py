@@ -1,13 +1,15 @@
 """`python -m study.run`'s checks of its command line, all made before Ray starts.
 
 Each failure is a UsageError naming the option (or file) and what was expected; the runner prints
-it as one line and exits 2. Nothing here creates anything but the --storage folder (`make_storage`,
-the last check); --address is only connected to and let go (`check_address`).
+it as one line and exits 2. Nothing here creates anything but the --storage folder (`make_storage`)
+and the study's driver lock (`hold_study`, the last step: another driver of the study is
+refused); --address is only connected to and let go (`check_address`).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import tempfile
 import threading
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 from study import storage as st
 from study.models import create_model
 from study.report.load import check_out_dir
+from study.results.lock import LOCK, DriverLock, check_free
 from study.results.schema import STUDY_JSON
 from study.results.study_json import RecordError, check_record
 from study.results.tables import read_json
@@ -167,6 +170,7 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
     used: a failed start of an older version left those behind)."""
     study_dir = st.join(storage, name)
     where = st.join(study_dir, STUDY_JSON)
+    check_free(study_dir)  # a driver of the study runs: refused now, naming it (LockHeld)
     if resume:
         if not st.is_file(where):
             raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
@@ -178,17 +182,40 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
             return check_record(meta, where)
         except RecordError as e:
             raise UsageError(str(e)) from e
-    if st.is_file(where):
+    check_new(study_dir, name)
+    return None
+
+
+def check_new(study_dir: str, name: str) -> None:
+    """A new study's folder holds no study and nothing else (but a driver lock: a stale one is
+    taken over, and under our own these checks run again)."""
+    if st.is_file(st.join(study_dir, STUDY_JSON)):
         raise UsageError(
             f"study {study_dir} already exists: continue it with --resume "
             f"--name {name}, or choose another --name"
         )
-    if not st.is_empty(study_dir):
+    if not st.is_empty(study_dir, ignore=(LOCK,)):
         raise UsageError(
             f"--name {name}: {study_dir} exists and is not a study (no {STUDY_JSON}); "
             "choose another --name"
         )
-    return None
+
+
+def hold_study(study_dir: str, name: str, resume: bool, argv: tuple[str, ...]) -> DriverLock:
+    """Take the study's driver lock: the atomic decision of which driver runs it (two started
+    together both passed `study_record`'s checks), so the last step before Ray starts and before
+    anything is written into the folder. Under the lock the checks run again: another driver may
+    have made the study in between. The caller releases it when the driver ends."""
+    lock = DriverLock(study_dir, shlex.join(["python", "-m", "study.run", *argv])).acquire()
+    try:
+        if not resume:
+            check_new(study_dir, name)
+        elif not st.is_file(st.join(study_dir, STUDY_JSON)):
+            raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def recorded(a: Request, meta: dict[str, Any], where: str) -> tuple[Request, SpaceSettings]:

@@ -14,6 +14,7 @@ from study.evaluation.confirm_options import Plan
 
 if TYPE_CHECKING:
     from study.data.store import PreparedDataset
+    from study.results.lock import DriverLock
     from study.spaces.loader import Space, SpaceFunction
     from study.spaces.settings import SpaceSettings
 
@@ -90,6 +91,7 @@ class PreparedStudy:
     argv: tuple[str, ...]  # the command as study.json records it (no database password)
     space_sha256: str | None = None  # of the space's file as checked here (study.json records it)
     resources: dict[str, float] = field(default_factory=dict)  # set once Ray has started
+    lock: DriverLock | None = None  # this driver's hold on the study, released by run_study
 
     @property
     def reports_dir(self) -> str | None:
