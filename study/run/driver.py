@@ -33,6 +33,7 @@ from study.run.preflight import (
     check_args,
     check_reports,
     check_space_builds,
+    check_study_files,
     make_storage,
     recorded,
     study_record,
@@ -132,7 +133,8 @@ def prepare(a: Request) -> PreparedStudy:
         pbt_population(fn, settings, constants, a.seed, grid)
     if a.resume:
         check_resumable(settings.scheduler, study_dir)
-    make_storage(storage)
+        check_study_files(study_dir, settings.scheduler, a.optuna_storage)
+    make_storage(storage, study_dir if a.resume else None)
     return PreparedStudy(
         request=a,
         name=name,
