@@ -4,6 +4,7 @@ best trials on the test split, write the tables and the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -22,6 +23,7 @@ from study.data import open_dataset as _open
 from study.data.store import DataChangedError
 from study.evaluation import confirm
 from study.evaluation.test_split import evaluate_best
+from study.results.errors import StudyFileError
 from study.results.lookups import select_top
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
@@ -170,7 +172,11 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 1
         except Exception as e:
-            _end(study, record, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
+            # a disk too full (or read-only) for the run's files cannot take its status either:
+            # the run's own error, naming the file it failed on, is the one to report
+            with contextlib.suppress(StudyFileError):
+                why = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+                _end(study, record, "failed", why)
             raise
 
 
