@@ -46,14 +46,15 @@ def check_optuna_db(study_dir: str) -> None:
     """--resume, before Ray starts: the study's optuna.db (the sampler's history, which Ray's
     saved searcher reconnects to) is a readable SQLite file holding Optuna's tables. Damaged, it
     would fail inside Ray's restore in a traceback naming no file; here it is a StudyFileError
-    naming it. Read-only: the check changes nothing (on s3:// or gs:// it fetches the copy the
-    resumed study will use, as the resume itself would)."""
+    naming it. The check writes nothing but what opening it in Optuna would: the rollback of a
+    transaction a killed driver left in its journal (a read-only connection cannot, and would
+    call a sound file unreadable). On s3:// or gs:// it fetches the copy the resume will use."""
     pull_optuna_db(study_dir)
     path = optuna_db(study_dir)
     if not path.exists():  # Optuna creates it
         return
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db:
             (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
             db.execute("SELECT study_name FROM studies").fetchall()
     except sqlite3.Error as e:  # "file is not a database", "no such table: studies", ...

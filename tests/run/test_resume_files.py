@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 import ray
 
+from study.results.errors import StudyFileError
 from study.results.tables import write_json, write_parquet
 from study.run import __main__ as run
 from study.run import driver
 from study.spaces.loader import load_space
+from study.tuning.optuna_storage import check_optuna_db
 
 
 @pytest.fixture
@@ -105,19 +110,35 @@ def test_a_study_folder_it_cannot_write_is_named_before_ray_starts(
 
 
 def test_a_healthy_optuna_db_passes_and_a_truncated_one_is_named(tmp_path: Path) -> None:
-    import optuna
-
-    from study.results.errors import StudyFileError
-    from study.tuning.optuna_storage import check_optuna_db
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     db = tmp_path / "optuna.db"
     study = optuna.create_study(storage=f"sqlite:///{db}", study_name="x")
     study.optimize(lambda t: t.suggest_float("a", 0, 1), n_trials=3)
     before = db.read_bytes()
     check_optuna_db(str(tmp_path))
-    assert db.read_bytes() == before  # read-only: nothing changed
+    assert db.read_bytes() == before  # a sound file: nothing changed
     db.write_bytes(before[: len(before) // 3])
     with pytest.raises(StudyFileError) as e:
         check_optuna_db(str(tmp_path))
     assert str(e.value).startswith(f"{db}: ") and "restore it from a copy" in str(e.value)
+
+
+KILLED_MID_WRITE = """
+import os, sqlite3
+db = sqlite3.connect("optuna.db", isolation_level=None)
+db.execute("CREATE TABLE studies (study_name TEXT)")
+db.execute("PRAGMA cache_size=1")  # pages reach the file before the commit
+db.execute("BEGIN")
+for _ in range(500):
+    db.execute("INSERT INTO studies VALUES (?)", (os.urandom(1000).hex(),))
+os._exit(0)  # killed: its journal is left to roll the file back
+"""
+
+
+def test_an_optuna_db_a_killed_driver_left_mid_write_passes(tmp_path: Path) -> None:
+    """Optuna rolls such a file back when it opens it; so does the check (a read-only look
+    could not, and would call a sound file damaged)."""
+    subprocess.run([sys.executable, "-c", KILLED_MID_WRITE], cwd=tmp_path, check=True)
+    assert (tmp_path / "optuna.db-journal").exists()
+    check_optuna_db(str(tmp_path))
+    assert not (tmp_path / "optuna.db-journal").exists()
