@@ -12,7 +12,6 @@ import sys
 from study import console
 from study import storage as st
 from study.evaluation import confirm_options
-from study.results.errors import StudyFileError
 from study.run.lifecycle import Interrupted, Lifecycle, signals_stop
 from study.run.overrides import settings_types
 from study.run.request import Request
@@ -126,12 +125,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         except Interrupted as stop:
             print(f"interrupted: {stop}; the study had not started", file=sys.stderr)
             return stop.exit_code
-    try:
-        return run_study(plan, lifecycle)
-    except StudyFileError as e:  # a damaged study file, a full or read-only disk: named
-        cause = getattr(e, "cause", e)  # raised in a Ray task: the original, without its trace
-        print(f"error: {st.redact(str(cause))}", file=sys.stderr)
-        return 2
+    return run_study(plan, lifecycle)
 
 
 if __name__ == "__main__":

@@ -171,13 +171,22 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
             _end(study, record, "failed", str(e))
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except StudyFileError as e:  # a damaged study file, a full or read-only disk: named
+            cause = getattr(e, "cause", e)  # raised in a Ray task: the original, without its trace
+            _fail(study, record, st.redact(str(cause)))
+            print(f"error: {st.redact(str(cause))}", file=sys.stderr)
+            return 2
         except Exception as e:
-            # a disk too full (or read-only) for the run's files cannot take its status either:
-            # the run's own error, naming the file it failed on, is the one to report
-            with contextlib.suppress(StudyFileError):
-                why = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
-                _end(study, record, "failed", why)
+            _fail(study, record, f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
             raise
+
+
+def _fail(study: PreparedStudy, record: dict[str, Any], reason: str) -> None:
+    """Record `failed`, if the disk takes it: one too full (or read-only) for the run's files
+    cannot take its status either, and the run's own error, naming the file it failed on, is
+    the one to report."""
+    with contextlib.suppress(StudyFileError):
+        _end(study, record, "failed", reason)
 
 
 def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str) -> None:

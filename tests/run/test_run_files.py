@@ -1,6 +1,7 @@
-"""`python -m study.run --resume` checks the files the resumed driver reads back before Ray starts
-(issue #27, item 9): a damaged table, epoch log or optuna.db, or a study folder it cannot write,
-is one line naming the file and exit code 2, not a traceback from inside Ray's restore.
+"""`python -m study.run` and the study's files (issue #27, item 9). `--resume` checks the files the
+resumed driver reads back before Ray starts: a damaged table, epoch log or optuna.db, or a study
+folder it cannot write, is one line naming the file and exit code 2, not a traceback from inside
+Ray's restore. A full disk while the study runs is one line too.
 
 The study folder holds a recorded study.json of the demo space and the damaged file; Ray's init is
 made to fail, so a check that let the run through would exit 1 ("cannot start Ray") instead.
@@ -142,3 +143,27 @@ def test_an_optuna_db_a_killed_driver_left_mid_write_passes(tmp_path: Path) -> N
     assert (tmp_path / "optuna.db-journal").exists()
     check_optuna_db(str(tmp_path))
     assert not (tmp_path / "optuna.db-journal").exists()
+
+
+def test_a_full_disk_during_the_run_is_one_line(
+    tiny_toon: Path, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The driver's first write (study.json, once Ray is up) meets a full disk: one line naming
+    the file, exit code 2, no traceback (Ray is stood in for: nothing trains)."""
+    monkeypatch.setattr(ray, "init", lambda **_: None)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+    replace = os.replace
+
+    def full(src, dst):
+        if str(dst).endswith("study.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full)
+    args = ["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon), "--no-report"]
+    code = run.main([*args, "--storage", str(tmp_path / "s"), "--name", "x"])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert code == 2 and len(errors) == 1, err
+    assert f"{tmp_path / 's' / 'x' / 'study.json'}: cannot be written" in errors[0]
+    assert "disk is full" in errors[0] and "Traceback" not in err
