@@ -146,7 +146,11 @@ def _read(uri: str, file: str) -> pd.DataFrame | None:
         return tables.read_table(uri, file)
     except StudyFileError as exc:  # damaged: the file, and what to do
         raise ReportInputError(str(exc)) from exc
-    except (pa.ArrowException, OSError, ValueError) as exc:  # unreachable, or odd values in it
+    except OSError as exc:  # not fetched: no permission, a storage that does not answer
+        remedy = "check its permissions or the connection to its storage, and run again"
+        named = StudyFileError(storage.join(uri, file), f"cannot be read ({why(exc)})", remedy)
+        raise ReportInputError(str(named)) from exc
+    except (pa.ArrowException, ValueError) as exc:  # values the table cannot hold
         raise ReportInputError(str(StudyFileError(storage.join(uri, file), why(exc)))) from exc
 
 

@@ -175,9 +175,12 @@ def read_json(path: str | Path) -> dict:
     """A JSON file of the study; a StudyFileError naming it if it is not JSON (or not text)."""
     data = storage.read_bytes(path)
     try:
-        return json.loads(data.decode())
+        obj = json.loads(data.decode())
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
         raise StudyFileError(str(path), f"not valid JSON ({why(e)})") from e
+    if not isinstance(obj, dict):  # every JSON file of a study is an object
+        raise StudyFileError(str(path), f"not valid JSON for it (a {type(obj).__name__})")
+    return obj
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame | None:
