@@ -6,7 +6,9 @@
     model = study.load_best_model(s.dir).model
 
 Reads only Parquet and JSON (pandas, pyarrow): no Ray, and torch only for `load_best_model`.
-The columns are documented in docs/results.md (`study.results.schema`).
+The columns are documented in docs/results.md (`study.results.schema`). A file that is damaged
+(a truncated table, an epoch log with bytes that are not text, a corrupt best.pt) is a
+`study.results.errors.StudyFileError` (a ValueError) naming it and what to do.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class Study:
 
 def load(study_dir: str | Path) -> Study:
     """The tables of `study_dir` (a path or s3:// / gs:// URI). Epochs include the rows a
-    running or killed study still holds in its per-trial logs."""
+    running or killed study still holds in its per-trial logs. A damaged file: StudyFileError."""
     d = storage.absolute(study_dir)
     found = [
         n for n in (STUDY_JSON, TRIALS, EPOCHS, EPOCH_PARTS) if storage.exists(storage.join(d, n))
@@ -100,7 +102,9 @@ def load_best_model(
 ) -> BestModel:
     """The best-validation weights of `trial_id`, or of the study's best trial by its metric on
     validation (the ranking of the report and of the test evaluation) among those that left a
-    checkpoint. `device`: "cpu", "cuda", ...; default: a GPU if there is one."""
+    checkpoint. `device`: "cpu", "cuda", ...; default: a GPU if there is one. Weights load only
+    with torch's weights_only=True; a best.pt that is damaged, holds more than weights or does not
+    fit the trial's model is a StudyFileError naming it."""
     import torch
 
     from study.evaluation.inference import load_best_model as load_weights

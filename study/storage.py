@@ -9,14 +9,18 @@ instance profiles, `gcloud` logins); URI query parameters (`?endpoint_override=.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow.fs as pafs
+
+from study.results.errors import not_written
 
 LOCAL_SCHEMES = ("", "file")
 # a plain name for a folder of ours (studies, data sets): one path component, nothing that climbs
@@ -166,6 +170,20 @@ def _publish(tmp: str, dest: Path) -> None:
     os.replace(tmp, dest)
 
 
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Writes to `path` inside: a full disk, a read-only mount or a folder without write
+    permission is one line naming `path` and what to do (`study.results.errors.StudyFileError`),
+    not an OSError deep in a study's traceback; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as e:
+        named = not_written(str(path), e)
+        if named is None:
+            raise
+        raise named from e
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Replace a file so that readers see the old or the new content, never half of one.
 
@@ -174,15 +192,16 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     """
     if not is_remote(path):
         dest = local_path(path)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            _publish(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with writing(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                _publish(tmp, dest)
+            except BaseException:  # the old file stays as it was, and no temporary is left
+                Path(tmp).unlink(missing_ok=True)
+                raise
         return
     fs, p = resolve(path)
     with fs.open_output_stream(p) as f:
@@ -226,15 +245,16 @@ def _copy(src: str | Path, dest: str | Path) -> None:
         pafs.copy_files(src_path, dest_path, src_fs, dest_fs)
         return
     target = local_path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pafs.copy_files(src_path, tmp, src_fs, pafs.LocalFileSystem())
-        _publish(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pafs.copy_files(src_path, tmp, src_fs, pafs.LocalFileSystem())
+            _publish(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def download(path: str | Path, dest: Path) -> None:

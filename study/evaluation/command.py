@@ -17,20 +17,16 @@ from study.evaluation.confirm_options import TTA_MODES
 
 def interpolations(study_dir: str, trial_ids: list[str], use_final: bool) -> list[str]:
     """The resize filters of the models to be scored (their timm pretrained_cfg's, read from
-    their configs without loading any weights), so the folder is decoded once per filter."""
-    from study import storage
+    their configs without loading any weights), so the folder is decoded once per filter. A
+    final_model/ without its model.pt fails here, before any image is decoded."""
     from study.models import input_interpolation
-    from study.results.lookups import trial_config
-    from study.results.tables import read_json
+    from study.results.lookups import final_model, trial_config
     from study.training.config import TrainConfig
 
     configs = [trial_config(study_dir, tid) for tid in dict.fromkeys(trial_ids)]
-    if use_final:
-        path = storage.join(study_dir, "final_model", "final.json")
-        final = read_json(path)
-        if not isinstance(final.get("config"), dict):
-            raise ValueError(f"{path}: no 'config' (the config the refit model trained with)")
-        configs.append(final["config"])
+    found = final_model(study_dir) if use_final else None
+    if found is not None:
+        configs.append(found[0]["config"])
     names = {TrainConfig.from_config(c).model for c in configs}
     return sorted({input_interpolation(name) for name in names})
 
@@ -79,13 +75,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             raise ValueError(f"--ensemble {a.ensemble}: expected an integer >= 2 (models averaged)")
         from study import storage
         from study.evaluation.folder_source import decode_folder, parse_label_map, plan_folder
-        from study.results.lookups import read_study, trials_with_checkpoints
+        from study.results.lookups import FINAL_DIR, FINAL_JSON, read_study, trials_with_checkpoints
 
         label_map = parse_label_map(a.label_map)
         study_dir = storage.absolute(a.study_dir)
         meta, trials, classes, size = read_study(study_dir)
         use_final = a.top is None and storage.is_file(
-            storage.join(study_dir, "final_model", "final.json")
+            storage.join(study_dir, FINAL_DIR, FINAL_JSON)
         )
         k = max(a.top or (0 if use_final else 1), a.ensemble)
         chosen, passed_over = (
@@ -102,7 +98,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         arrays = {}  # the folder decoded once per resize filter the models' weights expect
         for interpolation in filters:
             arrays[interpolation], bad = decode_folder(plan, a.source, classes, size, interpolation)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # a StudyFileError too: the file and what to do
         print(f"error: {e}", file=sys.stderr)
         return 2
     for paths in plan.conflicts:

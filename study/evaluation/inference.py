@@ -1,11 +1,13 @@
 """Loading a study's trained models and scoring images with them (torch): the test split after
 tuning, and any class-per-folder tree for `study.evaluate` (whose command line, torch-free, is
 study/evaluate.py).
+
+A weights file that is missing, damaged or does not fit its model is a StudyFileError naming it
+(`study.training.checkpoints.read_weights`).
 """
 
 from __future__ import annotations
 
-import io
 import sys
 from typing import Any
 
@@ -21,16 +23,23 @@ from study.evaluation.cross_style import report, scores
 from study.evaluation.folder_source import FolderPlan
 from study.evaluation.gradcam import grad_cam, png_bytes
 from study.models import input_interpolation, input_norm
-from study.results.lookups import latest_checkpoint, trial_config
+from study.results.errors import StudyFileError
+from study.results.lookups import (
+    FINAL_DIR,
+    FINAL_JSON,
+    final_model,
+    latest_checkpoint,
+    trial_config,
+)
 from study.results.statistics import (
     bootstrap_ci,
     confusion_counts,
     macro_f1,
     precision_recall_f1,
 )
+from study.training.checkpoints import BEST, load_weights
 from study.training.config import TrainConfig
 from study.training.steps import build_model, pick_device, predict
-from study.training.transfer import final_model
 
 THUMB_MISSES = 64  # thumbnails stored per trial for the report's gallery of mistakes
 
@@ -43,9 +52,7 @@ def load_best_model(study_dir: str, trial_id: str, num_classes: int, device: tor
     if ckpt is None:
         raise FileNotFoundError(f"trial {trial_id}: no checkpoint under {trial_dir}")
     model = build_model(cfg, num_classes, device)
-    blob = io.BytesIO(storage.read_bytes(storage.join(ckpt, "best.pt")))
-    state = torch.load(blob, map_location=device, weights_only=True)
-    model.load_state_dict(state)
+    load_weights(model, storage.join(ckpt, BEST), device)
     return model.eval(), cfg
 
 
@@ -186,17 +193,15 @@ def evaluate_on_test(
 
 
 def load_final_model(study_dir: str, num_classes: int, device: torch.device):
-    """The study's refit model (final_model/ of --refit), or None if it has none."""
+    """The study's refit model (final_model/ of --refit), or None if it has none; a StudyFileError
+    naming final.json or model.pt when one is damaged, or model.pt is missing."""
     found = final_model(study_dir)
     if found is None:
         return None
     meta, weights = found
     cfg = TrainConfig.from_config(meta["config"])
     model = build_model(cfg, num_classes, device)
-    state = torch.load(
-        io.BytesIO(storage.read_bytes(weights)), map_location=device, weights_only=True
-    )
-    model.load_state_dict(state)
+    load_weights(model, weights, device)
     return model.eval(), meta
 
 
@@ -224,12 +229,19 @@ def score_folder(
     try:
         models = []
         if use_final:
-            model, fmeta = load_final_model(study_dir, len(classes), device)
+            found = load_final_model(study_dir, len(classes), device)
+            if found is None:  # final.json was there when the command checked its inputs
+                path = storage.join(study_dir, FINAL_DIR, FINAL_JSON)
+                raise StudyFileError(path, "gone since the command started", "run it again")
+            model, fmeta = found
             models.append((f"final ({fmeta.get('trial_id', '?')} refit)", model))
         for tid in dict.fromkeys([*trial_ids, *ensemble]):
             models.append((tid, load_best_model(study_dir, tid, len(classes), device)[0]))
+    except StudyFileError as e:  # names the file and what to do
+        print(f"error: {storage.redact(str(e))}", file=sys.stderr)
+        return 2
     except (OSError, ValueError, RuntimeError, KeyError) as e:
-        print(f"error: cannot load the model's weights ({e})", file=sys.stderr)
+        print(f"error: cannot load the model's weights ({storage.redact(str(e))})", file=sys.stderr)
         return 2
     for name, model in models:
         for mode in modes:

@@ -10,6 +10,7 @@ import sys
 
 from study.report.load import ReportInputError
 from study.report.page import build_compare_report, build_report
+from study.results.errors import StudyFileError
 from study.storage import redact
 
 
@@ -46,7 +47,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             )
         else:
             index = build_report(args.study_dir, args.out, self_contained=bool(args.self_contained))
-    except ReportInputError as exc:  # one line, and never a URI's credentials
+    # one line naming the folder or file, and never a URI's credentials (StudyFileError: a file
+    # read while drawing, confirm.parquet)
+    except (ReportInputError, StudyFileError) as exc:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     print(index)

@@ -9,7 +9,6 @@ and ensemble rows. Reads the file itself (through study.storage, so s3:// works 
 from __future__ import annotations
 
 import html
-import io
 
 import pandas as pd
 
@@ -18,6 +17,7 @@ from study.report.load import StudyData
 from study.report.markup import Section
 from study.results import confirmed
 from study.results.schema import CONFIRM
+from study.results.tables import read_parquet
 
 EXPLAIN = (
     "On a small validation split one accuracy is noise, and the best of many trials' maxima "
@@ -29,11 +29,9 @@ EXPLAIN = (
 
 
 def read_confirm(uri: str) -> pd.DataFrame | None:
-    """confirm.parquet of the study at ``uri``; None when it has none."""
-    path = storage.join(uri, CONFIRM)
-    if not storage.is_file(path):
-        return None
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(path)))
+    """confirm.parquet of the study at ``uri``; None when it has none, a StudyFileError naming
+    it when it is damaged."""
+    return read_parquet(storage.join(uri, CONFIRM))
 
 
 def _table(df: pd.DataFrame) -> str:

@@ -1,13 +1,14 @@
 """Read a study directory (local path or URI) into pandas, noting what is missing.
 
 A study that is still running may lack any of the Parquet files; those become notes shown on the
-page. A directory that is absent or holds none of the study files, or a file without the columns
-the report needs, is an error raised before any drawing starts.
+page. A directory that is absent or holds none of the study files, a file without the columns the
+report needs, or a damaged file (which the page would silently leave out: files are written whole,
+so a running study never shows half of one) is an error naming the file, raised before any drawing
+starts.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pyarrow.fs as pafs
 
 from study import storage
 from study.results import tables
+from study.results.errors import StudyFileError, why
 from study.results.schema import (
     ASHA_RUNGS,
     EPOCH_PARTS,
@@ -61,7 +63,8 @@ REPORT_MARKER = '<meta name="generator" content="study.report">'
 
 
 class ReportInputError(ValueError):
-    """The study directory cannot be reported on; the message says what is missing."""
+    """The study directory cannot be reported on; the message names the folder or file and says
+    what is missing or wrong."""
 
 
 @dataclass
@@ -129,24 +132,30 @@ def _resolve(uri: str) -> tuple[pafs.FileSystem, str]:
         raise ReportInputError(f"cannot open study directory {uri!r}: {exc}") from exc
 
 
-def _read_json(fs: pafs.FileSystem, path: str) -> dict[str, Any]:
-    with fs.open_input_stream(path) as stream:
-        raw = stream.read()
+def _read_json(uri: str) -> dict[str, Any]:
+    path = storage.join(uri, STUDY_JSON)
     try:  # the fields the report relies on, checked before any drawing
-        return check_record(json.loads(raw), path)
-    except json.JSONDecodeError as exc:
-        raise ReportInputError(f"{path}: not valid JSON ({exc})") from exc
-    except RecordError as exc:
+        return check_record(tables.read_json(path), path)
+    except (StudyFileError, RecordError) as exc:  # each names the file
         raise ReportInputError(str(exc)) from exc
 
 
-def _read_table(uri: str, path: str, table: str, notes: list[str]) -> pd.DataFrame:
+def _read(uri: str, file: str) -> pd.DataFrame | None:
+    """tables.read_table, any failure to read the file a ReportInputError naming it."""
     try:  # epochs with the rows a running (or killed) study still holds in its logs
-        df = tables.read_table(uri, FILES[table])
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        # A file being rewritten by a running study can be briefly unreadable: report, don't die.
-        notes.append(f"{table}.parquet could not be read ({type(exc).__name__}: {exc}).")
-        return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
+        return tables.read_table(uri, file)
+    except StudyFileError as exc:  # damaged: the file, and what to do
+        raise ReportInputError(str(exc)) from exc
+    except OSError as exc:  # not fetched: no permission, a storage that does not answer
+        remedy = "check its permissions or the connection to its storage, and run again"
+        named = StudyFileError(storage.join(uri, file), f"cannot be read ({why(exc)})", remedy)
+        raise ReportInputError(str(named)) from exc
+    except (pa.ArrowException, ValueError) as exc:  # values the table cannot hold
+        raise ReportInputError(str(StudyFileError(storage.join(uri, file), why(exc)))) from exc
+
+
+def _read_table(uri: str, path: str, table: str) -> pd.DataFrame:
+    df = _read(uri, FILES[table])
     if df is None:  # gone since it was listed
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS[table]))
     missing = [c for c in REQUIRED_COLUMNS[table] if c not in df.columns]
@@ -182,7 +191,7 @@ def load_study(uri: str) -> StudyData:
         )
     notes: list[str] = []
     if STUDY_JSON in present:
-        meta = _read_json(fs, f"{root}/{STUDY_JSON}")
+        meta = _read_json(str(uri))
     else:
         meta = {}
         notes.append("study.json is missing: data set, search space and settings are unknown.")
@@ -191,7 +200,7 @@ def load_study(uri: str) -> StudyData:
         if isinstance(where, dict) and isinstance(where.get(key), str):
             where[key] = storage.redact(where[key])
     data = StudyData(uri=storage.redact(str(uri)), meta=meta, notes=notes)
-    why = {
+    lacking = {
         "trials": "no leaderboard, hyperparameter or cost plots",
         "epochs": "no learning curves",
         "predictions": "no confusion matrix, per-class scores or misclassified images",
@@ -199,23 +208,19 @@ def load_study(uri: str) -> StudyData:
     }
     for table, file in FILES.items():
         if file in present:
-            setattr(data, table, _read_table(str(uri), f"{root}/{file}", table, notes))
+            setattr(data, table, _read_table(str(uri), f"{root}/{file}", table))
         else:
-            notes.append(f"{table}.parquet is missing: {why[table]}.")
-    data.rungs = _read_rungs(fs, root, str(uri), notes)
+            notes.append(f"{table}.parquet is missing: {lacking[table]}.")
+    data.rungs = _read_rungs(fs, root, str(uri))
     return data
 
 
-def _read_rungs(fs: pafs.FileSystem, root: str, uri: str, notes: list[str]) -> pd.DataFrame | None:
+def _read_rungs(fs: pafs.FileSystem, root: str, uri: str) -> pd.DataFrame | None:
     """asha_rungs.parquet, the records ASHA decided on (study.tuning.schedulers.StudyASHA writes
     them)."""
     if fs.get_file_info(f"{root}/{ASHA_RUNGS}").type != pafs.FileType.File:
         return None
-    try:
-        rungs = tables.read_table(uri, ASHA_RUNGS)
-    except (pa.ArrowException, OSError, ValueError) as exc:  # rewritten while we read it
-        notes.append(f"{ASHA_RUNGS} could not be read ({type(exc).__name__}: {exc}): no rungs.")
-        return None
+    rungs = _read(uri, ASHA_RUNGS)
     if rungs is not None and "milestone" not in rungs:
         raise ReportInputError(f"{root}/{ASHA_RUNGS}: missing column 'milestone'")
     return rungs

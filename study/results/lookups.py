@@ -3,7 +3,7 @@ trials, their configs and newest checkpoints, and the study's own description.
 
 Used by `study.evaluate` (its checks before any image is decoded), by `study.training.transfer`
 (which trial a warm start takes its weights from), `study.evaluation.confirm` and
-`study.load_best_model`.
+`study.load_best_model`. A file found damaged or missing is a `StudyFileError` naming it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,30 @@ from typing import Any
 import pandas as pd
 
 from study import storage
+from study.results.errors import StudyFileError
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.statistics import Baseline, at_chance_trials, ranked
 from study.results.tables import read_json, read_table
+
+# final_model/ (written by study.evaluation.confirm for --refit): the refit model's state dict and
+# final.json, the config it trained with, its classes and what it trained on
+FINAL_DIR, FINAL_WEIGHTS, FINAL_JSON = "final_model", "model.pt", "final.json"
+
+
+def final_model(study_dir: str) -> tuple[dict[str, Any], str] | None:
+    """(final.json, weights path) of a study's refit model, or None if it has none. The weights
+    are written first: weights without final.json are a refit that did not finish (none), and
+    final.json without its weights a damaged final_model/ (a StudyFileError)."""
+    meta_path = storage.join(study_dir, FINAL_DIR, FINAL_JSON)
+    weights = storage.join(study_dir, FINAL_DIR, FINAL_WEIGHTS)
+    if not storage.is_file(meta_path):
+        return None
+    if not storage.is_file(weights):
+        raise StudyFileError(weights, f"missing, though {FINAL_JSON} beside it is there")
+    meta = read_json(meta_path)
+    if not isinstance(meta.get("config"), dict):
+        raise StudyFileError(meta_path, "no 'config' (the config the refit model trained with)")
+    return meta, weights
 
 
 def latest_checkpoint(trial_dir: str) -> str | None:
@@ -55,10 +76,7 @@ def read_study(study_dir: str) -> tuple[dict[str, Any], pd.DataFrame, list[str],
         raise ValueError(
             f"{path}: no such file (expected a study directory of python -m study.run)"
         )
-    try:
-        meta = read_json(path)
-    except ValueError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    meta = read_json(path)  # a StudyFileError naming it if it is not JSON
     classes = meta.get("dataset", {}).get("classes")
     if not isinstance(classes, list) or len(classes) < 2:
         raise ValueError(

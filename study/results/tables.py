@@ -5,7 +5,9 @@ Files are written atomically (write + rename locally, one complete upload on s3:
 reader never sees half a file. Epoch rows are appended to per-trial logs while a study runs
 (`append_epoch`, O(1) per result) and merged into epochs.parquet at the end (`compact_epochs`);
 `read_table` merges whatever logs are left (a killed driver's), so no reader misses an epoch.
-Every path here may be a local path or a URI (see `study.storage`).
+Every path here may be a local path or a URI (see `study.storage`). A file that cannot be read
+(truncated, damaged, not what its name says) or written (disk full, read-only) is a
+`study.results.errors.StudyFileError` naming it and what to do, never a library's traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study import storage
+from study.results.errors import StudyFileError, why
 from study.results.schema import (
     EPOCH_COLUMNS,
     EPOCH_PARTS,
@@ -157,7 +160,11 @@ def check_schema(schema: pa.Schema, file: str) -> list[str]:
 
 
 def read_schema(path: str | Path) -> pa.Schema:
-    return pq.read_schema(io.BytesIO(storage.read_bytes(path)))
+    data = storage.read_bytes(path)
+    try:
+        return pq.read_schema(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise StudyFileError(str(path), f"not a readable Parquet file ({why(e)})") from e
 
 
 def write_json(obj: dict, path: str | Path) -> None:
@@ -165,12 +172,27 @@ def write_json(obj: dict, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> dict:
-    return json.loads(storage.read_text(path))
+    """A JSON file of the study; a StudyFileError naming it if it is not JSON (or not text)."""
+    data = storage.read_bytes(path)
+    try:
+        obj = json.loads(data.decode())
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise StudyFileError(str(path), f"not valid JSON ({why(e)})") from e
+    if not isinstance(obj, dict):  # every JSON file of a study is an object
+        raise StudyFileError(str(path), f"not valid JSON for it (a {type(obj).__name__})")
+    return obj
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame | None:
-    """The table at `path`, or None if there is no such file."""
-    return pd.read_parquet(io.BytesIO(storage.read_bytes(path))) if storage.is_file(path) else None
+    """The table at `path`, or None if there is no such file; a StudyFileError naming it if it
+    is not a readable Parquet file (truncated, damaged)."""
+    if not storage.is_file(path):
+        return None
+    data = storage.read_bytes(path)
+    try:
+        return pd.read_parquet(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError) as e:  # ArrowInvalid is a ValueError too
+        raise StudyFileError(str(path), f"not a readable Parquet file ({why(e)})") from e
 
 
 def read_table(study_dir: str | Path, name: str) -> pd.DataFrame | None:
@@ -231,9 +253,19 @@ def append_epoch(study_dir: str | Path, row: dict[str, Any], trial_rows: list[di
         storage.write_text(path, "".join(_line(r) for r in trial_rows))
         return
     local = Path(path)
-    local.parent.mkdir(parents=True, exist_ok=True)
-    with local.open("a") as f:  # in the page cache at return: a killed driver keeps the line
-        f.write(_line(row))
+    with storage.writing(local):  # a full disk: one line naming the log
+        local.parent.mkdir(parents=True, exist_ok=True)
+        with local.open("ab+") as f:  # in the page cache at return: a killed driver keeps it
+            # a line cut short (a killed driver, a full disk) is ended first, so that this row
+            # is not glued to it: readers skip the cut line and keep this one
+            if f.seek(0, io.SEEK_END) and _last_byte(f) != b"\n":
+                f.write(b"\n")
+            f.write(_line(row).encode())
+
+
+def _last_byte(f: io.BufferedRandom) -> bytes:
+    f.seek(-1, io.SEEK_END)
+    return f.read(1)
 
 
 def _part_names(study_dir: str | Path) -> list[str]:
@@ -247,14 +279,24 @@ def _part_names(study_dir: str | Path) -> list[str]:
 
 
 def read_parts(study_dir: str | Path) -> list[dict[str, Any]]:
-    """Every logged epoch row; a line cut short by a killed driver is skipped."""
+    """Every logged epoch row. A line that is not JSON is skipped: one cut short by a killed
+    driver (which a resumed driver's next line then follows). Bytes that are not text are never
+    written by the driver (its lines are ASCII JSON): the log is damaged, a StudyFileError, as
+    skipping them would silently drop the rows they hide."""
     rows = []
     for name in _part_names(study_dir):
-        for line in storage.read_text(storage.join(study_dir, EPOCH_PARTS, name)).splitlines():
+        path = storage.join(study_dir, EPOCH_PARTS, name)
+        try:
+            text = storage.read_bytes(path).decode()
+        except UnicodeDecodeError as e:
+            raise StudyFileError(path, f"not an epoch log (byte {e.start} is not text)") from e
+        for line in text.splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except ValueError:
                 continue
+            if isinstance(row, dict) and "trial_id" in row and "epoch" in row:
+                rows.append(row)
     return rows
 
 

@@ -4,6 +4,7 @@ best trials on the test split, write the tables and the report.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -23,6 +24,7 @@ from study.data import open_dataset as _open
 from study.data.store import DataChangedError
 from study.evaluation import confirm
 from study.evaluation.test_split import evaluate_best
+from study.results.errors import StudyFileError
 from study.results.lookups import select_top
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
@@ -34,6 +36,7 @@ from study.run.preflight import (
     check_args,
     check_reports,
     check_space_builds,
+    check_study_files,
     hold_study,
     make_storage,
     recorded,
@@ -140,7 +143,8 @@ def prepare(a: Request) -> PreparedStudy:
             check_state_files(study_dir)
         else:
             check_nothing_ran(study_dir)
-    make_storage(storage)
+        check_study_files(study_dir, settings.scheduler, a.optuna_storage)  # our own tables
+    make_storage(storage, study_dir if a.resume else None)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
     return PreparedStudy(
@@ -181,12 +185,25 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
             _end(study, record, "failed", str(e))
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except StudyFileError as e:  # a damaged study file, a full or read-only disk: named
+            cause = getattr(e, "cause", e)  # raised in a Ray task: the original, without its trace
+            _fail(study, record, st.redact(str(cause)))
+            print(f"error: {st.redact(str(cause))}", file=sys.stderr)
+            return 2
         except Exception as e:
-            _end(study, record, "failed", f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
+            _fail(study, record, f"{type(e).__name__}: {' '.join(str(e).split())}"[:500])
             raise
         finally:
             if study.lock is not None:
                 study.lock.release()
+
+
+def _fail(study: PreparedStudy, record: dict[str, Any], reason: str) -> None:
+    """Record `failed`, if the disk takes it: one too full (or read-only) for the run's files
+    cannot take its status either, and the run's own error, naming the file it failed on, is
+    the one to report."""
+    with contextlib.suppress(StudyFileError):
+        _end(study, record, "failed", reason)
 
 
 def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str) -> None:

@@ -3,7 +3,8 @@
 Each failure is a UsageError naming the option (or file) and what was expected; the runner prints
 it as one line and exits 2. Nothing here creates anything but the --storage folder (`make_storage`)
 and the study's driver lock (`hold_study`, the last step: another driver of the study is
-refused); --address is only connected to and let go (`check_address`).
+refused); --address is only connected to and let go (`check_address`). A damaged file of a study
+to resume is a StudyFileError naming it (also a ValueError, printed the same way).
 """
 
 from __future__ import annotations
@@ -23,15 +24,16 @@ from study import storage as st
 from study.models import create_model
 from study.report.load import check_out_dir
 from study.results.lock import LOCK, DriverLock, check_free
-from study.results.schema import STUDY_JSON
+from study.results.schema import ASHA_RUNGS, EPOCHS, STUDY_JSON, TRIALS
 from study.results.study_json import RecordError, check_record
-from study.results.tables import read_json
+from study.results.tables import read_json, read_table
 from study.run.request import Request
 from study.spaces.constants import RUN_CONSTANTS, THREADS
 from study.spaces.cover import cover_space
 from study.spaces.loader import SpaceFunction, one_line, space_file, space_sha256
 from study.spaces.settings import SpaceSettings
 from study.training.config import TrainConfig
+from study.tuning.optuna_storage import check_optuna_db
 
 
 class UsageError(ValueError):
@@ -174,10 +176,7 @@ def study_record(storage: str, name: str, resume: bool) -> dict[str, Any] | None
     if resume:
         if not st.is_file(where):
             raise UsageError(f"--resume: no study at {study_dir} (no {STUDY_JSON})")
-        try:
-            meta = read_json(where)
-        except ValueError as e:  # JSONDecodeError
-            raise UsageError(f"{where}: not valid JSON ({e})") from e
+        meta = read_json(where)  # not JSON: a StudyFileError naming it
         try:  # the report's check too: a record it could not draw is not resumed
             return check_record(meta, where)
         except RecordError as e:
@@ -355,10 +354,21 @@ def check_reports(a: Request, name: str) -> None:
     check_out_dir(Path(a.reports) / name, "--reports")
 
 
-def make_storage(storage: str) -> None:
+def check_study_files(study_dir: str, scheduler: str, optuna_storage: str | None) -> None:
+    """--resume: the files the resumed driver reads back are readable, checked before Ray starts
+    (it reads them inside Ray's callbacks and restored searcher, where a damaged one ends the run
+    in a traceback naming no file): the tables, the epoch logs, ASHA's rungs and optuna.db."""
+    for table in (TRIALS, EPOCHS, ASHA_RUNGS):  # EPOCHS: epochs.parquet and every epoch log
+        read_table(study_dir, table)
+    if scheduler != "pbt" and optuna_storage is None:  # PBT keeps no Optuna study
+        check_optuna_db(study_dir)
+
+
+def make_storage(storage: str, study_dir: str | None = None) -> None:
     """Create a local --storage folder and probe that it takes new folders: a path under /proc or
-    on a read-only mount would otherwise fail only after Ray had started. (A URI's bucket is
-    checked by st.check_reachable.)"""
+    on a read-only mount would otherwise fail only after Ray had started. A study to resume
+    (`study_dir`, which exists) is probed too: its folder may be read-only when --storage is not.
+    (A URI's bucket is checked by st.check_reachable.)"""
     if st.is_remote(storage):
         return
     try:
@@ -366,3 +376,12 @@ def make_storage(storage: str) -> None:
         os.rmdir(tempfile.mkdtemp(dir=storage, prefix=".study-probe-"))
     except OSError as e:
         raise UsageError(f"--storage {storage}: cannot create folders there ({e})") from e
+    if study_dir is None or not Path(study_dir).is_dir():
+        return
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=study_dir, prefix=".study-probe-"))
+    except OSError as e:
+        raise UsageError(
+            f"{study_dir}: cannot write there ({e.strerror or e}); the resumed study writes its "
+            "tables there: make it writable"
+        ) from e

@@ -9,11 +9,18 @@ The epoch's state is copied to the host as soon as its training ends (`snapshot`
 non-blocking copies, so the host does not wait) and serialised by one background thread
 (`CheckpointWriter`) while the trial validates; the trial waits for the writer before it reports,
 so the directory Ray copies is always complete.
+
+Every checkpoint file of a study is read by `read_weights`: only with `weights_only=True`, and a
+file that is missing, damaged or holds more than weights is a StudyFileError naming it.
 """
 
 from __future__ import annotations
 
+import io
+import pickle
+import re
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,7 +31,66 @@ from typing import Any
 import torch
 from pyarrow import fs as pafs
 
+from study import storage
+from study.results.errors import StudyFileError, one_line, why
+
 LAST, META, BEST = "last.pt", "meta.pt", "best.pt"
+# what torch's weights-only unpickler names when it refuses a file (`GLOBAL numpy._core...`)
+_REFUSED = re.compile(r"Unsupported global: GLOBAL (\S+)")
+
+
+def read_weights(path: str | Path, map_location: Any = "cpu") -> Any:
+    """A study's torch file (a checkpoint's .pt, final_model/model.pt; a local path or a URI),
+    loaded only with `weights_only=True`: tensors and plain values, never objects whose
+    unpickling could run code from the file.
+
+    A missing, damaged or refused file is a StudyFileError naming it and what to do. Torch's own
+    message for a refused file advises loading it with weights_only=False; it is never shown
+    (nor chained: a notebook's traceback would print it)."""
+    path = str(path)
+    if not storage.is_file(path):
+        raise StudyFileError(path, "missing")
+    # a local file is read by torch as it goes; a remote one is fetched whole first
+    remote = storage.is_remote(path)
+    source = io.BytesIO(storage.read_bytes(path)) if remote else storage.local_path(path)
+    try:
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": the error says it
+            warnings.simplefilter("ignore")
+            return torch.load(source, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = _REFUSED.search(str(e))
+        problem = (
+            f"holds more than weights ({found.group(1)}), which is not loaded: only tensors "
+            "and plain values are (unpickling more could run code from the file)"
+            if found
+            else "damaged, or not a torch file (its bytes are no checkpoint)"
+        )
+        raise StudyFileError(path, problem) from None
+    except Exception as e:  # truncated (the zip reader's RuntimeError), empty (EOFError), ...
+        raise StudyFileError(path, f"not a readable checkpoint ({why(e)})") from None
+
+
+def state_dict(obj: Any, path: str | Path) -> dict[str, torch.Tensor]:
+    """`obj`, read from `path`, if it is a state dict (names to tensors), else a StudyFileError."""
+    if not (
+        isinstance(obj, dict)
+        and obj
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+    ):
+        raise StudyFileError(str(path), "holds no model weights (a state dict of tensors)")
+    return obj
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, map_location: Any) -> None:
+    """Load the state dict at `path` into `model`; weights that do not fit it (another model or
+    options than its config says) are a StudyFileError naming the file."""
+    state = state_dict(read_weights(path, map_location), path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # torch lists the missing and unexpected keys over many lines
+        raise StudyFileError(
+            str(path), f"its weights do not fit the model its config builds ({one_line(str(e))})"
+        ) from e
 
 
 def to_host(tree: Any) -> Any:
@@ -169,6 +235,12 @@ def candidates(ckpt: Any) -> list:
     return [ckpt, *(type(ckpt)(p, ckpt.filesystem) for p in older)]
 
 
+def unreadable(e: Exception) -> str:
+    """Why a checkpoint did not load, for a trial's status_reason: the file and its problem, not
+    the remedy (the trial's own is to fall back to an older checkpoint)."""
+    return f"{Path(e.path).name}: {e.problem}" if isinstance(e, StudyFileError) else why(e)
+
+
 def restore(found: Sequence[Any], model, opt, device) -> tuple[int, list, dict, dict | None, str]:
     """Load the first readable checkpoint of `found` (newest first, see `candidates`); a corrupt
     one is named and skipped, never fatal."""
@@ -176,20 +248,14 @@ def restore(found: Sequence[Any], model, opt, device) -> tuple[int, list, dict, 
     for cand in found:
         try:
             with cand.as_directory() as d:
-                state = torch.load(Path(d) / LAST, map_location=device, weights_only=True)
+                state = read_weights(Path(d) / LAST, device)
                 # checkpoints written before meta.pt existed kept these keys in last.pt
-                meta = (
-                    torch.load(Path(d) / META, weights_only=True)
-                    if (Path(d) / META).exists()
-                    else state
-                )
-                best_state = torch.load(Path(d) / BEST, map_location="cpu", weights_only=True)
+                meta = read_weights(Path(d) / META) if (Path(d) / META).exists() else state
+                best_state = read_weights(Path(d) / BEST)
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
         except Exception as e:  # unreadable, truncated, or from another model: try an older one
-            notes.append(
-                f"checkpoint {cand.path} is unreadable ({type(e).__name__}: {str(e)[:120]})"
-            )
+            notes.append(f"checkpoint {cand.path} is unreadable ({unreadable(e)})")
             continue
         torch.set_rng_state(state["torch_rng"])
         notes.append(f"resumed from checkpoint {cand.path} (epoch {meta['epoch']})")

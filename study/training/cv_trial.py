@@ -26,7 +26,14 @@ import torch
 
 from study.data.store import subset
 from study.training import faults as inject
-from study.training.checkpoints import CheckpointWriter, Snapshot, snapshot, write_best
+from study.training.checkpoints import (
+    CheckpointWriter,
+    Snapshot,
+    read_weights,
+    snapshot,
+    unreadable,
+    write_best,
+)
 from study.training.config import TrainConfig
 from study.training.epoch_record import BestTracker, EpochRecord, TrialStamp, restore_note
 from study.training.steps import TrialData, pick_device, unwrap
@@ -67,13 +74,14 @@ def write_cv(
 def _restore(ckpt, runs, device) -> tuple[int, dict, dict | None, str]:
     try:
         with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CV_STATE, map_location=device, weights_only=True)
+            state = read_weights(Path(d) / CV_STATE, device)
         for t, (model, opt) in zip(runs, state["folds"], strict=True):
             t.model.load_state_dict(model)
             t.opt.load_state_dict(opt)
     except Exception as e:  # unreadable or from another config: start over, and say so
         # no best weights yet (None: best.pt is the current fold 0 model until an epoch is best)
-        return 0, {"value": None, "epoch": 0}, None, f"restarted: checkpoint unreadable ({e})"
+        note = f"restarted: checkpoint {ckpt.path} unreadable ({unreadable(e)})"
+        return 0, {"value": None, "epoch": 0}, None, note
     note = f"resumed from checkpoint {ckpt.path} (epoch {state['epoch']})"
     return state["epoch"], state["best"], state["best_fold0"], note
 

@@ -8,12 +8,13 @@ same classes in the same order and the same head, else it stays freshly initiali
 loaded; the optimiser is made afterwards).
 
 `final_model/` (written by `study.evaluation.confirm` for `--refit`) holds `model.pt` (a state dict)
-and `final.json` (the config it trained with, the classes, what it trained on).
+and `final.json` (the config it trained with, the classes, what it trained on); found by
+`study.results.lookups.final_model`. A source file that is damaged or missing is a StudyFileError
+naming it.
 """
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass, fields
 from typing import Any
@@ -24,13 +25,19 @@ from torch import nn
 from study import storage
 from study.models.layers import state_mismatch
 from study.models.registry import get_entry
-from study.results.lookups import latest_checkpoint, trial_config, trials_with_checkpoints
+from study.results.lookups import (
+    FINAL_DIR,
+    FINAL_JSON,
+    FINAL_WEIGHTS,
+    final_model,
+    latest_checkpoint,
+    trial_config,
+    trials_with_checkpoints,
+)
 from study.results.schema import STUDY_JSON, TRIALS
 from study.results.tables import read_json, read_table
+from study.training.checkpoints import read_weights, state_dict
 from study.training.config import TrainConfig
-
-FINAL_DIR, FINAL_WEIGHTS, FINAL_JSON = "final_model", "model.pt", "final.json"
-
 
 FINAL = "final"  # STUDY_DIR:final names the refit model
 
@@ -64,17 +71,7 @@ def parse(text: str) -> tuple[str, str | None]:
 
 
 def _state(path: str) -> dict[str, torch.Tensor]:
-    blob = io.BytesIO(storage.read_bytes(path))
-    return torch.load(blob, map_location="cpu", weights_only=True)
-
-
-def final_model(study_dir: str) -> tuple[dict[str, Any], str] | None:
-    """(final.json, weights path) of a study's refit model, or None if it has none."""
-    meta_path = storage.join(study_dir, FINAL_DIR, FINAL_JSON)
-    weights = storage.join(study_dir, FINAL_DIR, FINAL_WEIGHTS)
-    if not (storage.is_file(meta_path) and storage.is_file(weights)):
-        return None
-    return read_json(meta_path), weights
+    return state_dict(read_weights(path, "cpu"), path)
 
 
 def write_final_model(study_dir: str, state: bytes, meta: dict[str, Any]) -> str:

@@ -4,8 +4,10 @@ remote storage), a journal file, or a database URL the user names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sqlite3
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from study import storage as st
+from study.results.errors import StudyFileError, one_line, why
 
 OPTUNA_DB = "optuna.db"
 
@@ -37,6 +40,27 @@ def pull_optuna_db(study_dir: str) -> None:
         return
     if not local.exists() or local.stat().st_mtime < (st.mtime(remote) or 0):
         st.download(remote, local)
+
+
+def check_optuna_db(study_dir: str) -> None:
+    """--resume, before Ray starts: the study's optuna.db (the sampler's history, which Ray's
+    saved searcher reconnects to) is a readable SQLite file holding Optuna's tables. Damaged, it
+    would fail inside Ray's restore in a traceback naming no file; here it is a StudyFileError
+    naming it. The check writes nothing but what opening it in Optuna would: the rollback of a
+    transaction a killed driver left in its journal (a read-only connection cannot, and would
+    call a sound file unreadable). On s3:// or gs:// it fetches the copy the resume will use."""
+    pull_optuna_db(study_dir)
+    path = optuna_db(study_dir)
+    if not path.exists():  # Optuna creates it
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            (verdict,) = db.execute("PRAGMA quick_check(1)").fetchone()
+            db.execute("SELECT study_name FROM studies").fetchall()
+    except sqlite3.Error as e:  # "file is not a database", "no such table: studies", ...
+        raise StudyFileError(path, f"not a readable Optuna database ({why(e)})") from e
+    if verdict != "ok":
+        raise StudyFileError(path, f"a damaged database ({one_line(verdict)})")
 
 
 def push_optuna_db(study_dir: str) -> None:

@@ -115,6 +115,7 @@ def test_evaluate_reads_each_models_filter_from_its_config(tmp_path: Path) -> No
     assert evaluate.interpolations(str(tmp_path), ["t1"], False) == ["bilinear"]
     assert evaluate.interpolations(str(tmp_path), ["t1", "t2"], False) == ["bicubic", "bilinear"]
     (tmp_path / "final_model").mkdir()
+    (tmp_path / "final_model" / "model.pt").write_bytes(b"")  # not loaded: only its config is read
     (tmp_path / "final_model" / "final.json").write_text(json.dumps({"config": {"model": "x"}}))
     with pytest.raises(ValueError, match="unknown model 'x'"):
         evaluate.interpolations(str(tmp_path), [], True)

@@ -15,6 +15,7 @@ from conftest import MANGA_CLASSES, requires_manga
 
 from study.data import SplitArrays
 from study.models import create_model, input_norm
+from study.results.errors import StudyFileError
 from study.spaces.loader import SpaceFunction, load_space
 from study.training.config import TrainConfig
 from study.training.fit import fit
@@ -173,3 +174,25 @@ def test_mobilenet_keeps_the_weights_dead_relu_channels_exactly_zero() -> None:
     stats = bn_statistics(model.backbone, load_images(MANGA_DIR, 8))
     dead = stats[stats["dead"] > 0]
     assert len(dead) >= 3 and (dead["dead_batch_var"] == 0).all()
+
+
+def test_damaged_source_weights_are_named(tmp_path) -> None:
+    """A warm start from a corrupt best.pt, or from a final_model/ whose model.pt is missing, is
+    one line naming the file (issue #27, item 9), never torch's advice to load it unsafely."""
+    sd, _ = make_source(tmp_path, TOON)
+    best = sd / "best" / "checkpoint_000002" / "best.pt"
+    model = create_model("vanilla_cnn", len(TOON), width=8, depth=2, batch_norm=True)
+    for damage in (b"not a checkpoint", best.read_bytes()[:64]):
+        best.write_bytes(damage)
+        with pytest.raises(StudyFileError) as e:
+            warm_start(model, str(sd), TOON)
+        assert str(best) in str(e.value) and "\n" not in str(e.value)
+        assert "weights_only" not in str(e.value)
+    torch.save({"weights": np.zeros(2)}, best)
+    with pytest.raises(StudyFileError, match="holds more than weights") as e:
+        warm_start(model, f"{sd}:best", TOON)
+    assert "weights_only" not in str(e.value)
+    (sd / "final_model").mkdir()
+    (sd / "final_model" / "final.json").write_text(json.dumps({"config": SOURCE}))
+    with pytest.raises(StudyFileError, match=r"final_model/model.pt: missing"):
+        resolve(f"{sd}:final")

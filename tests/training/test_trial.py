@@ -225,3 +225,36 @@ def test_an_out_of_memory_error_at_every_size_ends_the_cross_validation_trial() 
     assert m["end_reason"] == "oom" and m["error"].startswith("fold 0: out of memory in epoch 1")
     assert "micro-batches of 2" in m["error"] and m["micro_batch"] == 2
     assert np.isnan(m["val_acc"]) and m["best_epoch"] == 0
+
+
+def test_a_checkpoint_holding_more_than_weights_is_skipped_and_named_safely(tmp_path) -> None:
+    """A retried trial still falls back to the older checkpoint; its note names the file, and
+    never repeats torch's advice to load it with weights_only=False (issue #27, item 9)."""
+    whole = Recorder(tmp_path / "whole")
+    run_trial(_cfg(max_epochs=2), _data(), whole.report, whole.checkpoint, device=CPU)
+    newest = whole.dirs[1]
+    torch.save({"model": np.zeros(3)}, newest / checkpoints.LAST)  # unpickling it runs numpy
+    t = setup_trial(_cfg(max_epochs=2), _data(), CPU)
+    found = [LocalCheckpoint(str(newest)), LocalCheckpoint(str(whole.dirs[0]))]
+    epoch, *_, note = checkpoints.restore(found, t.model, t.opt, CPU)
+    assert epoch == 1 and f"checkpoint {newest} is unreadable (last.pt: holds more" in note
+    assert "weights_only" not in note and "can still be loaded" not in note, note
+
+
+def test_the_cross_validation_trial_restarts_from_an_unreadable_checkpoint_safely(
+    tmp_path,
+) -> None:
+    saved: list[Path] = []
+
+    def keep(metrics: dict[str, Any], directory: Path) -> None:
+        shutil.copytree(directory, tmp_path / f"c{metrics['epoch']}")
+        saved.append(tmp_path / f"c{metrics['epoch']}")
+
+    run_trial_cv(_cfg(max_epochs=1), _data(folds=True), keep, list, device=CPU)
+    torch.save({"folds": np.zeros(2)}, saved[0] / CV_STATE)
+    reports: list[dict] = []
+    resume = lambda: [LocalCheckpoint(str(saved[0]))]  # noqa: E731
+    run_trial_cv(_cfg(max_epochs=1), _data(folds=True), lambda m, _d: reports.append(m), resume)
+    note = reports[-1]["restore_note"]
+    assert f"checkpoint {saved[0]} unreadable ({CV_STATE}: holds more than weights" in note
+    assert "weights_only" not in note and "can still be loaded" not in note, note
