@@ -29,6 +29,11 @@ def start(tmp: Path, data: Path, *extra: str, pause: str = "", **space) -> subpr
     env = {**os.environ, "STUDY_FAULT_PAUSE": pause, "PYTHONUNBUFFERED": "1"}
     args = ["--space", str(tmp / "space.py"), "--data-dir", str(data), "--storage",
             str(tmp / "s"), "--name", "x", "--reports", str(tmp / "r"), *extra]  # fmt: skip
+    return popen_study(args, env)
+
+
+def popen_study(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`python -m study.run ARGS` in a fresh process, its output read as it comes."""
     return subprocess.Popen(
         [sys.executable, "-m", "study.run", *args],
         cwd=REPO,

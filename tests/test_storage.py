@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO
+from study_process import popen_study
 
 from benchmarks import _util
 from study import storage
@@ -177,14 +178,7 @@ S3_STUDY_S = 240
 
 
 def _study(env: dict[str, str], *args: str) -> tuple[subprocess.CompletedProcess, int]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "study.run", *args],
-        cwd=REPO,
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = popen_study(list(args), env)
     out, err = proc.communicate(timeout=S3_STUDY_S)
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), proc.pid
 

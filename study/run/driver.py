@@ -138,13 +138,13 @@ def prepare(a: Request) -> PreparedStudy:
         pbt_population(fn, settings, constants, a.seed, grid)
     if a.resume:
         check_resumable(settings.scheduler, study_dir)
-        # Ray's saved state parses, or the study is refused here, not started over after Ray
-        if tune.Tuner.can_restore(study_dir):
-            check_state_files(study_dir)
-        else:
-            check_nothing_ran(study_dir)
         check_study_files(study_dir, settings.scheduler, a.optuna_storage)  # our own tables
     make_storage(storage, study_dir if a.resume else None)
+    # Ray's saved state parses, or the study is refused here, not started over after Ray
+    if a.resume and tune.Tuner.can_restore(study_dir):
+        check_state_files(study_dir)
+    elif a.resume:
+        check_nothing_ran(study_dir)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
     return PreparedStudy(
