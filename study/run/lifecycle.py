@@ -71,6 +71,8 @@ class Lifecycle:
             signal.signal(s, self._first if self.signum is None else _second)
 
     def _first(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # Tune's interrupt puts this handler back for SIGINT
+            _second(signum, frame)
         self.signum = signum
         for s in SIGNALS:  # from now on, a signal ends the process at once
             signal.signal(s, _second)
