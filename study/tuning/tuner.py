@@ -136,13 +136,13 @@ def restore_tuner(
     """Continue an interrupted study: finished trials stay, the others resume from checkpoints.
 
     A study whose first run ended after writing study.json but before its tuner existed (no
-    tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings."""
+    tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings. The
+    driver's preflight has checked, before Ray started, that the state files parse
+    (`check_state_files`) or that no trial ran (`check_nothing_ran`)."""
     study_dir = st.join(storage, name)
     check_resumable(kwargs["settings"].scheduler, study_dir)
     if not tune.Tuner.can_restore(study_dir):
-        check_nothing_ran(study_dir)
         return build_tuner(storage=storage, name=name, data=data, resources=resources, **kwargs)
-    check_state_files(study_dir)
     pull_optuna_db(study_dir)
     # what Ray pickled holds the paths of the folder it ran in; these are built for this one
     # (without starting points: a new searcher would enqueue them in the Optuna study again)
