@@ -178,6 +178,9 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
         except Interrupted as stop:
             _end(study, record, "interrupted", str(stop))
             where = st.redact(study.study_dir)
+            if not record and not study.request.resume:  # no study.json: nothing to resume
+                print(f"interrupted: {stop}; the study had not started", file=sys.stderr)
+                return stop.exit_code
             print(f"interrupted: {stop}; finished trials are kept in {where}", file=sys.stderr)
             print(f"resume with: {resume_command(study.name, st.redact(study.storage))}")
             return stop.exit_code

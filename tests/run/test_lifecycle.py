@@ -48,3 +48,14 @@ def test_a_signal_in_each_phase_stops_the_run_and_says_so(
     else:  # every trial that finished before the signal is kept
         assert list(trials["status"]) == ["finished"]
         assert len(rows(tmp_path, "epochs.parquet")) == 1
+
+
+@pytest.mark.slow
+def test_a_signal_before_the_study_is_written_offers_no_resume(tiny_toon, tmp_path) -> None:
+    """Nothing recorded yet: no study.json, so no --resume command to print."""
+    proc = start(tmp_path, tiny_toon, pause="starting Ray")
+    out, err = signal_at(proc, "-- paused before starting Ray", [signal.SIGINT])
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: SIGINT during starting Ray; the study had not started" in err
+    assert "resume with" not in out and "Traceback" not in err
+    assert not (tmp_path / "s" / "x" / "study.json").exists()
