@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search_spaces._axes import BN_FREE
+from ._axes import BN_FREE
 
 # width and width_mult at the models' defaults, named so that SMOKE's shrink them (a smoke test
 # changes only the keys a config holds)

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import _axes, cnn_manga
+from . import _axes, cnn_manga
 
 SETTINGS = replace(cnn_manga.SETTINGS, dataset="ferg", max_epochs=30, grace_period=3)
 

@@ -6,8 +6,9 @@ from typing import Any
 
 import optuna
 
-from search_spaces import _axes
 from study.spaces.settings import SpaceSettings
+
+from . import _axes
 
 SETTINGS = SpaceSettings(
     dataset="manga",

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import _axes, googlenet_manga
+from . import _axes, googlenet_manga
 
 # same axes and starting points as on manga; FERG is 150x larger, so fewer epochs and rungs sooner
 SETTINGS = replace(

@@ -16,8 +16,9 @@ from typing import Any
 
 import optuna
 
-from search_spaces import _axes
 from study.spaces.settings import SpaceSettings
+
+from . import _axes
 
 # study.run refuses this space without --init-from, naming what it needs
 NEEDS_INIT_FROM = "a toon study, e.g. of --space demo; or a FERG study for FERG -> manga"

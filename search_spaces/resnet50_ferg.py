@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import resnet50_manga
+from . import resnet50_manga
 
 SETTINGS = replace(resnet50_manga.SETTINGS, dataset="ferg", max_epochs=15, grace_period=2)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 
-from search_spaces import seed_table_manga
+from . import seed_table_manga
 
 GRID = seed_table_manga.GRID
 SETTINGS = replace(seed_table_manga.SETTINGS, dataset="ferg", max_epochs=30)

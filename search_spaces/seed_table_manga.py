@@ -6,9 +6,10 @@ from typing import Any
 
 import optuna
 
-from search_spaces._axes import SCIENTIFIC
-from search_spaces._seed_variants import RECIPE, SMOKE, VARIANTS
 from study.spaces.settings import SpaceSettings
+
+from ._axes import SCIENTIFIC
+from ._seed_variants import RECIPE, SMOKE, VARIANTS
 
 GRID = {"variant": list(VARIANTS)}  # the grid sampler runs each variant exactly once
 

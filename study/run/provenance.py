@@ -8,11 +8,14 @@ from importlib import metadata
 from importlib.util import find_spec
 from pathlib import Path
 
+from study import __version__
+
 
 def versions() -> dict[str, str]:
-    out = {"python": sys.version.split()[0]}
+    # study's own version from the code that runs: by distribution name it could be another
+    # project's (the index's `study` is not this one) or a stale install beside a checkout
+    out = {"python": sys.version.split()[0], "study": __version__}
     for pkg in (
-        "study",
         "torch",
         "torchvision",
         "timm",

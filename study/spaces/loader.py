@@ -32,13 +32,30 @@ class Space:
         return f"{self.name:20s} [{self.settings.dataset}] {self.settings.description}"
 
 
-def _package_dir() -> Path:
+def _spaces_package() -> tuple[str, Path]:
+    """The package the shipped spaces import as, and its folder. In a checkout they are the
+    top-level folder `search_spaces/` beside `study/` (the folder users edit); an installed wheel
+    has them as `study.search_spaces` (setup.py), so that no top-level `search_spaces` lands in
+    site-packages. A checkout's folder wins only when it is the one beside the `study` that runs:
+    a `search_spaces` of another project on sys.path is never taken for ours."""
     # found, not imported: every space file imports study.spaces.settings, and importing the package
     # from here would close a loop study.spaces -> search_spaces -> study
-    spec = importlib.util.find_spec("search_spaces")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("search_spaces: the folder of shipped spaces is not importable")
-    return Path(next(iter(spec.submodule_search_locations)))
+    beside = Path(__file__).resolve().parents[2] / "search_spaces"
+    for name in ("search_spaces", "study.search_spaces"):
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if name == "study.search_spaces" or folder.resolve() == beside:
+            return name, folder
+    raise ModuleNotFoundError(
+        f"the shipped spaces are not importable: neither {beside} (a checkout) nor "
+        "study.search_spaces (an install) was found"
+    )
+
+
+def _package_dir() -> Path:
+    return _spaces_package()[1]
 
 
 def list_spaces() -> list[str]:
@@ -77,8 +94,9 @@ def load_space(name: str) -> Space:
                 f"unknown space {name!r}; available: {', '.join(list_spaces())} "
                 "(or a path to your own .py file)"
             )
-        with _import_errors(str(_package_dir() / f"{name}.py")):
-            module = importlib.import_module(f"search_spaces.{name}")
+        package, folder = _spaces_package()
+        with _import_errors(str(folder / f"{name}.py")):
+            module = importlib.import_module(f"{package}.{name}")
     fn, settings = getattr(module, "space", None), getattr(module, "SETTINGS", None)
     if not callable(fn) or not isinstance(settings, SpaceSettings):
         raise ValueError(
