@@ -54,7 +54,8 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> Request:
         "--optuna-storage",
         default=None,
         help="the Optuna study's storage, for optuna-dashboard while it runs: an RDB URL "
-        "(postgresql://...) or journal:///ABSOLUTE/PATH.log (default: SQLite beside the results)",
+        "(postgresql+psycopg://...) or journal:///ABSOLUTE/PATH.log (default: SQLite beside the "
+        "results)",
     )
     p.add_argument(
         "--data-dir",

@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import sqlite3
+from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -74,8 +75,20 @@ JOURNAL_SCHEME = "journal"
 
 
 OPTUNA_STORAGE_FORMS = (
-    "an RDB URL (postgresql://HOST/DB, mysql://..., sqlite:///PATH) or journal:///ABSOLUTE/PATH.log"
+    "an RDB URL (postgresql+psycopg://HOST/DB, mysql://..., sqlite:///PATH) or "
+    "journal:///ABSOLUTE/PATH.log"
 )
+
+
+def _driver_hint(url: str) -> str:
+    """What to do about a missing database driver. SQLAlchemy 2.0 (which Optuna allows) reads a
+    plain postgresql:// as psycopg2, 2.1 as psycopg 3, the postgres extra's driver: a URL that
+    names +psycopg means the same under both."""
+    u = make_url(url)
+    if u.get_backend_name() == "postgresql" and find_spec("psycopg") is not None:
+        named = u.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return f"psycopg 3 is installed: name it, {st.redact(named)}"
+    return "for PostgreSQL: pip install -e '.[postgres]' and postgresql+psycopg://..."
 
 
 def optuna_storage_url(url: str | None, study_dir: str) -> str:
@@ -133,7 +146,7 @@ def check_optuna_storage(url: str, name: str, resume: bool) -> None:
         except ImportError as e:
             raise ValueError(
                 f"--optuna-storage {st.redact(url)}: its database driver is not installed "
-                f"({e}; for PostgreSQL: pip install -e '.[postgres]')"
+                f"({e}; {_driver_hint(url)})"
             ) from e
     try:
         names = optuna.get_all_study_names(open_optuna_storage(url))
