@@ -15,6 +15,7 @@ table. Ray-free: the Tune callback that feeds `Progress` is
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -26,9 +27,34 @@ STATUS_EVERY_S = 30.0
 ENDED = ("finished", "stopped", "diverged", "errored")
 
 
+# Ray's notices about token authentication, logged by this logger as the driver starts a local
+# Ray: "Token authentication is enabled ... Set RAY_AUTH_MODE=disabled to opt out" and "Generated
+# new authentication token and saved to ...". Nothing to act on: -q leaves them out. The warning
+# that authentication is *disabled* still prints.
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _NoAuthNotices(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        notice = record.levelno < logging.WARNING or record.getMessage().startswith(
+            "Token authentication is enabled"
+        )
+        return not notice
+
+
+_NO_AUTH_NOTICES = _NoAuthNotices()
+
+
 def set_level(level: int) -> None:
     global _level
     _level = level
+    # set on the logger by name before Ray is imported: Ray's own logging setup configures the
+    # `ray` logger, not this child's filters
+    auth = logging.getLogger(RAY_AUTH_LOGGER)
+    if level == QUIET:
+        auth.addFilter(_NO_AUTH_NOTICES)
+    else:
+        auth.removeFilter(_NO_AUTH_NOTICES)
 
 
 def level() -> int:

@@ -245,7 +245,9 @@ def markdown() -> str:
         "A study writes `studies/<study>/`; every table is a Parquet file with "
         f"`schema_version` = {SCHEMA_VERSION} in its metadata. Split says which data split a "
         "score is measured on (blank: not a score). Read them with `study.load`, pandas, "
-        "polars or duckdb (see the README).",
+        "polars or duckdb ([running.md](running.md#reading-the-results): many studies at once "
+        'with duckdb, or with polars\' `pl.concat(..., how="diagonal_relaxed")`, since studies '
+        "of different spaces have different `config/` columns).",
         "",
     ]
     for table in TABLES.values():

@@ -74,6 +74,14 @@ def parse_args(argv: list[str] | None, prog: str | None = None) -> Request:
         action="store_true",
         help="continue the study --name with the settings its study.json records",
     )
+    p.add_argument(
+        "--callback",
+        action="append",
+        default=[],
+        choices=("mlflow", "wandb"),  # study.tuning.trackers.TRACKERS (that imports Ray)
+        help="also log every trial to an experiment tracker with Ray Tune's own callback: mlflow "
+        "(MLFLOW_TRACKING_URI, else STUDY/mlflow.db) or wandb (needs `wandb login`); repeatable",
+    )
     p.add_argument("--reports", default="reports", help="where the dashboard is written")
     p.add_argument("--no-report", action="store_true", help="skip writing the dashboard")
     p.add_argument(

@@ -53,6 +53,7 @@ from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
 from study.tuning.schedulers import check_resumable, pbt_population
 from study.tuning.searcher import make_sampler
+from study.tuning.trackers import check_trackers, tracker_callbacks
 from study.tuning.trial_data import input_filters, trial_data
 from study.tuning.tuner import build_tuner, check_nothing_ran, check_state_files, restore_tuner
 
@@ -113,6 +114,7 @@ def prepare(a: Request) -> PreparedStudy:
         )
     study_dir = st.join(storage, name)  # the one place it is computed
     check_reports(a, name)
+    check_trackers(a.callback, study_dir)
     if a.optuna_storage and settings.scheduler == "pbt":
         raise UsageError(
             f"--optuna-storage {st.redact(a.optuna_storage)}: scheduler 'pbt' keeps no Optuna "
@@ -312,6 +314,7 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
             optuna_storage=a.optuna_storage,
             reports=study.reports_dir,
             verbose=1 if a.verbose else 0,
+            callbacks=tracker_callbacks(a.callback, study_dir, study.name),
         )
         # restore_tuner starts afresh a study whose first run ended before its tuner existed
         tuner = restore_tuner(**kwargs) if a.resume else build_tuner(**kwargs)

@@ -44,6 +44,7 @@ class Request:
     list: bool = False
     quiet: bool = False
     verbose: bool = False
+    callback: tuple[str, ...] = ()  # experiment trackers (study.tuning.trackers)
 
     @classmethod
     def from_args(cls, a: argparse.Namespace, argv: list[str]) -> Request:
@@ -72,6 +73,7 @@ class Request:
             list=a.list,
             quiet=a.quiet,
             verbose=a.verbose,
+            callback=tuple(a.callback),
         )
 
 

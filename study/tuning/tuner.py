@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import pickletools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,7 @@ def build_tuner(
     optuna_storage: str | None = None,
     reports: str | None = None,  # where the report is written: rewritten live as trials finish
     verbose: int = 0,  # 1: Ray Tune's own progress table besides ours (`study run -v`)
+    callbacks: Sequence[tune.Callback] = (),  # experiment trackers (study.tuning.trackers)
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
     if optuna_storage is None:
@@ -119,6 +120,7 @@ def build_tuner(
                 # trial start, epoch and end lines and status lines (study.console)
                 ConsoleCallback(settings.num_samples, settings.metric, settings.mode),
                 *live_report_callbacks(study_dir, reports),  # after the writer has flushed
+                *callbacks,
             ],
             # PBT restarts a trial from another's checkpoint of some epochs ago: keep them all
             checkpoint_config=tune.CheckpointConfig(
