@@ -4,6 +4,7 @@ cluster or JOB below; `--check` exits 1 while rayjob.yaml is stale (tests/test_d
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,31 @@ CLUSTER, JOB_FILE = HERE / "raycluster.yaml", HERE / "rayjob.yaml"
 # The study as a Ray job on a cluster of its own. The image holds the code, so no working_dir;
 # results, checkpoints and the Optuna study go to the bucket (the cluster is deleted afterwards);
 # the dashboard is built afterwards from anywhere: python -m study.report s3://<bucket>/studies/NAME
+# No --name: each run is a new study, googlenet_manga-<UTC time> (the job's log says which), so the
+# same file can be submitted again (`kubectl create`: the RayJob's own name is generated too).
 ENTRYPOINT = (
-    "python -m study.run --space googlenet_manga --name googlenet-manga-k8s --address auto "
-    "--gpus-per-trial 1 --storage s3://<bucket>/studies --data-dir s3://<bucket>/data --no-report"
+    "python -m study.run --space googlenet_manga --address auto --gpus-per-trial 1 "
+    "--storage s3://<bucket>/studies --data-dir s3://<bucket>/data --no-report"
 )
+# KubeRay's submitter pod (it runs `ray job submit` and follows the log) as KubeRay makes it, with
+# the security settings of every other container; KubeRay fills in its command and the token
+SUBMITTER: dict[str, Any] = {
+    "spec": {
+        "restartPolicy": "Never",
+        "securityContext": "POD_SECURITY",
+        "containers": [
+            {
+                "name": "ray-job-submitter",
+                "image": "IMAGE",
+                "resources": {
+                    "requests": {"cpu": "500m", "memory": "200Mi"},
+                    "limits": {"cpu": "1", "memory": "1Gi"},
+                },
+                "securityContext": "CONTAINER_SECURITY",
+            }
+        ],
+    }
+}
 JOB: dict[str, Any] = {
     "entrypoint": ENTRYPOINT,
     # the cluster goes when the study ends, finished or failed (10 minutes to read its logs)
@@ -27,6 +49,10 @@ JOB: dict[str, Any] = {
     "ttlSecondsAfterFinished": 600,
     # a failed study is resumed by hand (--resume --name ...), never re-run from scratch
     "backoffLimit": 0,
+    # 8 hours, some 3 times the largest study docs/cluster.md estimates: a job that waits for GPU
+    # nodes that never come, or hangs, is ended (its cluster deleted) instead of billing on; what
+    # finished is in the bucket, and --resume --name continues it
+    "activeDeadlineSeconds": 8 * 3600,
 }
 
 HEADER = """\
@@ -35,16 +61,34 @@ HEADER = """\
 #
 # A RayJob: KubeRay starts a RayCluster of raycluster.yaml's shape (token auth on, ClusterIP
 # dashboard, autoscaling GPU workers), submits the study to it and deletes it when the study ends.
-#   kubectl apply -f deploy/kuberay/rayjob.yaml      # docs/cluster.md "Kubernetes (KubeRay)"
+#   kubectl create -f deploy/kuberay/rayjob.yaml     # docs/cluster.md "Kubernetes (KubeRay)"
+# (`create`, not `apply`: the RayJob's name is generated, googlenet-manga-xxxxx, so the file can
+# be submitted again for another study)
 """
+
+
+def submitter(cluster: dict[str, Any]) -> dict[str, Any]:
+    """SUBMITTER with the head pod's image and security settings."""
+    head = cluster["spec"]["headGroupSpec"]["template"]["spec"]
+    pod = copy.deepcopy(SUBMITTER)
+    pod["spec"]["securityContext"] = head["securityContext"]
+    (container,) = pod["spec"]["containers"]
+    container["image"] = head["containers"][0]["image"]
+    container["securityContext"] = head["containers"][0]["securityContext"]
+    return pod
 
 
 def rayjob(cluster: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": cluster["apiVersion"],
         "kind": "RayJob",
-        "metadata": {"name": "googlenet-manga", "labels": cluster["metadata"]["labels"]},
-        "spec": {**JOB, "rayClusterSpec": cluster["spec"]},
+        # a name of its own for every `kubectl create` (KubeRay: at most 47 characters)
+        "metadata": {"generateName": "googlenet-manga-", "labels": cluster["metadata"]["labels"]},
+        "spec": {
+            **JOB,
+            "submitterPodTemplate": submitter(cluster),
+            "rayClusterSpec": cluster["spec"],
+        },
     }
 
 
