@@ -73,8 +73,12 @@ def test_installed_spaces_load_from_the_package(wheel: Path, tmp_path: Path) -> 
         "        if name.partition('.')[0] == 'search_spaces':\n"
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, NoTopLevel())\n"
-        "from study.spaces.loader import list_spaces, load_space\n"
-        "print(json.dumps({n: load_space(n).module.__name__ for n in list_spaces()}))\n"
+        "from study.spaces.loader import list_spaces, load_space, space_file\n"
+        "loaded = {n: load_space(n).module.__name__ for n in list_spaces()}\n"
+        # a copy of a shipped space, run by path, still finds the helpers it imports relatively
+        "open('mine.py', 'w').write(space_file('googlenet_ferg').read_text())\n"
+        "loaded['mine.py'] = load_space('mine.py').module.__name__\n"
+        "print(json.dumps(loaded))\n"
     )
     r = subprocess.run(
         [sys.executable, "-c", code],
@@ -87,5 +91,6 @@ def test_installed_spaces_load_from_the_package(wheel: Path, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr[-3000:]
     loaded = json.loads(r.stdout.splitlines()[-1])
     shipped = sorted(p.stem for p in (REPO / "search_spaces").glob("[!_]*.py"))
+    assert loaded.pop("mine.py") == "study.search_spaces.user_space_mine"
     assert sorted(loaded) == shipped
     assert set(loaded.values()) == {f"study.search_spaces.{n}" for n in shipped}

@@ -82,7 +82,10 @@ def load_space(name: str) -> Space:
         path = Path(name)
         if not path.is_file():
             raise ValueError(f"--space {name}: no such file")
-        spec = importlib.util.spec_from_file_location(f"user_space_{path.stem}", path)
+        # a module of the shipped spaces' package, so that a copy of a shipped space keeps its
+        # relative imports of the helpers beside it (`from . import _axes`)
+        package = importlib.import_module(_spaces_package()[0]).__name__
+        spec = importlib.util.spec_from_file_location(f"{package}.user_space_{path.stem}", path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
         with _import_errors(str(path)):
