@@ -93,6 +93,9 @@ def test_the_image_the_cluster_and_the_readme_install_the_lock() -> None:
     section = section[: section.index("\n## ", 1)]
     for words in (LOCK_NAME, f"CUDA {cuda}", f"torch {torch}", f"driver {driver} or newer"):
         assert words in section, words
+    # the Ray the docs have you install locally is the cluster's
+    cluster_md = (REPO / "docs" / "cluster.md").read_text()
+    assert set(re.findall(r'"ray==([0-9.]+)"', cluster_md)) == {locked()["ray"]}
 
 
 # --- the container image -------------------------------------------------------------------------
