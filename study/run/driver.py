@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import ray
 from ray import tune
+from ray.tune.error import TuneError
 
 from study import console
 from study import storage as st
@@ -147,6 +148,8 @@ def prepare(a: Request) -> PreparedStudy:
         check_nothing_ran(study_dir)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
+    if a.resume and (partial := st.remove_partial_writes(study_dir)):
+        console.say(f"   removed what a killed run left half-written: {', '.join(partial)}")
     return PreparedStudy(
         request=a,
         name=name,
@@ -201,6 +204,18 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
                 study.lock.release()
 
 
+def _file_error(e: BaseException | None) -> StudyFileError | None:
+    """The StudyFileError that `e` was raised from, if any (Tune re-raises a callback's error as
+    a TuneError holding only its traceback's text)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, StudyFileError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _fail(study: PreparedStudy, record: dict[str, Any], reason: str) -> None:
     """Record `failed`, if the disk takes it: one too full (or read-only) for the run's files
     cannot take its status either, and the run's own error, naming the file it failed on, is
@@ -226,9 +241,11 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     # Tune's classic reporter: silent at verbose=0 and its table at -v; the newer one prints a
     # configuration box and a TensorBoard hint into /tmp/ray/... at any verbosity
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # save Tune's experiment state at every step, so a killed driver resumes without re-running
-    # or re-deciding anything (the state is small next to an epoch of training)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # Tune's experiment state is saved at its own pace ("auto": at most ~5 % of the time, at
+    # least every 10 s), after every num_to_keep checkpoints of a trial and when tuning ends or is
+    # interrupted; its files appear whole (study.storage.ray_filesystem). A killed driver re-runs
+    # at most the epochs since the last save, whose rows then replace the first ones
+    # (benchmarks/state_writes.py counts the writes; 0 rewrote it at every step of Tune's loop)
     # reuse_actors: a worker waits this long for the last trial's thread before taking the next
     # (Ray's default 2 s is short on a loaded machine; past it Tune starts a fresh worker)
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
@@ -322,7 +339,10 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         lifecycle.enter("tuning")
-        tuner.fit()
+        try:
+            tuner.fit()
+        except TuneError as e:  # our results writer could not write (a full disk): say which file
+            raise _file_error(e) or e from None
         lifecycle.enter("test evaluation")  # raises if a signal stopped the tuning
         record["tuning_finished"] = now()
         write_json(record, st.join(study_dir, STUDY_JSON))
@@ -330,6 +350,7 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         lifecycle.enter("confirmation")
         confirmed_rows = confirm.run(study_dir, ds, settings, resources, a.plan, study.seed)
         record["wall_s"] = time.time() - t0
+        write_json(record, st.join(study_dir, STUDY_JSON))  # the summary reads it
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         if started_ray:
