@@ -82,6 +82,11 @@ class Table:
 STUDY = Column("study", "string", "the study's name (its directory's): tables concatenate")
 
 
+# every accuracy's interval (study.results.statistics.binomial_ci)
+CI_LOW = "lower end of the exact (Clopper–Pearson) 95 % interval of test_acc"
+CI_HIGH = "upper end of the exact (Clopper–Pearson) 95 % interval of test_acc"
+
+
 TRIAL_ID = Column(
     "trial_id", "string", "Ray Tune's trial id; `<study>/<trial_id>/` holds its checkpoints"
 )
@@ -120,8 +125,8 @@ TABLES: dict[str, Table] = {
                 "test",
             ),
             Column("test_macro_f1", "double", "macro-F1 over all classes (as test_acc)", "test"),
-            Column("test_acc_ci_low", "double", "95 % bootstrap interval of test_acc", "test"),
-            Column("test_acc_ci_high", "double", "95 % bootstrap interval of test_acc", "test"),
+            Column("test_acc_ci_low", "double", CI_LOW, "test"),
+            Column("test_acc_ci_high", "double", CI_HIGH, "test"),
             Column("params", "int64", "the model's parameter count"),
             Column("wall_s", "double", "seconds its epochs took, summed"),
             Column("epoch_s_mean", "double", "mean seconds per epoch"),
