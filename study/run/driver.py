@@ -23,7 +23,7 @@ from study import storage as st
 from study.data import default_data_dir
 from study.data import open_dataset as _open
 from study.data.store import DataChangedError
-from study.evaluation import confirm
+from study.evaluation import confirm, probe
 from study.evaluation.test_split import evaluate_best
 from study.results.errors import StudyFileError
 from study.results.lookups import select_top
@@ -130,6 +130,7 @@ def prepare(a: Request) -> PreparedStudy:
     constants = confirm.prepare(a.plan, a.init_from, a.seed, space, settings, fn, ds, constants)
     check_space_builds(fn, settings, constants, len(ds.classes))
     confirm.check_warm_start(fn, constants, ds.classes)
+    probes = probe.plan(a.probe, fn, settings, constants, space.name)  # --probe on no backbone
     # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
     # the scheduler empty fail here, not in Ray
 
@@ -165,6 +166,7 @@ def prepare(a: Request) -> PreparedStudy:
         argv=argv,
         space_sha256=space_sha256(fn.ref),
         lock=lock,
+        probes=probes,
     )
 
 
@@ -349,6 +351,8 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         evaluate_best(study_dir, ds, settings, resources)
         lifecycle.enter("confirmation")
         confirmed_rows = confirm.run(study_dir, ds, settings, resources, a.plan, study.seed)
+        lifecycle.enter("linear probe")  # after the test evaluation, as it reads test too
+        probe.run(study_dir, ds, settings, resources, study.probes)
         record["wall_s"] = time.time() - t0
         write_json(record, st.join(study_dir, STUDY_JSON))  # the summary reads it
     finally:
