@@ -327,6 +327,8 @@ def _one_step(model: nn.Module) -> None:
         ("mobilenet_v1_025", 1, ("stage1", "stage2")),
         ("mobilenet_v1_025", "backbone", ("stage1", "stage2", "stage3")),
         ("timm/resnet18", 2, ("conv1", "bn1", "layer1", "layer2")),
+        # all but the last of timm's 8 coarse stages: stem, blocks 0-5 (BNs with activations)
+        ("efficientnet_lite0", 1, ("conv_stem", "bn1", *(f"blocks.{i}." for i in range(6)))),
     ],
 )
 def test_freeze_keeps_frozen_weights_and_statistics_bit_identical(
