@@ -18,6 +18,7 @@ from skimage import data as photos  # its sample images ship in the wheel: no do
 
 from study.models import create_model, input_norm, param_groups
 from study.models import efficientnet_lite as lite
+from study.models.__main__ import main as models_cli
 from study.models.registry import check_weights
 
 LITES = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
@@ -191,3 +192,10 @@ def test_heads_freezing_and_backbone_lr_work_as_on_the_other_families(name: str)
         assert g["lr"] == pytest.approx(want)
     out = model.train()(torch.randn(2, 3, 64, 64))
     assert out.shape == (2, 7) and torch.isfinite(out).all()
+
+
+def test_the_model_listing_shows_the_three(capsys) -> None:
+    assert models_cli(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in LITES:
+        assert f"{name}: EfficientNet-Lite{name[-1]}, timm's tf_{name}" in out
