@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,7 @@ from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
 from study.results.tables import read_json, read_table, write_json
 from study.run.lifecycle import Interrupted, Lifecycle, mark, resume_command, signals_stop
-from study.run.overrides import apply_set, check_set_on_resume, parse_set, with_smoke
+from study.run.overrides import check_set_on_resume, parse_set, resolve, split_smoke
 from study.run.preflight import (
     UsageError,
     check_args,
@@ -49,7 +49,6 @@ from study.run.summary import print_confirmed, print_leaderboard, print_summary
 from study.spaces.constants import trial_constants
 from study.spaces.cover import describe_hyperparameters
 from study.spaces.loader import SpaceFunction, load_space, space_sha256
-from study.spaces.settings import SpaceSettings
 from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
 from study.tuning.schedulers import check_resumable, pbt_population
@@ -61,8 +60,6 @@ from study.tuning.tuner import build_tuner, check_nothing_ran, check_state_files
 # without them
 if TYPE_CHECKING:
     from study.data.store import PreparedDataset
-    from study.spaces.loader import Space
-    from study.spaces.settings import SpaceSettings
 
 
 def outcome(study_dir: str, rank: dict[str, Any]) -> tuple[int, str]:
@@ -381,37 +378,3 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     if why:
         print(f"error: {why}", file=sys.stderr)  # the last line: why the run failed
     return rc
-
-
-SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
-
-
-def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Settings after smoke, --set and flag overrides (in that order), config constants, and the
-    smoke config overrides."""
-    given = parse_set(getattr(a, "set", None) or [])
-    settings = with_smoke(space.settings, given, a.smoke_test)  # --set smoke=... is what runs
-    smoke_cfg: dict[str, Any] = {}
-    if a.smoke_test:
-        smoke_set, smoke_cfg = split_smoke(settings)
-        settings = settings.override(**SMOKE, **smoke_set)
-    settings = apply_set(
-        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
-    )
-    # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
-    max_epochs = a.max_epochs or settings.max_epochs
-    grace = settings.grace_period
-    settings = settings.override(
-        num_samples=a.num_samples,
-        max_epochs=max_epochs,
-        grace_period=grace if "grace_period" in given else min(grace, max_epochs),
-    )
-
-    return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
-
-
-def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
-    known = {f.name for f in fields(SpaceSettings)}
-    smoke = settings.smoke.items()
-    return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}

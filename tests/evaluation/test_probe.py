@@ -30,7 +30,7 @@ from study.results.schema import CONFIRM
 from study.results.statistics import accuracy_ci
 from study.results.tables import check_schema
 from study.run import __main__ as run
-from study.run.driver import split_smoke
+from study.run.overrides import split_smoke
 from study.spaces.constants import trial_constants
 from study.spaces.loader import SpaceFunction, load_space
 

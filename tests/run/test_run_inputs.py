@@ -23,7 +23,7 @@ from study.report import build_report
 from study.report.__main__ import main as report_main
 from study.results.tables import write_parquet
 from study.run import __main__ as run
-from study.run import driver
+from study.run import driver, overrides
 from study.spaces.loader import SpaceFunction, load_space
 
 # one trial of one epoch: the cheapest real study
@@ -61,7 +61,7 @@ def space_file(tmp: Path, **changes) -> Path:
 def record_study(study_dir: Path, data: Path, *, smoke: bool) -> dict:
     """A study.json as run_study writes it, for the demo space (with --smoke-test or not)."""
     a = run.parse_args(["--space", "demo", *(["--smoke-test"] if smoke else [])])
-    settings, _, _ = driver.resolve(a, load_space("demo"))
+    settings, _, _ = overrides.resolve(a, load_space("demo"))
     meta = {
         "name": study_dir.name,
         "space": "demo",
