@@ -25,9 +25,6 @@ import numpy as np
 import pandas as pd
 import ray
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from study import console
 from study.data import Augment, AugmentConfig, SplitArrays, load_split
@@ -120,6 +117,11 @@ def choose_c(
         raise ValueError("the training split has fewer than 2 classes: nothing to separate")
     if not len(val[1]):
         raise ValueError("the validation split is empty: no C can be chosen")
+    # imported here (as in study.data.folds): scikit-learn takes ~2 s to import
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     best: tuple[Any, float, float] | None = None
     for c in sorted(grid):
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=5000))
