@@ -9,16 +9,22 @@ instance profiles, `gcloud` logins); URI query parameters (`?endpoint_override=.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import errno
 import functools
+import io
 import os
 import re
+import signal
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow as pa
 import pyarrow.fs as pafs
+from fsspec.implementations.local import LocalFileSystem
 
 from study.results.errors import not_written
 
@@ -163,11 +169,90 @@ def _umask() -> int:
     return mask
 
 
+# Fault injection for the fault table (tests/run/test_fault_table.py): STUDY_FAULT_WRITE=
+# ACTION:NAME@N makes this process's N-th publish of a file whose name starts with NAME kill the
+# process ("kill", SIGKILL: the temporary is written, the rename never happens) or fail as a full
+# disk does ("enospc")
+FAULT_WRITE = "STUDY_FAULT_WRITE"
+_published: collections.Counter[str] = collections.Counter()
+
+
+def _injected_fault(dest: Path) -> None:
+    action, _, target = os.environ.get(FAULT_WRITE, "").partition(":")
+    name, _, nth = target.partition("@")
+    if not name or not dest.name.startswith(name):
+        return
+    _published[name] += 1
+    if _published[name] != int(nth or 1):
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+
+
 def _publish(tmp: str, dest: Path) -> None:
     """Rename a finished temporary file into place with the mode a plain open() would give it:
     mkstemp makes it 0600, which would hide results in a shared folder from teammates."""
     os.chmod(tmp, 0o666 & ~_umask())
+    _injected_fault(dest)
     os.replace(tmp, dest)
+
+
+# what tempfile.mkstemp names our temporary siblings: ".NAME." + 8 random characters + ".tmp"
+_PARTIAL = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_partial_writes(folder: str | Path) -> list[str]:
+    """Delete the temporary files that a process killed while publishing left in `folder` (its
+    top level, where the state files are): only names of the form this module gives them."""
+    if is_remote(folder) or not Path(folder).is_dir():
+        return []  # (an object store shows no partial upload)
+    gone = [p for p in Path(folder).iterdir() if p.is_file() and _PARTIAL.fullmatch(p.name)]
+    for p in gone:
+        p.unlink(missing_ok=True)
+    return [p.name for p in gone]
+
+
+class _AtomicFile(io.RawIOBase):
+    """A file that appears at `dest` only when closed whole (see `write_bytes`)."""
+
+    def __init__(self, dest: Path):
+        super().__init__()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+        self._file, self._dest = os.fdopen(fd, "wb"), dest
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return self._file.write(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
+        self._file.close()
+        try:
+            _publish(self._tmp, self._dest)
+        except BaseException:  # the old file stays as it was, and no temporary is left
+            Path(self._tmp).unlink(missing_ok=True)
+            raise
+
+
+class _AtomicLocalHandler(pafs.FSSpecHandler):
+    def open_output_stream(self, path: str, metadata: dict) -> pa.NativeFile:
+        return pa.PythonFile(_AtomicFile(Path(path)), mode="w")
+
+
+def ray_filesystem(path: str | Path) -> pafs.FileSystem | None:
+    """The filesystem Ray Tune writes a study's files with: on a local disk one whose files
+    appear whole (temporary sibling + rename), because Ray writes its experiment state in place
+    and a driver killed mid-write would leave a truncated file that `Tuner.restore` cannot read.
+    None for a URI: Ray resolves it itself, and an object store shows an upload only complete."""
+    if is_remote(path):
+        return None
+    return pafs.PyFileSystem(_AtomicLocalHandler(LocalFileSystem()))
 
 
 @contextlib.contextmanager

@@ -138,9 +138,12 @@ def _work_unit(item: pytest.Item) -> str:
     """What one parallel worker runs as a whole (pytest -n 2): a test file, so that its module
     fixtures (a Ray, a prepared study) are built once; the session's ASHA study is one unit.
     test_spaces_cover's studies (about 140 s, the largest file) are two units, manga spaces and
-    the rest, so that both workers can share them (each then builds that module's Ray once)."""
+    the rest, so that both workers can share them (each then builds that module's Ray once), and
+    each row of the fault table (tests/run/test_fault_table.py) is a unit of its own."""
     if "asha_study" in item.fixturenames:
         return "asha_study"
+    if item.path.stem == "test_fault_table":  # each row's study is its own: rows spread out
+        return item.name
     if item.path.stem == "test_spaces_cover" and "ray_cluster" in item.fixturenames:
         return "spaces_cover_" + ("manga" if "manga" in item.name else "other")
     return item.path.stem

@@ -1,6 +1,6 @@
 """A real study started as a user starts it, to be signalled or changed at a known point: the
 driver waits before the phase STUDY_FAULT_PAUSE names (study.run.lifecycle). Used by the
-lifecycle tests (tests/run/test_lifecycle*.py) and the pinned-data test."""
+fault table (tests/run/test_fault_table.py)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,12 @@ def space(trial):
 """
 
 
-def start(tmp: Path, data: Path, *extra: str, pause: str = "", **space) -> subprocess.Popen:
+def start(
+    tmp: Path, data: Path, *extra: str, pause: str = "", env: dict | None = None, **space
+) -> subprocess.Popen:
     spec = {"epochs": 1, "trials": 1, "fault": ""} | space
     (tmp / "space.py").write_text(SPACE.format(**spec))
-    env = {**os.environ, "STUDY_FAULT_PAUSE": pause, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "STUDY_FAULT_PAUSE": pause, "PYTHONUNBUFFERED": "1", **(env or {})}
     args = ["--space", str(tmp / "space.py"), "--data-dir", str(data), "--storage",
             str(tmp / "s"), "--name", "x", "--reports", str(tmp / "r"), *extra]  # fmt: skip
     return popen_study(args, env)

@@ -141,6 +141,29 @@ def test_epoch_rates_leave_out_warm_up_and_validation() -> None:
         harness.epoch_rates(reports[:2], n_train=100)
 
 
+def test_lite_cpu_speed_prints_one_row_per_model_and_size(capsys) -> None:
+    """benchmarks/lite_cpu_speed.py at its smallest: MobileNet x0.25 (ImageNet weights) at 32 px."""
+    from benchmarks import lite_cpu_speed
+
+    args = [
+        "--models",
+        "mobilenet_v1_025",
+        "--sizes",
+        "32",
+        "40",
+        "--images",
+        "4",
+        "--repeats",
+        "1",
+    ]
+    assert lite_cpu_speed.main(args) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [r for r in rows if r[:1] == ["mobilenet_v1_025"] and r[2] != "px:"]  # the table
+    assert [r[1] for r in rows] == ["32", "40"]
+    for r in rows:  # px, channels_last, then five positive rates and costs
+        assert r[2] == "False" and all(float(v.replace(",", "")) > 0 for v in r[3:])
+
+
 def test_inline_trial_copies_checkpoints_and_stops_without_ray(tmp_path) -> None:
     before = sys.modules.get("ray")
     storage = tmp_path / "storage"

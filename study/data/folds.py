@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from study.data.splits import _units
 
@@ -32,6 +31,9 @@ def fold_ids(meta: pd.DataFrame, rule: str, k: int, seed: int, what: str = "fold
             f"at most {n_units} folds"
         )
     out = np.full(len(meta), -1, dtype=np.int64)
+    # imported here: scikit-learn takes ~2 s to import, and every driver imports this module
+    from sklearn.model_selection import StratifiedGroupKFold
+
     cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (_, held) in enumerate(cv.split(np.zeros(len(meta)), meta["label"], units)):
         out[held] = i

@@ -11,7 +11,8 @@ epochs is biased upwards. So, once tuning is over (nothing here feeds back into 
   --ensemble K        the top K trials' best checkpoints, probabilities averaged
   --tta hflip         every score above also with the mirror image averaged in
 Every training runs as a Ray task with a trial's resources; rows go to confirm.parquet
-(layout: study.results.confirmed). The test split is scored, never used to choose anything.
+(layout and writer: study.results.confirmed). The test split is scored, never used to choose
+anything.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import optuna
 import pandas as pd
 import ray
 
-from study import storage as st
 from study.data.folds import fold_ids
 from study.data.store import PreparedDataset
 from study.evaluation.confirm_jobs import Job, stored_models_job, train_job
@@ -32,8 +32,8 @@ from study.evaluation.confirm_options import Plan
 from study.models import create_model
 from study.results import confirmed
 from study.results.lookups import trial_config, trials_with_checkpoints
-from study.results.schema import CONFIRM, EPOCHS, TRIALS
-from study.results.tables import read_table, write_parquet
+from study.results.schema import EPOCHS, TRIALS
+from study.results.tables import read_table
 from study.spaces.loader import quiet_optuna
 from study.training.config import TrainConfig
 from study.training.transfer import inherited_config, warm_start, write_final_model
@@ -161,9 +161,8 @@ def run(
         ranked_by = "confirmed validation mean" if order is not top_k else "tuning validation rank"
         where = (study_dir, ds)
         rows.append(refit(where, settings, epochs, trials, order[0], ranked_by, train_task, plan))
-    df = confirmed.table(rows)
-    write_parquet(df, st.join(study_dir, CONFIRM))
-    return df  # printed after the tuning leaderboard: the final table, by the confirmed mean
+    confirmed.write(study_dir, rows, confirmed.RETRAINED)  # a probe's rows stay
+    return confirmed.table(rows)  # printed after the leaderboard: the final table, by the mean
 
 
 def error_line(e: Exception) -> str:

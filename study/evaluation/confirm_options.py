@@ -57,6 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="test-time augmentation for every score after tuning",
     )
     g.add_argument(
+        "--probe",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="after tuning, a linear probe (logistic regression on each pretrained backbone's "
+        "frozen features, C chosen on val) scored on test: the bar tuning must beat (default: "
+        "on for spaces whose models are pretrained)",
+    )
+    g.add_argument(
         "--init-from",
         default=None,
         metavar="STUDY_DIR[:TRIAL_ID]",

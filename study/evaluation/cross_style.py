@@ -23,7 +23,7 @@ import pandas as pd
 from study import storage
 from study.data import SplitArrays
 from study.evaluation.folder_source import FolderPlan
-from study.results.statistics import bootstrap_ci, confusion_counts, precision_recall_f1
+from study.results.statistics import accuracy_ci, confusion_counts, precision_recall_f1
 from study.results.tables import write_parquet
 
 SCORES_JSON, SCORES_PARQUET = "scores.json", "scores.parquet"
@@ -89,8 +89,8 @@ def scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[st
     k = len(classes)
     shared_pred = scored[probs[:, scored].argmax(1)]  # only the scored classes compete
     all_pred = probs.argmax(1)  # every class the model knows competes
-    acc, low, high = bootstrap_ci(shared_pred == labels)
-    acc_all, low_all, high_all = bootstrap_ci(all_pred == labels)
+    acc, low, high = accuracy_ci(shared_pred == labels)
+    acc_all, low_all, high_all = accuracy_ci(all_pred == labels)
     f1_shared, rec_shared = _f1_over(confusion_counts(labels, shared_pred, k), scored)
     counts_all = confusion_counts(labels, all_pred, k)
     f1_all, rec_all = _f1_over(counts_all, scored)

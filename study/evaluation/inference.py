@@ -32,7 +32,7 @@ from study.results.lookups import (
     trial_config,
 )
 from study.results.statistics import (
-    bootstrap_ci,
+    accuracy_ci,
     confusion_counts,
     macro_f1,
     precision_recall_f1,
@@ -73,7 +73,7 @@ def probabilities(
 
 def score(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     pred = probs.argmax(1)
-    acc, low, high = bootstrap_ci(pred == labels)
+    acc, low, high = accuracy_ci(pred == labels)
     counts = confusion_counts(labels, pred, len(classes))
     p, r, f = precision_recall_f1(counts)
     return {

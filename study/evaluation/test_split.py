@@ -3,6 +3,7 @@ the run's exit status, and what study.json records about the code that ran."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -33,18 +34,19 @@ def evaluates_here(resources: dict[str, float]) -> bool:
     return len(nodes) == 1 and nodes[0]["NodeID"] == ray.get_runtime_context().get_node_id()
 
 
-def run_evaluation(args: tuple, resources: dict[str, float], here: bool) -> dict[str, Any]:
-    """evaluate_on_test(*args) in this process (with the threads a Ray task of
-    `resources["cpu"]` CPUs gets) or as that Ray task: the same function either way."""
+def run_evaluation(
+    args: tuple, resources: dict[str, float], here: bool, fn: Callable = evaluate_on_test
+) -> Any:
+    """fn(*args) (the test evaluation, or the linear probe) in this process (with the threads a
+    Ray task of `resources["cpu"]` CPUs gets) or as that Ray task: the same function either
+    way."""
     if not here:
-        task = ray.remote(evaluate_on_test).options(
-            num_cpus=resources["cpu"], num_gpus=resources["gpu"]
-        )
+        task = ray.remote(fn).options(num_cpus=resources["cpu"], num_gpus=resources["gpu"])
         return ray.get(task.remote(*args))
     threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(resources["cpu"])))  # Ray's OMP_NUM_THREADS for the task
     try:
-        return evaluate_on_test(*args)
+        return fn(*args)
     finally:
         torch.set_num_threads(threads)
 

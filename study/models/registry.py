@@ -98,6 +98,10 @@ class ModelEntry:
     defaults: Mapping[str, Any]
     # the timm architecture whose pretrained_cfg says how inputs are resized and normalised
     timm_arch: str | None = None
+    # checks the local weights file that `pretrained` (True or a path) names, without building
+    # the model: ``check(name, options)`` raises one line naming the file or the package to
+    # install (study.run's pre-flight calls it before Ray starts, see :func:`check_weights`)
+    weights_check: Callable[[str, Any], None] | str | None = None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -109,10 +113,12 @@ def register_model(
     description: str,
     *,
     timm_arch: str | None = None,
+    weights_check: Callable[[str, Any], None] | str | None = None,
     **defaults: Any,
 ) -> Callable[[Builder | str], Builder | str]:
     """Decorator registering ``builder(num_classes, opts) -> nn.Module`` under ``name``; the
     builder may be a ``"module:function"`` string, imported when the model is first built.
+    ``weights_check(name, opts)``: see :attr:`ModelEntry.weights_check`.
 
     Stack it to register variants of one builder that differ only in default options (timm's
     per-variant functions, with the variant's options checked here, at import time)."""
@@ -120,7 +126,9 @@ def register_model(
     def decorate(builder: Builder | str) -> Builder | str:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        entry = ModelEntry(name, builder, options, description, dict(defaults), timm_arch)
+        entry = ModelEntry(
+            name, builder, options, description, dict(defaults), timm_arch, weights_check
+        )
         parse_options(entry, {})  # a variant with bad defaults fails when it is registered
         _REGISTRY[name] = entry
         return builder
@@ -182,6 +190,19 @@ def input_interpolation(model: str | nn.Module) -> str:
 
     cfg = get_pretrained_cfg(entry.timm_arch)
     return (cfg.interpolation if cfg else None) or DEFAULT_INTERPOLATION
+
+
+def check_weights(name: str, **options: Any) -> bool:
+    """Check the local weights file model ``name`` would read with these options (``pretrained``
+    True or a path) without building it; raises one line naming the file, or the package that
+    ships it. False when there is nothing to check (``pretrained=False``, a model without local
+    weights: timm's own downloads are checked by timm)."""
+    entry = get_entry(name)
+    opts = parse_options(entry, options)
+    if entry.weights_check is None or getattr(opts, "pretrained", False) is False:
+        return False
+    resolve(entry.weights_check)(name, opts)
+    return True
 
 
 def create_model(name: str, num_classes: int, **options: Any) -> nn.Module:

@@ -20,10 +20,12 @@ import plotly.graph_objects as go
 
 from study.report.categories import category_order, decode, label, missing
 from study.report.evaluated import test_accuracy
+from study.report.leaderboard import probe_bar
 from study.report.load import StudyData
 from study.report.markup import esc, fig_html, note, table
 from study.report.style import TEMPLATE, family_colors, txt
 from study.report.trials import DONE, hp_values
+from study.results import confirmed
 from study.results.statistics import ranked
 
 log = logging.getLogger(__name__)
@@ -209,6 +211,30 @@ def family_table(
     return pd.DataFrame(rows, columns=cols)
 
 
+PROBE_VARIANT = "linear probe (frozen)"
+
+
+def probe_rows(confirm: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
+    """One row per backbone probed (`study.evaluation.probe`), in the family table's columns:
+    its validation accuracy (best over the C grid) as "best max val acc", its test accuracy and
+    exact CI; no trials."""
+    p = confirmed.probes(confirm)
+    return pd.DataFrame(
+        {
+            "family": p["model"].astype(str),
+            "variant": PROBE_VARIANT,
+            "trials": 0,
+            "finished": 0,
+            "stopped": 0,
+            "best max val acc": p["val_acc"].astype(float),
+            "test acc": p["test_acc"].astype(float),
+            "ci low": p["test_acc_ci_low"].astype(float),
+            "ci high": p["test_acc_ci_high"].astype(float),
+        },
+        columns=columns,
+    )
+
+
 def strip_data(trials: pd.DataFrame, hyperparameters: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """Max val acc of every finished or stopped trial, by family, with its scientific variant."""
     done = trials[trials["status"].isin(DONE) & trials["val_acc_max"].notna()]
@@ -332,21 +358,33 @@ def architectures_section(d: StudyData, gflops: pd.Series, gflops_notes: list[st
     if t is None or t.empty:
         return note("No trials yet.")
     rows = family_table(t, d.hyperparameters, d.settings, d.predictions, d.classes, gflops)
-    shown = rows.drop(columns=["ci low", "ci high"])
+    probed = probe_rows(d.confirm, list(rows.columns))
+    # the verdict compares tuned families; the probes are the bar, in their own rows after
+    rows_shown = pd.concat([rows, probed], ignore_index=True) if len(probed) else rows
+    shown = rows_shown.drop(columns=["ci low", "ci high"])
     shown.insert(
         shown.columns.get_loc("test acc") + 1,
         "test acc 95% CI",
         [
             f"{lo:.3f}–{hi:.3f}" if pd.notna(lo) else ""
-            for lo, hi in zip(rows["ci low"], rows["ci high"], strict=True)
+            for lo, hi in zip(rows_shown["ci low"], rows_shown["ci high"], strict=True)
         ],
     )
     parts = [
         f'<p class="verdict"><b>Verdict:</b> {esc(verdict(rows, _n_val(d)))}</p>',
+        probe_bar(d),
         "<p>One row per model family (variant <i>all</i>), then one per value of each discrete "
         "scientific hyperparameter or architecture option within it. Best and median are over "
         "finished and ASHA-stopped trials; test accuracy is that of the best evaluated trial of "
-        "the row; params and GFLOPs per image are medians.</p>",
+        "the row; params and GFLOPs per image are medians."
+        + (
+            f" Rows <i>{PROBE_VARIANT}</i>: logistic regression on the pretrained backbone's "
+            "frozen features, its C chosen on val (its validation accuracy under best max val "
+            "acc): the bar tuning must beat."
+            if len(probed)
+            else ""
+        )
+        + "</p>",
         table(shown, classes="sortable architectures"),
     ]
     strip = strip_data(t, d.hyperparameters)

@@ -3,7 +3,8 @@ one.
 
 Confirmed mean ± sd and 95 % t-interval across seeds or folds per top trial, ranked by the
 confirmed validation mean, next to the tuning run's own (max-over-epochs) numbers; then the refit
-and ensemble rows. Reads the file itself (through study.storage, so s3:// works as for the rest).
+and ensemble rows (the linear probe's rows are shown by the Leaderboard and Architectures
+sections, as the bar).
 """
 
 from __future__ import annotations
@@ -12,12 +13,9 @@ import html
 
 import pandas as pd
 
-from study import storage
 from study.report.load import StudyData
 from study.report.markup import Section
 from study.results import confirmed
-from study.results.schema import CONFIRM
-from study.results.tables import read_parquet
 
 EXPLAIN = (
     "On a small validation split one accuracy is noise, and the best of many trials' maxima "
@@ -26,12 +24,6 @@ EXPLAIN = (
     "the mean validation accuracy of those runs. The test split was only scored, never used "
     "to choose."
 )
-
-
-def read_confirm(uri: str) -> pd.DataFrame | None:
-    """confirm.parquet of the study at ``uri``; None when it has none, a StudyFileError naming
-    it when it is damaged."""
-    return read_parquet(storage.join(uri, CONFIRM))
 
 
 def _table(df: pd.DataFrame) -> str:
@@ -48,7 +40,9 @@ def _table(df: pd.DataFrame) -> str:
 
 def confirmed_sections(d: StudyData) -> list[Section]:
     """[] when the study has no confirm.parquet, else the one section."""
-    df = read_confirm(d.uri)
+    df = d.confirm
+    if df is not None and "kind" in df:
+        df = df[df["kind"] != confirmed.PROBE]  # the bar: the Leaderboard's and Architectures'
     if df is None or df.empty:
         return []
     parts = [f'<p class="note">{html.escape(EXPLAIN)}</p>']

@@ -1,5 +1,5 @@
 """The "Evaluated models on the test split" section: one tab per trial evaluated on the test
-split, best by validation first, each with its test accuracy and bootstrap 95 % CI, confusion
+split, best by validation first, each with its test accuracy and exact 95 % CI, confusion
 matrix, per-class scores and most confident mistakes. The plain data (pandas/numpy, no Plotly),
 its figure, and the section's HTML.
 """
@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from study.report.load import StudyData
 from study.report.markup import ci_text, esc, fig_html, img, note, table
 from study.report.style import TEMPLATE, txt
-from study.results.statistics import bootstrap_ci, macro_average, precision_recall_f1, ranked
+from study.results.statistics import accuracy_ci, macro_average, precision_recall_f1, ranked
 
 
 def label_names(values: pd.Series, classes: list[str]) -> pd.Series:
@@ -28,13 +28,14 @@ def label_names(values: pd.Series, classes: list[str]) -> pd.Series:
 def test_accuracy(
     trial: pd.Series, predictions: pd.DataFrame | None, classes: list[str]
 ) -> dict[str, Any] | None:
-    """Test accuracy with 95 % CI: bootstrapped from predictions, else the stored columns."""
+    """Test accuracy with its exact (Clopper–Pearson) 95 % CI: from the predictions, else the
+    stored columns."""
     if predictions is not None:
         p = predictions[predictions["trial_id"] == trial["trial_id"]]
         if len(p):
             correct = label_names(p["label"], classes) == label_names(p["pred"], classes)
-            acc, low, high = bootstrap_ci(correct.to_numpy())
-            return {"acc": acc, "low": low, "high": high, "n": len(p), "source": "bootstrap"}
+            acc, low, high = accuracy_ci(correct.to_numpy())
+            return {"acc": acc, "low": low, "high": high, "n": len(p), "source": "Clopper–Pearson"}
     if pd.notna(trial.get("test_acc")):
         return {
             "acc": float(trial["test_acc"]),

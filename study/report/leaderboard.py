@@ -12,8 +12,9 @@ import pandas as pd
 from study.report.categories import label
 from study.report.history import optuna_numbers
 from study.report.load import StudyData
-from study.report.markup import table
+from study.report.markup import esc, table
 from study.report.trials import hp_values
+from study.results import confirmed
 from study.results.statistics import Baseline, best_at_chance, ranked
 
 
@@ -104,8 +105,20 @@ def chance_labels(trials: pd.DataFrame, base: Baseline) -> pd.Series:
     )
 
 
+def probe_bar(d: StudyData) -> str:
+    """The linear probe, the bar tuning must beat, and whether the best tuned trial beats it
+    beyond the noise (`study.results.confirmed.probe_lines`); '' for a study without a probe."""
+    lines, verdict = confirmed.probe_summary(d.confirm, d.trials, d.settings)
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    bar = f'<p class="verdict"><b>The bar:</b> {esc(verdict)}</p>' if verdict else ""
+    return f"{bar}<p>Linear probe (frozen pretrained features, test split):</p><ul>{items}</ul>"
+
+
 def leaderboard_section(d: StudyData, gflops: pd.Series) -> str:
-    """Every trial's results as a sortable table, best first."""
+    """The linear probe's bar (if the study has one), then every trial's results as a sortable
+    table, best first."""
     board = leaderboard(
         d.trials,
         d.hyperparameters,
@@ -115,6 +128,6 @@ def leaderboard_section(d: StudyData, gflops: pd.Series) -> str:
         baseline(d.meta),
     )
     return (
-        "<p>Click a column header to sort. Blank hyperparameter cells: not set in "
+        probe_bar(d) + "<p>Click a column header to sort. Blank hyperparameter cells: not set in "
         "that trial (a conditional hyperparameter).</p>" + table(board)
     )

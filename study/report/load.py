@@ -22,6 +22,7 @@ from study.results import tables
 from study.results.errors import StudyFileError, why
 from study.results.schema import (
     ASHA_RUNGS,
+    CONFIRM,
     EPOCH_PARTS,
     EPOCHS,
     GRADCAM,
@@ -79,6 +80,8 @@ class StudyData:
     gradcam: pd.DataFrame | None = None
     # ASHA's rung records as it kept them (none for another scheduler or before its first rung)
     rungs: pd.DataFrame | None = None
+    # confirm.parquet: the confirmation's and the linear probe's rows (none before they ran)
+    confirm: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -212,6 +215,8 @@ def load_study(uri: str) -> StudyData:
         else:
             notes.append(f"{table}.parquet is missing: {lacking[table]}.")
     data.rungs = _read_rungs(fs, root, str(uri))
+    if fs.get_file_info(f"{root}/{CONFIRM}").type == pafs.FileType.File:
+        data.confirm = _read(str(uri), CONFIRM)
     return data
 
 

@@ -17,7 +17,7 @@ from study.report.trials import best_trial, hp_values
 from study.results.statistics import RANK_COLUMNS
 from study.spaces.settings import stopped_early
 
-# Config keys the runner adds to every trial (see study.run.driver.resolve): not searched, not
+# Config keys the runner adds to every trial (see study.run.overrides.resolve): not searched, not
 # settings a reader chose, so the summary lists them apart.
 INTERNAL = ("metric", "mode", "num_threads", "seed", "suggested")
 STATUSES = ("finished", "stopped", "errored", "diverged", "running")

@@ -1,14 +1,10 @@
 """`confirm.parquet`: its layout and what it says (pandas only: the report reads this, no Ray).
 
-One row per model trained or scored after tuning (`study.evaluation.confirm`):
-  tuning    a top trial's own best checkpoint (its validation score is the max over epochs and
-            trials that picked it, so it is biased upwards; listed for comparison)
-  seed      the trial's config retrained with a new seed to its chosen epoch (train -> val)
-  fold      the config trained on k-1 folds of train+val, scored on the held-out fold
-  refit     the winner trained on train+val (no validation score): the study's final model
-  ensemble  the top trials' probabilities averaged
-`val_acc` is on the validation split (the held-out fold for `fold` rows); `*_tta` columns are the
-same models with test-time augmentation (NaN without `--tta`). The test split is only scored.
+One row per model trained or scored after tuning (`study.evaluation.confirm`,
+`study.evaluation.probe`); the kinds and columns are declared in `study.results.schema`
+(`CONFIRM_KINDS`, `TABLES[CONFIRM]`). `val_acc` is on the validation split (the held-out fold for
+`fold` rows); `*_tta` columns are the same models with test-time augmentation (NaN without
+`--tta`). The test split is only scored. This module is the file's one writer (`write`).
 """
 
 from __future__ import annotations
@@ -18,32 +14,15 @@ import math
 import numpy as np
 import pandas as pd
 
-KINDS = ("tuning", "seed", "fold", "refit", "ensemble")
+from study import storage
+from study.results.schema import CONFIRM, CONFIRM_KINDS, TABLES
+from study.results.statistics import ranked
+from study.results.tables import read_table, write_parquet
 
-
-COLUMNS = {
-    "kind": "string",
-    "trial_id": "string",
-    "model": "string",
-    "seed": "int64",
-    "fold": "int64",  # -1 outside cross-validation
-    "epochs": "int64",
-    "n_train": "int64",
-    "n_val": "int64",
-    "val_acc": "float64",
-    "val_macro_f1": "float64",
-    "test_acc": "float64",
-    "test_macro_f1": "float64",
-    "test_acc_ci_low": "float64",
-    "test_acc_ci_high": "float64",
-    "val_acc_tta": "float64",
-    "test_acc_tta": "float64",
-    "wall_s": "float64",
-    "error": "string",
-}
-
-
-REPEATS = ("fold", "seed")  # the kinds whose mean confirms a trial, preferred first
+KINDS = tuple(CONFIRM_KINDS)
+PROBE = "probe"
+_DTYPES = {"string": "string", "int64": "int64", "double": "float64"}
+COLUMNS = {c.name: _DTYPES[c.type] for c in TABLES[CONFIRM].columns if c.name != "study"}
 
 
 def table(rows: list[dict]) -> pd.DataFrame:
@@ -55,6 +34,23 @@ def table(rows: list[dict]) -> pd.DataFrame:
         elif dtype == "string":
             df[col] = df[col].astype("string").fillna("")
     return df.astype(COLUMNS)
+
+
+def write(study_dir: str, rows: list[dict], kinds: tuple[str, ...]) -> pd.DataFrame:
+    """confirm.parquet with every row of `kinds` replaced by `rows`, the other kinds' rows as they
+    were: the confirmation rewrites its kinds (`RETRAINED`), the probe its own. Returns the
+    table written."""
+    old = read_table(study_dir, CONFIRM)
+    kept = [] if old is None else old[~old["kind"].isin(kinds)].to_dict("records")
+    df = table(kept + list(rows))
+    write_parquet(df, storage.join(study_dir, CONFIRM))
+    return df
+
+
+RETRAINED = tuple(k for k in KINDS if k != PROBE)  # what study.evaluation.confirm writes
+
+
+REPEATS = ("fold", "seed")  # the kinds whose mean confirms a trial, preferred first
 
 
 def t_interval(
@@ -191,3 +187,72 @@ def finals(df: pd.DataFrame) -> pd.DataFrame:
         "test_acc_tta",
     ]
     return keep[cols].dropna(axis=1, how="all").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- the probe
+
+
+def probes(df: pd.DataFrame | None) -> pd.DataFrame:
+    """The probe rows that scored, best validation accuracy first (the bar: chosen on val)."""
+    if df is None or "kind" not in df or "val_acc" not in df:
+        return pd.DataFrame(columns=list(COLUMNS))
+    p = df[(df["kind"] == PROBE) & (df["error"].fillna("") == "")]
+    p = p[np.isfinite(p["test_acc"].astype(float))]
+    return p.sort_values("val_acc", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _ci(lo: float, hi: float) -> str:
+    return f"{lo:.3f}–{hi:.3f}"
+
+
+def probe_summary(
+    df: pd.DataFrame | None, trials: pd.DataFrame | None, rank: dict[str, str]
+) -> tuple[list[str], str]:
+    """What the console, the Leaderboard and the Architectures section say about the linear
+    probe: one line per backbone probed (failed ones with their error), and the verdict: whether
+    the best tuned trial (best by validation among those scored on test) beats the bar, the
+    probe with the best validation accuracy, beyond the noise ('' when no probe scored).
+    ([], '') when the study has no probe rows.
+
+    "Beyond the noise" is decided by the two exact (Clopper–Pearson) 95 % test intervals not
+    overlapping: a conservative rule (non-overlap of two 95 % intervals is stricter than a 5 %
+    test of their difference), so "within the noise" means not shown, not shown equal."""
+    if df is None or "kind" not in df:
+        return [], ""
+    rows = df[df["kind"] == PROBE]
+    if rows.empty:
+        return [], ""
+    lines = []
+    for r in rows.itertuples():
+        if r.error:
+            lines.append(f"linear probe on frozen {r.model} features failed: {r.error}")
+        else:
+            lines.append(
+                f"linear probe on frozen {r.model} features (logistic regression, C={r.probe_c:g} "
+                f"chosen on val): val acc {r.val_acc:.3f}, test acc {r.test_acc:.3f} (exact 95 % "
+                f"CI {_ci(r.test_acc_ci_low, r.test_acc_ci_high)}, {r.n_train} train images)"
+            )
+    bar = probes(df)
+    if bar.empty:
+        return lines, ""
+    b = bar.iloc[0]
+    tested = None if trials is None else ranked(trials[trials["test_acc"].notna()], rank)
+    if tested is None or tested.empty:
+        return lines, "no tuned trial was scored on the test split: nothing to hold to the bar"
+    t = tested.iloc[0]
+    t_ci, b_ci = (
+        (t["test_acc_ci_low"], t["test_acc_ci_high"]),
+        (b.test_acc_ci_low, b.test_acc_ci_high),
+    )
+    if t_ci[0] > b_ci[1]:
+        verdict = "beats it beyond the noise"
+    elif t_ci[1] < b_ci[0]:
+        verdict = "falls short of it beyond the noise"
+    else:
+        verdict = "is within the noise of it (tuning has not shown that it beats a linear probe)"
+    overlap = "overlap" if verdict.startswith("is within") else "do not overlap"
+    return lines, (
+        f"the {b.model} probe (best on val) scores {b.test_acc:.3f} ({_ci(*b_ci)}) on test; the "
+        f"best tuned trial {t['trial_id']} scores {t['test_acc']:.3f} ({_ci(*t_ci)}) and "
+        f"{verdict}: their exact 95 % test intervals {overlap}"
+    )

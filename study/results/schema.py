@@ -30,6 +30,18 @@ EPOCH_PARTS = "epochs.parts"
 CONFIRM = "confirm.parquet"  # written by the post-tuning confirmation, when it ran
 
 
+# confirm.parquet's kinds of row (study.evaluation.confirm, study.evaluation.probe)
+CONFIRM_KINDS = {
+    "tuning": "a top trial's own best checkpoint (its validation score is biased upwards)",
+    "seed": "the trial's config retrained with a new seed to its chosen epoch",
+    "fold": "the config trained on k-1 folds of train+val, scored on the held-out fold",
+    "refit": "the winner trained on train+val (no validation score): the final model",
+    "ensemble": "the top trials' probabilities averaged",
+    "probe": "logistic regression on a pretrained backbone's frozen features (mirror averaged "
+    "in), C chosen on val: the bar tuning must beat",
+}
+
+
 ASHA_RUNGS = "asha_rungs.parquet"  # ASHA's rung records (study.tuning.schedulers.StudyASHA)
 
 
@@ -82,6 +94,11 @@ class Table:
 STUDY = Column("study", "string", "the study's name (its directory's): tables concatenate")
 
 
+# every accuracy's interval (study.results.statistics.binomial_ci)
+CI_LOW = "lower end of the exact (Clopper–Pearson) 95 % interval of test_acc"
+CI_HIGH = "upper end of the exact (Clopper–Pearson) 95 % interval of test_acc"
+
+
 TRIAL_ID = Column(
     "trial_id", "string", "Ray Tune's trial id; `<study>/<trial_id>/` holds its checkpoints"
 )
@@ -120,8 +137,8 @@ TABLES: dict[str, Table] = {
                 "test",
             ),
             Column("test_macro_f1", "double", "macro-F1 over all classes (as test_acc)", "test"),
-            Column("test_acc_ci_low", "double", "95 % bootstrap interval of test_acc", "test"),
-            Column("test_acc_ci_high", "double", "95 % bootstrap interval of test_acc", "test"),
+            Column("test_acc_ci_low", "double", CI_LOW, "test"),
+            Column("test_acc_ci_high", "double", CI_HIGH, "test"),
             Column("params", "int64", "the model's parameter count"),
             Column("wall_s", "double", "seconds its epochs took, summed"),
             Column("epoch_s_mean", "double", "mean seconds per epoch"),
@@ -207,6 +224,51 @@ TABLES: dict[str, Table] = {
             Column("cam_size", "int64", "S: the map's side in pixels (the image size)"),
         ),
     ),
+    CONFIRM: Table(
+        CONFIRM,
+        "one per model trained or scored after tuning (`--confirm-seeds`, `--confirm-folds`, "
+        "`--refit`, `--ensemble`, `--tta`; the linear probe, `--probe`), when any ran; written "
+        "once the confirmation ends, the probe's rows added after it",
+        (
+            STUDY,
+            Column(
+                "kind",
+                "string",
+                "what the row is: " + "; ".join(f"{k} {what}" for k, what in CONFIRM_KINDS.items()),
+            ),
+            Column(
+                "trial_id",
+                "string",
+                "the trial whose config or checkpoint it is ('+'-joined for an ensemble; "
+                "empty for a probe)",
+            ),
+            Column("model", "string", "the model family; for a probe, the frozen backbone"),
+            Column("seed", "int64", "the run's seed (-1: none)"),
+            Column("fold", "int64", "the held-out fold of a `fold` row (-1 otherwise)"),
+            Column("epochs", "int64", "epochs trained: the epoch its trial chose (-1: none)"),
+            Column("n_train", "int64", "training images (train, train+val or k-1 folds)"),
+            Column("n_val", "int64", "images of the validation split or the held-out fold"),
+            Column("val_acc", "double", "accuracy (the held-out fold's for `fold` rows)", "val"),
+            Column("val_macro_f1", "double", "macro-F1 over all classes (as val_acc)", "val"),
+            Column("test_acc", "double", "accuracy; only scored, never used to choose", "test"),
+            Column("test_macro_f1", "double", "macro-F1 over all classes", "test"),
+            Column("test_acc_ci_low", "double", CI_LOW, "test"),
+            Column("test_acc_ci_high", "double", CI_HIGH, "test"),
+            Column(
+                "val_acc_tta", "double", "val_acc with the mirror image averaged in (--tta)", "val"
+            ),
+            Column("test_acc_tta", "double", "test_acc with --tta", "test"),
+            Column("wall_s", "double", "seconds the row's training and scoring took"),
+            Column("error", "string", "why the run failed (empty: it did not)"),
+            Column(
+                "probe_c",
+                "double",
+                "a probe's inverse L2 strength C, chosen on val from a small grid "
+                "(`study.evaluation.probe.C_GRID`); NaN for other kinds",
+                "val",
+            ),
+        ),
+    ),
 }
 
 
@@ -220,7 +282,6 @@ FILES = {
     "hyperparameters with their roles, start and end times",
     "test_metrics.json": "per evaluated trial: per-class precision, recall, F1, support and the "
     "confusion matrix on the test split",
-    CONFIRM: "the post-tuning confirmation's rows (seeds, folds, refit, ensemble), when it ran",
     f"{EPOCH_PARTS}/": "per-trial append logs (JSON lines) of epochs.parquet's rows while the "
     "study runs; `study.load`, the report and `study.results.tables.read_table` merge them",
     ASHA_RUNGS: "ASHA's rung records, restored by --resume; the report's rung lines",

@@ -8,7 +8,7 @@ import contextlib
 import os
 import sys
 import time
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 import optuna
 import ray
 from ray import tune
+from ray.tune.error import TuneError
 
 from study import console
 from study import storage as st
 from study.data import default_data_dir
 from study.data import open_dataset as _open
 from study.data.store import DataChangedError
-from study.evaluation import confirm
+from study.evaluation import confirm, probe
 from study.evaluation.test_split import evaluate_best
 from study.results.errors import StudyFileError
 from study.results.lookups import select_top
@@ -30,7 +31,7 @@ from study.results.schema import STUDY_JSON, TRIALS
 from study.results.study_json import new_record, now, resumed_record
 from study.results.tables import read_json, read_table, write_json
 from study.run.lifecycle import Interrupted, Lifecycle, mark, resume_command, signals_stop
-from study.run.overrides import apply_set, check_set_on_resume, parse_set, with_smoke
+from study.run.overrides import check_set_on_resume, parse_set, resolve, split_smoke
 from study.run.preflight import (
     UsageError,
     check_args,
@@ -48,7 +49,6 @@ from study.run.summary import print_confirmed, print_leaderboard, print_summary
 from study.spaces.constants import trial_constants
 from study.spaces.cover import describe_hyperparameters
 from study.spaces.loader import SpaceFunction, load_space, space_sha256
-from study.spaces.settings import SpaceSettings
 from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
 from study.tuning.schedulers import check_resumable, pbt_population
@@ -61,8 +61,6 @@ from study.tuning.tuner import build_tuner, check_nothing_ran, check_state_files
 # without them
 if TYPE_CHECKING:
     from study.data.store import PreparedDataset
-    from study.spaces.loader import Space
-    from study.spaces.settings import SpaceSettings
 
 
 def outcome(study_dir: str, rank: dict[str, Any]) -> tuple[int, str]:
@@ -131,6 +129,7 @@ def prepare(a: Request) -> PreparedStudy:
     constants = confirm.prepare(a.plan, a.init_from, a.seed, space, settings, fn, ds, constants)
     check_space_builds(fn, settings, constants, len(ds.classes))
     confirm.check_warm_start(fn, constants, ds.classes)
+    probes = probe.plan(a.probe, fn, settings, constants, space.name)  # --probe on no backbone
     # a grid sampler without GRID, a PBT without a knob to perturb or a resume that would restart
     # the scheduler empty fail here, not in Ray
 
@@ -149,6 +148,8 @@ def prepare(a: Request) -> PreparedStudy:
         check_nothing_ran(study_dir)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
+    if a.resume and (partial := st.remove_partial_writes(study_dir)):
+        console.say(f"   removed what a killed run left half-written: {', '.join(partial)}")
     return PreparedStudy(
         request=a,
         name=name,
@@ -164,6 +165,7 @@ def prepare(a: Request) -> PreparedStudy:
         argv=argv,
         space_sha256=space_sha256(fn.ref),
         lock=lock,
+        probes=probes,
     )
 
 
@@ -203,6 +205,18 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
                 study.lock.release()
 
 
+def _file_error(e: BaseException | None) -> StudyFileError | None:
+    """The StudyFileError that `e` was raised from, if any (Tune re-raises a callback's error as
+    a TuneError holding only its traceback's text)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, StudyFileError):
+            return e
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def _fail(study: PreparedStudy, record: dict[str, Any], reason: str) -> None:
     """Record `failed`, if the disk takes it: one too full (or read-only) for the run's files
     cannot take its status either, and the run's own error, naming the file it failed on, is
@@ -228,9 +242,11 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     # Tune's classic reporter: silent at verbose=0 and its table at -v; the newer one prints a
     # configuration box and a TensorBoard hint into /tmp/ray/... at any verbosity
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    # save Tune's experiment state at every step, so a killed driver resumes without re-running
-    # or re-deciding anything (the state is small next to an epoch of training)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # Tune's experiment state is saved at its own pace ("auto": at most ~5 % of the time, at
+    # least every 10 s), after every num_to_keep checkpoints of a trial and when tuning ends or is
+    # interrupted; its files appear whole (study.storage.ray_filesystem). A killed driver re-runs
+    # at most the epochs since the last save, whose rows then replace the first ones
+    # (benchmarks/state_writes.py counts the writes; 0 rewrote it at every step of Tune's loop)
     # reuse_actors: a worker waits this long for the last trial's thread before taking the next
     # (Ray's default 2 s is short on a loaded machine; past it Tune starts a fresh worker)
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
@@ -325,14 +341,20 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         if has_tensorboard():
             console.say(f"   TensorBoard (optional): tensorboard --logdir {st.redact(study_dir)}")
         lifecycle.enter("tuning")
-        tuner.fit()
+        try:
+            tuner.fit()
+        except TuneError as e:  # our results writer could not write (a full disk): say which file
+            raise _file_error(e) or e from None
         lifecycle.enter("test evaluation")  # raises if a signal stopped the tuning
         record["tuning_finished"] = now()
         write_json(record, st.join(study_dir, STUDY_JSON))
         evaluate_best(study_dir, ds, settings, resources)
         lifecycle.enter("confirmation")
         confirmed_rows = confirm.run(study_dir, ds, settings, resources, a.plan, study.seed)
+        lifecycle.enter("linear probe")  # after the test evaluation, as it reads test too
+        probe.run(study_dir, ds, settings, resources, study.probes)
         record["wall_s"] = time.time() - t0
+        write_json(record, st.join(study_dir, STUDY_JSON))  # the summary reads it
     finally:
         push_optuna_db(study_dir)  # SQLite cannot live on s3://: upload this run's copy
         if started_ray:
@@ -359,37 +381,3 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     if why:
         print(f"error: {why}", file=sys.stderr)  # the last line: why the run failed
     return rc
-
-
-SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
-
-
-def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """Settings after smoke, --set and flag overrides (in that order), config constants, and the
-    smoke config overrides."""
-    given = parse_set(getattr(a, "set", None) or [])
-    settings = with_smoke(space.settings, given, a.smoke_test)  # --set smoke=... is what runs
-    smoke_cfg: dict[str, Any] = {}
-    if a.smoke_test:
-        smoke_set, smoke_cfg = split_smoke(settings)
-        settings = settings.override(**SMOKE, **smoke_set)
-    settings = apply_set(
-        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
-    )
-    # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
-    max_epochs = a.max_epochs or settings.max_epochs
-    grace = settings.grace_period
-    settings = settings.override(
-        num_samples=a.num_samples,
-        max_epochs=max_epochs,
-        grace_period=grace if "grace_period" in given else min(grace, max_epochs),
-    )
-
-    return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
-
-
-def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
-    known = {f.name for f in fields(SpaceSettings)}
-    smoke = settings.smoke.items()
-    return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}

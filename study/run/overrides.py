@@ -13,6 +13,8 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from study.run.request import Request
+    from study.spaces.loader import Space
     from study.spaces.settings import SpaceSettings
 
 
@@ -119,3 +121,41 @@ def check_set_on_resume(given: dict[str, Any], settings: SpaceSettings, where: s
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=list)
+
+
+SMOKE = {"num_samples": 2, "max_epochs": 2, "grace_period": 1, "top_k": 1}
+
+
+def resolve(a: Request, space: Space) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Settings after smoke, --set and flag overrides (in that order), config constants, and the
+    smoke config overrides."""
+    from study.spaces.constants import trial_constants
+
+    given = parse_set(getattr(a, "set", None) or [])
+    settings = with_smoke(space.settings, given, a.smoke_test)  # --set smoke=... is what runs
+    smoke_cfg: dict[str, Any] = {}
+    if a.smoke_test:
+        smoke_set, smoke_cfg = split_smoke(settings)
+        settings = settings.override(**SMOKE, **smoke_set)
+    settings = apply_set(
+        settings, given, {"num_samples": a.num_samples, "max_epochs": a.max_epochs}
+    )
+    # a shorter --max-epochs pulls ASHA's first rung down with it (unless --set names the rung)
+    max_epochs = a.max_epochs or settings.max_epochs
+    grace = settings.grace_period
+    settings = settings.override(
+        num_samples=a.num_samples,
+        max_epochs=max_epochs,
+        grace_period=grace if "grace_period" in given else min(grace, max_epochs),
+    )
+
+    return settings, trial_constants(settings, a.cpus_per_trial), smoke_cfg
+
+
+def split_smoke(settings: SpaceSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A space's `smoke` overrides: (those of settings, those of each trial's config)."""
+    from study.spaces.settings import SpaceSettings
+
+    known = {f.name for f in fields(SpaceSettings)}
+    smoke = settings.smoke.items()
+    return {k: v for k, v in smoke if k in known}, {k: v for k, v in smoke if k not in known}

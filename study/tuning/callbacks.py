@@ -46,6 +46,12 @@ def _seconds(t: Any) -> float | None:
     return t.timestamp() if isinstance(t, pd.Timestamp) else float(t)
 
 
+LOST = (
+    "lost: its driver was killed before Ray saved this trial, so the resume could not continue it "
+    "(its epochs are kept)"
+)
+
+
 class ResultsWriter(tune.Callback):
     """Keeps trials.parquet and epochs.parquet (with its per-trial logs) up to date."""
 
@@ -114,6 +120,13 @@ class ResultsWriter(tune.Callback):
         self.flush()
 
     def on_experiment_end(self, trials, **info):
+        self._load_once()
+        # a trial that a killed driver started after Ray last saved its state: Ray restored
+        # without it (and ran another in its place), so nothing else will end its "running" row
+        known = {t.trial_id for t in trials}
+        for tid, row in self.trials.items():
+            if row.get("status") == "running" and tid not in known and tid not in self._stale:
+                self.trials[tid] = {**row, "status": "stopped", "status_reason": LOST}
         self.flush()
         self.compact()
 

@@ -111,6 +111,7 @@ def build_tuner(
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
+            storage_filesystem=st.ray_filesystem(storage),  # files that appear whole
             callbacks=[
                 ResultsWriter(
                     study_dir,
@@ -154,7 +155,11 @@ def restore_tuner(
     )
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     tuner = tune.Tuner.restore(
-        study_dir, trainable=trainable, resume_unfinished=True, resume_errored=True
+        study_dir,
+        trainable=trainable,
+        resume_unfinished=True,
+        resume_errored=True,
+        storage_filesystem=st.ray_filesystem(study_dir),
     )
     restored, fresh = tuner._local_tuner, here._local_tuner
     if restored is not None and fresh is not None:  # None only through the Ray client

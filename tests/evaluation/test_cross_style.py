@@ -20,6 +20,7 @@ from report_fixture import make_study
 from study.evaluation import command as evaluate
 from study.evaluation.cross_style import scores
 from study.models import create_model
+from study.results.statistics import binomial_ci
 from study.training.transfer import write_final_model
 
 CLASSES = ["anger", "joy", "sadness"]
@@ -116,3 +117,7 @@ def test_shared_and_all_classes_compete_differently() -> None:
     assert m["confusion"]["counts"] == [[2, 0, 0], [0, 0, 1]]
     assert m["macro_f1_shared"] == pytest.approx(1.0)
     assert m["macro_f1_all"] == pytest.approx((1.0 + 0.0) / 2)
+    # each accuracy with its exact interval: 3 of 3 and 2 of 3 (a bootstrap said 1.0-1.0)
+    assert (m["acc_shared_ci_low"], m["acc_shared_ci_high"]) == binomial_ci(3, 3)
+    assert (m["acc_all_ci_low"], m["acc_all_ci_high"]) == binomial_ci(2, 3)
+    assert m["acc_shared_ci_low"] < 0.4

@@ -4,14 +4,11 @@ refused in one line, and study.json says it failed and why."""
 
 from __future__ import annotations
 
-import json
-import signal
 from pathlib import Path
 
 import pytest
-from conftest import STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, tree_snapshot
+from conftest import tree_snapshot
 from report_fixture import make_study
-from study_process import start
 
 from study.data import load_split, open_dataset, prepare
 from study.data.store import DataChangedError
@@ -48,31 +45,3 @@ def test_test_split_and_confirmation_refuse_a_changed_data_set(changed, tmp_path
     assert tree_snapshot(Path(study_dir)) == before  # nothing scored, nothing written
     with pytest.raises(DataChangedError):
         confirm.run(study_dir, changed, settings, cpu, Plan(seeds=1), 0)
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(STUDY_TEST_TIMEOUT_S)
-def test_a_study_whose_data_set_is_prepared_again_is_refused_before_the_test_split(
-    tmp_path, monkeypatch
-) -> None:
-    """The issue's case: prepare --overwrite with another seed while the study tunes."""
-    data = tmp_path / "data"
-    prepare("toon", source="tiny", data_dir=data, seed=0)
-    go_on = tmp_path / "go-on"
-    monkeypatch.setenv("STUDY_FAULT_CONTINUE", str(go_on))
-    proc = start(tmp_path, data, pause="test evaluation")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "-- paused before test evaluation" in line:
-            prepare("toon", source="tiny", data_dir=data, seed=1, overwrite=True)
-            go_on.touch()
-            break
-    _, err = proc.communicate(timeout=STUDY_TIMEOUT_S)
-    if proc.returncode is None:
-        proc.send_signal(signal.SIGKILL)
-    assert proc.returncode == 1, err[-2000:]
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("error: data set toon in ") and "prepared again" in last, err[-2000:]
-    meta = json.loads((tmp_path / "s" / "x" / "study.json").read_text())
-    assert meta["status"] == "failed" and "prepared again" in meta["status_reason"]
-    assert not (tmp_path / "s" / "x" / "predictions.parquet").exists()

@@ -25,6 +25,7 @@ from study.models import (
 from study.models import registry as registry_mod
 from study.models.__main__ import describe, main
 from study.models.backbones import MOBILENET_FILE, MobileNetV1, find_weights, read_state_dict
+from study.models.registry import check_weights
 from study.models.vanilla_cnn import VanillaCNNOptions
 
 REAL_MOBILENET = Path(__file__).resolve().parents[2].parent / "shared" / "weights" / MOBILENET_FILE
@@ -285,6 +286,23 @@ def test_checkpoint_errors_name_the_file_and_the_keys(tmp_path: Path) -> None:
         assert key in str(err.value)
 
 
+def test_mobilenet_weights_are_checked_without_a_build(tmp_path: Path) -> None:
+    """What study.run's pre-flight calls for pretrained=True/a path (registry.check_weights)."""
+    state = MobileNetV1(1000).state_dict()
+    good = tmp_path / "good.pth"
+    torch.save(state, good)
+    assert check_weights("mobilenet_v1_025", pretrained=str(good)) is True
+    del state["stage2.0.0.weight"]
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(
+        ValueError, match=r"bad.pth does not match model 'mobilenet_v1_025'.*stage2"
+    ):
+        check_weights("mobilenet_v1_025", pretrained=str(tmp_path / "bad.pth"))
+    with pytest.raises(FileNotFoundError, match="absent.pth"):
+        check_weights("mobilenet_v1_025", pretrained=str(tmp_path / "absent.pth"))
+    assert check_weights("mobilenet_v1_025", pretrained=False) is False
+
+
 class NotATensor:
     pass
 
@@ -327,6 +345,8 @@ def _one_step(model: nn.Module) -> None:
         ("mobilenet_v1_025", 1, ("stage1", "stage2")),
         ("mobilenet_v1_025", "backbone", ("stage1", "stage2", "stage3")),
         ("timm/resnet18", 2, ("conv1", "bn1", "layer1", "layer2")),
+        # all but the last of timm's 8 coarse stages: stem, blocks 0-5 (BNs with activations)
+        ("efficientnet_lite0", 1, ("conv_stem", "bn1", *(f"blocks.{i}." for i in range(6)))),
     ],
 )
 def test_freeze_keeps_frozen_weights_and_statistics_bit_identical(

@@ -29,7 +29,7 @@ from study.report.importance import param_importances
 from study.report.leaderboard import leaderboard
 from study.report.summary import rank_note, status_counts
 from study.report.trials import best_trial, hp_values, variants
-from study.results.statistics import bootstrap_ci
+from study.results.statistics import binomial_ci
 from study.spaces.settings import stopped_early
 
 SETTINGS = {"metric": "val_acc", "mode": "max"}
@@ -41,18 +41,6 @@ def test_pareto_front_by_hand() -> None:
     # (3, .6) is dominated by (2, .7); the duplicate (2, .7) pair dominates neither of them.
     assert pareto_front(cost, acc).tolist() == [True, True, False, True, True]
     assert pareto_front(np.array([5.0]), np.array([0.1])).tolist() == [True]
-
-
-def test_bootstrap_ci() -> None:
-    assert bootstrap_ci(np.ones(50)) == (1.0, 1.0, 1.0)
-    correct = np.r_[np.ones(500), np.zeros(500)]
-    acc, low, high = bootstrap_ci(correct)
-    # Normal approximation: 0.5 +- 1.96 * sqrt(0.25 / 1000) = 0.5 +- 0.031.
-    assert acc == 0.5 and abs(low - 0.469) < 0.01 and abs(high - 0.531) < 0.01
-    assert bootstrap_ci(correct) == (acc, low, high)  # fixed seed
-    assert bootstrap_ci(correct, seed=1) != (acc, low, high)
-    with pytest.raises(ValueError, match="at least one"):
-        bootstrap_ci(np.array([]))
 
 
 def test_confusion_normalisation_and_per_class_scores() -> None:
@@ -206,13 +194,15 @@ def test_param_importances(tmp_path: Path) -> None:
     assert imp is None and "fewer than 2" in note
 
 
-def test_test_accuracy_bootstraps_predictions(tmp_path: Path) -> None:
+def test_test_accuracy_is_exact_from_predictions(tmp_path: Path) -> None:
     d = load_study(str(make_study(tmp_path)))
     best = best_trial(d.trials, d.settings, among=set(d.predictions["trial_id"]))
     test = evaluated.test_accuracy(best, d.predictions, d.classes)
-    assert test["source"] == "bootstrap" and test["n"] == 40
+    assert test["source"] == "Clopper–Pearson" and test["n"] == 40
     assert test["acc"] == pytest.approx(best["test_acc"])
     assert test["low"] < test["acc"] < test["high"]
+    k = round(test["acc"] * 40)  # the exact interval of k correct of the 40 test images
+    assert (test["low"], test["high"]) == binomial_ci(k, 40)
 
 
 def test_load_errors_say_what_is_missing(tmp_path: Path) -> None:

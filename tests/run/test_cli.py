@@ -20,7 +20,7 @@ from conftest import REPO, tree_snapshot
 import study
 from study import cli
 from study.run import __main__ as run
-from study.run import driver
+from study.run import overrides
 from study.spaces.loader import load_space
 
 
@@ -163,7 +163,7 @@ def test_set_changes_settings_of_the_space() -> None:
         ["--space", "demo", "--set", "image_size=64", "--set", "sampler=random",
          "--set", "grace_period=5", "--set", "roles={\"lr\": \"scientific\"}", "--max-epochs", "6"]
     )  # fmt: skip
-    settings = driver.resolve(a, load_space("demo"))[0]
+    settings = overrides.resolve(a, load_space("demo"))[0]
     assert (settings.image_size, settings.sampler, settings.max_epochs) == (64, "random", 6)
     assert settings.grace_period == 5  # named by --set: not pulled down to --max-epochs
     assert settings.roles == {"lr": "scientific"}
@@ -190,7 +190,7 @@ def test_a_bad_set_is_one_error_line_before_ray(args, words, tmp_path, capsys) -
 
 
 def test_resume_refuses_a_set_that_contradicts_the_study(tmp_path, capsys) -> None:
-    settings = driver.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
+    settings = overrides.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
     sd = tmp_path / "s" / "x"
     sd.mkdir(parents=True)
     meta = {"name": "x", "space": "demo", "seed": 0, "dataset": {"data_dir": str(tmp_path)}}

@@ -16,7 +16,7 @@ from study.data import prepare
 from study.models import create_model
 from study.results.schema import EPOCH_COLUMNS as RESULT_EPOCH_COLUMNS
 from study.run import __main__ as run
-from study.run import driver
+from study.run import overrides
 from study.run.preflight import check_no_override
 from study.spaces.cover import cover_space
 from study.spaces.loader import SpaceFunction, list_spaces, load_space
@@ -220,7 +220,7 @@ def test_prefetched_batches_match_direct_reads() -> None:
 
 def test_max_epochs_flag_pulls_the_first_rung_down() -> None:
     a = run.parse_args(["--space", "googlenet_manga", "--max-epochs", "2", "--num-samples", "3"])
-    settings, constants, _ = driver.resolve(a, load_space("googlenet_manga"))
+    settings, constants, _ = overrides.resolve(a, load_space("googlenet_manga"))
     assert (settings.max_epochs, settings.grace_period, settings.num_samples) == (2, 2, 3)
     assert constants["max_epochs"] == 2
 

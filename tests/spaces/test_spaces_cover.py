@@ -24,7 +24,7 @@ from study.models.backbones import MOBILENET_FILE, find_weights
 from study.results.schema import TRIALS
 from study.results.tables import decode_json_columns, read_table
 from study.run import __main__ as run
-from study.run.driver import resolve
+from study.run.overrides import resolve
 from study.spaces.cover import (
     MAX_INT_CHOICES,
     choices,

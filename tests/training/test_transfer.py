@@ -123,6 +123,27 @@ def test_freeze_and_backbone_lr_mult_act_on_warm_started_weights(tmp_path) -> No
     )
 
 
+def test_a_lite_model_warm_starts_freezes_and_splits_its_lr_like_the_others(tmp_path) -> None:
+    """init_from, freeze and backbone_lr_mult on an EfficientNet-Lite (a timm backbone whose BNs
+    carry their activation: timm freezes them as FrozenBatchNormAct2d)."""
+    lite = {**SOURCE, "model": "efficientnet_lite0", "pretrained": False, "head_dense": []}
+    for key in ("width", "depth", "batch_norm"):
+        del lite[key]
+    sd, state = make_source(tmp_path, TOON, lite)
+    base = {**lite, "init_from": str(sd), "max_epochs": 1}
+    train = arrays(24, 7)
+    frozen = fit({**base, "freeze": "backbone"}, train, list(MANGA_CLASSES), 1).model
+    got = frozen.state_dict()
+    body = [k for k in state if k.startswith("backbone.") and not k.endswith("batches_tracked")]
+    assert body and all(torch.equal(got[k], state[k]) for k in body)
+    assert not torch.equal(got["head.out.weight"][:1], state["head.out.weight"][:1])
+    cfg = TrainConfig.from_config({**base, "backbone_lr_mult": 0.1})
+    t = setup_trial(cfg, TrialData(train, train, list(MANGA_CLASSES)), torch.device("cpu"))
+    lrs = {g["name"].split("/")[0]: g["lr"] for g in t.opt.param_groups}
+    assert lrs == {"backbone": pytest.approx(1e-4), "head": pytest.approx(1e-3)}
+    assert torch.equal(t.model.state_dict()[body[0]], state[body[0]])
+
+
 def test_manga_from_toon_fine_tunes_a_toon_model(tmp_path) -> None:
     """The shipped space, its network inherited from a toon source, one epoch on manga-shaped
     tiny data; and study.run refuses it without --init-from."""
