@@ -89,6 +89,9 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
             "--no-report",
         ],
         cwd=REPO,
+        # Ray uploads a trial's result.json (read below for its worker's pid) with its experiment
+        # state, which it now saves at its own pace: here at every step, to see epoch 1 in time
+        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
