@@ -20,7 +20,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import ray
-from conftest import REPO, STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, tree_snapshot
+from conftest import STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, study_cli, tree_snapshot
 from study_process import signal_at, start
 
 from study.data import prepare
@@ -66,15 +65,8 @@ def _study(tmp: Path) -> Path:
     return tmp / "s" / "x"
 
 
-def _resume(tmp: Path, *extra: str) -> subprocess.CompletedProcess:
-    args = ["--resume", "--name", "x", "--storage", str(tmp / "s"), *extra]
-    return subprocess.run(
-        [sys.executable, "-m", "study.run", *args],
-        cwd=REPO,
-        text=True,
-        capture_output=True,
-        timeout=STUDY_TIMEOUT_S,
-    )
+def _resume(tmp: Path, *extra: str, name: str = "x") -> subprocess.CompletedProcess:
+    return study_cli("--resume", "--name", name, "--storage", str(tmp / "s"), *extra)
 
 
 def _finish(proc: subprocess.Popen) -> tuple[str, str]:
@@ -181,13 +173,7 @@ def two_drivers(tmp: Path, data: Path, *, resume: bool) -> Outcome:
     if resume:
         second = _resume(tmp)
     else:
-        second = subprocess.run(
-            [sys.executable, "-m", "study.run", *first.args[3:]],
-            cwd=REPO,
-            text=True,
-            capture_output=True,
-            timeout=STUDY_TIMEOUT_S,
-        )
+        second = study_cli(*first.args[3:])
     assert f"pid {first.pid}" in second.stderr, second.stderr[-2000:]
     first.send_signal(signal.SIGINT)
     out, err = _finish(first)
@@ -271,23 +257,7 @@ def moved(asha_study, tmp, capsys, monkeypatch, *, name: str) -> Outcome:
     sd = _copy(asha_study, tmp, name)
     original = tree_snapshot(asha_study.dir)
     copied = (sd / "predictions.parquet").stat().st_mtime_ns
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "study.run",
-            "--resume",
-            "--name",
-            name,
-            "--storage",
-            str(tmp / "s"),
-            "--no-report",
-        ],  # fmt: skip
-        cwd=REPO,
-        text=True,
-        capture_output=True,
-        timeout=STUDY_TIMEOUT_S,
-    )
+    r = _resume(tmp, "--no-report", name=name)
     assert tree_snapshot(asha_study.dir) == original  # nothing written into the original
     assert (sd / "predictions.parquet").stat().st_mtime_ns > copied  # scored again, here
     return Outcome(r.returncode, asha_study.stdout + r.stdout, r.stderr, sd)
