@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
+import hashlib
 import importlib.util
 import re
 import shlex
@@ -47,8 +49,9 @@ def strict(node: Any) -> Any:
 
 @functools.cache
 def crd_schema(release: str, kind: str) -> dict[str, Any]:
-    path = KUBERAY / "crds" / release / f"ray.io_{PLURAL[kind]}.yaml"
-    crd = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    path = KUBERAY / "crds" / release / f"ray.io_{PLURAL[kind]}.yaml.gz"
+    text = gzip.decompress(path.read_bytes()).decode()
+    crd = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     assert crd["spec"]["names"]["kind"] == kind
     (v1,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     return strict(v1["schema"]["openAPIV3Schema"])
@@ -71,6 +74,9 @@ def test_the_vendored_crds_are_kuberay_releases() -> None:
     for release in CRDS:
         readme = (KUBERAY / "crds" / release / "README.md").read_text()
         assert f"tag `{release}`" in readme
+        for gz in (KUBERAY / "crds" / release).glob("*.yaml.gz"):  # the release's bytes, gzipped
+            digest = hashlib.sha256(gzip.decompress(gz.read_bytes())).hexdigest()
+            assert f"| {gz.name.removesuffix('.gz')} |" in readme and digest in readme, gz
         for kind in PLURAL:
             assert crd_schema(release, kind)["properties"]["spec"]["type"] == "object"
 
