@@ -214,7 +214,8 @@ def remove_partial_writes(folder: str | Path) -> list[str]:
 
 
 class _AtomicFile(io.RawIOBase):
-    """A file that appears at `dest` only when closed whole (see `write_bytes`)."""
+    """A file that appears at `dest` only when closed: written to a temporary sibling, renamed
+    into place by close() (`write_bytes`, and Ray's writes through `ray_filesystem`)."""
 
     def __init__(self, dest: Path):
         super().__init__()
@@ -235,9 +236,14 @@ class _AtomicFile(io.RawIOBase):
         self._file.close()
         try:
             _publish(self._tmp, self._dest)
-        except BaseException:  # the old file stays as it was, and no temporary is left
-            Path(self._tmp).unlink(missing_ok=True)
+        except BaseException:
+            self.discard()
             raise
+
+    def discard(self) -> None:
+        """Drop what was written: the old file stays as it was, and no temporary is left."""
+        self._file.close()
+        Path(self._tmp).unlink(missing_ok=True)
 
 
 class _AtomicLocalHandler(pafs.FSSpecHandler):
@@ -278,15 +284,13 @@ def write_bytes(path: str | Path, data: bytes) -> None:
     if not is_remote(path):
         dest = local_path(path)
         with writing(dest):
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            f = _AtomicFile(dest)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                _publish(tmp, dest)
+                f.write(data)
             except BaseException:  # the old file stays as it was, and no temporary is left
-                Path(tmp).unlink(missing_ok=True)
+                f.discard()
                 raise
+            f.close()  # publishes it (or, failing, leaves the old file and no temporary)
         return
     fs, p = resolve(path)
     with fs.open_output_stream(p) as f:
