@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import torch_threads
 from PIL import Image
 from skimage import data as photos  # its sample images ship in the wheel: no download
 
@@ -28,10 +29,8 @@ CATS, COFFEE = {281, 282, 285}, {967, 968}
 
 @pytest.fixture(autouse=True, scope="module")
 def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(2):
+        yield
 
 
 def pixels(model: torch.nn.Module, image: np.ndarray, size: int = 224) -> torch.Tensor:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import torch_threads
 from torch import nn
 
 from study.models import (
@@ -35,10 +36,8 @@ REAL_MOBILENET = Path(__file__).resolve().parents[2].parent / "shared" / "weight
 def one_thread():
     """These tensors are tiny: with several threads, OpenMP spin-waiting next to other busy
     processes costs 10-100× (measured: 0.02 s vs 0.3-3 s per GoogLeNet step on 2 shared cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 def tiny(name: str, **options: object) -> nn.Module:

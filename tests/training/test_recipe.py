@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import torch_threads
 from torch import nn
 
 from study.models import create_model
@@ -21,10 +22,8 @@ from study.run.summary import chance_lines, format_summary, four_numbers
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with torch_threads(1):
+        yield
 
 
 # ------------------------------------------------------------------------------ init option
