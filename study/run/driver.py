@@ -176,6 +176,7 @@ def run_study(study: PreparedStudy, lifecycle: Lifecycle | None = None) -> int:
     ends."""
     lifecycle = lifecycle or Lifecycle()
     record: dict[str, Any] = {}  # study.json as this run last wrote it
+    lifecycle.on_second = lambda reason: _fail(study, record, reason, "interrupted")
     with signals_stop(lifecycle):
         try:
             return _run(study, lifecycle, record)
@@ -217,12 +218,14 @@ def _file_error(e: BaseException | None) -> StudyFileError | None:
     return None
 
 
-def _fail(study: PreparedStudy, record: dict[str, Any], reason: str) -> None:
-    """Record `failed`, if the disk takes it: one too full (or read-only) for the run's files
+def _fail(
+    study: PreparedStudy, record: dict[str, Any], reason: str, status: str = "failed"
+) -> None:
+    """Record `status`, if the disk takes it: one too full (or read-only) for the run's files
     cannot take its status either, and the run's own error, naming the file it failed on, is
     the one to report."""
     with contextlib.suppress(StudyFileError):
-        _end(study, record, "failed", reason)
+        _end(study, record, status, reason)
 
 
 def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str) -> None:

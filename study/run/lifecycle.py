@@ -6,7 +6,8 @@ to stop as its own Ctrl-C handler would (through SIGUSR1, which Tune also listen
 experiment state is saved and every finished trial row is kept; in any other phase `Interrupted`
 is raised where the driver is. The driver then records `interrupted`, reads no test split, prints
 the exact `--resume` command and exits 128 + the signal (130, 143). A second signal ends the
-process at once, without a traceback.
+process at once, without a traceback, after recording `interrupted` (`on_second`): two quick
+Ctrl-Cs must not leave a study that says it is still running.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -46,6 +48,8 @@ class Lifecycle:
     def __init__(self) -> None:
         self.phase = "checking"
         self.signum: int | None = None
+        # what the driver records before a second signal ends the process (study.json's status)
+        self.on_second: Callable[[str], None] | None = None
 
     def enter(self, phase: str) -> None:
         """Start `phase`; a signal received while tuning raises here, before the next phase."""
@@ -68,14 +72,14 @@ class Lifecycle:
         """Take SIGINT and SIGTERM (again: ray.init installs Ray's own SIGTERM handler, which
         aborts the driver with a C++ stack trace)."""
         for s in SIGNALS:
-            signal.signal(s, self._first if self.signum is None else _second)
+            signal.signal(s, self._first if self.signum is None else self._second)
 
     def _first(self, signum: int, frame: Any) -> None:
         if self.signum is not None:  # Tune's interrupt puts this handler back for SIGINT
-            _second(signum, frame)
+            self._second(signum, frame)
         self.signum = signum
         for s in SIGNALS:  # from now on, a signal ends the process at once
-            signal.signal(s, _second)
+            signal.signal(s, self._second)
         tune_listens = signal.getsignal(signal.SIGUSR1) not in (signal.SIG_DFL, None)
         if self.phase == "tuning" and tune_listens:
             # Tune's own interrupt: it stops the trials, saves its state, and fit() returns
@@ -83,8 +87,19 @@ class Lifecycle:
             return
         raise Interrupted(signum, self.phase)
 
+    def _second(self, signum: int, frame: Any) -> None:
+        reason = f"second {signal.Signals(signum).name} during {self.phase}: ended at once"
+        for s in SIGNALS:  # a third one while recording: the record is best effort
+            signal.signal(s, _exit_now)
+        try:
+            if self.on_second is not None:
+                self.on_second(reason)
+            print(f"interrupted: {reason}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(128 + signum)
 
-def _second(signum: int, frame: Any) -> None:
+
+def _exit_now(signum: int, frame: Any) -> None:
     os._exit(128 + signum)
 
 
