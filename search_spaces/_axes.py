@@ -38,10 +38,15 @@ SEED_RECIPE = {
 BN_FREE = {"init": "kaiming", "zero_mean_kernels": True}
 
 
-def training(trial: optuna.Trial, batch_sizes=(16, 32, 64)) -> dict[str, Any]:
+def training(
+    trial: optuna.Trial,
+    batch_sizes=(16, 32, 64),
+    optimizers=("adam", "adamw", "sgd"),
+    adam_lr: tuple[float, float] = (1e-4, 3e-3),
+) -> dict[str, Any]:
     """Optimiser, learning rate, batch size, augmentation and label smoothing: nuisance knobs."""
-    opt = trial.suggest_categorical("optimizer", ["adam", "adamw", "sgd"])
-    lo, hi = (1e-3, 1e-1) if opt == "sgd" else (1e-4, 3e-3)
+    opt = trial.suggest_categorical("optimizer", list(optimizers))
+    lo, hi = (1e-3, 1e-1) if opt == "sgd" else adam_lr
     return {
         "optimizer": opt,
         "lr": trial.suggest_float(f"lr_{opt}", lo, hi, log=True),

@@ -3,23 +3,18 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import shlex
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 from conftest import REPO, tree_snapshot
+from ray_head import HEAD_START_S, Head
+from ray_head import ray_head as start_head
 
 from study.results.tables import read_json
 from study.run import __main__ as run
@@ -27,7 +22,6 @@ from study.storage import redact
 from study.tuning.optuna_storage import open_optuna_storage
 
 RUNTIME_ENV = REPO / "deploy" / "runtime_env.yaml"
-HEAD_START_S = 90  # `ray start --head` up, or the test fails saying so
 
 
 @pytest.fixture(scope="module")
@@ -130,93 +124,14 @@ def test_a_file_that_is_not_an_optuna_journal_is_left_alone(
 # --- a Ray head started by hand, as the README's "any Ray cluster" section does ----------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Head:
-    dashboard: str  # http://127.0.0.1:PORT, the job API
-    env: dict[str, str]  # what every Ray CLI call and driver of this cluster needs
-    temp_dir: Path
-
-
 @pytest.fixture
 def ray_head() -> Iterator[Head]:
-    """`ray start --head --block` with token authentication, its own token file, its own temp
-    dir and free ports, in a new session; stopped by killing that session's process group only
-    (`ray stop` would stop every Ray on the machine)."""
     pytest.importorskip("aiohttp", reason="needs ray[default] (pip install -e '.[cluster]')")
-    # short: Ray's unix sockets live under it (108-byte path limit)
-    temp_dir = Path(tempfile.mkdtemp(prefix="rj", dir="/tmp"))
-    token = temp_dir / "auth_token"
-    token.write_text(secrets.token_hex(32))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "PYTHONPATH"}
-    env |= {
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN_PATH": str(token),
-        "RAY_USAGE_STATS_ENABLED": "0",
-    }
-    dash = _free_port()
-    cmd = [
-        shutil.which("ray") or "ray",
-        "start",
-        "--head",
-        "--block",
-        "--disable-usage-stats",
-        "--node-ip-address",
-        "127.0.0.1",
-        "--port",
-        str(_free_port()),
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dash),
-        "--ray-client-server-port",
-        str(_free_port()),
-        "--dashboard-agent-listen-port",
-        str(_free_port()),
-        "--num-cpus",
-        "2",
-        "--temp-dir",
-        str(temp_dir / "r"),
-    ]
-    log = (temp_dir / "head.log").open("w")
-    # cwd without the project: the job gets its code from --working-dir only
-    head = subprocess.Popen(
-        cmd, env=env, cwd=temp_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
     try:
-        deadline = time.time() + HEAD_START_S
-        while "--block" not in (temp_dir / "head.log").read_text():  # printed once all is up
-            if head.poll() is not None or time.time() > deadline:
-                pytest.fail(f"ray start failed:\n{(temp_dir / 'head.log').read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield Head(f"http://127.0.0.1:{dash}", env, temp_dir)
-    finally:
-        for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(head.pid, sig)  # the group `ray start` leads: the processes we started
-            except ProcessLookupError:
-                break
-            deadline = time.time() + wait
-            # poll() reaps `ray start` itself: a zombie leader still counts as the group's, and
-            # the wait ran out its full 2 + 5 s after every process had ended
-            while time.time() < deadline and (head.poll() is None or _group_alive(head.pid)):
-                time.sleep(0.2)
-        head.wait(timeout=10)
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
+        with start_head(dashboard=True) as head:
+            yield head
+    except RuntimeError as e:  # `ray start` failed: its log
+        pytest.fail(str(e))
 
 
 # the job's two submissions share one budget; the test's limit adds the head's start (its

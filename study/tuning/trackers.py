@@ -14,7 +14,6 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ray import tune
-from ray.air.integrations.mlflow import MLflowLoggerCallback  # (mlflow is imported when built)
 
 from study import storage as st
 
@@ -78,6 +77,9 @@ def tracker_callbacks(names: Sequence[str], study_dir: str, study: str) -> list[
     out: list[tune.Callback] = []
     for name in dict.fromkeys(names):
         if name == "mlflow":
+            # imported here: Ray's module imports mlflow itself, a second of every driver's start
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
             uri = mlflow_tracking_uri(study_dir)
             if uri is not None:  # the study's own file store (see MLFLOW_RUNS)
                 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

@@ -10,6 +10,12 @@ Faults are injected where they happen to users: SIGINT and SIGTERM while the dri
 a phase (STUDY_FAULT_PAUSE) or while a trial trains; SIGKILL, or a full disk, at the moment a
 state file is published (STUDY_FAULT_WRITE, study.storage: the temporary file is written, the
 rename never happens).
+
+Most rows' studies join one Ray head per test process (RAY_ADDRESS; tests/ray_head.py), as a
+user's on a cluster do: each then starts in a few seconds instead of starting and stopping its
+own Ray. The rows marked `own_ray` start their own, as `python -m study.run` does on a laptop:
+the signals during tuning (Ray installs its own SIGTERM handler) and the GPU row, whose
+RAY_OVERRIDE_RESOURCES only a Ray started by the study reads.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +34,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, study_cli, tree_snapshot
+from ray_head import ray_head
 from study_process import signal_at, start
 
 from study.data import prepare
@@ -59,6 +66,7 @@ class Fault:
     status: str | None  # study.json's afterwards; None: there is no study.json
     on_finished_study: bool = False  # act(asha_study, tmp_path, capsys, monkeypatch)
     kw: dict = field(default_factory=dict)
+    own_ray: bool = False  # the study starts its own Ray, not joining the shared head
 
 
 def _study(tmp: Path) -> Path:
@@ -272,6 +280,7 @@ def _sig(signum: int, phase: str) -> Fault:
         f"interrupted: {name} during {phase}; finished trials are kept in",
         "interrupted",
         kw={"phase": phase, "signum": signum},
+        own_ray=phase == "tuning",
     )
 
 
@@ -295,7 +304,7 @@ PHASES = ("decoding", "tuning", "test evaluation", "confirmation", "report")
 RUN_FAULTS = [
     *(_sig(s, p) for p in PHASES for s in (signal.SIGINT, signal.SIGTERM)),
     Fault("sigint-tuning-then-resume", signalled_then_resumed, 0, None, "finished",
-          kw={"signum": signal.SIGINT}),
+          kw={"signum": signal.SIGINT}, own_ray=True),
     Fault("second-sigint", second_signal, 130, None, "interrupted"),
     _kill("study.json@2"),  # the record of tuning's end
     _kill("trials.parquet@1", resume=True),  # a trial's first epoch
@@ -321,7 +330,7 @@ RUN_FAULTS = [
     Fault("unresolvable-address", plain_run, 2, "cannot resolve host 'no-such-host.invalid'",
           None, kw={"args": ("--address", "no-such-host.invalid:6379")}),
     Fault("gpu-without-usable-cuda", plain_run, 1, "stopped before any trial", None,
-          kw={"env": {FAKE_NO_CUDA: "1", "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}'}}),
+          kw={"env": {FAKE_NO_CUDA: "1", "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}'}}, own_ray=True),
     Fault("every-trial-errored", plain_run, 1, "error: no trial finished", "failed",
           kw={"fault": "oom@1"}),
 ]  # fmt: skip
@@ -393,10 +402,20 @@ def test_the_table_has_a_row_for_each_fault_the_issue_names() -> None:
         assert all(f"{s}-{p.replace(' ', '-')}" in ids for p in PHASES)
 
 
+@pytest.fixture(scope="session")
+def shared_ray() -> Iterator[dict[str, str]]:
+    """What a study's environment needs to join this test process's Ray head."""
+    with ray_head(dashboard=False) as head:
+        yield {"RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN_PATH": head.env["RAY_AUTH_TOKEN_PATH"]}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(STUDY_TEST_TIMEOUT_S)
 @pytest.mark.parametrize("fault", RUN_FAULTS, ids=lambda f: f.id)
-def test_fault(fault: Fault, tiny_toon, tmp_path, capsys) -> None:
+def test_fault(fault: Fault, tiny_toon, tmp_path, capsys, request, monkeypatch) -> None:
+    if not fault.own_ray:  # the studies this row starts inherit it
+        for k, v in request.getfixturevalue("shared_ray").items():
+            monkeypatch.setenv(k, v)
     extra = {"capsys": capsys} if fault.act is killed_at_write else {}
     check(fault, fault.act(tmp_path, tiny_toon, **fault.kw, **extra))
 
