@@ -192,7 +192,8 @@ def test_every_choice_of_every_space_runs(name, ray_cluster, data_dir, tmp_path)
     args = ["--space", str(path), "--smoke-test", "--num-samples", str(len(cover.params))]
     # one trial at a time, all in one worker: a second worker would start (importing torch)
     # only to be dropped when the first worker ends a trial and takes the next one (reuse_actors)
-    args += ["--max-epochs", "1", "--max-concurrent", "1", "--no-report"]
+    # no linear probe: it trains no choice of the space (tests/evaluation/test_probe.py has it)
+    args += ["--max-epochs", "1", "--max-concurrent", "1", "--no-report", "--no-probe"]
     args += ["--data-dir", str(data_dir), "--storage", str(tmp_path / "s"), "--name", "cover"]
     if getattr(space.module, "NEEDS_INIT_FROM", None):  # a transfer space: a toon study first
         src = ["--space", "demo", "--smoke-test", "--num-samples", "1", "--max-epochs", "1"]
