@@ -304,7 +304,7 @@ PHASES = ("decoding", "tuning", "test evaluation", "confirmation", "report")
 RUN_FAULTS = [
     *(_sig(s, p) for p in PHASES for s in (signal.SIGINT, signal.SIGTERM)),
     Fault("sigint-tuning-then-resume", signalled_then_resumed, 0, None, "finished",
-          kw={"signum": signal.SIGINT}, own_ray=True),
+          kw={"signum": signal.SIGINT}),
     Fault("second-sigint", second_signal, 130, None, "interrupted"),
     _kill("study.json@2"),  # the record of tuning's end
     _kill("trials.parquet@1", resume=True),  # a trial's first epoch
