@@ -253,6 +253,10 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     # reuse_actors: a worker waits this long for the last trial's thread before taking the next
     # (Ray's default 2 s is short on a loaded machine; past it Tune starts a fresh worker)
     os.environ.setdefault("TUNE_FUNCTION_THREAD_TIMEOUT_S", "30")
+    # num_to_keep=2 makes Tune save its state after every 2 checkpoints of a trial (so that the
+    # state never names a deleted one); with 2-second epochs Tune then warns, in a paragraph, of
+    # a "bottleneck" that is the price of that consistency: nothing for a user to do
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     t0 = time.time()
     gpus = a.gpus_per_trial
     started_ray = not ray.is_initialized()  # a caller's Ray (tests, notebooks) stays up after
