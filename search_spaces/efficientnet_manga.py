@@ -12,7 +12,8 @@ trials under ASHA (grace 2, rungs at epochs 2 and 6 of 12) train about 68 epochs
 `--refit` at most 12 more on train+val: about 80 epochs at roughly 20 CPU seconds on the mix of
 families, some 14 minutes of 2 cores before Ray's start, the trials' starts and the test
 evaluation; about 23 minutes if every trial were a fully trained Lite2. `--set image_size=128`
-costs about 0.7 times as much.
+costs about 0.7 times as much. Measured end to end with `--confirm-folds 5 --refit --tta hflip
+--set top_k=1`: 18.5 minutes at load 1-2 (benchmarks/results/efficientnet_manga_recipe.txt).
 
 The first trial is the recipe that scored best by hand (issue #28: Lite0 at 160 px, everything
 trained, AdamW, the backbone at a tenth of the head's learning rate, flips and crops).
