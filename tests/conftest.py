@@ -118,6 +118,18 @@ def tiny_toon(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def shared_ray() -> Iterator[dict[str, str]]:
+    """What a study's environment needs to join this test process's Ray head (tests/ray_head.py):
+    a study that joins it skips starting and stopping its own Ray, about 40 % of a tiny study
+    (benchmarks/results/study_startup.txt). For studies whose test is not about the local Ray
+    that `python -m study.run` starts on a laptop."""
+    from ray_head import ray_head
+
+    with ray_head(dashboard=False) as head:
+        yield {"RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN_PATH": head.env["RAY_AUTH_TOKEN_PATH"]}
+
+
 # a test's own local Ray: the 2 cores, no dashboard, no worker logs in the test's output
 QUIET_RAY = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False,
              "configure_logging": False}  # fmt: skip

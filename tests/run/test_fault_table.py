@@ -26,7 +26,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +34,6 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, study_cli, tree_snapshot
-from ray_head import ray_head
 from study_process import signal_at, start
 
 from study.data import prepare
@@ -400,13 +399,6 @@ def test_the_table_has_a_row_for_each_fault_the_issue_names() -> None:
     assert len(FAULTS) >= 30 and len(ids) == len(FAULTS)
     for s in ("sigint", "sigterm"):
         assert all(f"{s}-{p.replace(' ', '-')}" in ids for p in PHASES)
-
-
-@pytest.fixture(scope="session")
-def shared_ray() -> Iterator[dict[str, str]]:
-    """What a study's environment needs to join this test process's Ray head."""
-    with ray_head(dashboard=False) as head:
-        yield {"RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN_PATH": head.env["RAY_AUTH_TOKEN_PATH"]}
 
 
 @pytest.mark.slow

@@ -70,7 +70,7 @@ def _results(trial_dir: Path) -> list[dict]:
 
 
 @pytest.mark.timeout(STUDY_TIMEOUT_S + 60)  # the study's own limit, then its checks
-def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> None:
+def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path, shared_ray) -> None:
     (tmp_path / "faults.py").write_text(FAULT_SPACE)
     storage = tmp_path / "s"
     proc = subprocess.Popen(
@@ -91,7 +91,8 @@ def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path) -> Non
         cwd=REPO,
         # Ray uploads a trial's result.json (read below for its worker's pid) with its experiment
         # state, which it now saves at its own pace: here at every step, to see epoch 1 in time
-        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0"},
+        # (on the test process's Ray head: the worker killed is one of its workers)
+        env={**os.environ, "TUNE_GLOBAL_CHECKPOINT_S": "0", **shared_ray},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -204,7 +205,9 @@ def _left(deadline: float) -> float:
 
 
 @pytest.mark.timeout(RESUME_BUDGET_S + 60)
-def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_path) -> None:
+def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(
+    toon_dir, tmp_path, shared_ray
+) -> None:
     deadline = time.monotonic() + RESUME_BUDGET_S
     (tmp_path / "resume.py").write_text(RESUME_SPACE)
     common = [
@@ -219,9 +222,13 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
         "--no-report",
     ]
 
+    # every study of this test joins the test process's Ray head: the same decisions are
+    # expected wherever Ray runs, and each study skips starting its own
+    env = {**os.environ, **shared_ray}
+
     def study(*args: str, **popen) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "study.run", *common, *args]
-        return subprocess.Popen(cmd, cwd=REPO, text=True, start_new_session=True, **popen)
+        return subprocess.Popen(cmd, cwd=REPO, text=True, start_new_session=True, env=env, **popen)
 
     # the uninterrupted run beside the one to be cut (one trial at a time each: the two share
     # the 2 cores as one study of two concurrent trials would); its log goes to a file, read
@@ -243,7 +250,7 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
         proc.wait(timeout=30)
         full.wait(timeout=_left(deadline))
     finally:
-        # Ray's head processes were started by each driver, in its own session: end them too
+        # each driver in its own session (with any process it started): end them too
         for p in (proc, full):
             try:
                 os.killpg(p.pid, signal.SIGKILL)
@@ -259,6 +266,7 @@ def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(toon_dir, tmp_
     resumed = subprocess.run(
         [sys.executable, "-m", "study.run", *common, "--name", "cut", "--resume"],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         timeout=_left(deadline),
