@@ -7,6 +7,7 @@ One real smoke study through the CLI with every option (tiny toon, 32 px, vanill
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def space(trial):
 
 
 @pytest.fixture(scope="module")
-def study(tiny, tmp_path_factory):
+def study(tiny, tmp_path_factory, shared_ray):
     """`--smoke-test` with --confirm-seeds 2 --confirm-folds 2 --refit --ensemble 2 --tta hflip,
     on a space that tunes on the mean of 2 folds (SpaceSettings.cv_folds): one study for all."""
     tmp = tmp_path_factory.mktemp("confirm")
@@ -72,6 +73,7 @@ def study(tiny, tmp_path_factory):
         "2",
         "--tta",
         "hflip",
+        env={**os.environ, **shared_ray},  # the test process's Ray head: no Ray start of its own
     )
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp / "s" / "c"

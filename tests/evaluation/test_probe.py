@@ -5,6 +5,7 @@ features, which backbones a space probes, and a failing backbone as a row of its
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -154,7 +155,7 @@ def test_each_backbone_gets_its_row_and_a_failing_one_its_error(tiny_toon) -> No
     assert 0 <= row["val_acc"] <= 1 and row["wall_s"] > 0
 
 
-def test_a_smoke_study_of_a_pretrained_space_writes_the_probe(tmp_path) -> None:
+def test_a_smoke_study_of_a_pretrained_space_writes_the_probe(tmp_path, shared_ray) -> None:
     """`python -m study.run --space mobilenet_manga --smoke-test --probe` on a tiny manga-layout
     set: confirm.parquet holds a probe row with a test accuracy and its exact interval, the run's
     summary and the report show it as the bar."""
@@ -171,6 +172,7 @@ def test_a_smoke_study_of_a_pretrained_space_writes_the_probe(tmp_path) -> None:
         *("--space", "mobilenet_manga", "--smoke-test", "--probe", "--max-concurrent", "1"),
         *("--data-dir", str(tmp_path / "data"), "--storage", str(tmp_path / "s")),
         *("--name", "probe", "--reports", str(tmp_path / "r")),
+        env={**os.environ, **shared_ray},  # the test process's Ray head: no Ray start of its own
     )
     assert r.returncode == 0, r.stderr[-3000:]
     rows = pd.read_parquet(tmp_path / "s" / "probe" / CONFIRM)
