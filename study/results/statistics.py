@@ -78,11 +78,14 @@ def binomial_ci(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
         raise ValueError(f"level={level}: expected a value in (0, 1)")
     if n < 1 or not 0 <= k <= n:
         raise ValueError(f"binomial_ci needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
-    # scipy.stats costs about as much to import as pandas: only where an interval is computed
-    from scipy.stats import binomtest
+    # The beta quantiles that scipy.stats.binomtest's "exact" interval takes, from scipy.special:
+    # every study's driver computes intervals, and scipy.stats costs 4x as much to import (0.6 s).
+    from scipy.special import betaincinv
 
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="exact")
-    return float(ci.low), float(ci.high)
+    alpha = 1 - level
+    low = 0.0 if k == 0 else float(betaincinv(k, n - k + 1, alpha / 2))
+    high = 1.0 if k == n else float(betaincinv(k + 1, n - k, 1 - alpha / 2))
+    return low, high
 
 
 # the study metric -> the trials.parquet column that ranks trials by it

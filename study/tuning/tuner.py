@@ -10,6 +10,8 @@ from typing import Any
 
 import optuna
 from ray import tune
+from ray._common.usage import usage_lib
+from ray.air._internal import usage as air_usage
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
@@ -36,6 +38,19 @@ from study.tuning.searcher import StockSearch, StudySearch, make_sampler
 from study.tuning.trainable import train_trial
 
 ASHA_STATE = ASHA_RUNGS
+
+
+def _no_callback_census(callbacks: Sequence[tune.Callback] | None) -> bool:
+    return False
+
+
+def skip_callback_census_without_usage_stats() -> None:
+    """Tuner.fit counts the run's callbacks for Ray's usage statistics by importing its MLflow,
+    W&B, Comet and Aim integrations (mlflow alone: about 1 s of every study's driver), even when
+    usage statistics are off (RAY_USAGE_STATS_ENABLED=0) and the count is thrown away. Then skip
+    the count; with statistics on, Ray's own count stays."""
+    if not usage_lib.usage_stats_enabled():
+        air_usage.tag_callbacks = _no_callback_census  # Tune's run() looks it up at each call
 
 
 def make_searcher(
@@ -85,6 +100,7 @@ def build_tuner(
     callbacks: Sequence[tune.Callback] = (),  # experiment trackers (study.tuning.trackers)
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
+    skip_callback_census_without_usage_stats()
     if optuna_storage is None:
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
     if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study

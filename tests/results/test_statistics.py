@@ -16,6 +16,18 @@ def test_one_correct_of_fourteen_matches_the_published_clopper_pearson_interval(
     assert acc == pytest.approx(1 / 14) and (low2, high2) == (low, high)
 
 
+@pytest.mark.parametrize("level", [0.9, 0.95, 0.99])
+def test_it_is_scipy_stats_exact_interval(level: float) -> None:
+    """The interval from scipy.special's beta quantiles equals binomtest's "exact" one (the
+    definition), for every count of small test splits."""
+    from scipy.stats import binomtest
+
+    for n in (1, 2, 14, 54, 90):
+        for k in range(n + 1):
+            ci = binomtest(k, n).proportion_ci(confidence_level=level, method="exact")
+            assert binomial_ci(k, n, level) == pytest.approx((ci.low, ci.high), abs=1e-12)
+
+
 def test_the_ends_are_not_points() -> None:
     """All right or all wrong still leaves an interval (the bootstrap gave 1.0-1.0)."""
     assert binomial_ci(0, 20)[0] == 0.0 and 0.1 < binomial_ci(0, 20)[1] < 0.2

@@ -6,15 +6,20 @@ check those modules and raise the cap), not a study."""
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from importlib import metadata
 
 import optuna
+import pytest
 from conftest import REPO
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
+from ray.tune.tune import run as tune_run
 
 # what study/search.py reads or overrides, by owner
 OPTUNA_SEARCH = (
@@ -63,3 +68,26 @@ def test_the_installed_versions_are_below_the_caps() -> None:
         req = next(d for d in deps if re.match(rf"{pkg}\b", d))
         installed = tuple(int(x) for x in metadata.version(pkg).split(".")[:2])
         assert installed < _cap(req), f"{pkg} {metadata.version(pkg)} vs {req}"
+
+
+CENSUS = """
+import sys
+from ray.air._internal import usage
+from study.tuning.callbacks import ConsoleCallback
+from study.tuning.tuner import skip_callback_census_without_usage_stats
+skip_callback_census_without_usage_stats()
+usage.tag_callbacks([ConsoleCallback(1, "val_acc", "max")])
+print("mlflow" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(("enabled", "imported"), [("0", "False"), ("1", "True")])
+def test_tune_counts_callbacks_without_importing_mlflow_when_usage_stats_are_off(
+    enabled: str, imported: str
+) -> None:
+    """Tune's run() still calls air_usage.tag_callbacks, which imports mlflow (about 1 s of each
+    study's driver) unless usage statistics are off and study.tuning.tuner replaced it."""
+    assert "air_usage.tag_callbacks(callbacks)" in inspect.getsource(tune_run)
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": enabled}
+    out = subprocess.run([sys.executable, "-c", CENSUS], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == imported, out.stderr[-2000:]
