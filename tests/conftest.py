@@ -25,6 +25,9 @@ MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "s
 
 # Tests must be deterministic and light on 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Every Ray a test starts (in this process, or a study's own) starts no idle workers for its
+# first driver: each imports Ray (~0.5 CPU-s) and a study's trials run in workers of their own.
+os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 # This test process's own Ray temp dir, inherited by the studies it starts. `ray.init()` without an
 # address joins the cluster named in <temp dir>/ray/ray_current_cluster, which `ray start` and

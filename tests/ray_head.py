@@ -48,6 +48,9 @@ def ray_head(*, dashboard: bool, num_cpus: int = 2) -> Iterator[Head]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
+        # no idle workers started for each driver that joins (each imports Ray, ~0.5 CPU-s; a
+        # study's trial runs in a worker of its own job either way)
+        "RAY_prestart_worker_first_driver": "0",
     }
     gcs = free_port()
     ports = ["--port", str(gcs), "--ray-client-server-port", str(free_port()),
