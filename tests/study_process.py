@@ -23,15 +23,19 @@ def space(trial):
 """
 
 
+def study_args(tmp: Path, data: Path, *extra: str, **space) -> list[str]:
+    """The command line of study x in tmp/s, its space file (SPACE) written to tmp/space.py."""
+    spec = {"epochs": 1, "trials": 1, "fault": ""} | space
+    (tmp / "space.py").write_text(SPACE.format(**spec))
+    return ["--space", str(tmp / "space.py"), "--data-dir", str(data), "--storage",
+            str(tmp / "s"), "--name", "x", "--reports", str(tmp / "r"), *extra]  # fmt: skip
+
+
 def start(
     tmp: Path, data: Path, *extra: str, pause: str = "", env: dict | None = None, **space
 ) -> subprocess.Popen:
-    spec = {"epochs": 1, "trials": 1, "fault": ""} | space
-    (tmp / "space.py").write_text(SPACE.format(**spec))
     env = {**os.environ, "STUDY_FAULT_PAUSE": pause, "PYTHONUNBUFFERED": "1", **(env or {})}
-    args = ["--space", str(tmp / "space.py"), "--data-dir", str(data), "--storage",
-            str(tmp / "s"), "--name", "x", "--reports", str(tmp / "r"), *extra]  # fmt: skip
-    return popen_study(args, env)
+    return popen_study(study_args(tmp, data, *extra, **space), env)
 
 
 def popen_study(args: list[str], env: dict[str, str]) -> subprocess.Popen:

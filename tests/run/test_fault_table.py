@@ -20,6 +20,7 @@ RAY_OVERRIDE_RESOURCES only a Ray started by the study reads.
 
 from __future__ import annotations
 
+import inspect
 import json
 import pickletools
 import re
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 from conftest import STUDY_TEST_TIMEOUT_S, STUDY_TIMEOUT_S, study_cli, tree_snapshot
-from study_process import signal_at, start
+from study_process import signal_at, start, study_args
 
 from study.data import prepare
 from study.results.schema import EPOCHS, TRIALS
@@ -103,9 +104,10 @@ def signalled(tmp: Path, data: Path, *, phase: str, signum: int) -> Outcome:
 
 
 def signalled_then_resumed(tmp: Path, data: Path, *, signum: int) -> Outcome:
-    """Ctrl-C while a trial trains, then the printed --resume command: it finishes the study."""
+    """Ctrl-C while a trial trains, checked as every signal row is; then the printed --resume
+    command finishes the study (what the row checks next: one study serves both)."""
     first = signalled(tmp, data, phase="tuning", signum=signum)
-    assert first.rc == 128 + signum and "interrupted" in first.err, first.err[-2000:]
+    check(_sig(signum, "tuning"), first)
     kept = read_table(str(first.study), EPOCHS)
     r = _resume(tmp, "--no-report")
     after = read_table(str(first.study), EPOCHS)
@@ -166,9 +168,10 @@ def disk_full_at_write(tmp: Path, data: Path, *, target: str) -> Outcome:
 
 
 # ------------------------------------------------------------------ drivers, data, machine
-def two_drivers(tmp: Path, data: Path, *, resume: bool) -> Outcome:
+def two_drivers(tmp: Path, data: Path, *, resume: bool, capsys) -> Outcome:
     """A driver holds the study (paused before Ray, or before decoding once study.json exists);
-    a second one, new or --resume, is refused naming it; the first then ends by Ctrl-C."""
+    a second one, new or --resume, is refused naming it (in this process: the refusal comes
+    before Ray, from the code a new process runs); the first then ends by Ctrl-C."""
     phase = "decoding" if resume else "starting Ray"
     first = start(tmp, data, "--no-report", pause=phase)
     assert first.stdout is not None
@@ -177,18 +180,18 @@ def two_drivers(tmp: Path, data: Path, *, resume: bool) -> Outcome:
         seen.append(line)
         if f"-- paused before {phase} (" in line:
             break
-    if resume:
-        second = _resume(tmp)
-    else:
-        second = study_cli(*first.args[3:])
-    assert f"pid {first.pid}" in second.stderr, second.stderr[-2000:]
+    capsys.readouterr()
+    resume_args = ["--resume", "--name", "x", "--storage", str(tmp / "s")]
+    rc = run.main(resume_args if resume else first.args[3:])
+    refused = capsys.readouterr().err
+    assert f"pid {first.pid}" in refused, refused[-2000:]
     first.send_signal(signal.SIGINT)
     out, err = _finish(first)
     assert first.returncode == 130, err[-2000:]
     if not resume:  # stopped before its study.json: nothing to resume
         assert "SIGINT during starting Ray; the study had not started" in err, err[-2000:]
         assert "resume with" not in out
-    return Outcome(second.returncode, "".join(seen) + out, second.stderr, _study(tmp))
+    return Outcome(rc, "".join(seen) + out, refused, _study(tmp))
 
 
 def data_prepared_again(tmp: Path, data: Path) -> Outcome:
@@ -209,6 +212,13 @@ def data_prepared_again(tmp: Path, data: Path) -> Outcome:
     out, err = _finish(proc)
     assert not (_study(tmp) / "predictions.parquet").exists()
     return Outcome(proc.returncode, "".join(seen) + out, err, _study(tmp))
+
+
+def refused_here(tmp: Path, data: Path, *, args: tuple, capsys) -> Outcome:
+    """A command refused before Ray starts, run in this process (the code a new process runs)."""
+    capsys.readouterr()
+    rc = run.main(study_args(tmp, data, "--no-report", *args))
+    return Outcome(rc, "", capsys.readouterr().err, _study(tmp))
 
 
 def plain_run(tmp: Path, data: Path, *, args: tuple = (), env: dict | None = None, **space):
@@ -301,12 +311,14 @@ def _truncated(state: str, message: str) -> Fault:
 
 PHASES = ("decoding", "tuning", "test evaluation", "confirmation", "report")
 RUN_FAULTS = [
-    *(_sig(s, p) for p in PHASES for s in (signal.SIGINT, signal.SIGTERM)),
-    Fault("sigint-tuning-then-resume", signalled_then_resumed, 0, None, "finished",
-          kw={"signum": signal.SIGINT}),
+    *(_sig(s, p) for p in PHASES for s in (signal.SIGINT, signal.SIGTERM)
+      if (s, p) != (signal.SIGINT, "tuning")),
+    # the row of SIGINT during tuning (checked as the others, in signalled_then_resumed), resumed
+    Fault("sigint-tuning", signalled_then_resumed, 0, None, "finished",
+          kw={"signum": signal.SIGINT}, own_ray=True),
     Fault("second-sigint", second_signal, 130, None, "interrupted"),
     _kill("study.json@2"),  # the record of tuning's end
-    _kill("trials.parquet@1", resume=True),  # a trial's first epoch
+    _kill("trials.parquet@1"),  # a trial's first epoch
     _kill("experiment_state@2", resume=True),  # Ray's state
     _kill("search_gen_state@1"),
     _kill("searcher-state@1"),
@@ -324,9 +336,9 @@ RUN_FAULTS = [
     Fault("resume-of-a-running-study", two_drivers, 2, "in use by another driver",
           "interrupted", kw={"resume": True}),
     Fault("data-set-prepared-again", data_prepared_again, 1, "prepared again", "failed"),
-    Fault("unreachable-address", plain_run, 2, "--address 127.0.0.1:1: ", None,
+    Fault("unreachable-address", refused_here, 2, "--address 127.0.0.1:1: ", None,
           kw={"args": ("--address", "127.0.0.1:1")}),
-    Fault("unresolvable-address", plain_run, 2, "cannot resolve host 'no-such-host.invalid'",
+    Fault("unresolvable-address", refused_here, 2, "cannot resolve host 'no-such-host.invalid'",
           None, kw={"args": ("--address", "no-such-host.invalid:6379")}),
     Fault("gpu-without-usable-cuda", plain_run, 1, "stopped before any trial", None,
           kw={"env": {FAKE_NO_CUDA: "1", "RAY_OVERRIDE_RESOURCES": '{"GPU": 1}'}}, own_ray=True),
@@ -408,7 +420,7 @@ def test_fault(fault: Fault, tiny_toon, tmp_path, capsys, request, monkeypatch) 
     if not fault.own_ray:  # the studies this row starts inherit it
         for k, v in request.getfixturevalue("shared_ray").items():
             monkeypatch.setenv(k, v)
-    extra = {"capsys": capsys} if fault.act is killed_at_write else {}
+    extra = {"capsys": capsys} if "capsys" in inspect.signature(fault.act).parameters else {}
     check(fault, fault.act(tmp_path, tiny_toon, **fault.kw, **extra))
 
 
