@@ -1,7 +1,8 @@
 """The fault table of issue #27: what a long study survives, driven through real studies.
 
 Each row does one fault to a real study (`python -m study.run` in its own process, or the CLI
-in this process on a copy of the session's finished ASHA study) and asserts, the same way for
+in this process on a copy of the session's finished ASHA study, or for a command refused before
+Ray starts: an unreachable --address, a second driver) and asserts, the same way for
 every row (`check`): the exit code, the one line that says what happened, study.json's `status`,
 and that no finished trial row or epoch row was lost or duplicated (every epoch and trial end
 the console printed is in the tables once; a refused command changed no byte of them).
