@@ -129,7 +129,7 @@ def shared_ray() -> Iterator[dict[str, str]]:
     that `python -m study.run` starts on a laptop."""
     from ray_head import ray_head
 
-    with ray_head(dashboard=False) as head:
+    with ray_head(dashboard=False, prestart_workers=False) as head:
         yield {"RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN_PATH": head.env["RAY_AUTH_TOKEN_PATH"]}
 
 

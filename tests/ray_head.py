@@ -3,7 +3,7 @@ section does: token authentication with its own token file, its own temp dir and
 a new session; stopped by killing that session's process group only (`ray stop` would stop every
 Ray on the machine). Used by the job-submit test (with its dashboard, the job API) and by the
 fault table's studies (without: they join it through RAY_ADDRESS, which saves each study the
-start and stop of its own Ray, about 6 s of its 20)."""
+start and stop of its own Ray: benchmarks/results/study_startup.txt)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def ray_head(*, dashboard: bool, num_cpus: int = 2) -> Iterator[Head]:
+def ray_head(
+    *, dashboard: bool, num_cpus: int = 2, prestart_workers: bool = True
+) -> Iterator[Head]:
     # short: Ray's unix sockets live under it (108-byte path limit)
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
     token = temp_dir / "auth_token"
@@ -48,10 +50,9 @@ def ray_head(*, dashboard: bool, num_cpus: int = 2) -> Iterator[Head]:
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token),
         "RAY_USAGE_STATS_ENABLED": "0",
-        # no idle workers started for each driver that joins (each imports Ray, ~0.5 CPU-s; a
-        # study's trial runs in a worker of its own job either way)
-        "RAY_prestart_worker_first_driver": "0",
     }
+    if not prestart_workers:  # no idle workers for each driver that joins (tests/conftest.py)
+        env["RAY_prestart_worker_first_driver"] = "0"
     gcs = free_port()
     ports = ["--port", str(gcs), "--ray-client-server-port", str(free_port()),
              "--dashboard-agent-listen-port", str(free_port())]  # fmt: skip
