@@ -44,13 +44,18 @@ def _no_callback_census(callbacks: Sequence[tune.Callback] | None) -> bool:
     return False
 
 
+_RAY_CALLBACK_CENSUS = air_usage.tag_callbacks
+
+
 def skip_callback_census_without_usage_stats() -> None:
     """Tuner.fit counts the run's callbacks for Ray's usage statistics by importing its MLflow,
     W&B, Comet and Aim integrations (mlflow alone: about 1 s of every study's driver), even when
     usage statistics are off (RAY_USAGE_STATS_ENABLED=0) and the count is thrown away. Then skip
-    the count; with statistics on, Ray's own count stays."""
-    if not usage_lib.usage_stats_enabled():
-        air_usage.tag_callbacks = _no_callback_census  # Tune's run() looks it up at each call
+    the count; with statistics on, Ray's own count (again, for a process that builds studies with
+    both settings)."""
+    stats_on = usage_lib.usage_stats_enabled()
+    # Tune's run() looks it up at each call
+    air_usage.tag_callbacks = _RAY_CALLBACK_CENSUS if stats_on else _no_callback_census
 
 
 def make_searcher(

@@ -21,8 +21,9 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.tune import run as tune_run
 
+from study.tuning import tuner
 from study.tuning.callbacks import ConsoleCallback
-from study.tuning.tuner import skip_callback_census_without_usage_stats
+from study.tuning.tuner import _no_callback_census, skip_callback_census_without_usage_stats
 
 # what study/search.py reads or overrides, by owner
 OPTUNA_SEARCH = (
@@ -82,7 +83,10 @@ def test_tune_counts_callbacks_without_importing_mlflow_when_usage_stats_are_off
     study.tuning.tuner replaced it. The integration is made unimportable here: importing it
     raises, which only the count with statistics on does."""
     assert "air_usage.tag_callbacks(callbacks)" in inspect.getsource(tune_run)
-    monkeypatch.setattr(air_usage, "tag_callbacks", air_usage.tag_callbacks)  # restored after
+    # start from the other setting's census (restored after): an earlier study in this process
+    # may have left either, and the skip below must set the one for this setting
+    other = _no_callback_census if stats_on else tuner._RAY_CALLBACK_CENSUS
+    monkeypatch.setattr(air_usage, "tag_callbacks", other)
     monkeypatch.setattr(usage_lib, "usage_stats_enabled", lambda: stats_on)
     monkeypatch.setitem(sys.modules, "ray.air.integrations.mlflow", None)
     skip_callback_census_without_usage_stats()
