@@ -181,7 +181,7 @@ def _work_unit(item: pytest.Item) -> str:
 
 
 def _is_slow(item: pytest.Item) -> bool:
-    return _runs_study_cli(item) or item.get_closest_marker("slow") is not None
+    return _runs_study_cli(item) or item.get_closest_marker("study") is not None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups set here

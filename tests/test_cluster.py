@@ -309,7 +309,7 @@ def test_the_ssh_cidr_must_be_one() -> None:
 # --- a multi-node study on one machine -------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(180)
 def test_trials_spread_over_two_worker_nodes(
     tiny_toon: Path, tmp_path: Path, monkeypatch, capsys

@@ -93,3 +93,19 @@ def test_readme_holds_no_load_averages_or_commit_hashes() -> None:
     text = README.read_text()
     assert re.findall(r"load (average )?[0-9]", text) == []
     assert re.findall(r"[0-9a-f]{7,}", text) == []
+
+
+def test_ci_runs_the_readmes_test_command_then_the_slow_fault_rows() -> None:
+    """The README's command leaves out `slow` (pyproject's addopts), which only the fault tests
+    may carry (the fault table's rows, and test_faults' studies of trial and driver faults), and
+    only because CI runs them too."""
+    block = re.search(r"```bash\n(.*?)```", README.read_text(), re.DOTALL).group(1)
+    test = next(line.split("#")[0].strip() for line in block.splitlines() if "pytest" in line)
+    ci = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()]
+    assert ci.index(test) < ci.index(f"{test} -m slow")
+    marked = sorted(
+        p.relative_to(REPO).as_posix()
+        for p in (REPO / "tests").rglob("*.py")
+        if "mark.slow" in p.read_text() and p.name != "test_docs.py"
+    )
+    assert marked == ["tests/run/test_fault_table.py", "tests/tuning/test_faults.py"]

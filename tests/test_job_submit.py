@@ -139,7 +139,7 @@ def ray_head() -> Iterator[Head]:
 JOB_BUDGET_S = 300
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(HEAD_START_S + JOB_BUDGET_S + 30)
 def test_job_submit_runs_a_study_that_optuna_readers_watch_live(
     ray_head: Head, tiny_toon: Path, tmp_path: Path

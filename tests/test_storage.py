@@ -213,7 +213,7 @@ def s3_study(s3, s3_data, tmp_path_factory) -> dict:
     }
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(S3_STUDY_S + 60)  # the fixture's study, moto's start, the checks
 def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
     """Train and val are decoded once by the driver before fit() (the trials share them through
@@ -235,7 +235,7 @@ def test_each_image_is_decoded_once_per_node(s3_study, s3_data) -> None:
     assert len(pd.read_parquet(io.BytesIO(storage.read_bytes(trials)))) == 2  # two trials ran
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(2 * S3_STUDY_S + 120 + 60)  # the fixture's study, its resume, the report
 def test_study_on_s3_resumes_and_reports_from_there(s3_study, tmp_path, monkeypatch) -> None:
     import optuna

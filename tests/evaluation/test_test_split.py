@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import QUIET_RAY
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 
 
 def test_a_local_cpu_study_evaluates_in_its_driver(asha_study) -> None:

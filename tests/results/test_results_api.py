@@ -204,7 +204,7 @@ def test_a_diverged_trial_summarises_without_numpy_warnings() -> None:
     assert np.isnan(row["val_acc_avg"]) and np.isnan(row["val_acc_max"]) and row["best_epoch"] == 0
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_a_real_study_matches_the_docs_and_loads(asha_study) -> None:
     """All four tables of a real study (ASHA, test evaluation, Grad-CAM) match docs/results.md;
     study.load reads them and load_best_model gives the best trial's weights."""

@@ -125,7 +125,7 @@ def test_the_callback_counts_trials_by_how_they_ended(capsys) -> None:
     assert "best val_acc 0.600 (f, m)" in capsys.readouterr().out
 
 
-@pytest.mark.slow
+@pytest.mark.study
 def test_a_real_studys_console_says_where_it_stands(asha_study) -> None:
     """The session's ASHA study (8 trials, 2 at a time): its captured stdout and stderr."""
     out, err = asha_study.stdout, asha_study.stderr

@@ -426,7 +426,7 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
     assert study.data_dir == str(data) and study.name == "x"
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(240)
 def test_study_that_failed_before_its_tuner_resumes(data, tmp_path, monkeypatch, capsys) -> None:
     """A failure after study.json but before the tuner (reduction_factor=1 once asserted in ASHA)

@@ -175,7 +175,7 @@ SETTINGS = SHIPPED.override(num_samples={n}, starting_points={points!r}, sampler
 """
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.parametrize("name", list_spaces())
 def test_every_choice_of_every_space_runs(name, ray_cluster, data_dir, tmp_path) -> None:
     space = load_space(name)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, STUDY_TIMEOUT_S
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.study
 
 
 def test_asha_stopped_trials_are_pruned_in_optuna(asha_study) -> None:
@@ -69,6 +69,7 @@ def _results(trial_dir: Path) -> list[dict]:
     )
 
 
+@pytest.mark.slow  # a fault row of its own (45-50 s): CI runs it after the README's command
 @pytest.mark.timeout(STUDY_TIMEOUT_S + 60)  # the study's own limit, then its checks
 def test_nan_oom_corrupt_checkpoint_and_killed_worker(toon_dir, tmp_path, shared_ray) -> None:
     (tmp_path / "faults.py").write_text(FAULT_SPACE)
@@ -204,6 +205,7 @@ def _left(deadline: float) -> float:
     return max(1.0, deadline - time.monotonic())
 
 
+@pytest.mark.slow  # three studies (45-55 s): CI runs it after the README's command
 @pytest.mark.timeout(RESUME_BUDGET_S + 60)
 def test_resume_after_driver_sigkill_matches_an_uninterrupted_run(
     toon_dir, tmp_path, shared_ray

@@ -271,7 +271,7 @@ def ray_cluster():
     ray.shutdown()
 
 
-@pytest.mark.slow
+@pytest.mark.study
 @pytest.mark.timeout(STUDY_TEST_TIMEOUT_S)  # a study in-process; the first also starts Ray
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
 def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, ray_cluster, tiny_toon,
