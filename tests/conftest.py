@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from study.heavy_imports import gc_paused
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # benchmarks/ (scripts, not installed) is imported by tests too
     sys.path.insert(0, str(REPO))
@@ -182,6 +184,14 @@ def _work_unit(item: pytest.Item) -> str:
 
 def _is_slow(item: pytest.Item) -> bool:
     return _runs_study_cli(item) or item.get_closest_marker("study") is not None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection(session: pytest.Session) -> Iterator[None]:
+    """Collecting imports torch, Ray, pandas and Plotly in each worker: with the garbage collector
+    paused, as a study's driver and trial workers import them (study.heavy_imports)."""
+    with gc_paused():
+        yield
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups set here

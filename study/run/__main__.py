@@ -12,6 +12,7 @@ import sys
 from study import console
 from study import storage as st
 from study.evaluation import confirm_options
+from study.heavy_imports import gc_paused
 from study.run.lifecycle import Interrupted, Lifecycle, signals_stop
 from study.run.overrides import settings_types
 from study.run.request import Request
@@ -121,8 +122,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             print(f"  {key:18s} {kind}")
         return 0
     console.phase("checking the command, the space (every choice builds its model) and the data")
-    # the driver brings torch, Ray, pandas and Optuna: imported only after `--help` and `--list`
-    from study.run.driver import prepare, run_study
+    # the driver brings torch, Ray, pandas and Optuna: imported only after `--help` and `--list`,
+    # with the garbage collector paused (study.heavy_imports says why)
+    with gc_paused():
+        from study.run.driver import prepare, run_study
 
     lifecycle = Lifecycle()
     with signals_stop(lifecycle):
