@@ -10,14 +10,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from study.data import load_split
-from study.data.store import PreparedDataset, concat, subset
-from study.evaluation.inference import load_best_model, probabilities, score
-from study.models import input_interpolation
-from study.training.fit import fit
-from study.training.steps import Diverged, pick_device
+from study.heavy_imports import gc_paused
+
+# A Ray task's new worker imports this module first: torch comes in with the garbage collector
+# paused (study.heavy_imports says why)
+with gc_paused():
+    import torch
+
+    from study.data import load_split
+    from study.data.store import PreparedDataset, concat, subset
+    from study.evaluation.inference import load_best_model, probabilities, score
+    from study.models import input_interpolation
+    from study.training.fit import fit
+    from study.training.steps import Diverged, pick_device
 
 
 @dataclass(frozen=True)
