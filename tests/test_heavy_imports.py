@@ -62,3 +62,13 @@ def test_a_trial_worker_and_a_driver_import_torch_paused_and_go_on_collecting(pr
     )
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.split()[-2:] == ["True", "True"], r.stdout + r.stderr[-2000:]
+
+
+def test_the_import_benchmark_measures_a_child_with_and_without_the_pause() -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import import_gc
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    for paused in (False, True):
+        assert 0 < import_gc.cpu_s(["json"], ["csv", "decimal"], paused) < 30
