@@ -20,7 +20,6 @@ def test_the_collector_is_off_inside_then_on_with_what_was_made_frozen() -> None
         made = [[] for _ in range(1000)]  # tracked containers: what an import leaves
     assert gc.isenabled()
     assert gc.get_freeze_count() >= frozen + len(made)
-    gc.unfreeze()  # this test process's objects go back to the collector
 
 
 def test_a_caller_that_paused_it_keeps_it_paused_and_nothing_is_frozen() -> None:
@@ -38,7 +37,6 @@ def test_the_collector_is_back_on_after_an_import_that_fails() -> None:
     with pytest.raises(ModuleNotFoundError), gc_paused():
         import no_such_module_here  # noqa: F401
     assert gc.isenabled()
-    gc.unfreeze()
 
 
 # a fresh interpreter: what a trial worker imports first, and a driver up to its checks

@@ -29,7 +29,7 @@ def train_trial(config: dict[str, Any], data: TrialData) -> None:
     """Ray Tune function trainable. Reports once per epoch with a checkpoint."""
     if "torch._dynamo" not in sys.modules:  # this worker's first trial
         # torch.optim imports it at the first step anyway (its methods are wrapped to stay out
-        # of torch.compile's graphs): here, with the collector paused, it costs 0.3 CPU-s less
+        # of torch.compile's graphs): here it comes in with the collector paused, as torch did
         with gc_paused():
             import torch._dynamo  # noqa: F401
     # a GPU from Ray that torch cannot use fails the trial now, not trains it on the CPU
