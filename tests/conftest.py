@@ -252,8 +252,9 @@ class Study:
 
 
 @pytest.fixture(scope="session")
-def asha_study(toon_dir, tmp_path_factory) -> Study:
-    """A short real study (8 trials, up to 4 epochs) in which ASHA stops the weak trials."""
+def asha_study(toon_dir, tmp_path_factory, shared_ray) -> Study:
+    """A short real study (8 trials, up to 4 epochs) in which ASHA stops the weak trials, on the
+    test process's Ray head (no Ray start and stop of its own)."""
     tmp = tmp_path_factory.mktemp("asha")
     (tmp / "asha_space.py").write_text(ASHA_SPACE)
     r = study_cli(
@@ -268,6 +269,7 @@ def asha_study(toon_dir, tmp_path_factory) -> Study:
         "--max-concurrent",
         "2",
         "--no-report",
+        env={**os.environ, **shared_ray},
     )
     assert r.returncode == 0, r.stderr[-3000:]
     sd = tmp / "s" / "asha"
