@@ -419,6 +419,11 @@ def _params(faults: list[Fault]) -> list:
     return [pytest.param(f, id=f.id, marks=[pytest.mark.slow] if f.slow else []) for f in faults]
 
 
+def test_the_readme_counts_the_rows_of_this_table() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"A table of {len(FAULTS)} faults" in readme
+
+
 def test_the_table_has_a_row_for_each_fault_the_issue_names() -> None:
     ids = {f.id for f in FAULTS}
     assert len(FAULTS) >= 30 and len(ids) == len(FAULTS)
