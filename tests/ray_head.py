@@ -8,6 +8,7 @@ start and stop of its own Ray: benchmarks/results/study_startup.txt)."""
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -31,10 +32,26 @@ class Head:
     temp_dir: Path
 
 
+# The head's ports come from below the kernel's ephemeral range (and above Ray's worker ports,
+# 10002-19999). Every other Ray on the machine (the tests' own, the other xdist worker's) draws
+# its ports at random from the ephemeral range and binds some of them to the node's IP alone;
+# such a socket on our GCS port takes every connection to NODE_IP:PORT, which is where a driver
+# given 127.0.0.1:PORT connects (Ray swaps loopback for the node's IP), and the driver then
+# fails with "Authentication token is missing or incorrect" (CI, 2026-12-03).
+PORTS_FROM = 20000
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(200):
+        port = random.randrange(PORTS_FROM, low) if low > PORTS_FROM + 1000 else 0
+        with socket.socket() as s:
+            try:  # fails while anything holds the port, on any address
+                s.bind(("", port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise RuntimeError(f"no free port in {PORTS_FROM}-{low}")
 
 
 @contextmanager

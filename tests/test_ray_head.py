@@ -1,0 +1,31 @@
+"""The test Ray head's ports (tests/ray_head.py): outside the range every other Ray on the
+machine draws from, and never one that a socket holds on a single address."""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+import ray_head
+
+
+def _ephemeral_low() -> int:
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
+def test_ports_come_from_below_the_ephemeral_range_that_other_rays_draw_from() -> None:
+    ports = [ray_head.free_port() for _ in range(20)]
+    assert all(ray_head.PORTS_FROM <= p < _ephemeral_low() for p in ports), ports
+
+
+def test_a_port_held_on_the_node_ip_alone_is_not_handed_out(monkeypatch) -> None:
+    node_ip = socket.gethostbyname(socket.gethostname())
+    with socket.socket() as held:  # as a Ray agent binds: the node's IP only, port reusable
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind((node_ip, ray_head.free_port()))
+        held.listen()
+        taken = held.getsockname()[1]
+        draws = iter([taken, taken, taken + 1 if taken + 1 < _ephemeral_low() else taken - 1])
+        monkeypatch.setattr(random, "randrange", lambda *_: next(draws))
+        assert ray_head.free_port() != taken
