@@ -140,6 +140,32 @@ QUIET_RAY = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False,
              "configure_logging": False}  # fmt: skip
 
 
+@contextlib.contextmanager
+def joined_ray(shared: dict[str, str]) -> Iterator[None]:
+    """This test process as a driver of its Ray head (`shared_ray`), for in-process studies whose
+    test is not about starting Ray: Ray's own processes (GCS, raylet, dashboard, agents, log
+    monitor) cost about 11 CPU-s per start. Ray reads its token once per process: an earlier
+    local `ray.init()` here left ~/.ray/auth_token in that cache, which the head refuses, so the
+    cache is read again with the head's token file set, and once more after."""
+    import ray
+    from ray._raylet import AuthenticationTokenLoader  # the cache has no public reset
+
+    key = "RAY_AUTH_TOKEN_PATH"
+    before = os.environ.get(key)
+    os.environ[key] = shared[key]
+    AuthenticationTokenLoader.instance().reset_cache()
+    try:
+        ray.init(address=shared["RAY_ADDRESS"], log_to_driver=False, configure_logging=False)
+        yield
+    finally:
+        ray.shutdown()
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
 # A CLI study at test size takes 20-60 s on 2 quiet cores and several times that at load 8-12.
 # Past STUDY_TIMEOUT_S its process is killed and the test fails naming the command
 # (TimeoutExpired); the test waiting for it gets STUDY_TEST_TIMEOUT_S from pytest-timeout, whose

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import QUIET_RAY
+from conftest import joined_ray
 
 pytestmark = pytest.mark.study
 
@@ -19,11 +19,9 @@ def test_a_local_cpu_study_evaluates_in_its_driver(asha_study) -> None:
     assert "Grad-CAM of the best (in this process)" in asha_study.stdout
 
 
-def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir) -> None:
+def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir, shared_ray) -> None:
     """The same trials scored in this process and as the Ray task a cluster or GPU study uses:
     identical metrics, predictions and Grad-CAM rows; and a GPU study keeps the Ray task."""
-    import ray
-
     from study.data import open_dataset
     from study.evaluation.test_split import evaluates_here, run_evaluation
 
@@ -31,16 +29,11 @@ def test_the_driver_and_a_ray_task_evaluate_alike(asha_study, toon_dir) -> None:
     assert len(top) == 3
     args = (str(asha_study.dir), open_dataset(toon_dir, "toon"), top, 32)
     cpu = {"cpu": 1, "gpu": 0.0}
-    started = not ray.is_initialized()
-    ray.init(**QUIET_RAY)
-    try:
+    with joined_ray(shared_ray):  # the task runs on the test head, as the study's trials did
         assert evaluates_here(cpu)
         assert not evaluates_here({"cpu": 1, "gpu": 1.0})  # trials on a GPU: the task gets one
         here = run_evaluation(args, cpu, here=True)
         task = run_evaluation(args, cpu, here=False)
-    finally:
-        if started:
-            ray.shutdown()
     assert set(here["metrics"]) == set(top)
     for tid in top:
         a, b = (json.dumps(m["metrics"][tid], sort_keys=True, default=float) for m in (here, task))

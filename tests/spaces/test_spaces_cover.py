@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import pytest
 import ray
-from conftest import MANGA_CLASSES, QUIET_RAY, face_png
+from conftest import MANGA_CLASSES, face_png, joined_ray
 
 from study.data import prepare
 from study.models.backbones import MOBILENET_FILE, find_weights
@@ -39,12 +39,12 @@ FERG_EMOTIONS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surpr
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for every study of this module (run_study leaves a caller's Ray up)."""
-    ray.init(**QUIET_RAY)
+def ray_cluster(shared_ray):
+    """This process joins the test head for every study of this module (run_study leaves a
+    caller's Ray up): no Ray of its own to start."""
     start = time.monotonic()
-    yield
-    ray.shutdown()
+    with joined_ray(shared_ray):
+        yield
     print(f"\ncover studies: {time.monotonic() - start:.0f} s")
 
 

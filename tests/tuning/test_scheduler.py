@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import optuna
 import pandas as pd
 import pytest
+from conftest import STUDY_TEST_TIMEOUT_S, joined_ray
 from ray.tune.schedulers import (
     FIFOScheduler,
     HyperBandScheduler,
@@ -20,6 +21,7 @@ from ray.tune.schedulers import (
     PopulationBasedTraining,
     TrialScheduler,
 )
+from report_fixture import make_study
 
 from study.report.curves import curves_section, rung_epochs
 from study.report.load import load_study
@@ -36,8 +38,6 @@ from study.tuning.schedulers import (
     pbt_population,
 )
 from study.tuning.tuner import ASHA_STATE
-from tests.conftest import QUIET_RAY, STUDY_TEST_TIMEOUT_S
-from tests.report_fixture import make_study
 
 KINDS = {
     "asha": StudyASHA,
@@ -260,15 +260,12 @@ def test_a_scheduler_that_does_not_fit_fails_before_ray_starts(opts, words, tiny
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray for the three smoke studies (run_study leaves a caller's Ray up): a CLI
-    process and a Ray start per study were a third of their time (93 s -> 62 s at load 2-4).
-    Set up by the first smoke study, after the tests above that check no Ray is up."""
-    import ray
-
-    ray.init(**QUIET_RAY)
-    yield
-    ray.shutdown()
+def ray_cluster(shared_ray):
+    """The test head, joined once for the three smoke studies (run_study leaves a caller's Ray
+    up): a CLI process and a Ray start per study were a third of their time (93 s -> 62 s at
+    load 2-4). Set up by the first smoke study, after the tests above that check no Ray is up."""
+    with joined_ray(shared_ray):
+        yield
 
 
 @pytest.mark.study
