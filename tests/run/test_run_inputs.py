@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import ray
-from conftest import tree_snapshot
+from conftest import joined_ray, tree_snapshot
 from report_fixture import make_study
 
 from study import storage
@@ -428,7 +428,9 @@ def test_resume_takes_the_recorded_settings(data, tmp_path, monkeypatch) -> None
 
 @pytest.mark.study
 @pytest.mark.timeout(240)
-def test_study_that_failed_before_its_tuner_resumes(data, tmp_path, monkeypatch, capsys) -> None:
+def test_study_that_failed_before_its_tuner_resumes(
+    data, tmp_path, monkeypatch, capsys, shared_ray
+) -> None:
     """A failure after study.json but before the tuner (reduction_factor=1 once asserted in ASHA)
     left a study that said "already exists" and could not be resumed (no tuner.pkl)."""
     sd = tmp_path / "s" / "x"
@@ -457,8 +459,9 @@ def test_study_that_failed_before_its_tuner_resumes(data, tmp_path, monkeypatch,
     assert (sd / "study.json").is_file() and (sd / "optuna.db").is_file()
     assert not (sd / "tuner.pkl").exists()
     assert run.main(args) == 2 and "--resume --name x" in capsys.readouterr().err
-    assert run.main([*args, "--resume"]) == 0, capsys.readouterr().err[-3000:]
-    assert not ray.is_initialized()
+    with joined_ray(shared_ray):  # the test head: no Ray start of its own
+        assert run.main([*args, "--resume"]) == 0, capsys.readouterr().err[-3000:]
+        assert ray.is_initialized()  # a caller's Ray stays up
     trials = pd.read_parquet(sd / "trials.parquet")
     assert len(trials) == 1 and trials["status"].tolist() == ["finished"]
     assert trials["test_acc"].notna().all()
