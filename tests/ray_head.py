@@ -1,9 +1,10 @@
 """A Ray head started by hand (`ray start --head --block`), as the README's "any Ray cluster"
 section does: token authentication with its own token file, its own temp dir and free ports, in
 a new session; stopped by killing that session's process group only (`ray stop` would stop every
-Ray on the machine). Used by the job-submit test (with its dashboard, the job API) and by the
-fault table's studies (without: they join it through RAY_ADDRESS, which saves each study the
-start and stop of its own Ray: benchmarks/results/study_startup.txt)."""
+Ray on the machine). Used by the job-submit test (with its dashboard, the job API) and, one per
+test process, by most studies of the suite (without: tests/conftest.py's shared_ray; they join it
+through RAY_ADDRESS or as the test process's driver, which saves each study the start and stop of
+its own Ray: benchmarks/results/study_startup.txt)."""
 
 from __future__ import annotations
 
