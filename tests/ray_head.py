@@ -39,20 +39,31 @@ class Head:
 # such a socket on our GCS port takes every connection to NODE_IP:PORT, which is where a driver
 # given 127.0.0.1:PORT connects (Ray swaps loopback for the node's IP), and the driver then
 # fails with "Authentication token is missing or incorrect" (CI, 2026-12-03).
+# Each xdist worker draws from its own slice: two heads starting at once cannot pick one port
+# in the seconds before either binds it.
 PORTS_FROM = 20000
 
 
-def free_port() -> int:
+def port_range() -> tuple[int, int]:
+    """[first, end) of the ports this test process draws from."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), index + 1)
+    size = (low - PORTS_FROM) // count
+    return PORTS_FROM + index * size, PORTS_FROM + (index + 1) * size
+
+
+def free_port() -> int:
+    first, end = port_range()
     for _ in range(200):
-        port = random.randrange(PORTS_FROM, low) if low > PORTS_FROM + 1000 else 0
+        port = random.randrange(first, end) if end - first > 500 else 0
         with socket.socket() as s:
             try:  # fails while anything holds the port, on any address
                 s.bind(("", port))
             except OSError:
                 continue
             return s.getsockname()[1]
-    raise RuntimeError(f"no free port in {PORTS_FROM}-{low}")
+    raise RuntimeError(f"no free port in {first}-{end - 1}")
 
 
 @contextmanager

@@ -19,6 +19,18 @@ def test_ports_come_from_below_the_ephemeral_range_that_other_rays_draw_from() -
     assert all(ray_head.PORTS_FROM <= p < _ephemeral_low() for p in ports), ports
 
 
+def test_each_test_process_draws_from_a_slice_of_its_own(monkeypatch) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    slices = []
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        slices.append(ray_head.port_range())
+        first, end = slices[-1]
+        assert all(first <= ray_head.free_port() < end for _ in range(10))
+    (a0, a1), (b0, b1) = slices
+    assert ray_head.PORTS_FROM == a0 < a1 <= b0 < b1 <= _ephemeral_low()
+
+
 def test_a_port_held_on_the_node_ip_alone_is_not_handed_out(monkeypatch) -> None:
     node_ip = socket.gethostbyname(socket.gethostname())
     with socket.socket() as held:  # as a Ray agent binds: the node's IP only, port reusable
