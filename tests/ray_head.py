@@ -44,9 +44,14 @@ class Head:
 PORTS_FROM = 20000
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (what a bind to port 0 draws from)."""
+    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+
+
 def port_range() -> tuple[int, int]:
     """[first, end) of the ports this test process draws from."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    low = ephemeral_low()
     index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
     count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), index + 1)
     size = (low - PORTS_FROM) // count

@@ -370,6 +370,7 @@ def test_trials_spread_over_two_worker_nodes(
             ]
         )
         assert rc == 0
+        assert not ray.is_initialized()  # the study's own connection, closed at its end
         assert "Grad-CAM of the best (as a Ray task)" in capsys.readouterr().out
     finally:
         ray.shutdown()

@@ -5,27 +5,21 @@ from __future__ import annotations
 
 import random
 import socket
-from pathlib import Path
 
 import pytest
 import ray_head
 
-
-def _ephemeral_low() -> int:
-    return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-
-
 # a kernel whose ephemeral range starts low leaves no room below it: free_port() then takes what
 # the kernel gives (a bind to port 0), as before
 pytestmark = pytest.mark.skipif(
-    _ephemeral_low() < ray_head.PORTS_FROM + 2000,
-    reason=f"the ephemeral range starts at {_ephemeral_low()}: no room below it",
+    ray_head.ephemeral_low() < ray_head.PORTS_FROM + 2000,
+    reason=f"the ephemeral range starts at {ray_head.ephemeral_low()}: no room below it",
 )
 
 
 def test_ports_come_from_below_the_ephemeral_range_that_other_rays_draw_from() -> None:
     ports = [ray_head.free_port() for _ in range(20)]
-    assert all(ray_head.PORTS_FROM <= p < _ephemeral_low() for p in ports), ports
+    assert all(ray_head.PORTS_FROM <= p < ray_head.ephemeral_low() for p in ports), ports
 
 
 def test_each_test_process_draws_from_a_slice_of_its_own(monkeypatch) -> None:
@@ -37,7 +31,7 @@ def test_each_test_process_draws_from_a_slice_of_its_own(monkeypatch) -> None:
         first, end = slices[-1]
         assert all(first <= ray_head.free_port() < end for _ in range(10))
     (a0, a1), (b0, b1) = slices
-    assert ray_head.PORTS_FROM == a0 < a1 <= b0 < b1 <= _ephemeral_low()
+    assert ray_head.PORTS_FROM == a0 < a1 <= b0 < b1 <= ray_head.ephemeral_low()
 
 
 def test_a_port_held_on_the_node_ip_alone_is_not_handed_out(monkeypatch) -> None:
@@ -47,6 +41,8 @@ def test_a_port_held_on_the_node_ip_alone_is_not_handed_out(monkeypatch) -> None
         held.bind((node_ip, ray_head.free_port()))
         held.listen()
         taken = held.getsockname()[1]
-        draws = iter([taken, taken, taken + 1 if taken + 1 < _ephemeral_low() else taken - 1])
+        draws = iter(
+            [taken, taken, taken + 1 if taken + 1 < ray_head.ephemeral_low() else taken - 1]
+        )
         monkeypatch.setattr(random, "randrange", lambda *_: next(draws))
         assert ray_head.free_port() != taken

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from conftest import REPO
+from ray_head import free_port
 from study_process import popen_study
 
 from benchmarks import _util
@@ -52,19 +53,13 @@ def test_join_keeps_a_uris_query_at_the_end() -> None:
 # --- an S3-compatible server -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory) -> dict[str, str]:
     """moto's S3 server on a free local port, a bucket in it, and the environment (credentials,
     AWS_ENDPOINT_URL) that pyarrow, Ray and boto3 read; set here and passed to subprocesses."""
     pytest.importorskip("moto.server", reason="needs moto[server] (pip install -e '.[test]')")
     boto3 = pytest.importorskip("boto3")
-    port = _free_port()
+    port = free_port()  # below the ports that the tests' Rays draw (tests/ray_head.py)
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
