@@ -27,6 +27,11 @@ MANGA_CLASSES = ("angry", "crying", "embarrassed", "happy", "pleased", "sad", "s
 
 # Tests must be deterministic and light on 2 cores.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Token authentication for every Ray and driver of the suite, as on a user's cluster. Ray 2.60
+# turns it on by itself for a new local Ray, never for a driver given an address: without this, a
+# study joining the test head (shared_ray) sends no token and is refused ("Authentication token is
+# missing or incorrect"), which is how CI, whose environment lacks the variable, failed twice.
+os.environ["RAY_AUTH_MODE"] = "token"
 # Every Ray a test starts (in this process, or a study's own) starts no idle workers for its
 # first driver: each imports Ray (~0.5 CPU-s) and a study's trials run in workers of their own.
 os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
@@ -132,7 +137,9 @@ def shared_ray() -> Iterator[dict[str, str]]:
     from ray_head import ray_head
 
     with ray_head(dashboard=False, prestart_workers=False) as head:
-        yield {"RAY_ADDRESS": head.address, "RAY_AUTH_TOKEN_PATH": head.env["RAY_AUTH_TOKEN_PATH"]}
+        yield {k: head.env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")} | {
+            "RAY_ADDRESS": head.address
+        }
 
 
 # a test's own local Ray: the 2 cores, no dashboard, no worker logs in the test's output

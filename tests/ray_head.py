@@ -34,11 +34,12 @@ class Head:
 
 
 # The head's ports come from below the kernel's ephemeral range (and above Ray's worker ports,
-# 10002-19999). Every other Ray on the machine (the tests' own, the other xdist worker's) draws
-# its ports at random from the ephemeral range and binds some of them to the node's IP alone;
-# such a socket on our GCS port takes every connection to NODE_IP:PORT, which is where a driver
-# given 127.0.0.1:PORT connects (Ray swaps loopback for the node's IP), and the driver then
-# fails with "Authentication token is missing or incorrect" (CI, 2026-12-03).
+# 10002-19999), where no other Ray on the machine draws its own: the tests' own Rays and the
+# other xdist worker's take random ports from the ephemeral range and bind some to the node's IP
+# alone, and such a socket on our GCS port would take every connection to NODE_IP:PORT (where a
+# driver given 127.0.0.1:PORT connects: Ray swaps loopback for the node's IP). A precaution: CI's
+# two failures with "Authentication token is missing or incorrect" (2026-12-03), first put down
+# to this, were drivers without RAY_AUTH_MODE (tests/conftest.py).
 # Each xdist worker draws from its own slice: two heads starting at once cannot pick one port
 # in the seconds before either binds it.
 PORTS_FROM = 20000

@@ -235,6 +235,19 @@ def _end(study: PreparedStudy, record: dict[str, Any], status: str, reason: str)
         write_json(record, st.join(study.study_dir, STUDY_JSON))
 
 
+def _auth_hint(joined: str | None) -> str:
+    """Ray 2.60 sends a driver's token to an address it is given (argument or RAY_ADDRESS) only
+    with RAY_AUTH_MODE=token: it turns token auth on by itself for a new local Ray and for "auto"
+    alone (ray/_private/worker.py). A cluster with token auth then refuses the driver after its
+    20 tries with "Failed to connect", which names no token."""
+    if joined in (None, "", "auto") or "RAY_AUTH_MODE" in os.environ:
+        return ""
+    return (
+        "; RAY_AUTH_MODE is unset, so Ray sent no token: set RAY_AUTH_MODE=token to join a"
+        " cluster with token authentication (docs/cluster.md)"
+    )
+
+
 def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> int:
     a, settings, ds, study_dir = study.request, study.settings, study.dataset, study.study_dir
     lifecycle.enter("starting Ray")
@@ -270,9 +283,13 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
         )
     except Exception as e:  # refused connection, auth, version mismatch: whatever Ray raises
         ray.shutdown()
+        joined = a.address or os.environ.get("RAY_ADDRESS")
         where = f"--address {a.address}: cannot connect to Ray" if a.address else "cannot start Ray"
+        if joined and not a.address:
+            where = f"RAY_ADDRESS {joined}: cannot connect to Ray"
         why = (str(e).strip().splitlines() or [""])[0]
-        print(f"error: {where} ({type(e).__name__}: {st.redact(why)})", file=sys.stderr)
+        print(f"error: {where} ({type(e).__name__}: {st.redact(why)}){_auth_hint(joined)}",
+              file=sys.stderr)  # fmt: skip
         return 2 if a.address else 1
     lifecycle.install()  # after ray.init, which takes SIGTERM for itself
     try:

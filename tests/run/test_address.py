@@ -4,13 +4,14 @@ address here is on 127.0.0.0/8 or under .invalid, which never resolves: no traff
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from pathlib import Path
 
 import pytest
 import ray
-from conftest import tree_snapshot
+from conftest import study_cli, tree_snapshot
 
 from study.run import __main__ as run
 from study.run.preflight import UsageError, check_address
@@ -89,3 +90,30 @@ def test_auto_with_a_dead_recorded_cluster_fails_in_seconds(
 def test_malformed_address_is_refused_without_connecting(address: str, words: str) -> None:
     with pytest.raises(UsageError, match=words):
         check_address(address)
+
+
+@pytest.mark.study
+def test_a_driver_without_auth_mode_is_told_why_the_cluster_refused_it(
+    tiny_toon, tmp_path, shared_ray
+) -> None:
+    """A token, an address, RAY_AUTH_MODE unset (how CI's environment was): Ray sends no token to
+    an address it is given, the cluster refuses the driver after its tries, and the error names
+    the variable. Then the same command with RAY_AUTH_MODE=token joins."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env |= {
+        "RAY_AUTH_TOKEN_PATH": shared_ray["RAY_AUTH_TOKEN_PATH"],
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    env["RAY_NUM_REDIS_GET_RETRIES"] = "2"  # Ray's tries to reach the GCS, 20 by default
+    address = shared_ray["RAY_ADDRESS"]
+    args = ["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon), "--no-report"]
+    args += ["--storage", str(tmp_path / "s"), "--name", "x", "--address", address]
+    refused = study_cli(*args, env=env)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    last = refused.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: --address {address}: cannot connect to Ray"), last
+    hint = "RAY_AUTH_MODE is unset, so Ray sent no token: set RAY_AUTH_MODE=token to join a"
+    assert last.endswith(f"{hint} cluster with token authentication (docs/cluster.md)"), last
+    joined = study_cli(*args, env={**env, "RAY_AUTH_MODE": "token"})
+    assert joined.returncode == 0, joined.stderr[-3000:]
+    assert "RAY_AUTH_MODE" not in joined.stderr
