@@ -98,7 +98,7 @@ def test_a_driver_without_auth_mode_is_told_why_the_cluster_refused_it(
 ) -> None:
     """A token, an address, RAY_AUTH_MODE unset (how CI's environment was): Ray sends no token to
     an address it is given, the cluster refuses the driver after its tries, and the error names
-    the variable. Then the same command with RAY_AUTH_MODE=token joins."""
+    the variable. (With RAY_AUTH_MODE=token the same driver joins: every study on shared_ray.)"""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env |= {
         "RAY_AUTH_TOKEN_PATH": shared_ray["RAY_AUTH_TOKEN_PATH"],
@@ -114,6 +114,3 @@ def test_a_driver_without_auth_mode_is_told_why_the_cluster_refused_it(
     assert last.startswith(f"error: --address {address}: cannot connect to Ray"), last
     hint = "RAY_AUTH_MODE is unset, so Ray sent no token: set RAY_AUTH_MODE=token to join a"
     assert last.endswith(f"{hint} cluster with token authentication (docs/cluster.md)"), last
-    joined = study_cli(*args, env={**env, "RAY_AUTH_MODE": "token"})
-    assert joined.returncode == 0, joined.stderr[-3000:]
-    assert "RAY_AUTH_MODE" not in joined.stderr
