@@ -108,24 +108,39 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(scope="session")
-def toon_dir(tmp_path_factory) -> Path:
-    """The embedded toon data set, 'small' size (840 images), prepared once for the session."""
+def prepared_once(tmp_path_factory, worker_id: str, name: str, source: str) -> Path:
+    """The embedded toon set at size `source`, prepared once for the test run: under pytest -n the
+    workers share it (their base temp dirs' parent is this run's), the first to come prepares it
+    and the other waits (9 CPU-s for 'small' on this machine). Tests only read it; its decode
+    cache is written atomically (study.data.store), so two studies may fill it at once."""
+    import fcntl
+
     from study.data import prepare
 
-    d = tmp_path_factory.mktemp("data")
-    prepare("toon", source="small", data_dir=d, seed=0)
+    if worker_id == "master":  # one process: its own temp dir
+        d = tmp_path_factory.mktemp(name)
+        prepare("toon", source=source, data_dir=d, seed=0)
+        return d
+    d = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
+    done = d.with_name(f"{d.name}.done")
+    with open(f"{d}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            prepare("toon", source=source, data_dir=d, seed=0)
+            done.touch()
     return d
 
 
 @pytest.fixture(scope="session")
-def tiny_toon(tmp_path_factory) -> Path:
+def toon_dir(tmp_path_factory, worker_id) -> Path:
+    """The embedded toon data set, 'small' size (840 images)."""
+    return prepared_once(tmp_path_factory, worker_id, "data", "small")
+
+
+@pytest.fixture(scope="session")
+def tiny_toon(tmp_path_factory, worker_id) -> Path:
     """The 84-image toon set, for studies that check how a run goes, not what trials learn."""
-    from study.data import prepare
-
-    d = tmp_path_factory.mktemp("tiny")
-    prepare("toon", source="tiny", data_dir=d, seed=0)
-    return d
+    return prepared_once(tmp_path_factory, worker_id, "tiny", "tiny")
 
 
 @pytest.fixture(scope="session")
