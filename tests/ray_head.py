@@ -74,7 +74,7 @@ def free_port() -> int:
 
 @contextmanager
 def ray_head(
-    *, dashboard: bool, num_cpus: int = 2, prestart_workers: bool = True
+    *, dashboard: bool, num_cpus: int = 2, prestart_workers: bool = True, log_monitor: bool = True
 ) -> Iterator[Head]:
     # short: Ray's unix sockets live under it (108-byte path limit)
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))
@@ -99,6 +99,8 @@ def ray_head(
     cmd = [shutil.which("ray") or "ray", "start", "--head", "--block", "--disable-usage-stats",
            "--node-ip-address", "127.0.0.1", *ports, "--num-cpus", str(num_cpus),
            "--temp-dir", str(temp_dir / "r")]  # fmt: skip
+    if not log_monitor:  # it tails every worker's log files for drivers that print them
+        cmd += ["--include-log-monitor", "false"]
     log_path = temp_dir / "head.log"
     log = log_path.open("w")
     # cwd without the project: a job gets its code from --working-dir only
