@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import importlib.util
 import pkgutil
+import sys
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -88,8 +89,14 @@ def load_space(name: str) -> Space:
         spec = importlib.util.spec_from_file_location(f"{package}.user_space_{path.stem}", path)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
-        with _import_errors(str(path)):
-            spec.loader.exec_module(module)
+        # nothing written into the user's folder: Python would cache the file's bytecode in a
+        # __pycache__ beside it
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+        try:
+            with _import_errors(str(path)):
+                spec.loader.exec_module(module)
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
         name = path.stem
     else:
         if name not in list_spaces():
