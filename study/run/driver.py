@@ -284,9 +284,8 @@ def _run(study: PreparedStudy, lifecycle: Lifecycle, record: dict[str, Any]) -> 
     except Exception as e:  # refused connection, auth, version mismatch: whatever Ray raises
         ray.shutdown()
         joined = a.address or os.environ.get("RAY_ADDRESS")
-        where = f"--address {a.address}: cannot connect to Ray" if a.address else "cannot start Ray"
-        if joined and not a.address:
-            where = f"RAY_ADDRESS {joined}: cannot connect to Ray"
+        named = f"--address {a.address}" if a.address else f"RAY_ADDRESS {joined}"
+        where = f"{named}: cannot connect to Ray" if joined else "cannot start Ray"
         why = (str(e).strip().splitlines() or [""])[0]
         print(f"error: {where} ({type(e).__name__}: {st.redact(why)}){_auth_hint(joined)}",
               file=sys.stderr)  # fmt: skip

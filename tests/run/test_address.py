@@ -114,3 +114,26 @@ def test_a_driver_without_auth_mode_is_told_why_the_cluster_refused_it(
     assert last.startswith(f"error: --address {address}: cannot connect to Ray"), last
     hint = "RAY_AUTH_MODE is unset, so Ray sent no token: set RAY_AUTH_MODE=token to join a"
     assert last.endswith(f"{hint} cluster with token authentication (docs/cluster.md)"), last
+
+
+def test_a_refused_ray_address_names_it_and_the_unset_auth_mode(
+    tiny_toon, tmp_path, capsys, monkeypatch
+) -> None:
+    """A driver that joins through RAY_ADDRESS (no --address) and that Ray refuses: the line names
+    RAY_ADDRESS, not "cannot start Ray", and says that RAY_AUTH_MODE is unset."""
+    address = f"127.0.0.1:{dead_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+
+    def refused(**_) -> None:
+        raise ConnectionError(f"Failed to connect to Ray cluster at {address}")
+
+    monkeypatch.setattr(ray, "init", refused)
+    args = ["--space", "demo", "--smoke-test", "--data-dir", str(tiny_toon), "--no-report"]
+    assert run.main([*args, "--storage", str(tmp_path / "s")]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == (
+        f"error: RAY_ADDRESS {address}: cannot connect to Ray (ConnectionError: Failed to connect"
+        f" to Ray cluster at {address}); RAY_AUTH_MODE is unset, so Ray sent no token: set"
+        " RAY_AUTH_MODE=token to join a cluster with token authentication (docs/cluster.md)"
+    )
