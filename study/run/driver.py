@@ -51,11 +51,17 @@ from study.spaces.cover import describe_hyperparameters
 from study.spaces.loader import SpaceFunction, load_space, space_sha256
 from study.tuning.gpu_check import check_worker_gpu
 from study.tuning.optuna_storage import check_optuna_storage, optuna_storage_url, push_optuna_db
+from study.tuning.ray_state import (
+    check_nothing_ran,
+    check_saved_state,
+    put_back_last_save,
+    say_put_back,
+)
 from study.tuning.schedulers import check_resumable, pbt_population
 from study.tuning.searcher import make_sampler
 from study.tuning.trackers import check_trackers, tracker_callbacks
 from study.tuning.trial_data import input_filters, trial_data
-from study.tuning.tuner import build_tuner, check_nothing_ran, check_state_files, restore_tuner
+from study.tuning.tuner import build_tuner, restore_tuner
 
 # torch, Ray, pandas and Optuna are imported where they are used: `--help` and `--list` answer
 # without them
@@ -142,14 +148,21 @@ def prepare(a: Request) -> PreparedStudy:
         check_study_files(study_dir, settings.scheduler, a.optuna_storage)  # our own tables
     make_storage(storage, study_dir if a.resume else None)
     # Ray's saved state parses, or the study is refused here, not started over after Ray
+    last_save = None
     if a.resume and tune.Tuner.can_restore(study_dir):
-        check_state_files(study_dir)
+        last_save = check_saved_state(study_dir)
     elif a.resume:
         check_nothing_ran(study_dir)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
     if a.resume and (partial := st.remove_partial_writes(study_dir)):
         console.say(f"   removed what a killed run left half-written: {', '.join(partial)}")
+    if last_save is not None:  # Tune restores one whole save, not files of two
+        try:
+            say_put_back(study_dir, put_back_last_save(study_dir, last_save))
+        except BaseException:  # a full disk: the study stays as it was, not held
+            lock.release()
+            raise
     return PreparedStudy(
         request=a,
         name=name,

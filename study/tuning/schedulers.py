@@ -27,6 +27,7 @@ from ray.tune.search.basic_variant import _TrialIterator
 
 from study.results.tables import read_parquet, write_parquet
 from study.spaces.settings import SCHEDULER_NAMES, SpaceSettings
+from study.tuning.ray_state import WholeSaves
 from study.tuning.searcher import make_sampler, trial_config
 
 # Knobs PBT may perturb: those a trial takes from its new config when it restarts from another
@@ -247,10 +248,11 @@ class PerturbKnobs:
         return config
 
 
-class Population(BasicVariantGenerator):
-    def __init__(self, configs: list[dict], max_concurrent: int = 0):
+class Population(WholeSaves, BasicVariantGenerator):
+    def __init__(self, configs: list[dict], study_dir: str, max_concurrent: int = 0):
         super().__init__(max_concurrent=max_concurrent)
         self._configs = configs
+        self.study_dir = study_dir
 
     def add_configurations(self, experiments) -> None:
         for experiment in _convert_to_experiment_list(experiments):

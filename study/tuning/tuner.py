@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import pickletools
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -15,8 +12,7 @@ from ray.air._internal import usage as air_usage
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
-from study.results.schema import ASHA_RUNGS, TRIALS
-from study.results.tables import read_table
+from study.results.schema import ASHA_RUNGS
 from study.results.trials import declared_columns
 from study.spaces.settings import SpaceSettings
 from study.training.steps import TrialData
@@ -28,6 +24,7 @@ from study.tuning.optuna_storage import (
     optuna_storage_url,
     pull_optuna_db,
 )
+from study.tuning.ray_state import WholeSavesSearchGenerator
 from study.tuning.schedulers import (
     Population,
     check_resumable,
@@ -110,13 +107,16 @@ def build_tuner(
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
     if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study
         search_alg = Population(
-            pbt_population(space_fn, settings, constants, seed, grid), max_concurrent or 0
+            pbt_population(space_fn, settings, constants, seed, grid),
+            study_dir,
+            max_concurrent or 0,
         )
     else:
         searcher = make_searcher(
             space_fn, settings, constants, seed, grid, optuna_storage, name, study_dir
         )
-        search_alg = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+        limited = ConcurrencyLimiter(searcher, max_concurrent) if max_concurrent else searcher
+        search_alg = WholeSavesSearchGenerator(limited, study_dir)  # (Tune's wrapper, zipping)
     scheduler = make_scheduler(settings, st.join(study_dir, ASHA_STATE), seed)
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), resources)
     return tune.Tuner(
@@ -161,8 +161,8 @@ def restore_tuner(
 
     A study whose first run ended after writing study.json but before its tuner existed (no
     tuner.pkl: nothing ran) starts now, from the beginning, with the recorded settings. The
-    driver's preflight has checked, before Ray started, that the state files parse
-    (`check_state_files`) or that no trial ran (`check_nothing_ran`)."""
+    driver's preflight has checked, before Ray started, that the state files parse and has put
+    back Ray's last whole save (study.tuning.ray_state), or that no trial ran."""
     study_dir = st.join(storage, name)
     check_resumable(kwargs["settings"].scheduler, study_dir)
     if not tune.Tuner.can_restore(study_dir):
@@ -188,45 +188,3 @@ def restore_tuner(
         restored._tune_config.scheduler = fresh._tune_config.scheduler
         restored._run_config.callbacks = fresh._run_config.callbacks
     return tuner
-
-
-class StateError(ValueError):
-    """Ray's saved state of a study cannot be restored; the message names the file."""
-
-
-def check_nothing_ran(study_dir: str) -> None:
-    """No tuner.pkl: the first run ended before its tuner existed, which is fine only if no trial
-    ran (else starting afresh would silently redo and overwrite what finished)."""
-    trials = read_table(study_dir, TRIALS)
-    if trials is not None and len(trials):
-        raise StateError(
-            f"--resume: {st.redact(st.join(study_dir, 'tuner.pkl'))} is missing but "
-            f"{TRIALS} holds {len(trials)} trial(s): Ray cannot continue this study. Its tables "
-            "stay as they are; start a new study (--name NEW) to run more trials"
-        )
-
-
-def check_state_files(study_dir: str) -> None:
-    """Every file Ray restores from parses, before Tuner.restore: given a truncated one, Ray
-    prints "Failed to restore" and starts the study over, reporting it finished."""
-    if st.is_remote(study_dir):
-        return  # (object stores are written whole: no truncated file to find)
-    root = Path(study_dir)
-    newest = [sorted(root.glob(pattern))[-1:] for pattern in ("experiment_state-*.json",
-              "search_gen_state-*.json", "searcher-state-*.pkl")]  # fmt: skip
-    for path in [root / "tuner.pkl", *(p for paths in newest for p in paths)]:
-        try:
-            data = path.read_bytes()
-            if path.name.startswith("experiment_state"):  # (search_gen_state is a pickle)
-                json.loads(data)
-            else:  # walk the pickle's opcodes: a truncated stream fails, nothing is unpickled
-                for _ in pickletools.genops(data):
-                    pass
-                if not data:
-                    raise ValueError("empty file")
-        except Exception as e:  # truncated, empty, unreadable: whatever it raises
-            raise StateError(
-                f"--resume: {path} cannot be read ({type(e).__name__}: "
-                f"{' '.join(str(e).split())[:160]}): Ray would start the study over. Restore the "
-                "file from a copy, or start a new study (--name NEW); the tables stay as they are"
-            ) from e

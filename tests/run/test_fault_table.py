@@ -251,6 +251,31 @@ def truncated(asha_study, tmp, capsys, monkeypatch, *, state: str) -> Outcome:
     return Outcome(rc, "", err, sd, before)
 
 
+def _older_save(path: Path) -> None:
+    """The experiment state of a save before the last: one trial fewer than the searcher's."""
+    state = json.loads(path.read_bytes())
+    state["trial_data"] = state["trial_data"][:-1]
+    path.write_text(json.dumps(state))
+
+
+DAMAGE = {"truncated": lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),
+          "older-save": _older_save}  # fmt: skip
+
+
+def put_back(asha_study, tmp, capsys, monkeypatch, *, state: str, damage: str) -> Outcome:
+    """A Ray state file that is cut, or from another save than its neighbours (a driver killed
+    while Tune uploaded a save), is put back from ray_state.zip by the resume's checks before
+    Ray (in this process: the code a new process runs)."""
+    sd = _copy(asha_study, tmp)
+    path = sorted(p for p in sd.iterdir() if p.name.startswith(state))[-1]
+    whole = path.read_bytes()
+    DAMAGE[damage](path)
+    args = run.parse_args(["--resume", "--name", "x", "--storage", str(tmp / "s")])
+    driver.prepare(args).lock.release()
+    assert path.read_bytes() == whole
+    return Outcome(0, "", capsys.readouterr().err, sd)
+
+
 def tuner_missing(asha_study, tmp, capsys, monkeypatch) -> Outcome:
     sd = _copy(asha_study, tmp)
     (sd / "tuner.pkl").unlink()
@@ -315,6 +340,11 @@ def _truncated(state: str, message: str) -> Fault:
     return Fault(f"truncated-{state}", truncated, 2, message, "finished", True, {"state": state})
 
 
+def _put_back(state: str, damage: str = "truncated") -> Fault:
+    return Fault(f"{damage}-{state}", put_back, 0, "put back from ray_state.zip", "finished", True,
+                 {"state": state, "damage": damage})  # fmt: skip
+
+
 PHASES = ("decoding", "tuning", "test evaluation", "confirmation", "report")
 RUN_FAULTS = [
     *(_sig(s, p) for p in PHASES for s in (signal.SIGINT, signal.SIGTERM)
@@ -326,6 +356,7 @@ RUN_FAULTS = [
     _kill("study.json@2"),  # the record of tuning's end
     _kill("trials.parquet@1"),  # a trial's first epoch
     _kill("experiment_state@2", resume=True),  # Ray's state
+    _kill("ray_state.zip@2", resume=True),  # Ray's state, whole
     _kill("search_gen_state@1", slow=False),  # the first state writes: before a trial trains
     _kill("searcher-state@1", slow=False),
     _kill("tuner.pkl@1", slow=False),
@@ -355,9 +386,11 @@ RUN_FAULTS = [
           kw={"fault": "oom@1"}, slow=True),
 ]  # fmt: skip
 FINISHED_STUDY_FAULTS = [
-    _truncated("experiment_state", "cannot be read"),
-    _truncated("search_gen_state", "cannot be read"),
-    _truncated("searcher-state", "cannot be read"),
+    _put_back("experiment_state"),
+    _put_back("experiment_state", "older-save"),  # (the files of a resume that hung)
+    _put_back("search_gen_state"),
+    _put_back("searcher-state"),
+    _truncated("ray_state.zip", "cannot be read"),
     _truncated("tuner.pkl", "cannot be read"),
     Fault("truncated-study.json", truncated, 2, "study.json", "unreadable", True,
           {"state": "study.json"}),

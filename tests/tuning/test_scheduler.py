@@ -28,6 +28,7 @@ from study.report.load import load_study
 from study.results.trials import trial_status
 from study.run.overrides import apply_set, parse_set
 from study.spaces.settings import SCHEDULERS, SpaceSettings, stopped_early
+from study.tuning.ray_state import read_last_save
 from study.tuning.schedulers import (
     BUILDERS,
     PerturbKnobs,
@@ -143,7 +144,7 @@ def test_pbt_population_makes_one_trial_per_config_as_drawn(tmp_path: Path) -> N
 
     configs = [{"lr": 0.1, "head_dense": [], "suggested": {"lr": 0.1}},
                {"lr": 0.2, "momentum": 0.9, "head_dense": [64]}]  # fmt: skip
-    pop = Population(configs, max_concurrent=1)
+    pop = Population(configs, str(tmp_path), max_concurrent=1)
     pop.add_configurations(tune.Experiment("x", run=lambda c: None, config={},
                                            storage_path=str(tmp_path)))  # fmt: skip
     first = pop.next_trial()
@@ -293,3 +294,7 @@ def test_a_small_study_runs_to_the_end_with_each_scheduler(kind, ray_cluster, ti
         assert meta["optuna_storage"] is None and not db.exists()
     else:
         assert meta["optuna_storage"] == f"sqlite:///{db}" and db.exists()
+    # Ray's last save, zipped whole by whichever search algorithm saves it (PBT's: Population)
+    last = read_last_save(str(tmp_path / "s" / kind)) or {}
+    assert any(n.startswith("experiment_state-") for n in last) and len(last) >= 2, sorted(last)
+    assert all((tmp_path / "s" / kind / n).read_bytes() == data for n, data in last.items())
