@@ -46,6 +46,7 @@ ASHA_RUNGS = "asha_rungs.parquet"  # ASHA's rung records (study.tuning.scheduler
 
 
 DRIVER_LOCK = "driver.lock"  # who runs the study now (study.results.lock)
+RAY_STATE = "ray_state.zip"  # Ray's last whole save (study.tuning.ray_state)
 
 
 # In every Parquet file's key-value metadata. 2: typed config/<name> columns from the space's
@@ -290,6 +291,8 @@ FILES = {
     "optuna.db": "the Optuna study (SQLite): `optuna-dashboard sqlite:///studies/<study>/optuna.db`",
     "tuner.pkl, experiment_state-*.json, searcher-state-*.pkl": "Ray Tune's experiment state "
     "(--resume, `ray.tune.ExperimentAnalysis`, `Tuner.restore`)",
+    RAY_STATE: "the same files of Ray's last whole save in one file that appears whole: what "
+    "--resume restores from (Ray uploads its files one by one)",
     "<trial_id>/": "Ray Tune's trial folder: params.json (the exact config), result.json, "
     "progress.csv, checkpoints, TensorBoard event files (`tensorboard --logdir studies/<study>`)",
 }

@@ -23,10 +23,10 @@ import pyarrow.fs as pafs
 from ray.tune.search import Searcher, SearchGenerator
 
 from study import storage as st
-from study.results.schema import TRIALS
+from study.results.schema import RAY_STATE, TRIALS
 from study.results.tables import read_table
 
-BUNDLE = "ray_state.zip"
+BUNDLE = RAY_STATE
 # what Tune writes at each save: NAME-<session>.json|pkl, the session being when the run began
 SAVED = ("experiment_state-", "search_gen_state-", "searcher-state-", "basic-variant-state-")
 EXPERIMENT = SAVED[0]
