@@ -2,7 +2,10 @@
 joining a running Ray head (RAY_ADDRESS, as on a cluster, and as most fault-table rows do): one
 trial of one epoch on the 84-image toon set, each phase timed from the console's own lines.
 
-It also times the two imports every study pays twice (the driver's, and each trial worker's),
+It also starts a trial-like Ray worker (an actor that imports torch) with the runtime_env Ray Tune
+gives every trainable ({"env_vars": {"PL_DISABLE_FORK": "1"}}) and without it, as a study now
+starts its trial workers (study.tuning.tuner.launch_trial_workers_without_a_runtime_env), and
+times the two imports every study pays twice (the driver's, and each trial worker's),
 the floor under any test that runs a real study in its own process: the suite's time is about
 (its studies) x (this floor) on 2 cores (benchmarks/results/test_suite.txt).
 
@@ -82,6 +85,36 @@ def one_study(tmp: Path, data: Path, env: dict[str, str]) -> dict[str, float]:
     return seen
 
 
+def worker_starts(repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """(wall s, machine CPU-s) to start an actor that imports torch and answers, alternating
+    Tune's runtime_env and none, on one local Ray of 2 CPUs."""
+    import ray
+
+    @ray.remote
+    class Worker:
+        def ping(self) -> int:
+            import torch  # noqa: F401 (what a trial worker imports first)
+
+            return os.getpid()
+
+    tune_env = {"runtime_env": {"env_vars": {"PL_DISABLE_FORK": "1"}}}
+    out: dict[str, list[tuple[float, float]]] = {"Tune's runtime_env": [], "none": []}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        time.sleep(5)  # Ray's own start-up settles
+        for _ in range(repeats):
+            for label, options in (("Tune's runtime_env", tune_env), ("none", {})):
+                cpu0, t0 = busy_cpu_s(), time.monotonic()
+                actor = Worker.options(**options).remote()
+                ray.get(actor.ping.remote())
+                out[label].append((time.monotonic() - t0, busy_cpu_s() - cpu0))
+                ray.kill(actor)
+                time.sleep(2)
+    finally:
+        ray.shutdown()
+    return out
+
+
 def import_s(module: str) -> float:
     t0 = time.monotonic()
     subprocess.run([sys.executable, "-c", f"import {module}"], cwd=REPO, check=True)
@@ -114,6 +147,16 @@ def main() -> None:
     for p in phases:
         own, join = (statistics.median(r.get(p, float("nan")) for r in runs[k]) for k in runs)
         print(f"{p:<22}{own:>10.1f}{join:>13.1f}{join / own if own else float('nan'):>8.2f}")
+    starts = worker_starts(args.repeats)
+    print(f"\nstarting a trial-like worker (imports torch), median of {args.repeats}")
+    print(f"{'runtime_env':<22}{'wall s':>10}{'CPU-s':>8}")
+    for label, runs_ in starts.items():
+        wall, cpu = (statistics.median(r[i] for r in runs_) for i in (0, 1))
+        print(f"{label:<22}{wall:>10.2f}{cpu:>8.2f}")
+    (tw, tc), (nw, nc) = (
+        tuple(statistics.median(r[i] for r in v) for i in (0, 1)) for v in starts.values()
+    )
+    print(f"{'none / Tune':<22}{nw / tw:>10.2f}{nc / tc:>8.2f}")
     print("\nimports every study pays (a fresh process, median of 3):")
     for module in ("study.run.driver", "study.tuning.trainable", "torch", "ray.tune"):
         print(
