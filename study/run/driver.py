@@ -148,18 +148,18 @@ def prepare(a: Request) -> PreparedStudy:
         check_study_files(study_dir, settings.scheduler, a.optuna_storage)  # our own tables
     make_storage(storage, study_dir if a.resume else None)
     # Ray's saved state parses, or the study is refused here, not started over after Ray
-    last_save = None
-    if a.resume and tune.Tuner.can_restore(study_dir):
-        last_save = check_saved_state(study_dir)
+    restores = a.resume and tune.Tuner.can_restore(study_dir)
+    if restores:
+        check_saved_state(study_dir)
     elif a.resume:
         check_nothing_ran(study_dir)
     # last, before Ray: the atomic decision that this driver runs the study (run_study releases it)
     lock = hold_study(study_dir, name, a.resume, argv)
     if a.resume and (partial := st.remove_partial_writes(study_dir)):
         console.say(f"   removed what a killed run left half-written: {', '.join(partial)}")
-    if last_save is not None:  # Tune restores one whole save, not files of two
+    if restores:  # Tune restores one whole save, not files of two
         try:
-            say_put_back(study_dir, put_back_last_save(study_dir, last_save))
+            say_put_back(study_dir, put_back_last_save(study_dir))
         except BaseException:  # a full disk: the study stays as it was, not held
             lock.release()
             raise

@@ -121,10 +121,15 @@ def _state_files(study_dir: str) -> list[str]:
     return sorted(i.base_name for i in infos if i.is_file and session_of(i.base_name))
 
 
-def put_back_last_save(study_dir: str, files: dict[str, bytes]) -> list[str]:
+def put_back_last_save(study_dir: str) -> list[str]:
     """Make the folder's newest saved state the last whole save, before Tune restores from it:
     its files written where they differ, newer state files (a save that never reached the
-    folder whole) renamed aside with SUPERSEDED. Returns what changed, for the driver to say."""
+    folder whole) renamed aside with SUPERSEDED. Returns what changed, for the driver to say.
+    Read under the driver's lock: a driver that held the study until now may have saved since
+    the checks before the lock."""
+    files = read_last_save(study_dir)
+    if files is None:
+        return []
     session = max(session_of(n) or "" for n in files if n.startswith(EXPERIMENT))
     changed = []
     for name, data in sorted(files.items()):

@@ -79,7 +79,7 @@ def test_files_from_two_saves_are_put_back_as_the_last_whole_one(tmp_path: Path)
     newer.write_text("{}")
     (tmp_path / "trials.parquet").write_bytes(b"not Ray's")
 
-    changed = put_back_last_save(str(tmp_path), read_last_save(str(tmp_path)) or {})
+    changed = put_back_last_save(str(tmp_path))
 
     assert changed == [
         f"experiment_state-{OLD}.json",
@@ -89,7 +89,7 @@ def test_files_from_two_saves_are_put_back_as_the_last_whole_one(tmp_path: Path)
     assert not newer.exists() and Path(f"{newer}{SUPERSEDED}").read_text() == "{}"
     assert (tmp_path / "trials.parquet").read_bytes() == b"not Ray's"
     # a folder that already holds the last whole save is left as it is
-    assert put_back_last_save(str(tmp_path), last) == []
+    assert put_back_last_save(str(tmp_path)) == []
 
 
 @pytest.mark.parametrize(
