@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickletools
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -65,8 +67,16 @@ class WholeSaves:
     study_dir: str
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
-        super().save_to_dir(dirpath, session_str)  # type: ignore[misc]
-        bundle_save(Path(dirpath), session_str, self.study_dir)
+        # Tune starts a save while its last upload of the staging folder may still run: the
+        # temporaries the search algorithm writes and renames in the folder it is given would be
+        # listed by that upload and gone when it reads them (Ray logs a FileNotFoundError
+        # traceback; seen on a Ctrl-C). So they are written beside it, and renamed in whole.
+        staging = Path(dirpath)
+        with tempfile.TemporaryDirectory(dir=staging.parent, prefix=".search-save-") as private:
+            super().save_to_dir(private, session_str)  # type: ignore[misc]
+            for path in Path(private).iterdir():
+                os.replace(path, staging / path.name)
+        bundle_save(staging, session_str, self.study_dir)
 
 
 class WholeSavesSearchGenerator(WholeSaves, SearchGenerator):

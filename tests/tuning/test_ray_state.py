@@ -39,12 +39,17 @@ def _zip(path: Path, files: dict[str, bytes]) -> None:
 
 
 class _Tune:
-    """Stands for Tune's search algorithm: writes its files of a save into the staging folder."""
+    """Stands for Tune's search algorithm: writes its files of a save, each to a temporary
+    renamed into place, in the folder it is given."""
+
+    given: list[str] = []
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
+        self.given.append(dirpath)
         for name, data in _save(session_str, ["a", "b"]).items():
             if not name.startswith("experiment_state"):  # (Tune's controller writes that one)
-                (Path(dirpath) / name).write_bytes(data)
+                (Path(dirpath) / f".tmp-{name}").write_bytes(data)
+                (Path(dirpath) / f".tmp-{name}").rename(Path(dirpath) / name)
 
 
 class _Saving(WholeSaves, _Tune):
@@ -60,8 +65,16 @@ def test_each_save_is_zipped_whole_with_only_its_own_session(tmp_path: Path) -> 
         (staging / name).write_bytes(data)
     (staging / f"experiment_state-{NEW}.json").write_bytes(_save(NEW, ["a", "b"])[
         f"experiment_state-{NEW}.json"])  # fmt: skip
-    _Saving(study).save_to_dir(str(staging), NEW)
+    saving = _Saving(study)
+    saving.save_to_dir(str(staging), NEW)
     assert read_last_save(str(study)) == _save(NEW, ["a", "b"])
+    # the search algorithm wrote (and renamed its temporaries) outside the folder Tune uploads;
+    # its files arrived whole, and the private folder is gone
+    assert saving.given and Path(saving.given[0]).parent == tmp_path
+    assert not Path(saving.given[0]).exists()
+    assert sorted(p.name for p in staging.iterdir()) == sorted(
+        {**_save(OLD, ["a"]), **_save(NEW, ["a", "b"])}
+    )
     # written straight into the study folder (whole: no temporary left), not into what Tune uploads
     assert [p.name for p in study.iterdir()] == [BUNDLE] and not (staging / BUNDLE).exists()
 
