@@ -60,9 +60,10 @@ def launch_trial_workers_without_a_runtime_env() -> None:
     """Tune gives every trainable the runtime_env {"env_vars": {"PL_DISABLE_FORK": "1"}}
     (ray.tune.execution.class_cache; for PyTorch Lightning, which no trial uses). Any runtime_env
     makes Ray launch the trial's worker through its setup_worker.py, a second interpreter start:
-    about 2 CPU-s of every trial worker (benchmarks/study_startup.py), the suite's largest
-    single cost. Without it a trial worker starts as Ray's plain workers do; the variables Tune
-    forwards from the driver (AWS credentials) still go."""
+    2.2 CPU-s more per worker started alone (benchmarks/study_startup.py), about 1 in the test
+    suite's cover studies (benchmarks/results/test_suite.txt). Without it a trial worker starts
+    as Ray's plain workers do; the variables Tune forwards from the driver (AWS credentials)
+    still go."""
     class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
