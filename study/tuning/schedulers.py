@@ -254,6 +254,12 @@ class Population(WholeSaves, BasicVariantGenerator):
         self._configs = configs
         self.study_dir = study_dir
 
+    def set_state(self, state: dict) -> None:
+        # Ray's state holds the folder it was saved in: a copied study zips into its own
+        study_dir = self.study_dir
+        super().set_state(state)
+        self.study_dir = study_dir
+
     def add_configurations(self, experiments) -> None:
         for experiment in _convert_to_experiment_list(experiments):
             # Ray's own trial maker (ids, tags, the experiment's resources and storage)

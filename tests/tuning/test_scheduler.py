@@ -154,6 +154,10 @@ def test_pbt_population_makes_one_trial_per_config_as_drawn(tmp_path: Path) -> N
     assert second.config == configs[1] and second.trial_id != first.trial_id
     pop.on_trial_complete(second.trial_id)
     assert pop.next_trial() is None and pop.is_finished()
+    # restored in a copied study's folder, it saves there, not where its state was saved
+    moved = Population(configs, str(tmp_path / "copy"))
+    moved.set_state(pop.get_state())
+    assert moved.study_dir == str(tmp_path / "copy") and moved.is_finished()
 
 
 @pytest.mark.parametrize("kind", ["hyperband", "median", "pbt"])
