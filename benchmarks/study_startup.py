@@ -3,9 +3,10 @@ joining a running Ray head (RAY_ADDRESS, as on a cluster, and as most fault-tabl
 trial of one epoch on the 84-image toon set, each phase timed from the console's own lines.
 
 It also starts a trial-like Ray worker (an actor that imports torch) with the runtime_env Ray Tune
-gives every trainable ({"env_vars": {"PL_DISABLE_FORK": "1"}}) and without it, as a study now
-starts its trial workers (study.tuning.tuner.launch_trial_workers_without_a_runtime_env), and
-times the two imports every study pays twice (the driver's, and each trial worker's),
+gives every trainable ({"env_vars": {"PL_DISABLE_FORK": "1"}}) and without it (a start without
+it is cheaper, but a study whose trial workers started without it trained about 13 % slower:
+benchmarks/results/study_startup.txt, 2026-12-03; studies keep Tune's), and times the two
+imports every study pays twice (the driver's, and each trial worker's),
 the floor under any test that runs a real study in its own process: the suite's time is about
 (its studies) x (this floor) on 2 cores (benchmarks/results/test_suite.txt).
 

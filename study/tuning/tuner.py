@@ -9,7 +9,6 @@ import optuna
 from ray import tune
 from ray._common.usage import usage_lib
 from ray.air._internal import usage as air_usage
-from ray.tune.execution import class_cache
 from ray.tune.search import ConcurrencyLimiter
 
 from study import storage as st
@@ -54,17 +53,6 @@ def skip_callback_census_without_usage_stats() -> None:
     stats_on = usage_lib.usage_stats_enabled()
     # Tune's run() looks it up at each call
     air_usage.tag_callbacks = _RAY_CALLBACK_CENSUS if stats_on else _no_callback_census
-
-
-def launch_trial_workers_without_a_runtime_env() -> None:
-    """Tune gives every trainable the runtime_env {"env_vars": {"PL_DISABLE_FORK": "1"}}
-    (ray.tune.execution.class_cache; for PyTorch Lightning, which no trial uses). Any runtime_env
-    makes Ray launch the trial's worker through its setup_worker.py, a second interpreter start:
-    2.2 CPU-s more per worker started alone (benchmarks/study_startup.py), about 1 in the test
-    suite's cover studies (benchmarks/results/test_suite.txt). Without it a trial worker starts
-    as Ray's plain workers do; the variables Tune forwards from the driver (AWS credentials)
-    still go."""
-    class_cache.DEFAULT_ENV_VARS.pop("PL_DISABLE_FORK", None)
 
 
 def make_searcher(
@@ -115,7 +103,6 @@ def build_tuner(
 ) -> tune.Tuner:
     study_dir = st.join(storage, name)
     skip_callback_census_without_usage_stats()
-    launch_trial_workers_without_a_runtime_env()
     if optuna_storage is None:
         optuna_db(study_dir).parent.mkdir(parents=True, exist_ok=True)
     if settings.scheduler == "pbt":  # Ray refuses a searcher with PBT: no Optuna study

@@ -96,24 +96,3 @@ def test_tune_counts_callbacks_without_importing_mlflow_when_usage_stats_are_off
             air_usage.tag_callbacks(callbacks)
     else:
         assert air_usage.tag_callbacks(callbacks) is False
-
-
-def test_trial_workers_start_without_tunes_runtime_env(monkeypatch) -> None:
-    """Tune's actor cache still adds PL_DISABLE_FORK to every trainable's runtime_env (which
-    costs each trial worker a second interpreter start); study.tuning.tuner drops it and keeps
-    the variables Tune forwards from the driver."""
-    from ray.tune.execution import class_cache
-
-    monkeypatch.setattr(class_cache, "DEFAULT_ENV_VARS", {"PL_DISABLE_FORK": "1"})
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "the driver's")
-
-    class Trainable:
-        pass
-
-    tuner.launch_trial_workers_without_a_runtime_env()
-    remote = class_cache._ActorClassCache().get(Trainable)
-    env = remote._default_options["runtime_env"]  # (a RuntimeEnv: a dict without empty keys)
-    assert env.get("env_vars") == {"AWS_ACCESS_KEY_ID": "the driver's"}
-    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
-    empty = class_cache._ActorClassCache().get(type("Other", (), {}))
-    assert not empty._default_options["runtime_env"].get("env_vars")
