@@ -16,7 +16,6 @@ import io
 import json
 import os
 import pickletools
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -25,6 +24,7 @@ import pyarrow.fs as pafs
 from ray.tune.search import Searcher, SearchGenerator
 
 from study import storage as st
+from study.results.lock import warn
 from study.results.schema import RAY_STATE, TRIALS
 from study.results.tables import read_table
 
@@ -156,12 +156,10 @@ def put_back_last_save(study_dir: str) -> list[str]:
 
 
 def say_put_back(study_dir: str, changed: list[str]) -> None:
-    if changed:
-        print(
+    if changed:  # (on stderr, as the lock's takeover note)
+        warn(
             f"note: Ray's state files in {st.redact(study_dir)} were not one whole save (a run "
-            f"killed while saving): put back from {BUNDLE}: {', '.join(changed)}",
-            file=sys.stderr,
-            flush=True,
+            f"killed while saving): put back from {BUNDLE}: {', '.join(changed)}"
         )
 
 

@@ -42,7 +42,7 @@ class _Tune:
     """Stands for Tune's search algorithm: writes its files of a save, each to a temporary
     renamed into place, in the folder it is given."""
 
-    given: list[str] = []
+    given: list[str]
 
     def save_to_dir(self, dirpath: str, session_str: str = "default") -> None:
         self.given.append(dirpath)
@@ -55,6 +55,7 @@ class _Tune:
 class _Saving(WholeSaves, _Tune):
     def __init__(self, study_dir: Path):
         self.study_dir = str(study_dir)
+        self.given = []  # the folders it was given to write in, this instance's alone
 
 
 def test_each_save_is_zipped_whole_with_only_its_own_session(tmp_path: Path) -> None:
