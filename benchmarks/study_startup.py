@@ -4,9 +4,9 @@ trial of one epoch on the 84-image toon set, each phase timed from the console's
 
 It also starts a trial-like Ray worker (an actor that imports torch) with the runtime_env Ray Tune
 gives every trainable ({"env_vars": {"PL_DISABLE_FORK": "1"}}) and without it (a start without
-it is cheaper, but a study whose trial workers started without it trained about 13 % slower:
-benchmarks/results/study_startup.txt, 2026-12-03; studies keep Tune's), and times the two
-imports every study pays twice (the driver's, and each trial worker's),
+it is cheaper; studies keep Tune's, as a trial in a worker started without it trained slower
+in one A/B/A, within this machine's drift: benchmarks/results/study_startup.txt, 2026-12-03),
+and times the two imports every study pays twice (the driver's, and each trial worker's),
 the floor under any test that runs a real study in its own process: the suite's time is about
 (its studies) x (this floor) on 2 cores (benchmarks/results/test_suite.txt).
 
