@@ -39,7 +39,7 @@ def _space(trial: optuna.Trial) -> dict:
     return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True)}
 
 
-def test_the_private_attributes_search_py_uses_still_exist() -> None:
+def test_the_private_attributes_search_py_uses_still_exist(tmp_path) -> None:
     searcher = OptunaSearch(space=_space, metric="val_acc", mode="max")
     assert searcher.suggest("t1") is not None
     for name in OPTUNA_SEARCH:
@@ -54,7 +54,11 @@ def test_the_private_attributes_search_py_uses_still_exist() -> None:
         assert hasattr(asha, name), f"ASHAScheduler.{name}"
     milestone, records = asha._brackets[0]._rungs[0]  # (milestone, {trial_id: value})
     assert isinstance(milestone, int | float) and isinstance(records, dict)
-    tuner = tune.Tuner(lambda config: None, tune_config=tune.TuneConfig(search_alg=searcher))
+    tuner = tune.Tuner(  # a Tuner makes its run's folder: in tmp_path, not the user's ~/ray_results
+        lambda config: None,
+        tune_config=tune.TuneConfig(search_alg=searcher),
+        run_config=tune.RunConfig(storage_path=str(tmp_path)),
+    )
     for name in TUNER:
         assert hasattr(tuner, name), f"Tuner.{name}"
     for name in TUNER_INTERNAL:
