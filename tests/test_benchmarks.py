@@ -264,3 +264,39 @@ def test_early_stopping_summary_spreads_ratios_and_the_compass_verdict() -> None
     rows[1]["test_of_best"] = 0.81
     assert compare(rows, "fifo")[1][1].endswith("of its epochs): met")
     assert len(compare(rows, "fifo", compass=False)[1]) == 1
+
+
+def _acct_record(pid: int, ppid: int, start: int, ticks: int, comm: bytes) -> bytes:
+    from benchmarks.suite_cpu import ACCT_V3
+
+    # utime = ticks (below 2**13: a comp_t with exponent 0), stime as a comp_t with exponent 1
+    return ACCT_V3.pack(0, 3, 0, 0, 0, 0, pid, ppid, start, 0.0, ticks, 1 << 13 | 2, 0, 0, 0, 0,
+                        0, 0, comm)  # fmt: skip
+
+
+def test_suite_cpu_charges_each_process_to_the_test_its_worker_ran() -> None:
+    """benchmarks/suite_cpu.py: acct_v3 records decoded (comp_t times), and a grandchild (a Ray
+    worker under a head) charged to the test running on its pytest worker when it began."""
+    from benchmarks.suite_cpu import TestRun, attribute, comp_t, parse_acct
+
+    assert comp_t(1 << 13 | 2) == 16 and comp_t(100) == 100
+    data = b"".join(
+        [
+            _acct_record(10, 1, 1000, 100, b"python"),  # a pytest worker: its own CPU is not here
+            _acct_record(20, 10, 1001, 200, b"raylet"),  # started during test a
+            _acct_record(21, 20, 1010, 300, b"ray::ImplicitFu"),  # its worker, during test b
+            _acct_record(30, 10, 1030, 50, b"python"),  # after both tests
+            _acct_record(40, 2, 1005, 70, b"chromium"),  # not under a pytest worker
+        ]
+    )
+    procs = parse_acct(data)
+    assert [p.comm for p in procs][2] == "ray::ImplicitFu"  # the kernel keeps 15 characters
+    assert procs[1].cpu_s == pytest.approx(2.16)  # (200 + 16) ticks of 1/100 s
+    tests = [TestRun(10, "a", 1000.5, 1008.0, 1.0), TestRun(10, "b", 1008.0, 1020.0, 2.0)]
+    children, lost = attribute(procs, tests)
+    assert children == pytest.approx({"a": 2.16, "b": 3.16})
+    assert lost == pytest.approx(0.66 + 0.86)
+    with pytest.raises(ValueError, match="acct version 2"):
+        parse_acct(data[:1] + b"\x02" + data[2:64])
+    with pytest.raises(ValueError, match="not whole 64-byte"):
+        parse_acct(data[:70])
