@@ -23,13 +23,14 @@ from .registry import (
 )
 
 if TYPE_CHECKING:
-    from .layers import ACTIVATIONS, Classifier, count_params, input_norm
+    from .layers import ACTIVATIONS, Classifier, count_gflops, count_params, input_norm
     from .regularization import gradcam_layer, l2_penalty, param_groups
 
 # name -> the torch module that defines it
 _LAZY = {
     "ACTIVATIONS": "layers",
     "Classifier": "layers",
+    "count_gflops": "layers",
     "count_params": "layers",
     "input_norm": "layers",
     "gradcam_layer": "regularization",
@@ -40,6 +41,7 @@ _LAZY = {
 __all__ = [
     "ACTIVATIONS",
     "Classifier",
+    "count_gflops",
     "count_params",
     "create_model",
     "gradcam_layer",

@@ -10,19 +10,14 @@ import sys
 
 def describe(name: str, num_classes: int, image_size: int) -> dict[str, object]:
     """Plain facts about one model with default options (tested without printing)."""
-    import torch  # here, not at the top: --help and --list need no torch
-    from torch.utils.flop_counter import FlopCounterMode
+    # here, not at the top: --help and --list need no torch
+    from study.models import count_gflops, count_params, create_model, model_info
 
-    from study.models import count_params, create_model, model_info
-
-    model = create_model(name, num_classes).eval()
-    x = torch.zeros(1, 3, image_size, image_size)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
+    model = create_model(name, num_classes)
     return {
         "name": name,
         "params": count_params(model),
-        "gflops": counter.get_total_flops() / 1e9,
+        "gflops": count_gflops(model, image_size),
         "description": model_info(name)["description"],
     }
 

@@ -227,6 +227,24 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def count_gflops(model: nn.Module, image_size: int | tuple[int, int]) -> float:
+    """Forward GFLOPs of one image (torch's FlopCounterMode), on the model's device, in eval mode
+    (no running statistics move), then back in the mode it was in. Not on a torch.compile'd
+    model: the count would compile it."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, 3, h, w, device=device))
+    finally:
+        model.train(was_training)
+    return counter.get_total_flops() / 1e9
+
+
 def apply_freeze(model: Classifier, freeze: str | int) -> None:
     """Freeze the whole backbone, or all but its last ``freeze`` stages. Frozen BatchNorms become
     timm's ``FrozenBatchNorm2d`` so their running statistics stay put in train mode too."""

@@ -38,15 +38,12 @@ _NO_FLOPS = ("dropout", "activation", "head_output")
 def _count_gflops(model: str, options_json: str, num_classes: int, image_size: int) -> float:
     """Forward GFLOPs of one image, counted on the meta device (no weights, no memory)."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
-    from study.models import create_model
+    from study.models import count_gflops, create_model
 
     with torch.device("meta"):
-        net = create_model(model, num_classes, **json.loads(options_json)).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            net(torch.zeros(1, 3, image_size, image_size))
-    return counter.get_total_flops() / 1e9
+        net = create_model(model, num_classes, **json.loads(options_json))
+    return count_gflops(net, image_size)
 
 
 @functools.cache
@@ -85,15 +82,24 @@ def trial_gflops(
     trials: pd.DataFrame, num_classes: int, image_size: int | None
 ) -> tuple[pd.Series, list[str]]:
     """GFLOPs per image of each trial's model at its image size (NaN where it cannot be counted,
-    with one note per reason). A ``gflops`` column in trials.parquet is used as it is."""
-    if "gflops" in trials:
-        return trials["gflops"].astype(float), []
-    out, notes = pd.Series(np.nan, index=trials.index, dtype=float), []
+    with one note per reason). A trial counts its own in the worker that builds its model
+    (trials.parquet's ``gflops``, NaN until it first reports), used as it is. Only trials that
+    reported without one (run before that column) are counted here, which costs this process
+    torch and the torch._dynamo that FlopCounterMode imports (about 6 CPU-seconds, more than
+    a small report takes)."""
+    out = trials["gflops"].astype(float) if "gflops" in trials else None
+    if out is None:
+        out = pd.Series(np.nan, index=trials.index, dtype=float)
+    epochs = trials["epochs"] if "epochs" in trials else pd.Series(1, index=trials.index)
+    todo = trials[out.isna() & (epochs.fillna(0) > 0)]
+    notes: list[str] = []
+    if todo.empty:
+        return out, notes
     try:
         import torch  # noqa: F401 - only to know whether FLOPs can be counted here
     except ImportError:
         return out, ["GFLOPs not shown: PyTorch is not installed where the report was built."]
-    for idx, row in trials.iterrows():
+    for idx, row in todo.iterrows():
         model = str(row.get("model") or "")
         size = decode(row.get("config/image_size")) or image_size
         if not model or not size or num_classes < 1:

@@ -141,6 +141,12 @@ TABLES: dict[str, Table] = {
             Column("test_acc_ci_low", "double", CI_LOW, "test"),
             Column("test_acc_ci_high", "double", CI_HIGH, "test"),
             Column("params", "int64", "the model's parameter count"),
+            Column(
+                "gflops",
+                "double",
+                "forward GFLOPs of one image at the size it trained on, counted by the trial "
+                "(NaN before its first report)",
+            ),
             Column("wall_s", "double", "seconds its epochs took, summed"),
             Column("epoch_s_mean", "double", "mean seconds per epoch"),
             Column("node", "string", "the host that ran its last epoch"),

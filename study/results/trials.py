@@ -143,6 +143,7 @@ def summarise_trial(
         "best_epoch": int(e["epoch"].iloc[int(np.nanargmax(acc))]) if len(finite) else 0,
         **dict.fromkeys(TEST_COLUMNS, np.nan),  # the test split is read once, after tuning
         "params": int((last or {}).get("params", 0)),
+        "gflops": float((last or {}).get("gflops", np.nan)),  # NaN: from before the column
         "wall_s": float(e["epoch_s"].sum()) if len(e) else 0.0,
         "epoch_s_mean": float(e["epoch_s"].mean()) if len(e) else np.nan,
         "node": (last or {}).get("node", ""),

@@ -112,7 +112,9 @@ def run_trial_cv(
     if found:
         start, best_dict, best_fold0, note = _restore(found[0], runs, device)
         best = BestTracker.resumed(best_dict)
-    stamp = TrialStamp(params=runs[0].params, device=str(device), node=node, seed=cfg.seed)
+    stamp = TrialStamp(
+        params=runs[0].params, gflops=runs[0].gflops, device=str(device), node=node, seed=cfg.seed
+    )
     writer = CheckpointWriter()
     try:
         for epoch in range(start, cfg.max_epochs):

@@ -21,6 +21,7 @@ class TrialStamp:
     trial runs."""
 
     params: int
+    gflops: float
     device: str
     node: str = ""  # default: this machine's host name
     seed: int

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from study.data import Augment, AugmentConfig
-from study.models import input_norm
+from study.models import count_gflops, count_params, input_norm
 from study.training import faults as inject
 from study.training.checkpoints import (
     CheckpointWriter,
@@ -84,6 +84,7 @@ class Training:
     weight: torch.Tensor | None
     scaler: torch.amp.GradScaler
     params: int
+    gflops: float  # forward GFLOPs of one image, counted before any torch.compile
     gen: torch.Generator
     fit: BatchFit
     # train and val resized with the filter the model expects (TrialData.for_model)
@@ -241,7 +242,10 @@ def setup_trial(
         aug=Augment(AugmentConfig.from_strength(cfg.aug_strength), *input_norm(model)),
         weight=class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None,
         scaler=torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16),
-        params=sum(p.numel() for p in model.parameters()),
+        params=count_params(model),
+        # here, where the model is built and torch._dynamo is imported for the optimiser anyway:
+        # a report that counted them itself would import it too (study.report.architectures)
+        gflops=count_gflops(model, tuple(data.train.images.shape[-2:])),
         gen=gen,
         fit=BatchFit(cfg.batch_size),
         data=data,
@@ -281,7 +285,9 @@ def run_trial(
     compiled = None if t.probe else compile_choice(cfg.compile, device, None, 0)
     if compiled and compiled[0]:
         t.model = torch.compile(t.model)
-    stamp = TrialStamp(params=t.params, device=str(device), node=node, seed=cfg.seed)
+    stamp = TrialStamp(
+        params=t.params, gflops=t.gflops, device=str(device), node=node, seed=cfg.seed
+    )
     writer = CheckpointWriter()
     try:
         for epoch in range(start_epoch, cfg.max_epochs):

@@ -121,6 +121,11 @@ def test_gflops_counted_from_the_config() -> None:
     assert g[0] != g[1] and g[3] > g[2] > 0  # depth and an extra Inception block cost FLOPs
     assert math.isnan(g[4]) and "nonesuch" in notes[0]
     assert architectures.trial_gflops(trials.assign(gflops=1.5), 7, 32)[0].eq(1.5).all()
+    # a study resumed from before the column: its trials that reported without one are counted,
+    # one that has not reported yet (0 epochs) is not
+    mixed = trials.assign(gflops=[1.5, np.nan, np.nan, 1.5, 1.5], epochs=[1, 1, 0, 1, 1])
+    g2, _ = architectures.trial_gflops(mixed, 7, 32)
+    assert g2[0] == 1.5 and g2[1] == pytest.approx(g[1]) and math.isnan(g2[2])
 
 
 def test_history_by_hand() -> None:

@@ -5,6 +5,7 @@ and ends, and that the module imports with Ray blocked. Tiny CNN, 32 px, a few i
 from __future__ import annotations
 
 import importlib
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -103,6 +104,15 @@ def test_run_trial_reports_every_epoch_with_its_checkpoint(tmp_path) -> None:
     meta = torch.load(rec.dirs[-1] / checkpoints.META, weights_only=True)
     assert meta["epoch"] == 3 and [h["epoch"] for h in meta["history"]] == [1, 2, 3]
     assert meta["best"]["epoch"] == last["best_epoch"]
+    # the model's GFLOPs at 32 px, as the report counts them for a study from before the column
+    assert {m["gflops"] for m in rec.metrics} == {_report_gflops(32)} and last["gflops"] > 0
+
+
+def _report_gflops(size: int) -> float:
+    from study.report.architectures import _count_gflops
+
+    options = {"width": 4, "depth": 2, "dropout": 0.3}
+    return _count_gflops("vanilla_cnn", json.dumps(options, sort_keys=True), len(CLASSES), size)
 
 
 def test_a_resumed_trial_trains_as_an_uninterrupted_one(tmp_path) -> None:
@@ -196,6 +206,7 @@ def test_the_cross_validation_trial_runs_without_ray(tmp_path) -> None:
     run_trial_cv(_cfg(max_epochs=2), _data(folds=True), report, lambda: [], device=CPU)
     assert [m["epoch"] for m in reports] == [1, 2]
     assert reports[-1]["cv_folds"] == 2 and reports[-1]["end_reason"] == "max_epochs"
+    assert reports[-1]["gflops"] == _report_gflops(32)
 
 
 def test_the_cross_validation_trial_halves_its_micro_batch_on_out_of_memory(tmp_path) -> None:
