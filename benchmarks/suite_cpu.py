@@ -186,10 +186,14 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("error: process accounting needs root (accton switches it on for the machine)")
         return 2
-    print(f"uptime before: {subprocess.run(['uptime'], capture_output=True, text=True).stdout}")
+    uptime = ["uptime"]  # the machine's load beside the figures (it is shared)
+    print(
+        f"uptime before: {subprocess.run(uptime, capture_output=True, text=True).stdout}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rc, wall, procs, tests = run_suite(a.pytest_args or ["-q", "-n", "2"], Path(tmp))
-    print(f"uptime after: {subprocess.run(['uptime'], capture_output=True, text=True).stdout}")
+    print(f"uptime after: {subprocess.run(uptime, capture_output=True, text=True).stdout}")
     report(wall, procs, tests, a.top)
     return rc
 
