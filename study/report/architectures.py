@@ -87,9 +87,7 @@ def trial_gflops(
     reported without one (run before that column) are counted here, which costs this process
     torch and the torch._dynamo that FlopCounterMode imports (about 6 CPU-seconds, more than
     a small report takes)."""
-    out = trials["gflops"].astype(float) if "gflops" in trials else None
-    if out is None:
-        out = pd.Series(np.nan, index=trials.index, dtype=float)
+    out = trials.get("gflops", pd.Series(np.nan, index=trials.index)).astype(float)
     epochs = trials["epochs"] if "epochs" in trials else pd.Series(1, index=trials.index)
     todo = trials[out.isna() & (epochs.fillna(0) > 0)]
     notes: list[str] = []
