@@ -35,9 +35,9 @@ from study.training.checkpoints import (
     write_best,
 )
 from study.training.config import TrainConfig
-from study.training.epoch_record import BestTracker, EpochRecord, TrialStamp, restore_note
+from study.training.epoch_record import BestTracker, EpochRecord, restore_note
 from study.training.steps import TrialData, pick_device, unwrap
-from study.training.trial import Report, Resume, setup_trial, train_or_end
+from study.training.trial import Report, Resume, setup_trial, train_or_end, trial_stamp
 
 CV_STATE = "cv.pt"
 
@@ -112,9 +112,7 @@ def run_trial_cv(
     if found:
         start, best_dict, best_fold0, note = _restore(found[0], runs, device)
         best = BestTracker.resumed(best_dict)
-    stamp = TrialStamp(
-        params=runs[0].params, gflops=runs[0].gflops, device=str(device), node=node, seed=cfg.seed
-    )
+    stamp = trial_stamp(runs[0], node)
     writer = CheckpointWriter()
     try:
         for epoch in range(start, cfg.max_epochs):

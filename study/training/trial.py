@@ -84,7 +84,6 @@ class Training:
     weight: torch.Tensor | None
     scaler: torch.amp.GradScaler
     params: int
-    gflops: float  # forward GFLOPs of one image, counted before any torch.compile
     gen: torch.Generator
     fit: BatchFit
     # train and val resized with the filter the model expects (TrialData.for_model)
@@ -243,13 +242,20 @@ def setup_trial(
         weight=class_weight_tensor(data.train.labels, k, device) if cfg.class_weights else None,
         scaler=torch.amp.GradScaler(enabled=amp_dtype(device) == torch.float16),
         params=count_params(model),
-        # here, where the model is built and torch._dynamo is imported for the optimiser anyway:
-        # a report that counted them itself would import it too (study.report.architectures)
-        gflops=count_gflops(model, tuple(data.train.images.shape[-2:])),
         gen=gen,
         fit=BatchFit(cfg.batch_size),
         data=data,
         note=note,
+    )
+
+
+def trial_stamp(t: Training, node: str) -> TrialStamp:
+    """What each of the trial's reports repeats. Its GFLOPs are counted here, once per trial, in
+    the worker that built the model and imported torch._dynamo for the optimiser anyway: a report
+    that counted them itself would import it too (study.report.architectures)."""
+    gflops = count_gflops(t.model, tuple(t.data.train.images.shape[-2:]))
+    return TrialStamp(
+        params=t.params, gflops=gflops, device=str(t.device), node=node, seed=t.cfg.seed
     )
 
 
@@ -282,12 +288,10 @@ def run_trial(
     # "auto" on CUDA times this run's first epoch eagerly and decides after it
     if cfg.compile == "auto" and device.type == "cuda":
         t.probe = StepProbe()
+    stamp = trial_stamp(t, node)  # before torch.compile: counting a compiled model compiles it
     compiled = None if t.probe else compile_choice(cfg.compile, device, None, 0)
     if compiled and compiled[0]:
         t.model = torch.compile(t.model)
-    stamp = TrialStamp(
-        params=t.params, gflops=t.gflops, device=str(device), node=node, seed=cfg.seed
-    )
     writer = CheckpointWriter()
     try:
         for epoch in range(start_epoch, cfg.max_epochs):
