@@ -192,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     with tempfile.TemporaryDirectory() as tmp:
-        rc, wall, procs, tests = run_suite(a.pytest_args or ["-q", "-n", "2"], Path(tmp))
+        try:
+            rc, wall, procs, tests = run_suite(a.pytest_args or ["-q", "-n", "2"], Path(tmp))
+        except subprocess.CalledProcessError as e:  # accton refused (a container without the right)
+            print(f"error: {' '.join(e.cmd)}: {(e.stderr or b'').decode().strip() or e}")
+            return 2
     print(f"uptime after: {subprocess.run(uptime, capture_output=True, text=True).stdout}")
     report(wall, procs, tests, a.top)
     return rc
