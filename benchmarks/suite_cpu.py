@@ -106,6 +106,20 @@ def attribute(procs: list[Proc], tests: list[TestRun]) -> tuple[dict[str, float]
     return dict(children), lost
 
 
+def by_name(procs: list[Proc], workers: set[int]) -> list[tuple[str, float, int]]:
+    """(name, CPU-seconds, processes) of the processes the tests started, most CPU first: Ray's
+    trial workers, its daemons' threads, drivers and browsers apart. A name is the process's last
+    thread's (accounting's record), so a worker that exits from a jemalloc or gRPC thread is
+    counted under that thread's name."""
+    cpu: Counter[str] = Counter()
+    count: Counter[str] = Counter()
+    for p in procs:
+        if p.pid not in workers:
+            cpu[p.comm] += p.cpu_s
+            count[p.comm] += 1
+    return [(name, c, count[name]) for name, c in cpu.most_common()]
+
+
 # ------------------------------------------------------------------ the plugin (pytest -p ...)
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
@@ -162,6 +176,9 @@ def report(wall: float, procs: list[Proc], tests: list[TestRun], top: int) -> No
     for lo, hi in ((5, 1e9), (1, 5), (0, 1)):
         band = [c for c in started if lo <= c < hi]
         print(f"  processes of {lo}-{'' if hi > 1e8 else hi} CPU-s: {len(band)}, {sum(band):.0f} s")
+    print(f"\n{'total':>7} {'count':>6}  started processes by name (top {top})")
+    for name, cpu, count in by_name(procs, workers)[:top]:
+        print(f"{cpu:7.1f} {count:6d}  {name}")
     ids = sorted(set(own) | set(children), key=lambda i: -(own[i] + children.get(i, 0)))
     print(f"\n{'total':>7} {'pytest':>7} {'started':>7}  test (CPU-seconds, top {top})")
     for i in ids[:top]:

@@ -277,7 +277,7 @@ def _acct_record(pid: int, ppid: int, start: int, ticks: int, comm: bytes) -> by
 def test_suite_cpu_charges_each_process_to_the_test_its_worker_ran() -> None:
     """benchmarks/suite_cpu.py: acct_v3 records decoded (comp_t times), and a grandchild (a Ray
     worker under a head) charged to the test running on its pytest worker when it began."""
-    from benchmarks.suite_cpu import TestRun, attribute, comp_t, parse_acct
+    from benchmarks.suite_cpu import TestRun, attribute, by_name, comp_t, parse_acct
 
     assert comp_t(1 << 13 | 2) == 16 and comp_t(100) == 100
     data = b"".join(
@@ -296,6 +296,10 @@ def test_suite_cpu_charges_each_process_to_the_test_its_worker_ran() -> None:
     children, lost = attribute(procs, tests)
     assert children == pytest.approx({"a": 2.16, "b": 3.16})
     assert lost == pytest.approx(0.66 + 0.86)
+    named = [(name, round(cpu, 2), n) for name, cpu, n in by_name(procs, {10})]
+    assert named == [("ray::ImplicitFu", 3.16, 1), ("raylet", 2.16, 1), ("chromium", 0.86, 1),
+                     ("python", 0.66, 1)]  # fmt: skip
+    assert ("python", 1.82, 2) in [(a, round(b, 2), c) for a, b, c in by_name(procs, set())]
     with pytest.raises(ValueError, match="acct version 2"):
         parse_acct(data[:1] + b"\x02" + data[2:64])
     with pytest.raises(ValueError, match="not whole 64-byte"):
